@@ -1,0 +1,22 @@
+//! Pure SIMD kernels of tokenroute.
+//!
+//! Each family lives in its own module (`sigmoid`, `score`, ...) with one file per ISA
+//! tier and a `REGISTRY` per operation listing every variant compiled for this target.
+//! Kernels take raw pointers and element counts, never validate, never allocate and
+//! never choose an ISA: the `tokenroute` crate validates arguments and owns the
+//! dispatch policy. See `kernels/README.md` for the naming vocabulary and the
+//! "how to add a variant" checklist.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(clippy::missing_safety_doc)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod isa;
+pub mod registry;
+pub mod score;
+pub mod sigmoid;
+
+pub use isa::Isa;
+pub use registry::KernelInfo;

@@ -1,0 +1,158 @@
+//! AVX-512 scoring: one zmm accumulator per (row, router) holds the 16 canonical lanes;
+//! blocks of 4 rows x up to 4 routers share each load.
+
+use super::{drive, finish, ScoreArgs};
+use core::arch::x86_64::*;
+use half::{bf16, f16};
+
+/// Loading 16 elements as f32 (exact conversion).
+trait Load16: Copy {
+    /// # Safety
+    /// `p` valid for 16 elements; the caller has the avx512 tier.
+    unsafe fn load(p: *const Self) -> __m512;
+    /// Loads the first `k < 16` elements, the rest as +0.0.
+    /// # Safety
+    /// `p` valid for `k` elements; the caller has the avx512 tier.
+    unsafe fn load_first(p: *const Self, k: usize) -> __m512;
+}
+
+impl Load16 for f32 {
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, k: usize) -> __m512 {
+        unsafe { _mm512_maskz_loadu_ps(((1u32 << k) - 1) as u16, p) }
+    }
+}
+
+impl Load16 for f16 {
+    #[inline(always)]
+    unsafe fn load(p: *const f16) -> __m512 {
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f16, k: usize) -> __m512 {
+        unsafe {
+            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                ((1u32 << k) - 1) as u16,
+                p as *const i16,
+            ))
+        }
+    }
+}
+
+impl Load16 for bf16 {
+    #[inline(always)]
+    unsafe fn load(p: *const bf16) -> __m512 {
+        unsafe {
+            let w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const bf16, k: usize) -> __m512 {
+        unsafe {
+            let v = _mm256_maskz_loadu_epi16(((1u32 << k) - 1) as u16, p as *const i16);
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(v)))
+        }
+    }
+}
+
+/// The canonical reduction tree on one zmm.
+#[inline(always)]
+unsafe fn reduce(v: __m512) -> f32 {
+    unsafe {
+        let s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps::<1>(v));
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
+        _mm_cvtss_f32(s1)
+    }
+}
+
+/// Rows `i..i+R` against routers `e0..e0+EB`, written to the output.
+#[inline(always)]
+unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i: usize, e0: usize) {
+    unsafe {
+        let h: [*const T; R] = core::array::from_fn(|r| a.h.add((i + r) * a.h_stride));
+        let w: [*const T; EB] = core::array::from_fn(|e| a.w.add((e0 + e) * a.w_stride));
+        let mut acc = [[_mm512_setzero_ps(); EB]; R];
+        let d = a.d;
+        let mut j = 0;
+        while j + 16 <= d {
+            let mut wv = [_mm512_setzero_ps(); EB];
+            for e in 0..EB {
+                wv[e] = T::load(w[e].add(j));
+            }
+            for r in 0..R {
+                let hv = T::load(h[r].add(j));
+                for e in 0..EB {
+                    acc[r][e] = _mm512_fmadd_ps(hv, wv[e], acc[r][e]);
+                }
+            }
+            j += 16;
+        }
+        if j < d {
+            let k = d - j;
+            let mut wv = [_mm512_setzero_ps(); EB];
+            for e in 0..EB {
+                wv[e] = T::load_first(w[e].add(j), k);
+            }
+            for r in 0..R {
+                let hv = T::load_first(h[r].add(j), k);
+                for e in 0..EB {
+                    acc[r][e] = _mm512_fmadd_ps(hv, wv[e], acc[r][e]);
+                }
+            }
+        }
+        for r in 0..R {
+            for e in 0..EB {
+                let s = finish(reduce(acc[r][e]), a.bias, e0 + e, a.act);
+                *a.out.add((i + r) * a.out_stride + e0 + e) = s;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
+    drive!(a, 4, 4, |i, r, e0, eb| unsafe {
+        match (r, eb) {
+            (4, 4) => block::<T, 4, 4>(a, i, e0),
+            (4, 3) => block::<T, 4, 3>(a, i, e0),
+            (4, 2) => block::<T, 4, 2>(a, i, e0),
+            (4, _) => block::<T, 4, 1>(a, i, e0),
+            (_, 4) => block::<T, 1, 4>(a, i, e0),
+            (_, 3) => block::<T, 1, 3>(a, i, e0),
+            (_, 2) => block::<T, 1, 2>(a, i, e0),
+            (_, _) => block::<T, 1, 1>(a, i, e0),
+        }
+    });
+}
+
+/// # Safety
+/// The CPU supports the avx512 tier; see the module contract.
+#[target_feature(
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+)]
+pub unsafe fn f32_fma16_r4e4(a: &ScoreArgs<f32>) {
+    unsafe { run(a) }
+}
+/// # Safety
+/// The CPU supports the avx512 tier; see the module contract.
+#[target_feature(
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+)]
+pub unsafe fn f16_fma16_r4e4(a: &ScoreArgs<f16>) {
+    unsafe { run(a) }
+}
+/// # Safety
+/// The CPU supports the avx512 tier; see the module contract.
+#[target_feature(
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+)]
+pub unsafe fn bf16_fma16_r4e4(a: &ScoreArgs<bf16>) {
+    unsafe { run(a) }
+}

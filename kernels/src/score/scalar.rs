@@ -1,0 +1,68 @@
+//! Portable reference scoring: the canonical order, one element at a time.
+
+use super::{drive, finish, fma_f32, reduce16, ScoreArgs};
+use half::{bf16, f16};
+
+trait ToF32: Copy {
+    fn f(self) -> f32;
+}
+impl ToF32 for f32 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self
+    }
+}
+impl ToF32 for f16 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl ToF32 for bf16 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+/// The canonical dot product of one row pair.
+///
+/// # Safety
+/// `h` and `w` valid for `d` elements.
+#[inline(always)]
+unsafe fn dot<T: ToF32>(h: *const T, w: *const T, d: usize) -> f32 {
+    let mut acc = [0f32; 16];
+    for j in 0..d {
+        // SAFETY: j < d.
+        let (x, y) = unsafe { ((*h.add(j)).f(), (*w.add(j)).f()) };
+        acc[j % 16] = fma_f32(x, y, acc[j % 16]);
+    }
+    reduce16(&acc)
+}
+
+#[inline(always)]
+unsafe fn run<T: ToF32>(a: &ScoreArgs<T>) {
+    drive!(a, 1, 1, |i, _r, e, _eb| {
+        // SAFETY: the contract makes row i of H, row e of W and out[i][e] valid.
+        unsafe {
+            let d = dot(a.h.add(i * a.h_stride), a.w.add(e * a.w_stride), a.d);
+            *a.out.add(i * a.out_stride + e) = finish(d, a.bias, e, a.act);
+        }
+    });
+}
+
+/// # Safety
+/// See the module contract.
+pub unsafe fn f32_fma16_u1(a: &ScoreArgs<f32>) {
+    unsafe { run(a) }
+}
+/// # Safety
+/// See the module contract.
+pub unsafe fn f16_fma16_u1(a: &ScoreArgs<f16>) {
+    unsafe { run(a) }
+}
+/// # Safety
+/// See the module contract.
+pub unsafe fn bf16_fma16_u1(a: &ScoreArgs<bf16>) {
+    unsafe { run(a) }
+}

@@ -1,0 +1,105 @@
+//! One table of kernels per ISA level, switched as a unit. This file is the dispatch
+//! policy: which registry entry each level uses.
+
+use tokenroute_kernels::score::{self, ScoreFn};
+use tokenroute_kernels::sigmoid::{self, SigmoidF32};
+use tokenroute_kernels::Isa;
+
+use half::{bf16, f16};
+
+/// The kernels of one ISA level. Holding a `&Kernels` proves the CPU can run them:
+/// the only ways to get one are [`Kernels::for_isa`] and [`Kernels::active`].
+#[derive(Debug)]
+pub struct Kernels {
+    isa: Isa,
+    pub(crate) sigmoid_f32: SigmoidF32,
+    pub(crate) score_f32: ScoreFn<f32>,
+    pub(crate) score_f16: ScoreFn<f16>,
+    pub(crate) score_bf16: ScoreFn<bf16>,
+}
+
+static SCALAR: Kernels = Kernels {
+    isa: Isa::Scalar,
+    sigmoid_f32: sigmoid::scalar::f32_rr_p9_div_u1,
+    score_f32: score::scalar::f32_fma16_u1,
+    score_f16: score::scalar::f16_fma16_u1,
+    score_bf16: score::scalar::bf16_fma16_u1,
+};
+
+#[cfg(target_arch = "x86_64")]
+static AVX2: Kernels = Kernels {
+    isa: Isa::Avx2,
+    sigmoid_f32: sigmoid::avx2::f32_rr_p9_div_u8,
+    score_f32: score::avx2::f32_fma16_r4e2,
+    score_f16: score::avx2::f16_fma16_r4e2,
+    score_bf16: score::avx2::bf16_fma16_r4e2,
+};
+
+#[cfg(target_arch = "x86_64")]
+static AVX512: Kernels = Kernels {
+    isa: Isa::Avx512,
+    sigmoid_f32: sigmoid::avx512::f32_rr_p9_div_u16,
+    score_f32: score::avx512::f32_fma16_r4e4,
+    score_f16: score::avx512::f16_fma16_r4e4,
+    score_bf16: score::avx512::bf16_fma16_r4e4,
+};
+
+#[cfg(target_arch = "aarch64")]
+static NEON: Kernels = Kernels {
+    isa: Isa::Neon,
+    sigmoid_f32: sigmoid::neon::f32_rr_p9_div_u4,
+    score_f32: score::neon::f32_fma16_r4e2,
+    score_f16: score::neon::f16_fma16_r4e2,
+    score_bf16: score::neon::bf16_fma16_r4e2,
+};
+
+impl Kernels {
+    /// The table of `isa`, or `None` when this build or this CPU lacks it.
+    pub fn for_isa(isa: Isa) -> Option<&'static Kernels> {
+        if !isa.is_supported() {
+            return None;
+        }
+        match isa {
+            Isa::Scalar => Some(&SCALAR),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(&AVX2),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(&AVX512),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Some(&NEON),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The active table (see the `isa` module for how it is chosen).
+    pub fn active() -> crate::Result<&'static Kernels> {
+        crate::isa::active_kernels()
+    }
+
+    /// The tables of every level this CPU supports, lowest first.
+    pub fn all_supported() -> impl Iterator<Item = &'static Kernels> {
+        Isa::ALL.into_iter().filter_map(Kernels::for_isa)
+    }
+
+    /// This table's ISA level.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_exist_exactly_for_supported_levels() {
+        for isa in Isa::ALL {
+            match Kernels::for_isa(isa) {
+                Some(k) => assert_eq!(k.isa(), isa),
+                None => assert!(!isa.is_supported()),
+            }
+        }
+        assert!(Kernels::for_isa(Isa::Scalar).is_some());
+    }
+}

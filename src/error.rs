@@ -1,0 +1,111 @@
+//! The error type of the safe API; each kind is one C status code.
+
+use core::fmt;
+
+/// What went wrong. The discriminant is the C status code (`TKR_STATUS_*`), which is
+/// never renumbered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A null pointer where data was required (the C ABI only).
+    NullPointer = 1,
+    /// An argument outside its domain: unknown enum code, mismatched shapes, k > n, ...
+    InvalidArgument = 2,
+    /// An index outside the range it must address.
+    OutOfRange = 3,
+    /// A buffer or workspace smaller than the operation needs.
+    BufferTooSmall = 4,
+    /// The requested (or forced) ISA level is not available on this CPU.
+    IsaUnavailable = 5,
+    /// A valid request this build does not support (e.g. unknown option fields set).
+    Unsupported = 6,
+    /// A panic was caught at the C boundary (a bug: please report it).
+    Panic = 7,
+    /// A size computation overflowed.
+    SizeOverflow = 8,
+    /// A row stride smaller than the row.
+    BadStride = 9,
+    /// Buffers that must be disjoint (or identical) overlap.
+    Overlap = 10,
+    /// An index list holds a duplicate where duplicates are forbidden.
+    DuplicateIndex = 11,
+    /// An index list is not ascending where ascending order is required.
+    UnsortedIndex = 12,
+}
+
+impl ErrorKind {
+    /// The C status code.
+    pub const fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The status name as it appears in the C header, without the `TKR_STATUS_` prefix.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NullPointer => "NULL_POINTER",
+            ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorKind::OutOfRange => "OUT_OF_RANGE",
+            ErrorKind::BufferTooSmall => "BUFFER_TOO_SMALL",
+            ErrorKind::IsaUnavailable => "ISA_UNAVAILABLE",
+            ErrorKind::Unsupported => "UNSUPPORTED",
+            ErrorKind::Panic => "PANIC",
+            ErrorKind::SizeOverflow => "SIZE_OVERFLOW",
+            ErrorKind::BadStride => "BAD_STRIDE",
+            ErrorKind::Overlap => "OVERLAP",
+            ErrorKind::DuplicateIndex => "DUPLICATE_INDEX",
+            ErrorKind::UnsortedIndex => "UNSORTED_INDEX",
+        }
+    }
+
+    /// Every kind, in code order.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::NullPointer,
+        ErrorKind::InvalidArgument,
+        ErrorKind::OutOfRange,
+        ErrorKind::BufferTooSmall,
+        ErrorKind::IsaUnavailable,
+        ErrorKind::Unsupported,
+        ErrorKind::Panic,
+        ErrorKind::SizeOverflow,
+        ErrorKind::BadStride,
+        ErrorKind::Overlap,
+        ErrorKind::DuplicateIndex,
+        ErrorKind::UnsortedIndex,
+    ];
+}
+
+/// An error of the safe API: its kind (the C status) and which check failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    /// A short description of the failed check, e.g. `"k > n"`.
+    pub what: &'static str,
+}
+
+impl Error {
+    pub const fn new(kind: ErrorKind, what: &'static str) -> Error {
+        Error { kind, what }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.name(), self.what)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The safe API's result type.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Returns `Err(Error::new(kind, what))` when `cond` is false.
+macro_rules! ensure {
+    ($cond:expr, $kind:ident, $what:expr) => {
+        if !$cond {
+            return Err($crate::Error::new($crate::ErrorKind::$kind, $what));
+        }
+    };
+}
+pub(crate) use ensure;
