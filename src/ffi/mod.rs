@@ -111,3 +111,173 @@ macro_rules! cstr {
     };
 }
 pub(crate) use cstr;
+
+/// Option structs of the C ABI. Each begins with `size_t struct_size` (the caller's
+/// `sizeof`), and every later field means "default" when zero, so that:
+/// - NULL means all defaults;
+/// - an older caller's smaller struct is read as far as it goes, the rest defaulted;
+/// - a newer caller's larger struct is accepted when its unknown tail is all zero,
+///   and rejected with `UNSUPPORTED` otherwise;
+/// - `struct_size` smaller than its own field is `INVALID_ARGUMENT`.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, start with a `struct_size: usize` field, and are valid
+/// (and mean "defaults") when all their bytes are zero.
+#[allow(dead_code)] // used by the option structs of the selection family onwards
+pub(crate) unsafe trait OptionsStruct: Copy {}
+
+/// Reads a caller's options struct by the [`OptionsStruct`] rules; the returned copy
+/// has `struct_size == size_of::<T>()`.
+///
+/// # Safety
+/// `p` is NULL or points to at least `*(p as *const size_t)` readable bytes.
+#[allow(dead_code)]
+pub(crate) unsafe fn read_options<T: OptionsStruct>(p: *const T) -> Result<T> {
+    let ours = core::mem::size_of::<T>();
+    // SAFETY: all-zero is a valid T (OptionsStruct contract).
+    let mut out: T = unsafe { core::mem::zeroed() };
+    if !p.is_null() {
+        if (p as usize) % core::mem::align_of::<usize>() != 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "options pointer not aligned",
+            ));
+        }
+        // SAFETY: the caller's struct starts with a size_t.
+        let theirs = unsafe { *(p as *const usize) };
+        if theirs < core::mem::size_of::<usize>() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "options struct_size too small",
+            ));
+        }
+        let bytes = p as *const u8;
+        if theirs > ours {
+            // SAFETY: the caller promises `theirs` readable bytes.
+            let tail = unsafe { core::slice::from_raw_parts(bytes.add(ours), theirs - ours) };
+            if tail.iter().any(|&b| b != 0) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "options set fields this library does not know",
+                ));
+            }
+        }
+        // SAFETY: min(theirs, ours) bytes are readable at p and writable in `out`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes, &mut out as *mut T as *mut u8, theirs.min(ours));
+        }
+    }
+    // SAFETY: `struct_size` is the first field (OptionsStruct contract).
+    unsafe { *(&mut out as *mut T as *mut usize) = ours };
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Opts {
+        struct_size: usize,
+        a: u32,
+        b: u32,
+    }
+    unsafe impl OptionsStruct for Opts {}
+
+    #[test]
+    fn options_struct_rules() {
+        let full = core::mem::size_of::<Opts>();
+        let d = unsafe { read_options::<Opts>(core::ptr::null()) }.unwrap();
+        assert_eq!(
+            d,
+            Opts {
+                struct_size: full,
+                a: 0,
+                b: 0
+            }
+        );
+        // An older caller that only knew `a`.
+        let old = Opts {
+            struct_size: 12,
+            a: 7,
+            b: 99,
+        };
+        assert_eq!(
+            unsafe { read_options(&old) }.unwrap(),
+            Opts {
+                struct_size: full,
+                a: 7,
+                b: 0
+            }
+        );
+        // A newer caller with a zero tail, then a non-zero tail.
+        #[repr(C)]
+        struct Newer {
+            o: Opts,
+            c: u64,
+        }
+        let mut n = Newer {
+            o: Opts {
+                struct_size: core::mem::size_of::<Newer>(),
+                a: 1,
+                b: 2,
+            },
+            c: 0,
+        };
+        assert_eq!(
+            unsafe { read_options(&n.o) }.unwrap(),
+            Opts {
+                struct_size: full,
+                a: 1,
+                b: 2
+            }
+        );
+        n.c = 5;
+        assert_eq!(
+            unsafe { read_options(&n.o) }.unwrap_err().kind,
+            ErrorKind::Unsupported
+        );
+        let bad = Opts {
+            struct_size: 3,
+            a: 0,
+            b: 0,
+        };
+        assert_eq!(
+            unsafe { read_options(&bad) }.unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn slices_from_c() {
+        assert_eq!(
+            unsafe { slice::<f32>(core::ptr::null(), 0) }.unwrap().len(),
+            0
+        );
+        assert_eq!(
+            unsafe { slice::<f32>(core::ptr::null(), 3) }
+                .unwrap_err()
+                .kind,
+            ErrorKind::NullPointer
+        );
+        let v = [0u32; 4];
+        let mis = (v.as_ptr() as *const u8).wrapping_add(1) as *const u32;
+        assert_eq!(
+            unsafe { slice::<u32>(mis, 2) }.unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            unsafe { slice::<u32>(v.as_ptr(), usize::MAX / 2) }
+                .unwrap_err()
+                .kind,
+            ErrorKind::SizeOverflow
+        );
+        assert!(disjoint((0, 8), (8, 16)).is_ok());
+        assert_eq!(
+            disjoint((0, 9), (8, 16)).unwrap_err().kind,
+            ErrorKind::Overlap
+        );
+        assert!(disjoint((0, 0), (0, 16)).is_ok());
+    }
+}

@@ -1,0 +1,30 @@
+/* tkr-test: std=c11 (uses _Static_assert) */
+/* The ABI's numbers, restated by hand: changing any of them needs an edit here too,
+ * which review can see. Compiled (and run) as part of the C tests. */
+#include "check.h"
+
+_Static_assert(sizeof(tkr_status) == 4, "tkr_status is uint32_t");
+_Static_assert(TKR_STATUS_OK == 0, "status");
+_Static_assert(TKR_STATUS_NULL_POINTER == 1, "status");
+_Static_assert(TKR_STATUS_INVALID_ARGUMENT == 2, "status");
+_Static_assert(TKR_STATUS_OUT_OF_RANGE == 3, "status");
+_Static_assert(TKR_STATUS_BUFFER_TOO_SMALL == 4, "status");
+_Static_assert(TKR_STATUS_ISA_UNAVAILABLE == 5, "status");
+_Static_assert(TKR_STATUS_UNSUPPORTED == 6, "status");
+_Static_assert(TKR_STATUS_PANIC == 7, "status");
+_Static_assert(TKR_STATUS_SIZE_OVERFLOW == 8, "status");
+_Static_assert(TKR_STATUS_BAD_STRIDE == 9, "status");
+_Static_assert(TKR_STATUS_OVERLAP == 10, "status");
+_Static_assert(TKR_STATUS_DUPLICATE_INDEX == 11, "status");
+_Static_assert(TKR_STATUS_UNSORTED_INDEX == 12, "status");
+_Static_assert(TKR_ISA_AUTO == 0 && TKR_ISA_SCALAR == 1 && TKR_ISA_AVX2 == 2 && TKR_ISA_AVX512 == 3 &&
+                   TKR_ISA_NEON == 4,
+               "isa ids");
+_Static_assert(TKR_DTYPE_F32 == 1 && TKR_DTYPE_F16 == 2 && TKR_DTYPE_BF16 == 3, "dtype codes");
+_Static_assert(TKR_ACT_NONE == 0 && TKR_ACT_SIGMOID == 1, "activation codes");
+_Static_assert(TKR_ABI_VERSION == 1, "abi version");
+
+int main(void) {
+    check_expected_isa();
+    return finish_tests("abi_check");
+}
