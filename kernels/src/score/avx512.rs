@@ -1,7 +1,7 @@
 //! AVX-512 scoring: one zmm accumulator per (row, router) holds the 16 canonical lanes;
 //! blocks of 4 rows x up to 4 routers share each load.
 
-use super::{drive, finish, ScoreArgs};
+use super::{activate, drive, logit, ScoreArgs};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
 
@@ -109,7 +109,7 @@ unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i:
         }
         for r in 0..R {
             for e in 0..EB {
-                let s = finish(reduce(acc[r][e]), a.bias, e0 + e, a.act);
+                let s = logit(reduce(acc[r][e]), a.bias, e0 + e);
                 *a.out.add((i + r) * a.out_stride + e0 + e) = s;
             }
         }
@@ -130,6 +130,8 @@ unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
             (_, _) => block::<T, 1, 1>(a, i, e0),
         }
     });
+    // SAFETY: every logit was written above; this tier's sigmoid runs here.
+    unsafe { activate(a, crate::sigmoid::avx512::f32_rr2_lut8_p4_div_u64) };
 }
 
 /// # Safety
