@@ -66,7 +66,15 @@ unsafe fn read_sum_avx512(x: &[f32]) -> f32 {
 fn ceilings(c: &mut Criterion) {
     let mut g = configure(c, "ceiling");
     // The H sizes of the scoring shapes (f32 and 16-bit), and the sigmoid sizes.
-    for bytes in [768usize << 10, 1536 << 10, 4 << 20, 32 << 20, 64 << 20, 256 << 20, 512 << 20] {
+    for bytes in [
+        768usize << 10,
+        1536 << 10,
+        4 << 20,
+        32 << 20,
+        64 << 20,
+        256 << 20,
+        512 << 20,
+    ] {
         let x = vec![1.0f32; bytes / 4];
         g.throughput(Throughput::Bytes(bytes as u64));
         g.bench_function(BenchmarkId::new("read", bytes), |b| {

@@ -32,7 +32,9 @@ fn ulps(got: f32, want: f64) -> f64 {
 fn all_f32_inputs() {
     let kernels = runnable(SIGMOID_F32);
     let step: u64 = match std::env::var("TOKENROUTE_SIGMOID_STEP") {
-        Ok(v) => v.parse().expect("TOKENROUTE_SIGMOID_STEP must be a positive integer"),
+        Ok(v) => v
+            .parse()
+            .expect("TOKENROUTE_SIGMOID_STEP must be a positive integer"),
         Err(_) if cfg!(debug_assertions) => 251,
         Err(_) => 1,
     };

@@ -1,5 +1,5 @@
 //! AVX-512 scoring: one zmm accumulator per (row, router) holds the 16 canonical lanes;
-//! blocks of 4 rows x up to 4 routers share each load.
+//! blocks of 4 rows x up to 4 routers, or 2 rows x up to 8 routers, share each load.
 
 use super::{activate, drive, logit, ScoreArgs};
 use core::arch::x86_64::*;
@@ -127,20 +127,44 @@ unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i:
     }
 }
 
+/// Calls `block::<T, R, eb>` for the router count `eb` of this block (1..=8).
+macro_rules! block_eb {
+    ($T:ty, $R:expr, $a:expr, $i:expr, $e0:expr, $eb:expr) => {
+        match $eb {
+            8 => block::<$T, $R, 8>($a, $i, $e0),
+            7 => block::<$T, $R, 7>($a, $i, $e0),
+            6 => block::<$T, $R, 6>($a, $i, $e0),
+            5 => block::<$T, $R, 5>($a, $i, $e0),
+            4 => block::<$T, $R, 4>($a, $i, $e0),
+            3 => block::<$T, $R, 3>($a, $i, $e0),
+            2 => block::<$T, $R, 2>($a, $i, $e0),
+            _ => block::<$T, $R, 1>($a, $i, $e0),
+        }
+    };
+}
+
+/// Up to 4 routers: blocks of 4 rows x all routers (one pass over H). More routers:
+/// blocks of 2 rows x 8 routers (16 accumulators, each H row read once per 8
+/// routers; with fewer rows per block, W stays in L1/L2 and H streams once).
 #[inline(always)]
 unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
-    drive!(a, 4, 4, |i, r, e0, eb| unsafe {
-        match (r, eb) {
-            (4, 4) => block::<T, 4, 4>(a, i, e0),
-            (4, 3) => block::<T, 4, 3>(a, i, e0),
-            (4, 2) => block::<T, 4, 2>(a, i, e0),
-            (4, _) => block::<T, 4, 1>(a, i, e0),
-            (_, 4) => block::<T, 1, 4>(a, i, e0),
-            (_, 3) => block::<T, 1, 3>(a, i, e0),
-            (_, 2) => block::<T, 1, 2>(a, i, e0),
-            (_, _) => block::<T, 1, 1>(a, i, e0),
-        }
-    });
+    if a.e <= 4 {
+        drive!(a, 4, 4, |i, r, e0, eb| unsafe {
+            if r == 4 {
+                block_eb!(T, 4, a, i, e0, eb)
+            } else {
+                block_eb!(T, 1, a, i, e0, eb)
+            }
+        });
+    } else {
+        drive!(a, 2, 8, |i, r, e0, eb| unsafe {
+            if r == 2 {
+                block_eb!(T, 2, a, i, e0, eb)
+            } else {
+                block_eb!(T, 1, a, i, e0, eb)
+            }
+        });
+    }
     // SAFETY: every logit was written above; this tier's sigmoid runs here.
     unsafe { activate(a, crate::sigmoid::avx512::f32_rr2_lut8_p4_div_u64) };
 }
@@ -150,7 +174,7 @@ unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
 #[target_feature(
     enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
-pub unsafe fn f32_fma16_r4e4(a: &ScoreArgs<f32>) {
+pub unsafe fn f32_fma16_r4e4_r2e8(a: &ScoreArgs<f32>) {
     unsafe { run(a) }
 }
 /// # Safety
@@ -158,7 +182,7 @@ pub unsafe fn f32_fma16_r4e4(a: &ScoreArgs<f32>) {
 #[target_feature(
     enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
-pub unsafe fn f16_fma16_r4e4(a: &ScoreArgs<f16>) {
+pub unsafe fn f16_fma16_r4e4_r2e8(a: &ScoreArgs<f16>) {
     unsafe { run(a) }
 }
 /// # Safety
@@ -166,6 +190,6 @@ pub unsafe fn f16_fma16_r4e4(a: &ScoreArgs<f16>) {
 #[target_feature(
     enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
-pub unsafe fn bf16_fma16_r4e4(a: &ScoreArgs<bf16>) {
+pub unsafe fn bf16_fma16_r4e4_r2e8(a: &ScoreArgs<bf16>) {
     unsafe { run(a) }
 }
