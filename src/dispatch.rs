@@ -40,8 +40,8 @@ static AVX512: Kernels = Kernels {
     isa: Isa::Avx512,
     sigmoid_f32: sigmoid::avx512::f32_rr2_lut8_p4_div_u64,
     score_f32: score::avx512::f32_fma16_r4e4_r2e8,
-    score_f16: score::avx512::f16_fma16_r4e4_r2e8,
-    score_bf16: score::avx512::bf16_fma16_r4e4_r2e8,
+    score_f16: score::avx512::f16_fma16_sized,
+    score_bf16: score::avx512::bf16_fma16_sized,
 };
 
 #[cfg(target_arch = "aarch64")]

@@ -68,6 +68,8 @@ pub static SCORE_F32: &[KernelInfo<ScoreFn<f32>>] = &[
     crate::kernel!(score::avx2::f32_fma16_r4e2),
     #[cfg(target_arch = "x86_64")]
     crate::kernel!(score::avx512::f32_fma16_r4e4_r2e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::f32_fma16_r1e8),
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(score::neon::f32_fma16_r4e2),
 ];
@@ -79,6 +81,10 @@ pub static SCORE_F16: &[KernelInfo<ScoreFn<f16>>] = &[
     crate::kernel!(score::avx2::f16_fma16_r4e2),
     #[cfg(target_arch = "x86_64")]
     crate::kernel!(score::avx512::f16_fma16_r4e4_r2e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::f16_fma16_r1e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::f16_fma16_sized),
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(score::neon::f16_fma16_r4e2),
 ];
@@ -90,6 +96,10 @@ pub static SCORE_BF16: &[KernelInfo<ScoreFn<bf16>>] = &[
     crate::kernel!(score::avx2::bf16_fma16_r4e2),
     #[cfg(target_arch = "x86_64")]
     crate::kernel!(score::avx512::bf16_fma16_r4e4_r2e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::bf16_fma16_r1e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::bf16_fma16_sized),
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(score::neon::bf16_fma16_r4e2),
 ];
