@@ -44,7 +44,7 @@
 // is usable (TOKENROUTE_ISA forced one this CPU lacks).
 #define TKR_ISA_AUTO 0
 
-// x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE.
+// x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE, POPCNT.
 #define TKR_ISA_AVX2 2
 
 // x86-64-v4: the AVX2 level plus AVX-512 F, BW, CD, DQ, VL.

@@ -153,19 +153,19 @@ unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
 
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f32_fma16_r4e2(a: &ScoreArgs<f32>) {
     unsafe { run(a) }
 }
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f16_fma16_r4e2(a: &ScoreArgs<f16>) {
     unsafe { run(a) }
 }
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn bf16_fma16_r4e2(a: &ScoreArgs<bf16>) {
     unsafe { run(a) }
 }

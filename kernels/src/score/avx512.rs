@@ -172,7 +172,7 @@ unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f32_fma16_r4e4_r2e8(a: &ScoreArgs<f32>) {
     unsafe { run(a) }
@@ -180,7 +180,7 @@ pub unsafe fn f32_fma16_r4e4_r2e8(a: &ScoreArgs<f32>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f16_fma16_r4e4_r2e8(a: &ScoreArgs<f16>) {
     unsafe { run(a) }
@@ -188,7 +188,7 @@ pub unsafe fn f16_fma16_r4e4_r2e8(a: &ScoreArgs<f16>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn bf16_fma16_r4e4_r2e8(a: &ScoreArgs<bf16>) {
     unsafe { run(a) }
@@ -220,7 +220,7 @@ unsafe fn run_sized<T: Load16>(a: &ScoreArgs<T>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f32_fma16_r1e8(a: &ScoreArgs<f32>) {
     unsafe { run_rows(a) }
@@ -228,7 +228,7 @@ pub unsafe fn f32_fma16_r1e8(a: &ScoreArgs<f32>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f16_fma16_r1e8(a: &ScoreArgs<f16>) {
     unsafe { run_rows(a) }
@@ -236,7 +236,7 @@ pub unsafe fn f16_fma16_r1e8(a: &ScoreArgs<f16>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn bf16_fma16_r1e8(a: &ScoreArgs<bf16>) {
     unsafe { run_rows(a) }
@@ -244,7 +244,7 @@ pub unsafe fn bf16_fma16_r1e8(a: &ScoreArgs<bf16>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f16_fma16_sized(a: &ScoreArgs<f16>) {
     unsafe { run_sized(a) }
@@ -252,7 +252,7 @@ pub unsafe fn f16_fma16_sized(a: &ScoreArgs<f16>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn bf16_fma16_sized(a: &ScoreArgs<bf16>) {
     unsafe { run_sized(a) }

@@ -7,7 +7,7 @@ use core::arch::x86_64::*;
 
 /// `2^-m` for lanes with `0 <= m <= 126`.
 #[inline]
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 fn pow2_neg(m: __m256i) -> __m256 {
     _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_sub_epi32(
         _mm256_set1_epi32(127),
@@ -17,7 +17,7 @@ fn pow2_neg(m: __m256i) -> __m256 {
 
 /// The module's recipe on 8 lanes (same operations, same order as scalar).
 #[inline]
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub(crate) fn sigmoid_ps(x: __m256) -> __m256 {
     let one = _mm256_set1_ps(1.0);
     let abs = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff)));
@@ -53,7 +53,7 @@ pub(crate) fn sigmoid_ps(x: __m256) -> __m256 {
 
 /// Lane mask with the first `k` of 8 lanes set (k <= 8), for maskload/maskstore.
 #[inline]
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub(crate) fn first_lanes(k: usize) -> __m256i {
     let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_cmpgt_epi32(_mm256_set1_epi32(k as i32), idx)
@@ -63,7 +63,7 @@ pub(crate) fn first_lanes(k: usize) -> __m256i {
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract for the pointers.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f32_rr2_lut8_p4_div_u16(x: *const f32, y: *mut f32, n: usize) {
     let mut i = 0;
     // SAFETY (every block): offsets stay below n; both pointers are valid for n

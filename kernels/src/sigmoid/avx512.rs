@@ -8,7 +8,7 @@ use core::arch::x86_64::*;
 /// The module's recipe on 16 lanes (same operations, same order as scalar).
 #[inline]
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub(crate) fn sigmoid_ps(x: __m512) -> __m512 {
     let one = _mm512_set1_ps(1.0);
@@ -41,7 +41,7 @@ pub(crate) fn sigmoid_ps(x: __m512) -> __m512 {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract for the pointers.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f32_rr2_lut8_p4_div_u64(x: *const f32, y: *mut f32, n: usize) {
     let mut i = 0;
