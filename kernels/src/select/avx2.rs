@@ -166,6 +166,10 @@ impl Lanes for Avx2 {
         m.count_ones() as usize
     }
     #[inline(always)]
+    fn group(m: [u32; 4]) -> u64 {
+        (m[0] as u64) | (m[1] as u64) << 8 | (m[2] as u64) << 16 | (m[3] as u64) << 24
+    }
+    #[inline(always)]
     fn lowest(m: u32, k: usize) -> u32 {
         // SAFETY: bmi2 is part of the tier.
         unsafe { _pdep_u32((1u32 << k) - 1, m) }
@@ -220,7 +224,7 @@ impl Lanes for Avx2 {
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f32_threshold_lut_u8(a: &ThresholdArgs) -> usize {
     // SAFETY: the caller upholds the contract.
     unsafe { super::threshold::<Avx2>(a) }
@@ -230,7 +234,7 @@ pub unsafe fn f32_threshold_lut_u8(a: &ThresholdArgs) -> usize {
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f32_topk_band_lut_u8(a: &TopkArgs) {
     // SAFETY: the caller upholds the contract.
     unsafe { super::topk::<Avx2>(a) }
@@ -240,7 +244,7 @@ pub unsafe fn f32_topk_band_lut_u8(a: &TopkArgs) {
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; `mask` holds `n` bytes, `out` room for `n`.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn u8_mask_to_indices_lut_u8(mask: *const u8, n: usize, out: *mut u32) -> usize {
     // SAFETY: the caller upholds the contract.
     unsafe { super::mask_pass::<Avx2>(mask, n, 0, out) }
@@ -250,7 +254,7 @@ pub unsafe fn u8_mask_to_indices_lut_u8(mask: *const u8, n: usize, out: *mut u32
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; `idx` holds `count` indices `< n`, `mask` `n` bytes.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u8, n: usize) {
     // SAFETY: the caller upholds the contract.
     unsafe { super::indices_to_mask(idx, count, mask, n) }
@@ -260,7 +264,7 @@ pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; `p` holds `n` bytes.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn u8_count_nonzero_u8(p: *const u8, n: usize) -> usize {
     // SAFETY: the caller upholds the contract.
     unsafe { super::count_nonzero::<Avx2>(p, n) }

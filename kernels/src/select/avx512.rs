@@ -16,7 +16,7 @@ impl Lanes for Avx512 {
     type V = __m512i;
     type M = __mmask16;
     type N = __mmask16;
-    type C = __m512i;
+    type C = (__m512i, __m512i);
 
     #[inline(always)]
     unsafe fn load(p: *const u32) -> __m512i {
@@ -44,9 +44,19 @@ impl Lanes for Avx512 {
         unsafe { _mm512_add_epi32(v, _mm512_set1_epi32(16)) }
     }
     #[inline(always)]
-    fn konst<const MODE: u8>(c: u32) -> __m512i {
+    fn konst<const MODE: u8>(c: u32) -> (__m512i, __m512i) {
         // SAFETY: as above.
-        unsafe { _mm512_set1_epi32(c as i32) }
+        unsafe {
+            match MODE {
+                // c <= INF_BITS (Pred::gt): c < b <= INF as one unsigned range check,
+                // b - (c + 1) < INF - c.
+                M_SGT => (
+                    _mm512_set1_epi32(c.wrapping_add(1) as i32),
+                    _mm512_set1_epi32((INF_BITS - c) as i32),
+                ),
+                _ => (_mm512_set1_epi32(c as i32), _mm512_setzero_si512()),
+            }
+        }
     }
     #[inline(always)]
     fn npn(b: __m512i) -> __mmask16 {
@@ -54,12 +64,12 @@ impl Lanes for Avx512 {
         unsafe { _mm512_cmple_epi32_mask(b, _mm512_set1_epi32(INF_BITS as i32)) }
     }
     #[inline(always)]
-    fn pred<const MODE: u8>(b: __m512i, c: __m512i, npn: __mmask16) -> __mmask16 {
+    fn pred<const MODE: u8>(b: __m512i, c: (__m512i, __m512i), npn: __mmask16) -> __mmask16 {
         // SAFETY: as above.
         unsafe {
             match MODE {
-                M_SGT => _mm512_mask_cmpgt_epi32_mask(npn, b, c),
-                M_ULT => _mm512_mask_cmplt_epu32_mask(npn, b, c),
+                M_SGT => _mm512_cmplt_epu32_mask(_mm512_sub_epi32(b, c.0), c.1),
+                M_ULT => _mm512_mask_cmplt_epu32_mask(npn, b, c.0),
                 _ => 0xffff,
             }
         }
@@ -83,6 +93,15 @@ impl Lanes for Avx512 {
     #[inline(always)]
     fn count(m: __mmask16) -> usize {
         m.count_ones() as usize
+    }
+    #[inline(always)]
+    fn group(m: [__mmask16; 4]) -> u64 {
+        // SAFETY: the avx512 tier (avx512bw) is enabled in every caller.
+        unsafe {
+            let lo = _mm512_kunpackw(m[1] as u32, m[0] as u32);
+            let hi = _mm512_kunpackw(m[3] as u32, m[2] as u32);
+            _mm512_kunpackd(hi as u64, lo as u64) as u64
+        }
     }
     #[inline(always)]
     fn lowest(m: __mmask16, k: usize) -> __mmask16 {
@@ -142,7 +161,7 @@ impl Lanes for Avx512 {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f32_threshold_vcompress_u16(a: &ThresholdArgs) -> usize {
     // SAFETY: the caller upholds the contract.
@@ -154,7 +173,7 @@ pub unsafe fn f32_threshold_vcompress_u16(a: &ThresholdArgs) -> usize {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f32_topk_band_vcompress_u16(a: &TopkArgs) {
     // SAFETY: the caller upholds the contract.
@@ -166,7 +185,7 @@ pub unsafe fn f32_topk_band_vcompress_u16(a: &TopkArgs) {
 /// # Safety
 /// The CPU supports the avx512 tier; `mask` holds `n` bytes, `out` room for `n`.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn u8_mask_to_indices_vcompress_u16(mask: *const u8, n: usize, out: *mut u32) -> usize {
     // SAFETY: the caller upholds the contract.
@@ -178,7 +197,7 @@ pub unsafe fn u8_mask_to_indices_vcompress_u16(mask: *const u8, n: usize, out: *
 /// # Safety
 /// The CPU supports the avx512 tier; `idx` holds `count` indices `< n`, `mask` `n` bytes.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u8, n: usize) {
     // SAFETY: the caller upholds the contract.
@@ -190,7 +209,7 @@ pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u
 /// # Safety
 /// The CPU supports the avx512 tier; `p` holds `n` bytes.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn u8_count_nonzero_u16(p: *const u8, n: usize) -> usize {
     // SAFETY: the caller upholds the contract.

@@ -39,10 +39,14 @@
 //! - Outputs never overlap inputs. Kernels never allocate and never fail.
 //!
 //! # Algorithms
-//! Threshold: compare the bits against precomputed constants (two integer compares per
-//! vector, see [`Pred`]) and compress the index vector into a register, then store whole
-//! vectors (AVX-512 `vpcompressd` register form, AVX2 `vpermd` with a lookup table, NEON
-//! `tbl`); the tail is stored exactly.
+//! Threshold: compare the bits against precomputed constants (one unsigned range check
+//! for `tau >= 0` on AVX-512, two integer compares otherwise, see [`Pred`]) and compress
+//! the index vector into a register, then store whole vectors (AVX-512 `vpcompressd`
+//! register form, AVX2 `vpermd` with a lookup table, NEON `tbl`); the tail is stored
+//! exactly. The passes work on groups of 4 blocks: the 4 lane masks become one integer
+//! (fewer mask-register moves on AVX-512, which bound the per-block loop on Zen 4),
+//! whose prefix bit counts give every block's output offset at once, so the
+//! compress-stores of a group are independent.
 //!
 //! Top-k (a Floyd-Rivest style selection on integer keys): a deterministic stratified
 //! sample of the candidates gives two pivots that bracket the k-th key with high
@@ -50,9 +54,10 @@
 //! the band between the pivots into scratch; the exact k-th key is found in the band by
 //! radix selection; one more SIMD pass compresses the indices with key > T plus the
 //! first `need` with key == T. For small k the band holds indices and the output is
-//! taken from it directly (one pass over the row). Ties at a pivot, a missed bracket or
-//! a degenerate sample fall back to extra counting / banding passes, so the result is
-//! always exact and the work stays linear.
+//! taken from it directly (one pass over the row). A band expected to hold under
+//! [`SPARSE_LANES_PER_GROUP`] lanes per group of 4 blocks skips the stores of empty
+//! groups. Ties at a pivot, a missed bracket or a degenerate sample fall back to extra
+//! counting / banding passes, so the result is always exact and the work stays linear.
 
 pub mod scalar;
 
@@ -338,6 +343,9 @@ pub(crate) trait Lanes: Copy {
     /// `a & !b`
     fn andnot(a: Self::M, b: Self::M) -> Self::M;
     fn count(m: Self::M) -> usize;
+    /// The lane masks of 4 consecutive blocks as one integer: block `j` in bits
+    /// `[j W, (j + 1) W)` (one mask-register move on AVX-512 instead of four).
+    fn group(m: [Self::M; 4]) -> u64;
     /// The `k` lowest set lanes of `m` (`k < count(m)`).
     fn lowest(m: Self::M, k: usize) -> Self::M;
     /// Lanes whose byte is non-zero (`W` bytes).
@@ -390,6 +398,23 @@ macro_rules! with_keep {
     }};
 }
 
+/// Dispatches a runtime bool to a const: `with_bool!(cond, B => body)`.
+macro_rules! with_bool {
+    ($cond:expr, $b:ident => $body:expr) => {{
+        if $cond {
+            const $b: bool = true;
+            $body
+        } else {
+            const $b: bool = false;
+            $body
+        }
+    }};
+}
+
+/// A band pass skips empty groups (see [`band_pass`]) when it expects fewer band lanes
+/// per group of 4 blocks than this.
+pub const SPARSE_LANES_PER_GROUP: f64 = 1.0;
+
 /// Applies the keep bytes of a full block to a predicate mask.
 #[inline(always)]
 unsafe fn apply_keep<L: Lanes, const K: u8>(m: L::M, keep: *const u8) -> L::M {
@@ -410,9 +435,20 @@ unsafe fn apply_keep_part<L: Lanes, const K: u8>(m: L::M, keep: *const u8, r: us
     }
 }
 
+/// `(offsets of blocks 1, 2, 3 within a group, total)` from a group mask of `W`-lane
+/// blocks (see [`Lanes::group`]).
+#[inline(always)]
+fn group_offsets<L: Lanes>(q: u64) -> ([usize; 4], usize) {
+    let w = L::W as u32;
+    let below = |j: u32| (q & ((1u64 << (j * w)) - 1)).count_ones() as usize;
+    ([0, below(1), below(2), below(3)], q.count_ones() as usize)
+}
+
 /// Threshold pass over `s[..n]`: lanes with `pred` (combined with keep per `K`).
 /// Indices `base + i` go to `out` (room for `n`, when `IDX`), 0/1 bytes to `mask`
-/// (`n` bytes, when `MASK`). Returns the count.
+/// (`n` bytes, when `MASK`). Returns the count. Works on groups of 4 blocks: one
+/// mask move and four independent prefix counts per group, so the compress-stores of
+/// a group do not wait on each other.
 #[inline(always)]
 unsafe fn threshold_pass<
     L: Lanes,
@@ -433,13 +469,33 @@ unsafe fn threshold_pass<
     let mut iv = L::iota(base);
     let mut cnt = 0;
     let mut i = 0;
+    let w = L::W;
     // SAFETY (whole body): reads stay in s[..n] / keep[..n]; full-vector stores go to
-    // out[cnt..cnt + W] with cnt <= i and i + W <= n; tails are exact.
+    // out[cnt + o..cnt + o + W] with cnt + o <= i + jW (the selected lanes before
+    // block j of the group) and i + (j + 1) W <= n; tails are exact.
     unsafe {
-        while i + L::W <= n {
+        while i + 4 * w <= n {
+            let mut m = [L::first(0); 4];
+            for (j, mj) in m.iter_mut().enumerate() {
+                let b = L::load(s.add(i + j * w));
+                *mj = apply_keep::<L, K>(L::pred::<MODE>(b, c, L::npn(b)), keep.add(i + j * w));
+            }
+            let (o, total) = group_offsets::<L>(L::group(m));
+            for j in 0..4 {
+                if IDX {
+                    L::compress(out.add(cnt + o[j]), m[j], iv);
+                }
+                if MASK {
+                    L::store_mask(mask.add(i + j * w), m[j]);
+                }
+                iv = L::step(iv);
+            }
+            cnt += total;
+            i += 4 * w;
+        }
+        while i + w <= n {
             let b = L::load(s.add(i));
-            let m = L::pred::<MODE>(b, c, L::npn(b));
-            let m = apply_keep::<L, K>(m, keep.add(i));
+            let m = apply_keep::<L, K>(L::pred::<MODE>(b, c, L::npn(b)), keep.add(i));
             if IDX {
                 L::compress(out.add(cnt), m, iv);
             }
@@ -448,7 +504,7 @@ unsafe fn threshold_pass<
             }
             cnt += L::count(m);
             iv = L::step(iv);
-            i += L::W;
+            i += w;
         }
         if i < n {
             let r = n - i;
@@ -479,14 +535,27 @@ unsafe fn count2_pass<L: Lanes, const M1: u8, const M2: u8, const K: u8>(
     let (c1, c2) = (L::konst::<M1>(c1), L::konst::<M2>(c2));
     let (mut n1, mut n2) = (0, 0);
     let mut i = 0;
+    let w = L::W;
     // SAFETY: reads stay in s[..n] / keep[..n].
     unsafe {
-        while i + L::W <= n {
+        while i + 4 * w <= n {
+            let (mut m1, mut m2) = ([L::first(0); 4], [L::first(0); 4]);
+            for j in 0..4 {
+                let b = L::load(s.add(i + j * w));
+                let np = L::npn(b);
+                m1[j] = apply_keep::<L, K>(L::pred::<M1>(b, c1, np), keep.add(i + j * w));
+                m2[j] = apply_keep::<L, K>(L::pred::<M2>(b, c2, np), keep.add(i + j * w));
+            }
+            n1 += L::group(m1).count_ones() as usize;
+            n2 += L::group(m2).count_ones() as usize;
+            i += 4 * w;
+        }
+        while i + w <= n {
             let b = L::load(s.add(i));
             let np = L::npn(b);
             n1 += L::count(apply_keep::<L, K>(L::pred::<M1>(b, c1, np), keep.add(i)));
             n2 += L::count(apply_keep::<L, K>(L::pred::<M2>(b, c2, np), keep.add(i)));
-            i += L::W;
+            i += w;
         }
         if i < n {
             let r = n - i;
@@ -504,8 +573,11 @@ unsafe fn count2_pass<L: Lanes, const M1: u8, const M2: u8, const K: u8>(
 
 /// The band pass: counts the candidates with `hi` (when `HAS_HI`) and compresses the
 /// candidates with `lo && !hi` to `out` (room for `n`): their indices `base + i` when
-/// `IDX`, else their raw bits. Returns `(above, band)`.
+/// `IDX`, else their raw bits. Returns `(above, band)`. With `SPARSE` (the band is
+/// expected to hold well under one lane per group), a group without band lanes skips
+/// its compress-stores: a well-predicted branch instead of four stores.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn band_pass<
     L: Lanes,
     const MHI: u8,
@@ -513,6 +585,7 @@ unsafe fn band_pass<
     const HAS_HI: bool,
     const IDX: bool,
     const K: u8,
+    const SPARSE: bool,
 >(
     s: *const u32,
     n: usize,
@@ -526,9 +599,43 @@ unsafe fn band_pass<
     let mut iv = L::iota(base);
     let (mut above, mut cnt) = (0, 0);
     let mut i = 0;
+    let w = L::W;
     // SAFETY: as in threshold_pass.
     unsafe {
-        while i + L::W <= n {
+        while i + 4 * w <= n {
+            let mut bv = [L::iota(0); 4];
+            let (mut his, mut bands) = ([L::first(0); 4], [L::first(0); 4]);
+            for j in 0..4 {
+                let b = L::load(s.add(i + j * w));
+                bv[j] = b;
+                let np = L::npn(b);
+                let mut band = L::pred::<MLO>(b, clo, np);
+                if HAS_HI {
+                    let hi = apply_keep::<L, K>(L::pred::<MHI>(b, chi, np), keep.add(i + j * w));
+                    his[j] = hi;
+                    band = L::andnot(band, hi);
+                }
+                bands[j] = apply_keep::<L, K>(band, keep.add(i + j * w));
+            }
+            if HAS_HI {
+                above += L::group(his).count_ones() as usize;
+            }
+            let q = L::group(bands);
+            if !SPARSE || q != 0 {
+                let (o, total) = group_offsets::<L>(q);
+                let mut v = iv;
+                for j in 0..4 {
+                    L::compress(out.add(cnt + o[j]), bands[j], if IDX { v } else { bv[j] });
+                    v = L::step(v);
+                }
+                cnt += total;
+            }
+            for _ in 0..4 {
+                iv = L::step(iv);
+            }
+            i += 4 * w;
+        }
+        while i + w <= n {
             let b = L::load(s.add(i));
             let np = L::npn(b);
             let mut band = L::pred::<MLO>(b, clo, np);
@@ -541,7 +648,7 @@ unsafe fn band_pass<
             L::compress(out.add(cnt), band, if IDX { iv } else { b });
             cnt += L::count(band);
             iv = L::step(iv);
-            i += L::W;
+            i += w;
         }
         if i < n {
             let r = n - i;
@@ -630,7 +737,26 @@ unsafe fn output_pass<L: Lanes, const MGE: u8, const MGT: u8, const K: u8>(
             iv = L::step(iv);
             i += L::W;
         }
-        // Phase 2: only key > T (and keeps).
+        // Phase 2: only key > T (and keeps), in groups of 4 blocks while whole-vector
+        // stores cannot pass `cap`.
+        let w = L::W;
+        while cnt < cap && i + 4 * w <= n {
+            let mut m = [L::first(0); 4];
+            for (j, mj) in m.iter_mut().enumerate() {
+                let b = L::load(s.add(i + j * w));
+                *mj = apply_keep::<L, K>(L::pred::<MGT>(b, cgt, L::npn(b)), keep.add(i + j * w));
+            }
+            let (o, total) = group_offsets::<L>(L::group(m));
+            if cnt + o[3] + w > cap {
+                break;
+            }
+            for (j, &mj) in m.iter().enumerate() {
+                L::compress(out.add(cnt + o[j]), mj, iv);
+                iv = L::step(iv);
+            }
+            cnt += total;
+            i += 4 * w;
+        }
         while cnt < cap && i + L::W <= n {
             let b = L::load(s.add(i));
             let take = L::pred::<MGT>(b, cgt, L::npn(b));
@@ -821,17 +947,19 @@ struct Region {
 }
 
 /// The positions top-k samples in a region of `m > DIRECT_MAX` tokens: one pseudo-random
-/// position (xorshift32, fixed seed) in each of `sample_size(m)` equal strata, ascending.
-/// Deterministic, so tests can build inputs that defeat the sample on purpose.
+/// position in each of `sample_size(m)` equal strata, ascending. Each position is a hash
+/// of its stratum number alone (no serial generator state), so the loads of the sample
+/// overlap. Deterministic, so tests can build inputs that defeat the sample on purpose.
 pub fn sample_positions(m: usize) -> impl Iterator<Item = usize> {
     let want = sample_size(m);
     let stride = m / want;
-    let mut h: u32 = 0x9e37_79b9;
     (0..want).map(move |j| {
-        h ^= h << 13;
-        h ^= h >> 17;
-        h ^= h << 5;
-        j * stride + (h as usize % stride)
+        let mut h = (j as u32 ^ 0x9e37_79b9).wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
+        // h * stride / 2^32 < stride: a multiply instead of a division.
+        j * stride + ((h as u64 * stride as u64) >> 32) as usize
     })
 }
 
@@ -992,26 +1120,41 @@ unsafe fn find_kth<L: Lanes>(
         let hi_rank = (mid - dev).floor();
         let lo_rank = (mid + dev).ceil();
         // Descending order statistics of the sample.
-        let hi = if hi_rank >= 0.0 {
-            let j = hi_rank as usize;
-            Some(*sample.select_nth_unstable_by(j, |x, y| y.cmp(x)).1)
+        let (hi, lo, smax) = if hi_rank < 0.0 && lo_rank < SMALL_RANK as f64 {
+            // Small k: only the lower pivot, from a short sorted list of the largest.
+            let (lo, smax) = small_rank(sample, lo_rank as usize);
+            (None, lo, smax)
         } else {
-            None
+            let mut rest: &mut [i32] = sample;
+            let mut skipped = 0;
+            let hi = if hi_rank >= 0.0 {
+                let j = hi_rank as usize;
+                let h = *rest.select_nth_unstable_by(j, |x, y| y.cmp(x)).1;
+                // Everything after j ranks at or below it: the lower pivot is there.
+                rest = &mut rest[j + 1..];
+                skipped = j + 1;
+                Some(h)
+            } else {
+                None
+            };
+            let lo = if (lo_rank as usize) < ns {
+                let j = lo_rank as usize - skipped;
+                Some(*rest.select_nth_unstable_by(j, |x, y| y.cmp(x)).1)
+            } else {
+                None
+            };
+            (hi, lo, *sample.iter().max().unwrap_or(&i32::MIN))
         };
-        let lo = if (lo_rank as usize) < ns {
-            let j = lo_rank as usize;
-            Some(*sample.select_nth_unstable_by(j, |x, y| y.cmp(x)).1)
-        } else {
-            None
-        };
-        let smax = *sample.iter().max().unwrap_or(&i32::MIN);
+        // Expected band lanes per group of 4 blocks.
+        let per_group = |ranks: f64| ranks / ns as f64 * (4 * L::W) as f64;
 
         match (hi, lo) {
             (None, Some(lo)) if lo != smax => {
                 // Small k: the band (lo, +inf) holds the answer; keep its indices.
-                let band = with_mode!(Pred::gt(lo), MLO, clo => with_keep!(r.keep, KEEP_EXCL, K => {
-                    band_pass::<L, MLO, MLO, false, true, K>(r.s, m, r.base, 0, clo, r.keep, reg1).1
-                }));
+                let sparse = per_group(lo_rank + 1.0) < SPARSE_LANES_PER_GROUP;
+                let band = with_mode!(Pred::gt(lo), MLO, clo => with_keep!(r.keep, KEEP_EXCL, K => with_bool!(sparse, S => {
+                    band_pass::<L, MLO, MLO, false, true, K, S>(r.s, m, r.base, 0, clo, r.keep, reg1).1
+                })));
                 if band >= kk {
                     for j in 0..band {
                         *reg2.add(j) = ukey(*r.s.add((*reg1.add(j) - r.base) as usize));
@@ -1053,13 +1196,14 @@ unsafe fn find_kth<L: Lanes>(
                     Some(lo) => Pred::gt(lo),
                     None => Pred::All,
                 };
-                let (above, band) = with_mode!(Pred::gt(hi), MHI, chi => with_mode!(lo_pred, MLO, clo => with_keep!(r.keep, KEEP_EXCL, K => {
-                    band_pass::<L, MHI, MLO, true, false, K>(r.s, m, r.base, chi, clo, r.keep, reg2)
-                })));
+                let sparse = per_group(lo_rank - hi_rank) < SPARSE_LANES_PER_GROUP;
+                let (above, band) = with_mode!(Pred::gt(hi), MHI, chi => with_mode!(lo_pred, MLO, clo => with_keep!(r.keep, KEEP_EXCL, K => with_bool!(sparse, S => {
+                    band_pass::<L, MHI, MLO, true, false, K, S>(r.s, m, r.base, chi, clo, r.keep, reg2)
+                }))));
                 if above >= kk {
                     // Missed high: band (hi, +inf).
                     let band = with_mode!(Pred::gt(hi), MLO, clo => with_keep!(r.keep, KEEP_EXCL, K => {
-                        band_pass::<L, MLO, MLO, false, false, K>(r.s, m, r.base, 0, clo, r.keep, reg2).1
+                        band_pass::<L, MLO, MLO, false, false, K, false>(r.s, m, r.base, 0, clo, r.keep, reg2).1
                     }));
                     keys_in_place(reg2, band);
                     threshold_from_keys(reg2, band, kk)
@@ -1076,13 +1220,39 @@ unsafe fn find_kth<L: Lanes>(
     }
 }
 
+/// Sample ranks below this use [`small_rank`] instead of a quickselect.
+const SMALL_RANK: usize = 32;
+
+/// The `r`-th largest (0-based) of `x` (`None` when `r >= x.len()`) and the maximum,
+/// by one pass that keeps the `r + 1` largest sorted (`r < SMALL_RANK`, `x` non-empty).
+fn small_rank(x: &[i32], r: usize) -> (Option<i32>, i32) {
+    let mut top = [i32::MIN; SMALL_RANK];
+    let t = r + 1;
+    let mut len = 0;
+    for &v in x {
+        if len < t {
+            len += 1;
+        } else if v <= top[t - 1] {
+            continue;
+        }
+        // Insert v into top[..len] (descending), dropping the last.
+        let mut j = len - 1;
+        while j > 0 && top[j - 1] < v {
+            top[j] = top[j - 1];
+            j -= 1;
+        }
+        top[j] = v;
+    }
+    ((len == t).then_some(top[r]), top[0])
+}
+
 /// Every candidate's key into `keys`, then exact selection.
 #[inline(always)]
 unsafe fn band_all<L: Lanes>(r: Region, kk: usize, keys: *mut u32) -> Found {
     // SAFETY: keys has room for m words.
     unsafe {
         let band = with_keep!(r.keep, KEEP_EXCL, K => {
-            band_pass::<L, M_ALL, M_ALL, false, false, K>(r.s, r.m, r.base, 0, 0, r.keep, keys).1
+            band_pass::<L, M_ALL, M_ALL, false, false, K, false>(r.s, r.m, r.base, 0, 0, r.keep, keys).1
         });
         keys_in_place(keys, band);
         threshold_from_keys(keys, band, kk)
@@ -1112,7 +1282,7 @@ unsafe fn below_pivot<L: Lanes>(
         }
         // Band (-inf, lo) including NaN.
         let band = with_mode!(Pred::ge(lo), MHI, chi => with_keep!(r.keep, KEEP_EXCL, K => {
-            band_pass::<L, MHI, M_ALL, true, false, K>(r.s, r.m, r.base, chi, 0, r.keep, keys).1
+            band_pass::<L, MHI, M_ALL, true, false, K, false>(r.s, r.m, r.base, chi, 0, r.keep, keys).1
         }));
         keys_in_place(keys, band);
         threshold_from_keys(keys, band, kk - ge)
@@ -1135,13 +1305,13 @@ unsafe fn pivot_tie<L: Lanes>(r: Region, kk: usize, v: i32, keys: *mut u32) -> F
         }
         if gt >= kk {
             let band = with_mode!(Pred::gt(v), MLO, clo => with_keep!(r.keep, KEEP_EXCL, K => {
-                band_pass::<L, MLO, MLO, false, false, K>(r.s, r.m, r.base, 0, clo, r.keep, keys).1
+                band_pass::<L, MLO, MLO, false, false, K, false>(r.s, r.m, r.base, 0, clo, r.keep, keys).1
             }));
             keys_in_place(keys, band);
             return threshold_from_keys(keys, band, kk);
         }
         let band = with_mode!(Pred::ge(v), MHI, chi => with_keep!(r.keep, KEEP_EXCL, K => {
-            band_pass::<L, MHI, M_ALL, true, false, K>(r.s, r.m, r.base, chi, 0, r.keep, keys).1
+            band_pass::<L, MHI, M_ALL, true, false, K, false>(r.s, r.m, r.base, chi, 0, r.keep, keys).1
         }));
         keys_in_place(keys, band);
         threshold_from_keys(keys, band, kk - ge)
@@ -1172,6 +1342,21 @@ unsafe fn threshold_from_keys(keys: *mut u32, len: usize, r: usize) -> Found {
     }
 }
 
+/// The highest digit whose bucket holds the `r`-th largest value: `(digit, bucket size,
+/// values in higher buckets)`.
+#[inline(always)]
+fn pick_digit(r: usize, bucket: impl Fn(usize) -> usize) -> (u32, usize, usize) {
+    let mut acc = 0;
+    for d in (0..256).rev() {
+        let h = bucket(d);
+        if acc + h >= r {
+            return (d as u32, h, acc);
+        }
+        acc += h;
+    }
+    (0, 0, acc)
+}
+
 /// The `r`-th largest value of `keys` (`1 <= r <= len`) and how many values are
 /// strictly greater than it. Radix selection on the bits that differ, 8 per round,
 /// compacting the chosen bucket in place; small slices are sorted.
@@ -1196,30 +1381,30 @@ pub fn select_kth(keys: &mut [u32], mut r: usize) -> (u32, usize) {
         }
         let top = 31 - (mn ^ mx).leading_zeros();
         let shift = top.saturating_sub(7);
-        // Four interleaved histograms, so runs of equal digits do not serialize.
-        let mut hist = [[0u32; 256]; 4];
-        let mut chunks = cur.chunks_exact(4);
-        for c in &mut chunks {
-            hist[0][((c[0] >> shift) & 0xff) as usize] += 1;
-            hist[1][((c[1] >> shift) & 0xff) as usize] += 1;
-            hist[2][((c[2] >> shift) & 0xff) as usize] += 1;
-            hist[3][((c[3] >> shift) & 0xff) as usize] += 1;
-        }
-        for &x in chunks.remainder() {
-            hist[0][((x >> shift) & 0xff) as usize] += 1;
-        }
-        let mut acc = 0usize;
-        let mut digit = 0u32;
-        let mut size = 0usize;
-        for d in (0..256).rev() {
-            let h = (hist[0][d] + hist[1][d] + hist[2][d] + hist[3][d]) as usize;
-            if acc + h >= r {
-                digit = d as u32;
-                size = h;
-                break;
+        let (digit, size, acc) = if len < 1024 {
+            // One histogram: less to clear and scan than the four below.
+            let mut hist = [0u32; 256];
+            for &x in cur.iter() {
+                hist[((x >> shift) & 0xff) as usize] += 1;
             }
-            acc += h;
-        }
+            pick_digit(r, |d| hist[d] as usize)
+        } else {
+            // Four interleaved histograms, so runs of equal digits do not serialize.
+            let mut hist = [[0u32; 256]; 4];
+            let mut chunks = cur.chunks_exact(4);
+            for c in &mut chunks {
+                hist[0][((c[0] >> shift) & 0xff) as usize] += 1;
+                hist[1][((c[1] >> shift) & 0xff) as usize] += 1;
+                hist[2][((c[2] >> shift) & 0xff) as usize] += 1;
+                hist[3][((c[3] >> shift) & 0xff) as usize] += 1;
+            }
+            for &x in chunks.remainder() {
+                hist[0][((x >> shift) & 0xff) as usize] += 1;
+            }
+            pick_digit(r, |d| {
+                (hist[0][d] + hist[1][d] + hist[2][d] + hist[3][d]) as usize
+            })
+        };
         r -= acc;
         greater += acc;
         let mut w = 0;

@@ -128,7 +128,12 @@ impl Lanes for Neon {
     }
     #[inline(always)]
     fn count(m: u32) -> usize {
-        m.count_ones() as usize
+        // Bit counts of 0..16 as nibbles. m < 16.
+        ((0x4332_3221_3221_2110u64 >> (4 * m)) & 0xf) as usize
+    }
+    #[inline(always)]
+    fn group(m: [u32; 4]) -> u64 {
+        (m[0] | m[1] << 4 | m[2] << 8 | m[3] << 12) as u64
     }
     #[inline(always)]
     fn lowest(mut m: u32, k: usize) -> u32 {

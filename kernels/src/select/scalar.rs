@@ -68,6 +68,10 @@ impl Lanes for Scalar {
         m as usize
     }
     #[inline(always)]
+    fn group(m: [u32; 4]) -> u64 {
+        (m[0] | m[1] << 1 | m[2] << 2 | m[3] << 3) as u64
+    }
+    #[inline(always)]
     fn lowest(_m: u32, _k: usize) -> u32 {
         0 // k < count(m) <= 1
     }
