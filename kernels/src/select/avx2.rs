@@ -220,22 +220,23 @@ impl Lanes for Avx2 {
     }
 }
 
-/// Threshold selection, 8 lanes per step, `vpermd` lookup-table compress.
+/// Threshold selection, groups of 4 blocks of 8 lanes, `vpermd` lookup-table compress.
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
 #[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
-pub unsafe fn f32_threshold_lut_u8(a: &ThresholdArgs) -> usize {
+pub unsafe fn f32_threshold_lut_u32(a: &ThresholdArgs) -> usize {
     // SAFETY: the caller upholds the contract.
     unsafe { super::threshold::<Avx2>(a) }
 }
 
-/// Exact top-k: sampled pivots, 8-lane band and output passes, radix selection.
+/// Exact top-k: sampled pivots, band and output passes over groups of 4 x 8 lanes,
+/// radix selection.
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
 #[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
-pub unsafe fn f32_topk_band_lut_u8(a: &TopkArgs) {
+pub unsafe fn f32_topk_band_lut_u32(a: &TopkArgs) {
     // SAFETY: the caller upholds the contract.
     unsafe { super::topk::<Avx2>(a) }
 }

@@ -156,26 +156,28 @@ impl Lanes for Avx512 {
     }
 }
 
-/// Threshold selection, 16 lanes per step, register compress + whole-vector stores.
+/// Threshold selection, groups of 4 blocks of 16 lanes, register compress + whole-vector
+/// stores.
 ///
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
     enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
-pub unsafe fn f32_threshold_vcompress_u16(a: &ThresholdArgs) -> usize {
+pub unsafe fn f32_threshold_vcompress_u64(a: &ThresholdArgs) -> usize {
     // SAFETY: the caller upholds the contract.
     unsafe { super::threshold::<Avx512>(a) }
 }
 
-/// Exact top-k: sampled pivots, 16-lane band and output passes, radix selection.
+/// Exact top-k: sampled pivots, band and output passes over groups of 4 x 16 lanes,
+/// radix selection.
 ///
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
     enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
-pub unsafe fn f32_topk_band_vcompress_u16(a: &TopkArgs) {
+pub unsafe fn f32_topk_band_vcompress_u64(a: &TopkArgs) {
     // SAFETY: the caller upholds the contract.
     unsafe { super::topk::<Avx512>(a) }
 }

@@ -261,19 +261,19 @@ macro_rules! registry {
 registry!(
     THRESHOLD_F32,
     ThresholdFn,
-    f32_threshold_u1,
-    f32_threshold_lut_u8,
-    f32_threshold_vcompress_u16,
-    f32_threshold_tbl_u4,
+    f32_threshold_u4,
+    f32_threshold_lut_u32,
+    f32_threshold_vcompress_u64,
+    f32_threshold_tbl_u16,
     "Every f32 threshold-selection variant compiled for this target, scalar first."
 );
 registry!(
     TOPK_F32,
     TopkFn,
-    f32_topk_band_u1,
-    f32_topk_band_lut_u8,
-    f32_topk_band_vcompress_u16,
-    f32_topk_band_tbl_u4,
+    f32_topk_band_u4,
+    f32_topk_band_lut_u32,
+    f32_topk_band_vcompress_u64,
+    f32_topk_band_tbl_u16,
     "Every f32 top-k variant compiled for this target, scalar first."
 );
 registry!(

@@ -193,22 +193,23 @@ impl Lanes for Neon {
     }
 }
 
-/// Threshold selection, 4 lanes per step, `tbl` compress.
+/// Threshold selection, groups of 4 blocks of 4 lanes, `tbl` compress.
 ///
 /// # Safety
 /// See the module contract.
 #[target_feature(enable = "neon")]
-pub unsafe fn f32_threshold_tbl_u4(a: &ThresholdArgs) -> usize {
+pub unsafe fn f32_threshold_tbl_u16(a: &ThresholdArgs) -> usize {
     // SAFETY: the caller upholds the contract.
     unsafe { super::threshold::<Neon>(a) }
 }
 
-/// Exact top-k: sampled pivots, 4-lane band and output passes, radix selection.
+/// Exact top-k: sampled pivots, band and output passes over groups of 4 x 4 lanes,
+/// radix selection.
 ///
 /// # Safety
 /// See the module contract.
 #[target_feature(enable = "neon")]
-pub unsafe fn f32_topk_band_tbl_u4(a: &TopkArgs) {
+pub unsafe fn f32_topk_band_tbl_u16(a: &TopkArgs) {
     // SAFETY: the caller upholds the contract.
     unsafe { super::topk::<Neon>(a) }
 }

@@ -105,11 +105,11 @@ impl Lanes for Scalar {
     unsafe fn store_mask_part(_out: *mut u8, _m: u32, _n: usize) {}
 }
 
-/// Threshold selection, one element at a time.
+/// Threshold selection, one element per block, groups of 4.
 ///
 /// # Safety
 /// See the module contract.
-pub unsafe fn f32_threshold_u1(a: &ThresholdArgs) -> usize {
+pub unsafe fn f32_threshold_u4(a: &ThresholdArgs) -> usize {
     // SAFETY: the caller upholds the contract.
     unsafe { super::threshold::<Scalar>(a) }
 }
@@ -118,7 +118,7 @@ pub unsafe fn f32_threshold_u1(a: &ThresholdArgs) -> usize {
 ///
 /// # Safety
 /// See the module contract.
-pub unsafe fn f32_topk_band_u1(a: &TopkArgs) {
+pub unsafe fn f32_topk_band_u4(a: &TopkArgs) {
     // SAFETY: the caller upholds the contract.
     unsafe { super::topk::<Scalar>(a) }
 }
