@@ -1337,7 +1337,7 @@ unsafe fn group_reps<L: Lanes>(s: *const u32, m: usize, reps: *mut u32) -> usize
 
 /// Small k without keep bytes: the `kk`-th largest group representative `lo` is a lower
 /// bound of the `kk`-th largest key (the `kk` groups it ranks among each hold a score
-/// >= lo), and a tight one when `kk * 64` is well below `m`. One pass finds the
+/// of at least lo), and a tight one when `kk * 64` is well below `m`. One pass finds the
 /// representatives, one sparse band pass keeps the indices with key > lo (about `kk` of
 /// them); fewer than `kk` means the `kk`-th key is lo itself. No sampling, no misses.
 #[inline(always)]
