@@ -538,8 +538,8 @@ fn topk_defeats_the_sample_and_stays_exact() {
 }
 
 /// Small k without keep bytes on rows up to 2^17 goes through the group maxima (k <= n /
-/// 256): rows whose
-/// group representatives are weak or tied on purpose must stay exact.
+/// GROUP_FILTER_DIV, at most GROUP_MAX_REPS groups): rows whose group representatives are weak or tied on purpose must
+/// stay exact.
 #[test]
 fn topk_small_k_by_group_maxima() {
     let mut rng = Rng::new(11);
@@ -593,7 +593,7 @@ fn topk_small_k_by_group_maxima() {
         cases.push(("ascending", gen(Dist::Sorted, n, &mut rng)));
         cases.push(("all equal", vec![-2.5; n]));
         for (what, s) in &cases {
-            for k in [1, 2, 17, 50, n / div] {
+            for k in [1, 2, 17, 50, n / (4 * div), n / (2 * div), n / div] {
                 check_topk(s, k, NO_KEEPS, what);
                 // keep_first / keep_last leave the path on (the region shrinks).
                 let keeps = Keeps {

@@ -57,9 +57,9 @@
 //! taken from it directly (one pass over the row). Small k on rows up to
 //! [`GROUP_FILTER_MAX_ROW`] without keep bytes skips the sample (whose scattered loads
 //! miss the cache when the row is not in L2): one pass takes a representative (the
-//! maximum) of every group of 64 scores, the `k`-th largest representative is a lower
-//! bound of the `k`-th largest score that leaves a band of about `k` tokens, and a
-//! second pass (now from L2) collects them. A band expected to hold under
+//! maximum) of every group of up to 64 scores (at least `4k` groups), the `k`-th largest
+//! representative is a lower bound of the `k`-th largest score that leaves a band of
+//! about `k` tokens, and a second pass (now from L2) collects them. A band expected to hold under
 //! [`SPARSE_LANES_PER_GROUP`] lanes per group of 4 blocks skips the stores of empty
 //! groups. Ties at a pivot, a missed bracket or a degenerate sample fall back to extra
 //! counting / banding passes, so the result is always exact and the work stays linear.
@@ -1108,7 +1108,11 @@ unsafe fn find_kth<L: Lanes>(
             }
             return threshold_from_keys(reg2, c, kk);
         }
-        if r.keep.is_null() && kk <= m / GROUP_FILTER_DIV && m <= GROUP_FILTER_MAX_ROW {
+        if r.keep.is_null()
+            && kk <= m / GROUP_FILTER_DIV
+            && m <= GROUP_FILTER_MAX_ROW
+            && m / group_vectors(m, kk) <= GROUP_MAX_REPS
+        {
             return by_group_max::<L>(r, kk, reg1, reg2, out);
         }
 
@@ -1279,15 +1283,31 @@ unsafe fn from_band_indices(
     }
 }
 
-/// Top-k by group maxima is used (without keep bytes) when `kk <= m / GROUP_FILTER_DIV`
-/// and `m <= GROUP_FILTER_MAX_ROW`: its second pass then reads the row from L2 (512 KiB
+/// Top-k by group maxima is used (without keep bytes) when `kk <= m / GROUP_FILTER_DIV`,
+/// `m <= GROUP_FILTER_MAX_ROW` and ...: its second pass then reads the row from L2 (512 KiB
 /// of scores); beyond that one pass plus a sample is cheaper than two passes.
-pub const GROUP_FILTER_DIV: usize = 256;
+pub const GROUP_FILTER_DIV: usize = 32;
 /// See [`GROUP_FILTER_DIV`].
 pub const GROUP_FILTER_MAX_ROW: usize = 1 << 17;
+/// ... and when it leaves at most this many groups (selecting among the group
+/// representatives costs more than a sample beyond that).
+pub const GROUP_MAX_REPS: usize = 2048;
 
-/// Each lane's group in [`group_reps`] spans this many vectors.
+/// Each lane's group in [`group_reps`] spans at most this many vectors.
 const GROUP_VECTORS: usize = 64;
+
+/// Vectors per group for `kk` of `m`: the largest power of two up to [`GROUP_VECTORS`]
+/// leaving at least `4 kk` groups (the `kk`-th largest of them then leaves a band of
+/// about `1.15 kk` scores); at least 8 when `kk <= m / GROUP_FILTER_DIV`.
+#[inline(always)]
+fn group_vectors(m: usize, kk: usize) -> usize {
+    let g = m / (4 * kk);
+    if g >= GROUP_VECTORS {
+        GROUP_VECTORS
+    } else {
+        1 << (usize::BITS - 1 - g.max(1).leading_zeros())
+    }
+}
 
 /// A signed integer key whose maximum over a set of score bits is the bits of its
 /// largest score (sign-magnitude to two's complement: `-0 < +0`, a positive NaN above
@@ -1298,19 +1318,18 @@ pub const fn max_key(bits: u32) -> i32 {
 }
 
 /// One representative per group of the region's candidates, as unsigned order keys, into
-/// `reps`; returns their number. A group is one lane of [`GROUP_VECTORS`] consecutive
-/// vectors (the last block may be shorter; the scalar tail is one more group), and its
+/// `reps`; returns their number. A group is one lane of `gv` consecutive vectors (the last block may be shorter; the scalar tail is one more group), and its
 /// representative is one of its own scores (the largest in [`max_key`] order, so the
 /// largest score unless the group holds a positive NaN).
 #[inline(always)]
-unsafe fn group_reps<L: Lanes>(s: *const u32, m: usize, reps: *mut u32) -> usize {
+unsafe fn group_reps<L: Lanes>(s: *const u32, m: usize, gv: usize, reps: *mut u32) -> usize {
     let w = L::W;
     let (mut i, mut nr) = (0, 0);
-    // SAFETY: reads stay in s[..m]; reps has room for m words and nr + W <= m / 64 + W
-    // + 1 <= m (m > DIRECT_MAX).
+    // SAFETY: reads stay in s[..m]; reps has room for m words and nr + W <= m / gv + W
+    // + 1 <= m (gv >= 2, m > DIRECT_MAX).
     unsafe {
         while i + w <= m {
-            let end = i + ((m - i) / w).min(GROUP_VECTORS) * w;
+            let end = i + ((m - i) / w).min(gv) * w;
             let mut acc = L::key_floor();
             while i < end {
                 acc = L::max_key(acc, L::load(s.add(i)));
@@ -1337,7 +1356,7 @@ unsafe fn group_reps<L: Lanes>(s: *const u32, m: usize, reps: *mut u32) -> usize
 
 /// Small k without keep bytes: the `kk`-th largest group representative `lo` is a lower
 /// bound of the `kk`-th largest key (the `kk` groups it ranks among each hold a score
-/// of at least lo), and a tight one when `kk * 64` is well below `m`. One pass finds the
+/// of at least lo), and a tight one with at least `4 kk` groups. One pass finds the
 /// representatives, one sparse band pass keeps the indices with key > lo (about `kk` of
 /// them); fewer than `kk` means the `kk`-th key is lo itself. No sampling, no misses.
 #[inline(always)]
@@ -1350,7 +1369,7 @@ unsafe fn by_group_max<L: Lanes>(
 ) -> Found {
     // SAFETY: reg1 and reg2 hold m words each.
     unsafe {
-        let nr = group_reps::<L>(r.s, r.m, reg2);
+        let nr = group_reps::<L>(r.s, r.m, group_vectors(r.m, kk), reg2);
         let reps = core::slice::from_raw_parts_mut(reg2, nr);
         let t = *reps.select_nth_unstable_by(kk - 1, |a, b| b.cmp(a)).1;
         let lo = (t ^ 0x8000_0000) as i32;
