@@ -2,7 +2,7 @@
 //! over, each timed interleaved with a plain SIMD read of the same bytes (medians), so
 //! that they compare by their fraction of the read ceiling on a noisy machine.
 //!
-//! - threshold (`s > tau`, 1M f32 at 10% / 50% selected, and n = 50257): the registry
+//! - threshold (`s > tau`, n = 50257, 1M (L3) and 16M (DRAM) f32 at 10% / 50%): the registry
 //!   entries, and on AVX-512 the per-block loop the grouped one replaced (two compares,
 //!   one mask move and popcount per block, compress + whole-vector store), a masked
 //!   store of exactly the selected lanes, two 8-lane compresses per block, and the count
@@ -192,7 +192,7 @@ fn main() {
         .unwrap_or_default();
 
     // Threshold.
-    for n in [50257usize, 1 << 20] {
+    for n in [50257usize, 1 << 20, 1 << 24] {
         let s = uniform(n, 5);
         let mut out = vec![0u32; n];
         for (tau, pct) in [(0.8f32, 10), (0.0, 50)] {
