@@ -55,3 +55,40 @@ def table(rows, headers):
     for r in rows:
         out.append("| " + " | ".join(str(c) for c in r) + " |")
     return "\n".join(out)
+
+
+_POOL = None
+
+
+def run_parallel(calls):
+    """Runs the zero-argument callables concurrently on a persistent pool of Python
+    threads (ctypes releases the GIL during the foreign call) and waits for all: how an
+    engine splits a kernel's rows across its own threads."""
+    global _POOL
+    if len(calls) == 1:
+        calls[0]()
+        return
+    if _POOL is None or _POOL._max_workers < len(calls):
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=len(calls))
+    for f in [_POOL.submit(c) for c in calls]:
+        f.result()
+
+
+def chunks(n, parts):
+    """`parts` contiguous (start, stop) ranges covering 0..n."""
+    step = -(-n // parts)
+    return [(i, min(n, i + step)) for i in range(0, n, step)] or [(0, 0)]
+
+
+class Result:
+    """One workload: our time, each peer's time (None when a peer lacks the op), and
+    the bytes the workload reads (for GB/s)."""
+
+    def __init__(self, family, workload, size, threads, ours, peers, nbytes, note=""):
+        self.family, self.workload, self.size, self.threads = family, workload, size, threads
+        self.ours, self.peers, self.nbytes, self.note = ours, peers, nbytes, note
+
+    def best_peer(self):
+        times = [(t, name) for name, t in self.peers.items() if t is not None]
+        return min(times) if times else (None, None)
