@@ -434,7 +434,7 @@ fn topk_medium_rows_every_path() {
 #[test]
 fn topk_defeats_the_sample_and_stays_exact() {
     let mut rng = Rng::new(4);
-    for n in [600, 2000, 10_000, 70_001] {
+    for n in [600, 2000, 10_000, 70_001, (1 << 17) + 1001] {
         let sampled: Vec<usize> = select::sample_positions(n).collect();
         let mut is_sampled = vec![false; n];
         for &i in &sampled {
@@ -533,6 +533,78 @@ fn topk_defeats_the_sample_and_stays_exact() {
                 mask: Some(&mask),
             };
             check_topk(&s, k, keeps, "sample hidden by keep mask");
+        }
+    }
+}
+
+/// Small k without keep bytes on rows up to 2^17 goes through the group maxima (k <= n /
+/// GROUP_FILTER_DIV, at most GROUP_MAX_REPS groups): rows whose group representatives are weak or tied on purpose must
+/// stay exact.
+#[test]
+fn topk_small_k_by_group_maxima() {
+    let mut rng = Rng::new(11);
+    let div = select::GROUP_FILTER_DIV;
+    for n in [div * 3 + 517, 4096 + 13, 50257, 70_001] {
+        let mut cases: Vec<(&str, Vec<f32>)> = Vec::new();
+        cases.push(("random", gen(Dist::Random, n, &mut rng)));
+        // Log-probabilities: every score negative.
+        cases.push((
+            "all negative",
+            (0..n).map(|_| rng.uniform(-30.0, -0.001)).collect(),
+        ));
+        // A positive NaN in most groups (their representative), numbers elsewhere.
+        cases.push((
+            "positive NaN in every group",
+            (0..n)
+                .map(|i| {
+                    if i % 61 == 7 {
+                        f32::NAN
+                    } else {
+                        rng.uniform(-1.0, 1.0)
+                    }
+                })
+                .collect(),
+        ));
+        // Every group maximum equal: the k-th key is the tied maximum.
+        cases.push((
+            "tied maxima",
+            (0..n)
+                .map(|i| {
+                    if i % 37 == 0 {
+                        0.75
+                    } else {
+                        rng.uniform(0.0, 0.5)
+                    }
+                })
+                .collect(),
+        ));
+        cases.push((
+            "signed zeros and denormals",
+            (0..n)
+                .map(|_| match rng.below(4) {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f32::from_bits(1 + rng.below(9) as u32),
+                    _ => -f32::from_bits(1 + rng.below(9) as u32),
+                })
+                .collect(),
+        ));
+        cases.push(("few distinct", gen(Dist::FewDistinct, n, &mut rng)));
+        cases.push(("ascending", gen(Dist::Sorted, n, &mut rng)));
+        cases.push(("all equal", vec![-2.5; n]));
+        for (what, s) in &cases {
+            for k in [1, 2, 17, 50, n / (4 * div), n / (2 * div), n / div] {
+                check_topk(s, k, NO_KEEPS, what);
+                // keep_first / keep_last leave the path on (the region shrinks).
+                let keeps = Keeps {
+                    first: 1,
+                    last: 2,
+                    mask: None,
+                };
+                if k >= 3 {
+                    check_topk(s, k, keeps, what);
+                }
+            }
         }
     }
 }

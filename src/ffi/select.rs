@@ -163,7 +163,9 @@ struct CRows<'a> {
     scores: Matrix<'a, f32>,
     keep: Option<Matrix<'a, u8>>,
     valid: Option<&'a [usize]>,
-    ranges: Vec<(usize, usize)>,
+    /// Byte ranges of the inputs (scores, keep mask, valid lengths, one spare slot);
+    /// unused slots are empty.
+    ranges: [(usize, usize); 4],
 }
 
 /// # Safety
@@ -186,7 +188,8 @@ unsafe fn c_rows<'a>(
     let sn = span(batch, n, scores_row_stride)?;
     // SAFETY: the caller's promises, passed on; sizes from the documented shapes.
     let s = unsafe { slice(scores, sn)? };
-    let mut ranges = vec![byte_range(s)];
+    let mut ranges = [(0, 0); 4];
+    ranges[0] = byte_range(s);
     let keep = if keep_mask.is_null() {
         None
     } else {
@@ -198,7 +201,7 @@ unsafe fn c_rows<'a>(
         let kn = span(batch, n, stride)?;
         // SAFETY: as above.
         let k = unsafe { slice(keep_mask, kn)? };
-        ranges.push(byte_range(k));
+        ranges[1] = byte_range(k);
         Some(Matrix::new(k, batch, n, stride)?)
     };
     let valid = if valid_lens.is_null() {
@@ -211,7 +214,7 @@ unsafe fn c_rows<'a>(
             InvalidArgument,
             "a valid length exceeds n"
         );
-        ranges.push(byte_range(v));
+        ranges[2] = byte_range(v);
         Some(v)
     };
     Ok(CRows {
@@ -307,7 +310,7 @@ pub unsafe extern "C" fn tkr_topk_f32(
                 o.valid_lens,
             )?
         };
-        let mut ins = rows.ranges.clone();
+        let mut ins = rows.ranges;
         let capacity = o.flags & TKR_TOPK_CAPACITY != 0;
         let kspec = if capacity {
             ensure!(
@@ -333,7 +336,7 @@ pub unsafe extern "C" fn tkr_topk_f32(
                 ensure!(k == 0, InvalidArgument, "row_k with a non-zero k");
                 // SAFETY: the caller promises batch size_t at row_k.
                 let ks = unsafe { slice(o.row_k, batch)? };
-                ins.push(byte_range(ks));
+                ins[3] = byte_range(ks);
                 TopK::PerRow(ks)
             }
         };
@@ -349,7 +352,9 @@ pub unsafe extern "C" fn tkr_topk_f32(
             max_k = max_k.max(kr);
         }
         let on = span(batch, max_k, out_row_stride)?;
-        let mut outs = vec![range(out_idx, on)?];
+        // out_idx, out_scores, out_counts, workspace (no allocation on this path).
+        let mut outs = [(0, 0); 4];
+        outs[0] = range(out_idx, on)?;
         let sc_stride = if o.out_scores_row_stride == 0 {
             out_row_stride
         } else {
@@ -360,11 +365,9 @@ pub unsafe extern "C" fn tkr_topk_f32(
         } else {
             span(batch, max_k, sc_stride)?
         };
-        if !o.out_scores.is_null() {
-            outs.push(range(o.out_scores, sn)?);
-        }
+        outs[1] = range(o.out_scores, sn)?;
         let cn = if out_counts.is_null() { 0 } else { batch };
-        outs.push(range(out_counts, cn)?);
+        outs[2] = range(out_counts, cn)?;
         let max_valid = rows
             .valid
             .map_or(n, |v| v.iter().copied().max().unwrap_or(0));
@@ -377,7 +380,7 @@ pub unsafe extern "C" fn tkr_topk_f32(
                 BufferTooSmall,
                 "workspace smaller than tkr_topk_workspace_size"
             );
-            outs.push(range(workspace as *const u64, words)?);
+            outs[3] = range(workspace as *const u64, words)?;
             Some(workspace as *mut u64)
         };
         all_disjoint(&outs, &ins)?;
@@ -499,13 +502,13 @@ pub unsafe extern "C" fn tkr_threshold_f32(
                 o.valid_lens,
             )?
         };
-        let mut ins = rows.ranges.clone();
+        let mut ins = rows.ranges;
         let taus = if o.row_tau.is_null() {
             Tau::Fixed(tau)
         } else {
             // SAFETY: the caller promises batch floats at row_tau.
             let t = unsafe { slice(o.row_tau, batch)? };
-            ins.push(byte_range(t));
+            ins[3] = byte_range(t);
             Tau::PerRow(t)
         };
         let max_valid = rows

@@ -2,12 +2,14 @@
 //! shapes are the ones the issues set targets for.
 
 mod score;
+mod select;
 
 use crate::Case;
 
 pub fn all(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
     v.extend(score::cases(quick));
+    v.extend(select::cases(quick));
     v
 }
 

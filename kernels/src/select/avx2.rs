@@ -170,6 +170,24 @@ impl Lanes for Avx2 {
         (m[0] as u64) | (m[1] as u64) << 8 | (m[2] as u64) << 16 | (m[3] as u64) << 24
     }
     #[inline(always)]
+    fn max_key(acc: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the avx2 tier is enabled in every caller.
+        unsafe {
+            let k = _mm256_xor_si256(b, _mm256_srli_epi32::<1>(_mm256_srai_epi32::<31>(b)));
+            _mm256_max_epi32(acc, k)
+        }
+    }
+    #[inline(always)]
+    fn key_floor() -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_set1_epi32(i32::MIN) }
+    }
+    #[inline(always)]
+    unsafe fn store(out: *mut u32, v: __m256i) {
+        // SAFETY: the caller gives room for 8 elements.
+        unsafe { _mm256_storeu_si256(out as *mut __m256i, v) }
+    }
+    #[inline(always)]
     fn lowest(m: u32, k: usize) -> u32 {
         // SAFETY: bmi2 is part of the tier.
         unsafe { _pdep_u32((1u32 << k) - 1, m) }

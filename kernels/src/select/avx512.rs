@@ -104,6 +104,24 @@ impl Lanes for Avx512 {
         }
     }
     #[inline(always)]
+    fn max_key(acc: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: the avx512 tier is enabled in every caller.
+        unsafe {
+            let k = _mm512_xor_si512(b, _mm512_srli_epi32::<1>(_mm512_srai_epi32::<31>(b)));
+            _mm512_max_epi32(acc, k)
+        }
+    }
+    #[inline(always)]
+    fn key_floor() -> __m512i {
+        // SAFETY: as above.
+        unsafe { _mm512_set1_epi32(i32::MIN) }
+    }
+    #[inline(always)]
+    unsafe fn store(out: *mut u32, v: __m512i) {
+        // SAFETY: the caller gives room for 16 elements.
+        unsafe { _mm512_storeu_si512(out as *mut __m512i, v) }
+    }
+    #[inline(always)]
     fn lowest(m: __mmask16, k: usize) -> __mmask16 {
         // SAFETY: bmi2 is part of the tier.
         unsafe { _pdep_u32((1u32 << k) - 1, m as u32) as __mmask16 }

@@ -54,7 +54,12 @@
 //! the band between the pivots into scratch; the exact k-th key is found in the band by
 //! radix selection; one more SIMD pass compresses the indices with key > T plus the
 //! first `need` with key == T. For small k the band holds indices and the output is
-//! taken from it directly (one pass over the row). A band expected to hold under
+//! taken from it directly (one pass over the row). Small k on rows up to
+//! [`GROUP_FILTER_MAX_ROW`] without keep bytes skips the sample (whose scattered loads
+//! miss the cache when the row is not in L2): one pass takes a representative (the
+//! maximum) of every group of up to 64 scores (at least `4k` groups), the `k`-th largest
+//! representative is a lower bound of the `k`-th largest score that leaves a band of
+//! about `k` tokens, and a second pass (now from L2) collects them. A band expected to hold under
 //! [`SPARSE_LANES_PER_GROUP`] lanes per group of 4 blocks skips the stores of empty
 //! groups. Ties at a pivot, a missed bracket or a degenerate sample fall back to extra
 //! counting / banding passes, so the result is always exact and the work stays linear.
@@ -348,6 +353,12 @@ pub(crate) trait Lanes: Copy {
     fn group(m: [Self::M; 4]) -> u64;
     /// The `k` lowest set lanes of `m` (`k < count(m)`).
     fn lowest(m: Self::M, k: usize) -> Self::M;
+    /// Lane-wise maximum of `acc` and the [`max_key`] of the bits `b` (signed compare).
+    fn max_key(acc: Self::V, b: Self::V) -> Self::V;
+    /// Every lane `i32::MIN` (below every [`max_key`]).
+    fn key_floor() -> Self::V;
+    /// Stores all `W` lanes of `v`.
+    unsafe fn store(out: *mut u32, v: Self::V);
     /// Lanes whose byte is non-zero (`W` bytes).
     unsafe fn keep(p: *const u8) -> Self::M;
     /// As `keep` for the first `n < W` bytes (reads only those).
@@ -1097,6 +1108,13 @@ unsafe fn find_kth<L: Lanes>(
             }
             return threshold_from_keys(reg2, c, kk);
         }
+        if r.keep.is_null()
+            && kk <= m / GROUP_FILTER_DIV
+            && m <= GROUP_FILTER_MAX_ROW
+            && m / group_vectors(m, kk) <= GROUP_MAX_REPS
+        {
+            return by_group_max::<L>(r, kk, reg1, reg2, out);
+        }
 
         // Stratified deterministic sample of candidate keys (in region 2).
         let smp = reg2 as *mut i32;
@@ -1156,32 +1174,7 @@ unsafe fn find_kth<L: Lanes>(
                     band_pass::<L, MLO, MLO, false, true, K, S>(r.s, m, r.base, 0, clo, r.keep, reg1).1
                 })));
                 if band >= kk {
-                    for j in 0..band {
-                        *reg2.add(j) = ukey(*r.s.add((*reg1.add(j) - r.base) as usize));
-                    }
-                    let found = threshold_from_keys(reg2, band, kk);
-                    if !r.keep.is_null() {
-                        return found;
-                    }
-                    // Without keep bytes the band (ascending indices) is the output.
-                    let Found::Threshold { t, mut need } = found else {
-                        return found;
-                    };
-                    let tu = (t as u32) ^ 0x8000_0000;
-                    let mut w = 0;
-                    for j in 0..band {
-                        let i = *reg1.add(j);
-                        let u = ukey(*r.s.add((i - r.base) as usize));
-                        if u > tu || (u == tu && need > 0) {
-                            if u == tu {
-                                need -= 1;
-                            }
-                            *out.add(w) = i;
-                            w += 1;
-                        }
-                    }
-                    debug_assert_eq!(w, kk);
-                    return Found::Written;
+                    return from_band_indices(r, kk, band, reg1, reg2, out);
                 }
                 below_pivot::<L>(r, kk, lo, band, reg2)
             }
@@ -1244,6 +1237,153 @@ fn small_rank(x: &[i32], r: usize) -> (Option<i32>, i32) {
         top[j] = v;
     }
     ((len == t).then_some(top[r]), top[0])
+}
+
+/// The band `reg1[..band]` (ascending indices of every candidate with key > some
+/// pivot, `band >= kk`) holds the answer: the exact threshold from its keys (in
+/// `keys`), and without keep bytes the output taken from it directly.
+#[inline(always)]
+unsafe fn from_band_indices(
+    r: Region,
+    kk: usize,
+    band: usize,
+    reg1: *mut u32,
+    keys: *mut u32,
+    out: *mut u32,
+) -> Found {
+    // SAFETY: reg1 holds band indices of the region, keys has room for band words,
+    // out for kk indices.
+    unsafe {
+        for j in 0..band {
+            *keys.add(j) = ukey(*r.s.add((*reg1.add(j) - r.base) as usize));
+        }
+        let found = threshold_from_keys(keys, band, kk);
+        if !r.keep.is_null() {
+            return found;
+        }
+        // Without keep bytes the band (ascending indices) is the output.
+        let Found::Threshold { t, mut need } = found else {
+            return found;
+        };
+        let tu = (t as u32) ^ 0x8000_0000;
+        let mut w = 0;
+        for j in 0..band {
+            let i = *reg1.add(j);
+            let u = ukey(*r.s.add((i - r.base) as usize));
+            if u > tu || (u == tu && need > 0) {
+                if u == tu {
+                    need -= 1;
+                }
+                *out.add(w) = i;
+                w += 1;
+            }
+        }
+        debug_assert_eq!(w, kk);
+        Found::Written
+    }
+}
+
+/// Top-k by group maxima is used (without keep bytes) when `kk <= m / GROUP_FILTER_DIV`,
+/// `m <= GROUP_FILTER_MAX_ROW` and ...: its second pass then reads the row from L2 (512 KiB
+/// of scores); beyond that one pass plus a sample is cheaper than two passes.
+pub const GROUP_FILTER_DIV: usize = 32;
+/// See [`GROUP_FILTER_DIV`].
+pub const GROUP_FILTER_MAX_ROW: usize = 1 << 17;
+/// ... and when it leaves at most this many groups (selecting among the group
+/// representatives costs more than a sample beyond that).
+pub const GROUP_MAX_REPS: usize = 2048;
+
+/// Each lane's group in [`group_reps`] spans at most this many vectors.
+const GROUP_VECTORS: usize = 64;
+
+/// Vectors per group for `kk` of `m`: the largest power of two up to [`GROUP_VECTORS`]
+/// leaving at least `4 kk` groups (the `kk`-th largest of them then leaves a band of
+/// about `1.15 kk` scores); at least 8 when `kk <= m / GROUP_FILTER_DIV`.
+#[inline(always)]
+fn group_vectors(m: usize, kk: usize) -> usize {
+    let g = m / (4 * kk);
+    if g >= GROUP_VECTORS {
+        GROUP_VECTORS
+    } else {
+        1 << (usize::BITS - 1 - g.max(1).leading_zeros())
+    }
+}
+
+/// A signed integer key whose maximum over a set of score bits is the bits of its
+/// largest score (sign-magnitude to two's complement: `-0 < +0`, a positive NaN above
+/// `+inf`, a negative NaN below `-inf`). Its own inverse.
+#[inline(always)]
+pub const fn max_key(bits: u32) -> i32 {
+    (bits ^ (((bits as i32) >> 31) as u32 >> 1)) as i32
+}
+
+/// One representative per group of the region's candidates, as unsigned order keys, into
+/// `reps`; returns their number. A group is one lane of `gv` consecutive vectors (the last block may be shorter; the scalar tail is one more group), and its
+/// representative is one of its own scores (the largest in [`max_key`] order, so the
+/// largest score unless the group holds a positive NaN).
+#[inline(always)]
+unsafe fn group_reps<L: Lanes>(s: *const u32, m: usize, gv: usize, reps: *mut u32) -> usize {
+    let w = L::W;
+    let (mut i, mut nr) = (0, 0);
+    // SAFETY: reads stay in s[..m]; reps has room for m words and nr + W <= m / gv + W
+    // + 1 <= m (gv >= 2, m > DIRECT_MAX).
+    unsafe {
+        while i + w <= m {
+            let end = i + ((m - i) / w).min(gv) * w;
+            let mut acc = L::key_floor();
+            while i < end {
+                acc = L::max_key(acc, L::load(s.add(i)));
+                i += w;
+            }
+            L::store(reps.add(nr), acc);
+            nr += w;
+        }
+        if i < m {
+            let mut acc = i32::MIN;
+            while i < m {
+                acc = acc.max(max_key(*s.add(i)));
+                i += 1;
+            }
+            *reps.add(nr) = acc as u32;
+            nr += 1;
+        }
+        for j in 0..nr {
+            *reps.add(j) = ukey(max_key(*reps.add(j)) as u32);
+        }
+    }
+    nr
+}
+
+/// Small k without keep bytes: the `kk`-th largest group representative `lo` is a lower
+/// bound of the `kk`-th largest key (the `kk` groups it ranks among each hold a score
+/// of at least lo), and a tight one with at least `4 kk` groups. One pass finds the
+/// representatives, one sparse band pass keeps the indices with key > lo (about `kk` of
+/// them); fewer than `kk` means the `kk`-th key is lo itself. No sampling, no misses.
+#[inline(always)]
+unsafe fn by_group_max<L: Lanes>(
+    r: Region,
+    kk: usize,
+    reg1: *mut u32,
+    reg2: *mut u32,
+    out: *mut u32,
+) -> Found {
+    // SAFETY: reg1 and reg2 hold m words each.
+    unsafe {
+        let nr = group_reps::<L>(r.s, r.m, group_vectors(r.m, kk), reg2);
+        let reps = core::slice::from_raw_parts_mut(reg2, nr);
+        let t = *reps.select_nth_unstable_by(kk - 1, |a, b| b.cmp(a)).1;
+        let lo = (t ^ 0x8000_0000) as i32;
+        let band = with_mode!(Pred::gt(lo), MLO, clo => {
+            band_pass::<L, MLO, MLO, false, true, KEEP_NONE, true>(r.s, r.m, r.base, 0, clo, r.keep, reg1).1
+        });
+        if band < kk {
+            return Found::Threshold {
+                t: lo,
+                need: kk - band,
+            };
+        }
+        from_band_indices(r, kk, band, reg1, reg2, out)
+    }
 }
 
 /// Every candidate's key into `keys`, then exact selection.
@@ -1342,6 +1482,9 @@ unsafe fn threshold_from_keys(keys: *mut u32, len: usize, r: usize) -> Found {
     }
 }
 
+/// Slices up to this length finish [`select_kth`] by sorting.
+const SORT_MAX: usize = 48;
+
 /// The highest digit whose bucket holds the `r`-th largest value: `(digit, bucket size,
 /// values in higher buckets)`.
 #[inline(always)]
@@ -1365,7 +1508,7 @@ pub fn select_kth(keys: &mut [u32], mut r: usize) -> (u32, usize) {
     let mut greater = 0;
     loop {
         let cur = &mut keys[..len];
-        if len <= 48 {
+        if len <= SORT_MAX {
             cur.sort_unstable_by(|a, b| b.cmp(a));
             let t = cur[r - 1];
             let g = cur.iter().take_while(|&&x| x > t).count();
@@ -1381,32 +1524,39 @@ pub fn select_kth(keys: &mut [u32], mut r: usize) -> (u32, usize) {
         }
         let top = 31 - (mn ^ mx).leading_zeros();
         let shift = top.saturating_sub(7);
-        let (digit, size, acc) = if len < 1024 {
-            // One histogram: less to clear and scan than the four below.
-            let mut hist = [0u32; 256];
-            for &x in cur.iter() {
-                hist[((x >> shift) & 0xff) as usize] += 1;
-            }
-            pick_digit(r, |d| hist[d] as usize)
-        } else {
-            // Four interleaved histograms, so runs of equal digits do not serialize.
-            let mut hist = [[0u32; 256]; 4];
-            let mut chunks = cur.chunks_exact(4);
-            for c in &mut chunks {
-                hist[0][((c[0] >> shift) & 0xff) as usize] += 1;
-                hist[1][((c[1] >> shift) & 0xff) as usize] += 1;
-                hist[2][((c[2] >> shift) & 0xff) as usize] += 1;
-                hist[3][((c[3] >> shift) & 0xff) as usize] += 1;
-            }
-            for &x in chunks.remainder() {
-                hist[0][((x >> shift) & 0xff) as usize] += 1;
-            }
-            pick_digit(r, |d| {
-                (hist[0][d] + hist[1][d] + hist[2][d] + hist[3][d]) as usize
-            })
-        };
+        // Four interleaved histograms, so runs of equal digits (clustered keys) do not
+        // serialize on one counter.
+        let mut hist = [[0u32; 256]; 4];
+        let mut chunks = cur.chunks_exact(4);
+        for c in &mut chunks {
+            hist[0][((c[0] >> shift) & 0xff) as usize] += 1;
+            hist[1][((c[1] >> shift) & 0xff) as usize] += 1;
+            hist[2][((c[2] >> shift) & 0xff) as usize] += 1;
+            hist[3][((c[3] >> shift) & 0xff) as usize] += 1;
+        }
+        for &x in chunks.remainder() {
+            hist[0][((x >> shift) & 0xff) as usize] += 1;
+        }
+        let (digit, size, acc) = pick_digit(r, |d| {
+            (hist[0][d] + hist[1][d] + hist[2][d] + hist[3][d]) as usize
+        });
         r -= acc;
         greater += acc;
+        if size <= SORT_MAX {
+            // Gather the bucket into a local array (loads and stores never alias) and
+            // finish by sorting it.
+            let mut buf = [0u32; SORT_MAX + 1];
+            let mut w = 0;
+            for &x in cur.iter() {
+                buf[w] = x;
+                w = (w + ((((x >> shift) & 0xff) == digit) as usize)).min(SORT_MAX);
+            }
+            let b = &mut buf[..size];
+            b.sort_unstable_by(|a, b| b.cmp(a));
+            let t = b[r - 1];
+            let g = b.iter().take_while(|&&x| x > t).count();
+            return (t, greater + g);
+        }
         let mut w = 0;
         for j in 0..len {
             let x = cur[j];

@@ -136,6 +136,26 @@ impl Lanes for Neon {
         (m[0] | m[1] << 4 | m[2] << 8 | m[3] << 12) as u64
     }
     #[inline(always)]
+    fn max_key(acc: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
+        // SAFETY: neon is enabled in every caller.
+        unsafe {
+            let bs = vreinterpretq_s32_u32(b);
+            let flip = vshrq_n_u32::<1>(vreinterpretq_u32_s32(vshrq_n_s32::<31>(bs)));
+            let k = vreinterpretq_s32_u32(veorq_u32(b, flip));
+            vreinterpretq_u32_s32(vmaxq_s32(vreinterpretq_s32_u32(acc), k))
+        }
+    }
+    #[inline(always)]
+    fn key_floor() -> uint32x4_t {
+        // SAFETY: as above.
+        unsafe { vdupq_n_u32(i32::MIN as u32) }
+    }
+    #[inline(always)]
+    unsafe fn store(out: *mut u32, v: uint32x4_t) {
+        // SAFETY: the caller gives room for 4 elements.
+        unsafe { vst1q_u32(out, v) }
+    }
+    #[inline(always)]
     fn lowest(mut m: u32, k: usize) -> u32 {
         while m.count_ones() as usize > k {
             m &= !(1u32 << (31 - m.leading_zeros()));

@@ -72,6 +72,19 @@ impl Lanes for Scalar {
         (m[0] | m[1] << 1 | m[2] << 2 | m[3] << 3) as u64
     }
     #[inline(always)]
+    fn max_key(acc: u32, b: u32) -> u32 {
+        (acc as i32).max(super::max_key(b)) as u32
+    }
+    #[inline(always)]
+    fn key_floor() -> u32 {
+        i32::MIN as u32
+    }
+    #[inline(always)]
+    unsafe fn store(out: *mut u32, v: u32) {
+        // SAFETY: the caller gives room for one element.
+        unsafe { out.write_unaligned(v) }
+    }
+    #[inline(always)]
     fn lowest(_m: u32, _k: usize) -> u32 {
         0 // k < count(m) <= 1
     }
