@@ -9,6 +9,8 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)]
+// SIMD kernels index fixed-size register arrays by row and router on purpose.
+#![allow(clippy::needless_range_loop)]
 
 #[cfg(feature = "std")]
 extern crate std;

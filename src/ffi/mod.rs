@@ -59,7 +59,7 @@ fn check_ptr<T>(ptr: *const T, len: usize) -> Result<()> {
             "null pointer with a non-zero size",
         ));
     }
-    if (ptr as usize) % core::mem::align_of::<T>() != 0 {
+    if !(ptr as usize).is_multiple_of(core::mem::align_of::<T>()) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             "pointer not aligned for its element type",
@@ -136,7 +136,7 @@ pub(crate) unsafe fn read_options<T: OptionsStruct>(p: *const T) -> Result<T> {
     // SAFETY: all-zero is a valid T (OptionsStruct contract).
     let mut out: T = unsafe { core::mem::zeroed() };
     if !p.is_null() {
-        if (p as usize) % core::mem::align_of::<usize>() != 0 {
+        if !(p as usize).is_multiple_of(core::mem::align_of::<usize>()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "options pointer not aligned",

@@ -118,12 +118,15 @@ pub fn reduce16(a: &[f32; 16]) -> f32 {
 
 /// `dot + bias[e]` with NaN made canonical: the logit every tier writes before the
 /// activation pass.
+///
+/// # Safety
+/// `bias` is null or points to more than `e` floats.
 #[inline(always)]
-pub fn logit(dot: f32, bias: *const f32, e: usize) -> f32 {
+pub unsafe fn logit(dot: f32, bias: *const f32, e: usize) -> f32 {
     let s = if bias.is_null() {
         dot
     } else {
-        // SAFETY: the contract gives `e` valid bias values when bias is non-null.
+        // SAFETY: the caller gives `e` valid bias values when bias is non-null.
         dot + unsafe { *bias.add(e) }
     };
     if s.is_nan() {
@@ -174,6 +177,7 @@ macro_rules! drive {
         let a = $a;
         let mut $i = 0;
         while $i < a.n {
+            #[allow(clippy::int_plus_one)] // R = 1 instantiations
             let $r = if $i + $R <= a.n { $R } else { 1 };
             let mut $e0 = 0;
             while $e0 < a.e {
