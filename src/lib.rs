@@ -23,6 +23,10 @@ mod ops;
 pub use dispatch::Kernels;
 pub use error::{Error, ErrorKind, Result};
 pub use isa::{active_isa, set_isa, supported_isas};
+pub use ops::compact::{
+    compact_rows, gather_rows, kv_compact, scatter_add_rows, scatter_rows, KvCacheMut, KvKeep,
+    KvLayout,
+};
 pub use ops::score::{score, sigmoid_f32, sigmoid_f32_in_place, Activation};
 pub use ops::{DType, Element, Matrix, MatrixMut};
 pub use tokenroute_kernels::Isa;
