@@ -56,6 +56,19 @@
 // Portable code; always available.
 #define TKR_ISA_SCALAR 1
 
+// KV-cache layout code: `[n_heads, n_tokens, head_dim]` (head-major).
+#define TKR_KV_HEAD_MAJOR 2
+
+// KV-cache keep mode: one index list per head, `n_heads` lists of `n_keep` indices,
+// head after head.
+#define TKR_KV_KEEP_PER_HEAD 1
+
+// KV-cache keep mode: one index list for every head.
+#define TKR_KV_KEEP_SHARED 0
+
+// KV-cache layout code: `[n_tokens, n_heads, head_dim]` (token-major).
+#define TKR_KV_TOKEN_MAJOR 1
+
 // Major version of the library (semver).
 #define TKR_VERSION_MAJOR 0
 
@@ -123,6 +136,68 @@ extern "C" {
 // The ABI version of the loaded library (compare with TKR_ABI_VERSION).
 uint32_t tkr_abi_version(void);
 
+// In-place stable compaction (token pruning): moves rows `keep[0], keep[1], ...` of
+// `data` to rows `0, 1, ...`, in order, and reports the new row count (`n_keep`).
+//
+// Rows are moved bit for bit (any element type of `elem_size` bytes). Use it for the
+// hidden states and, with `row_len = 1`, for every per-token side array (position ids,
+// attention masks) with the same `keep` list.
+//
+// - `elem_size`: bytes per element (> 0). `row_len`: elements per row.
+// - `data`: `n_rows` rows of `row_len` elements, `row_stride` elements apart. Rows
+//   from `n_keep` on keep their previous contents; a kept prefix already in place is
+//   not touched.
+// - `keep`: `n_keep` row indices, **strictly ascending** (TKR_STATUS_UNSORTED_INDEX,
+//   or TKR_STATUS_DUPLICATE_INDEX for equal neighbours; the first offending position
+//   decides), each `< n_rows`. Checked in one pass. It must not overlap `data`.
+// - `out_n_rows`: receives `n_keep` on success; may be NULL. It must not overlap
+//   `data`.
+// - No alignment is required of `data`; `keep` and `out_n_rows` must be aligned.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (elem_size 0, misaligned
+//   pointer), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_UNSORTED_INDEX,
+//   TKR_STATUS_DUPLICATE_INDEX, TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW,
+//   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_compact_rows(size_t elem_size,
+                            size_t row_len,
+                            void *data,
+                            size_t n_rows,
+                            size_t row_stride,
+                            const uint32_t *keep,
+                            size_t n_keep,
+                            size_t *out_n_rows);
+
+// Gathers rows: `dst[j] = src[idx[j]]` for `j < n_idx` (row `r` of a buffer starts
+// `r * row_stride` elements after its first element).
+//
+// Rows are copied bit for bit, so any element type works: f32, f16, bf16 (as uint16_t)
+// or anything else of `elem_size` bytes. Large copies stream their stores past the
+// cache; the result is the same bytes.
+//
+// - `elem_size`: bytes per element (> 0). `row_len`: elements per row.
+// - `src`: `n_src_rows` rows of `row_len` elements, `src_row_stride` elements apart.
+// - `idx`: `n_idx` row indices, each `< n_src_rows`; any order, repeats allowed.
+// - `dst`: `n_idx` rows of `row_len` elements, `dst_row_stride` elements apart; only
+//   those elements are written (never the stride padding). `dst` must not overlap
+//   `src` or `idx` (their spans, first to last byte).
+// - No alignment is required of `src` or `dst`; `idx` must be 4-byte aligned.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (elem_size 0, misaligned
+//   `idx`), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_BAD_STRIDE (a stride smaller than the
+//   row), TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On
+//   error nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_gather_rows(size_t elem_size,
+                           size_t row_len,
+                           const void *src,
+                           size_t n_src_rows,
+                           size_t src_row_stride,
+                           const uint32_t *idx,
+                           size_t n_idx,
+                           void *dst,
+                           size_t dst_row_stride);
+
 // The active ISA level (TKR_ISA_*), or TKR_ISA_AUTO (0) when the level forced by the
 // TOKENROUTE_ISA environment variable is unavailable (every kernel call then returns
 // TKR_STATUS_ISA_UNAVAILABLE). The first call reads TOKENROUTE_ISA and
@@ -132,6 +207,120 @@ uint32_t tkr_get_isa(void);
 // The name of a level ("scalar", "avx2", "avx512", "neon"; "auto" for 0), as accepted
 // by TOKENROUTE_ISA, or "unknown". Static string, never NULL. Thread-safe.
 const char *tkr_isa_name(uint32_t isa);
+
+// KV-cache compaction in place (H2O / SnapKV-style eviction): keeps the tokens listed
+// in `keep`, stable, moving them to token positions `0, 1, ...` of every head, and
+// reports the new token count (`n_keep`). Call it once for the keys and once for the
+// values.
+//
+// - `layout`: TKR_KV_TOKEN_MAJOR (`[n_tokens, n_heads, head_dim]`: row (t, h) at
+//   `t * token_stride + h * head_stride`, requiring `head_stride >= head_dim` and
+//   `token_stride >= (n_heads - 1) * head_stride + head_dim`) or TKR_KV_HEAD_MAJOR
+//   (`[n_heads, n_tokens, head_dim]`: row (t, h) at `h * head_stride + t *
+//   token_stride`, requiring `token_stride >= head_dim` and `head_stride >= (n_tokens -
+//   1) * token_stride + head_dim`; a head stride sized for a larger capacity is fine).
+//   Strides are in elements. These rules make all rows disjoint (TKR_STATUS_BAD_STRIDE
+//   otherwise).
+// - `elem_size`: bytes per element (> 0); rows are moved bit for bit.
+// - `cache`: the tensor. Token positions from `n_keep` on keep their previous
+//   contents; no alignment is required.
+// - `keep_mode`: TKR_KV_KEEP_SHARED (`keep` holds `n_keep` indices for every head) or
+//   TKR_KV_KEEP_PER_HEAD (`keep` holds `n_heads` lists of `n_keep` indices, head after
+//   head). Every list is **strictly ascending** with indices `< n_tokens`; all lists
+//   are checked before anything moves. `keep` must be 4-byte aligned and must not
+//   overlap `cache`.
+// - `out_n_tokens`: receives `n_keep` on success; may be NULL. It must not overlap
+//   `cache`.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown layout or keep mode,
+//   elem_size 0, misaligned pointer), TKR_STATUS_OUT_OF_RANGE,
+//   TKR_STATUS_UNSORTED_INDEX, TKR_STATUS_DUPLICATE_INDEX, TKR_STATUS_BAD_STRIDE,
+//   TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error
+//   nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_kv_compact(uint32_t layout,
+                          size_t elem_size,
+                          void *cache,
+                          size_t n_tokens,
+                          size_t n_heads,
+                          size_t head_dim,
+                          size_t token_stride,
+                          size_t head_stride,
+                          const uint32_t *keep,
+                          size_t n_keep,
+                          uint32_t keep_mode,
+                          size_t *out_n_tokens);
+
+// Gated residual scatter-add (Mixture-of-Depths, layer skipping):
+// `h[idx[j]] = h[idx[j]] + gate[j] * y[j]` for `j < n_idx`, elementwise over the
+// `d` elements of the rows (or `h[idx[j]] + y[j]` when `gate` is NULL). Rows of `h` not
+// in `idx` keep their state.
+//
+// `y` is the block's output delta: the gate scales only the delta, never the residual
+// stream itself.
+//
+// - `dtype`: TKR_DTYPE_F32, TKR_DTYPE_F16 or TKR_DTYPE_BF16, the element type of `h`
+//   and `y` (f16/bf16 as uint16_t bit patterns).
+// - Numerics: f32 arithmetic, the product rounded to f32, then the sum rounded to f32
+//   (no fused multiply-add: in f32 this equals PyTorch's
+//   `h.index_add_(0, idx, gate[:, None] * y)`), then rounded to the dtype to nearest
+//   even, subnormals kept. A NaN result is stored as the canonical quiet NaN
+//   (f32 0x7fc00000, f16 0x7e00, bf16 0x7fc0). Results are bit-identical on every ISA
+//   level (default floating-point environment: no flush-to-zero).
+// - `h`: `n_h_rows` rows of `d` elements, `h_row_stride` elements apart; only the `d`
+//   elements of the indexed rows are written.
+// - `idx`: `n_idx` row indices, each `< n_h_rows`, **distinct**, in any order (an
+//   ascending list is checked in one pass; an unsorted one also through a bitmap of
+//   `n_h_rows` bits in a thread-local buffer that only grows).
+// - `y`: `n_idx` rows of `d` elements, `y_row_stride` elements apart.
+// - `gate`: `n_idx` floats, or NULL for a gate of 1.
+// - `h` must not overlap `y`, `gate` or `idx`. Pointers must be aligned for their
+//   element type.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown dtype, misaligned
+//   pointer), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_DUPLICATE_INDEX,
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
+//   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe.
+tkr_status tkr_scatter_add_rows(uint32_t dtype,
+                                size_t d,
+                                void *h,
+                                size_t n_h_rows,
+                                size_t h_row_stride,
+                                const uint32_t *idx,
+                                size_t n_idx,
+                                const void *y,
+                                size_t y_row_stride,
+                                const float *gate);
+
+// Scatters rows: `dst[idx[j]] = src[j]` for `j < n_idx`; the other rows of `dst` are
+// left as they are.
+//
+// Rows are copied bit for bit (any element type of `elem_size` bytes).
+//
+// - `elem_size`: bytes per element (> 0). `row_len`: elements per row.
+// - `src`: `n_idx` rows of `row_len` elements, `src_row_stride` elements apart.
+// - `idx`: `n_idx` row indices, each `< n_dst_rows`, **distinct**, in any order.
+// - `dst`: `n_dst_rows` rows, `dst_row_stride` elements apart; only the `row_len`
+//   elements of the indexed rows are written. `dst` must not overlap `src` or `idx`.
+// - No alignment is required of `src` or `dst`; `idx` must be 4-byte aligned.
+// - Validation: an ascending `idx` is checked in one pass; an unsorted one also goes
+//   through a bitmap of `n_dst_rows` bits (a thread-local buffer that only grows).
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (elem_size 0, misaligned
+//   `idx`), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_DUPLICATE_INDEX,
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
+//   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe.
+tkr_status tkr_scatter_rows(size_t elem_size,
+                            size_t row_len,
+                            const void *src,
+                            size_t src_row_stride,
+                            const uint32_t *idx,
+                            size_t n_idx,
+                            void *dst,
+                            size_t n_dst_rows,
+                            size_t dst_row_stride);
 
 // Fused router scores: `scores[i * scores_row_stride + e] =
 // act(sum_j h[i * h_row_stride + j] * w[e * w_row_stride + j] + bias[e])` for every

@@ -22,6 +22,8 @@ _Static_assert(TKR_ISA_AUTO == 0 && TKR_ISA_SCALAR == 1 && TKR_ISA_AVX2 == 2 && 
                "isa ids");
 _Static_assert(TKR_DTYPE_F32 == 1 && TKR_DTYPE_F16 == 2 && TKR_DTYPE_BF16 == 3, "dtype codes");
 _Static_assert(TKR_ACT_NONE == 0 && TKR_ACT_SIGMOID == 1, "activation codes");
+_Static_assert(TKR_KV_TOKEN_MAJOR == 1 && TKR_KV_HEAD_MAJOR == 2, "kv layout codes");
+_Static_assert(TKR_KV_KEEP_SHARED == 0 && TKR_KV_KEEP_PER_HEAD == 1, "kv keep modes");
 _Static_assert(TKR_ABI_VERSION == 1, "abi version");
 
 int main(void) {
