@@ -82,11 +82,13 @@ struct CopyCase {
     dst_off: usize,
     /// src and dst are one buffer (in-place compaction): src_idx strictly ascending.
     in_place: bool,
+    /// The first list position copied (the kernel's `first`).
+    first: usize,
 }
 
 /// The oracle: row by row, byte by byte, in order.
 fn oracle_copy(c: &CopyCase, src: &[u8], dst: &mut [u8]) {
-    for j in 0..c.n {
+    for j in c.first..c.n {
         let s = c.src_idx.as_ref().map_or(j, |v| v[j] as usize) * c.src_stride;
         let d = c.dst_idx.as_ref().map_or(j, |v| v[j] as usize) * c.dst_stride;
         for b in 0..c.rb {
@@ -96,7 +98,7 @@ fn oracle_copy(c: &CopyCase, src: &[u8], dst: &mut [u8]) {
 }
 
 fn oracle_in_place(c: &CopyCase, buf: &mut [u8]) {
-    for j in 0..c.n {
+    for j in c.first..c.n {
         let s = c.src_idx.as_ref().unwrap()[j] as usize * c.src_stride;
         let d = j * c.dst_stride;
         for b in 0..c.rb {
@@ -113,6 +115,7 @@ fn args(c: &CopyCase, src: *const u8, dst: *mut u8) -> CopyRowsArgs {
         dst,
         dst_stride: c.dst_stride,
         dst_idx: c.dst_idx.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
+        first: c.first,
         n: c.n,
         row_bytes: c.rb,
     }
@@ -219,6 +222,7 @@ fn make_case(
         src_off: offs.0,
         dst_off: offs.1,
         in_place: false,
+        first: 0,
     };
     match mode {
         Mode::Gather => {
@@ -276,7 +280,11 @@ fn copy_rows_every_size_to_300_bytes_every_mode_matches_oracle() {
             let rows = 1 + (rb + k) % 9;
             let pad = (rb * 3 + k) % 4;
             let offs = ((rb + k) % 64, (rb * 5 + k * 11) % 64);
-            let c = make_case(mode, rb, rows, pad, offs, &mut rng);
+            let mut c = make_case(mode, rb, rows, pad, offs, &mut rng);
+            // Every third case copies a suffix of the list only.
+            if (rb + k) % 3 == 0 {
+                c.first = c.n / 2;
+            }
             check_copy(&c, rng.next_u64());
         }
     }
@@ -334,6 +342,8 @@ fn copy_rows_streaming_path_matches_oracle() {
         (NT_MIN_ROW, 0, (0, 1)),
         (NT_MIN_ROW + 1, 64, (63, 0)),
         (16384, 0, (0, 13)),
+        (300, 0, (0, 45)),
+        (1000, 5, (17, 63)),
     ] {
         let n = NT_MIN_BYTES.div_ceil(rb) + 3;
         assert!(n * rb >= NT_MIN_BYTES && rb >= NT_MIN_ROW);
@@ -350,6 +360,7 @@ fn copy_rows_streaming_path_matches_oracle() {
             src_off: offs.0,
             dst_off: offs.1,
             in_place: false,
+            first: 0,
         };
         check_copy(&base, rng.next_u64());
         let scatter = CopyCase {
@@ -374,9 +385,12 @@ fn copy_rows_streaming_path_matches_oracle() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
     #[test]
-    fn proptest_copy_rows(rb in 0usize..700, rows in 0usize..40, pad in 0usize..9, mode in 0usize..6, so in 0usize..64, doff in 0usize..64, seed in any::<u64>()) {
+    fn proptest_copy_rows(rb in 0usize..700, rows in 0usize..40, pad in 0usize..9, mode in 0usize..6, so in 0usize..64, doff in 0usize..64, from_start in any::<bool>(), seed in any::<u64>()) {
         let mut rng = Rng::new(seed);
-        let c = make_case(MODES[mode], rb, rows, pad, (so, doff), &mut rng);
+        let mut c = make_case(MODES[mode], rb, rows, pad, (so, doff), &mut rng);
+        if !from_start {
+            c.first = rng.below(c.n + 1);
+        }
         check_copy(&c, rng.next_u64());
     }
 }

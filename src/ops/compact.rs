@@ -15,12 +15,14 @@
 //!   equal neighbours; the first offending position decides): ascending order is what
 //!   makes compaction in place possible and stable.
 //!
-//! Cost of the checks: an ascending list (what the selection family returns) is
-//! checked in one pass. An unsorted list given to scatter or scatter-add is checked with
-//! a bitmap of the destination rows, in a thread-local buffer that only grows; that pass
+//! Cost of the checks (all branch-free within blocks, so the compiler vectorizes
+//! them): a gather list is read once (range); an ascending list (what the selection
+//! family returns) is read once (order, then its last element for the range). An
+//! unsorted list given to scatter or scatter-add is then checked for range and with a
+//! bitmap of the destination rows, in a thread-local buffer that only grows; that pass
 //! starts over from the beginning of the list, so the indices before the first descent
-//! are read twice (rounded up to a block of 64). A bitmap larger than 4 words per index
-//! is replaced by sorting a copy of the list.
+//! (rounded up to a block of 512) are read twice: at most two passes in all. A bitmap
+//! larger than 4 words per index is replaced by sorting a copy of the list.
 
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::{Element, Matrix, MatrixMut};
@@ -40,29 +42,36 @@ pub(crate) enum Rule {
     Ascending,
 }
 
-const BLOCK: usize = 64;
+const BLOCK: usize = 512;
 
 fn out_of_range() -> Error {
     Error::new(ErrorKind::OutOfRange, "index out of range")
 }
 
+/// Whether every index is `< n`: one branch-free pass (vectorized by the compiler).
+fn all_in_range(idx: &[u32], n: usize) -> bool {
+    if n > u32::MAX as usize {
+        return true;
+    }
+    let n = n as u32;
+    !idx.iter().fold(false, |bad, &x| bad | (x >= n))
+}
+
 /// The length of the longest prefix, in whole blocks of [`BLOCK`] (or the whole list),
-/// that is strictly ascending and below `n`.
-fn ascending_prefix(idx: &[u32], n: usize) -> usize {
-    let n = n as u64;
-    let mut prev: i64 = -1;
+/// that is strictly ascending. Branch-free within a block, so that it vectorizes; the
+/// range of an ascending list is then its last element's.
+fn ascending_prefix(idx: &[u32]) -> usize {
+    let mut prev: Option<u32> = None;
     let mut done = 0;
     for block in idx.chunks(BLOCK) {
-        // Branch-free within a block so that it vectorizes.
         let unordered = block[1..]
             .iter()
             .zip(block)
             .fold(false, |bad, (&b, &a)| bad | (b <= a));
-        let max = block.iter().fold(0u32, |m, &x| m.max(x));
-        if unordered || (block[0] as i64) <= prev || max as u64 >= n {
+        if unordered || prev.is_some_and(|p| block[0] <= p) {
             return done;
         }
-        prev = block[block.len() - 1] as i64;
+        prev = Some(block[block.len() - 1]);
         done += block.len();
     }
     done
@@ -75,7 +84,7 @@ thread_local! {
 
 /// Range and duplicates of an unsorted list.
 fn check_distinct_unsorted(idx: &[u32], n: usize) -> Result<()> {
-    if idx.iter().any(|&i| i as u64 >= n as u64) {
+    if !all_in_range(idx, n) {
         return Err(out_of_range());
     }
     let dup = Error::new(ErrorKind::DuplicateIndex, "duplicate index");
@@ -109,44 +118,36 @@ fn check_distinct_unsorted(idx: &[u32], n: usize) -> Result<()> {
 
 /// Checks `idx` against `n` rows under `rule`; see the module documentation.
 pub(crate) fn check_indices(idx: &[u32], n: usize, rule: Rule) -> Result<()> {
-    match rule {
-        Rule::InRange => {
-            let max = idx.iter().fold(0u32, |m, &x| m.max(x));
-            ensure!(
-                idx.is_empty() || (max as u64) < n as u64,
-                OutOfRange,
-                "index out of range"
-            );
-            Ok(())
+    if rule == Rule::InRange {
+        ensure!(all_in_range(idx, n), OutOfRange, "index out of range");
+        return Ok(());
+    }
+    let start = ascending_prefix(idx);
+    if start == idx.len() {
+        // Strictly ascending: in range when the last (largest) index is.
+        ensure!(
+            idx.last().is_none_or(|&last| (last as u64) < n as u64),
+            OutOfRange,
+            "index out of range"
+        );
+        return Ok(());
+    }
+    if rule == Rule::Distinct {
+        return check_distinct_unsorted(idx, n);
+    }
+    ensure!(all_in_range(idx, n), OutOfRange, "index out of range");
+    for j in start.max(1)..idx.len() {
+        if idx[j] == idx[j - 1] {
+            return Err(Error::new(ErrorKind::DuplicateIndex, "duplicate index"));
         }
-        Rule::Distinct => {
-            if ascending_prefix(idx, n) == idx.len() {
-                return Ok(());
-            }
-            check_distinct_unsorted(idx, n)
-        }
-        Rule::Ascending => {
-            let start = ascending_prefix(idx, n);
-            if start == idx.len() {
-                return Ok(());
-            }
-            if idx[start..].iter().any(|&i| i as u64 >= n as u64) {
-                return Err(out_of_range());
-            }
-            for j in start.max(1)..idx.len() {
-                if idx[j] == idx[j - 1] {
-                    return Err(Error::new(ErrorKind::DuplicateIndex, "duplicate index"));
-                }
-                if idx[j] < idx[j - 1] {
-                    return Err(Error::new(
-                        ErrorKind::UnsortedIndex,
-                        "index list not ascending",
-                    ));
-                }
-            }
-            Ok(())
+        if idx[j] < idx[j - 1] {
+            return Err(Error::new(
+                ErrorKind::UnsortedIndex,
+                "index list not ascending",
+            ));
         }
     }
+    unreachable!("ascending_prefix stopped at a block without a violation")
 }
 
 /// A stride in bytes. A matrix of at most one row may carry any stride (it is never
@@ -323,6 +324,7 @@ impl Kernels {
             dst: dst.data.as_mut_ptr() as *mut u8,
             dst_stride: byte_stride::<T>(dst.rows, dst.stride),
             dst_idx: core::ptr::null(),
+            first: 0,
             n: idx.len(),
             row_bytes: src.cols * size_of::<T>(),
         };
@@ -362,6 +364,7 @@ impl Kernels {
             dst: dst.data.as_mut_ptr() as *mut u8,
             dst_stride: byte_stride::<T>(dst.rows, dst.stride),
             dst_idx: idx.as_ptr(),
+            first: 0,
             n: idx.len(),
             row_bytes: src.cols * size_of::<T>(),
         };
@@ -445,6 +448,7 @@ impl Kernels {
             dst: p,
             dst_stride: stride,
             dst_idx: core::ptr::null(),
+            first: 0,
             n: keep.len(),
             row_bytes: data.cols * size_of::<T>(),
         };
@@ -522,6 +526,7 @@ impl Kernels {
                 dst: base,
                 dst_stride: ts,
                 dst_idx: core::ptr::null(),
+                first: 0,
                 n: n_keep,
                 row_bytes: c.n_heads * c.head_dim * sz,
             };
@@ -529,26 +534,44 @@ impl Kernels {
             unsafe { (self.copy_rows)(&a) };
             return Ok(n_keep);
         }
-        for h in 0..c.n_heads {
-            // SAFETY: h < n_heads, so the head's first row lies in the cache.
-            let hb = unsafe { base.add(h * c.head_stride * sz) };
-            let a = CopyRowsArgs {
-                src: hb,
-                src_stride: ts,
-                src_idx: list(h),
-                dst: hb,
-                dst_stride: ts,
-                dst_idx: core::ptr::null(),
-                n: n_keep,
-                row_bytes: c.head_dim * sz,
-            };
-            // SAFETY: as in compact_rows, within one head; the stride rules of the
-            // layout make rows of different heads disjoint.
-            unsafe { (self.copy_rows)(&a) };
+        // Token-major heads are interleaved in memory: walk the tokens in blocks and,
+        // per block, every head, so the cache is swept once rather than once per head.
+        // Head-major heads are contiguous: one pass per head.
+        let block = match c.layout {
+            KvLayout::TokenMajor => KV_BLOCK,
+            KvLayout::HeadMajor => n_keep,
+        };
+        let mut j0 = 0;
+        while j0 < n_keep {
+            let j1 = n_keep.min(j0 + block);
+            for h in 0..c.n_heads {
+                // SAFETY: h < n_heads, so the head's first row lies in the cache.
+                let hb = unsafe { base.add(h * c.head_stride * sz) };
+                let a = CopyRowsArgs {
+                    src: hb,
+                    src_stride: ts,
+                    src_idx: list(h),
+                    dst: hb,
+                    dst_stride: ts,
+                    dst_idx: core::ptr::null(),
+                    first: j0,
+                    n: j1,
+                    row_bytes: c.head_dim * sz,
+                };
+                // SAFETY: as in compact_rows, within one head; the stride rules of the
+                // layout make rows of different heads disjoint. Across the blocks, row
+                // keep_h[j] >= j of head h is read before any row >= j of head h is
+                // written, and no head touches another head's rows.
+                unsafe { (self.copy_rows)(&a) };
+            }
+            j0 = j1;
         }
         Ok(n_keep)
     }
 }
+
+/// Tokens per block when compacting a token-major KV cache head by head.
+const KV_BLOCK: usize = 64;
 
 /// [`Kernels::gather_rows`] on the active level.
 pub fn gather_rows<T: Copy>(src: Matrix<'_, T>, idx: &[u32], dst: MatrixMut<'_, T>) -> Result<()> {
@@ -626,7 +649,7 @@ mod tests {
             Some(OutOfRange)
         );
         // Violations at every position of long lists, across block boundaries.
-        for p in [1usize, 63, 64, 65, 127, 128, 500, 999] {
+        for p in [1usize, 63, 64, 65, 511, 512, 513, 999] {
             let mut v = long.clone();
             v[p] = v[p - 1];
             assert_eq!(

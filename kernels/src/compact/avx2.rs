@@ -1,143 +1,19 @@
-//! AVX2 row moves and scatter-add.
-//!
-//! Row moves: exact or overlapping small moves below 16 bytes (shared with every tier),
-//! one or two overlapping xmm/ymm moves up to 64 bytes, then a 4 x ymm loop with an
-//! overlapping last vector; copies of [`NT_MIN_BYTES`](super::NT_MIN_BYTES) or more
-//! stream 64-byte-aligned destination lines with non-temporal stores (the unaligned
-//! head and tail go through ordinary stores) and prefetch the head of the next source
-//! row. Scatter-add: 4 x 8 lanes per step, F16C for f16, a scalar tail.
+//! AVX2 row moves (the shared 256-bit x86 strategies of `compact::x86`) and
+//! scatter-add: 4 x 8 lanes per step, F16C for f16, integer round-to-nearest-even for
+//! bf16, a scalar tail.
 
-use super::{add_tail, rows, small_rows, use_nt, AddElem, CopyRowsArgs, RowCopy, ScatterAddArgs};
+use super::{add_tail, AddElem, CopyRowsArgs, ScatterAddArgs};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
 
-/// One unaligned move of `K` bytes (16 or 32).
-#[inline(always)]
-unsafe fn move_vec<const K: usize>(d: *mut u8, s: *const u8) {
-    // SAFETY: the caller gives K readable bytes at s and K writable bytes at d.
-    unsafe {
-        match K {
-            16 => _mm_storeu_si128(d as *mut __m128i, _mm_loadu_si128(s as *const __m128i)),
-            32 => _mm256_storeu_si256(d as *mut __m256i, _mm256_loadu_si256(s as *const __m256i)),
-            _ => unreachable!(),
-        }
-    }
-}
-
-/// Rows of exactly `K` bytes, `K` in {16, 32}.
-struct Vector<const K: usize>;
-impl<const K: usize> RowCopy for Vector<K> {
-    #[inline(always)]
-    unsafe fn copy(d: *mut u8, s: *const u8, _rb: usize) {
-        // SAFETY: the row is K bytes.
-        unsafe { move_vec::<K>(d, s) }
-    }
-}
-
-/// Rows of `K < rb < 2K` bytes: the first and the last `K` bytes (overlapping).
-struct VectorPair<const K: usize>;
-impl<const K: usize> RowCopy for VectorPair<K> {
-    #[inline(always)]
-    unsafe fn copy(d: *mut u8, s: *const u8, rb: usize) {
-        // SAFETY: K <= rb; the rows are disjoint, so the order of the moves is free.
-        unsafe {
-            move_vec::<K>(d, s);
-            move_vec::<K>(d.add(rb - K), s.add(rb - K));
-        }
-    }
-}
-
-/// Rows of 64 bytes or more: 4 x ymm per step, then single ymm, then the last 32 bytes
-/// again (overlapping).
-struct Long;
-impl RowCopy for Long {
-    const PF: usize = 128;
-    #[inline(always)]
-    unsafe fn copy(d: *mut u8, s: *const u8, rb: usize) {
-        // SAFETY: rb >= 64; every access lies in [0, rb).
-        unsafe {
-            let mut i = 0;
-            while i + 128 <= rb {
-                let v0 = _mm256_loadu_si256(s.add(i) as *const __m256i);
-                let v1 = _mm256_loadu_si256(s.add(i + 32) as *const __m256i);
-                let v2 = _mm256_loadu_si256(s.add(i + 64) as *const __m256i);
-                let v3 = _mm256_loadu_si256(s.add(i + 96) as *const __m256i);
-                _mm256_storeu_si256(d.add(i) as *mut __m256i, v0);
-                _mm256_storeu_si256(d.add(i + 32) as *mut __m256i, v1);
-                _mm256_storeu_si256(d.add(i + 64) as *mut __m256i, v2);
-                _mm256_storeu_si256(d.add(i + 96) as *mut __m256i, v3);
-                i += 128;
-            }
-            while i + 32 <= rb {
-                move_vec::<32>(d.add(i), s.add(i));
-                i += 32;
-            }
-            if i < rb {
-                move_vec::<32>(d.add(rb - 32), s.add(rb - 32));
-            }
-        }
-    }
-}
-
-/// Rows of [`NT_MIN_ROW`](super::NT_MIN_ROW) bytes or more in a large copy: ordinary
-/// stores for the first and last 64 bytes, non-temporal stores for every 64-byte-aligned
-/// destination line in between (the caller fences).
-struct LongNt;
-impl RowCopy for LongNt {
-    const PF: usize = 256;
-    #[inline(always)]
-    unsafe fn copy(d: *mut u8, s: *const u8, rb: usize) {
-        // SAFETY: rb >= 256; every access lies in [0, rb); `i` starts at the first
-        // 64-byte-aligned destination address, so each stream store is aligned.
-        unsafe {
-            move_vec::<32>(d, s);
-            move_vec::<32>(d.add(32), s.add(32));
-            let mut i = (64 - (d as usize & 63)) & 63;
-            while i + 128 <= rb {
-                let v0 = _mm256_loadu_si256(s.add(i) as *const __m256i);
-                let v1 = _mm256_loadu_si256(s.add(i + 32) as *const __m256i);
-                let v2 = _mm256_loadu_si256(s.add(i + 64) as *const __m256i);
-                let v3 = _mm256_loadu_si256(s.add(i + 96) as *const __m256i);
-                _mm256_stream_si256(d.add(i) as *mut __m256i, v0);
-                _mm256_stream_si256(d.add(i + 32) as *mut __m256i, v1);
-                _mm256_stream_si256(d.add(i + 64) as *mut __m256i, v2);
-                _mm256_stream_si256(d.add(i + 96) as *mut __m256i, v3);
-                i += 128;
-            }
-            while i + 32 <= rb {
-                _mm256_stream_si256(
-                    d.add(i) as *mut __m256i,
-                    _mm256_loadu_si256(s.add(i) as *const __m256i),
-                );
-                i += 32;
-            }
-            move_vec::<32>(d.add(rb - 64), s.add(rb - 64));
-            move_vec::<32>(d.add(rb - 32), s.add(rb - 32));
-        }
-    }
-}
-
+/// Row moves: the shared 256-bit x86 strategies (see `compact::x86`).
+///
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
 #[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
-pub unsafe fn bytes_rows_v32nt(a: &CopyRowsArgs) {
-    // SAFETY: passed on from the caller; each strategy gets rows of its size class.
-    unsafe {
-        if small_rows(a) {
-            return;
-        }
-        match a.row_bytes {
-            16 => rows::<Vector<16>>(a),
-            17..=31 => rows::<VectorPair<16>>(a),
-            32 => rows::<Vector<32>>(a),
-            33..=63 => rows::<VectorPair<32>>(a),
-            _ if use_nt(a) => {
-                rows::<LongNt>(a);
-                _mm_sfence();
-            }
-            _ => rows::<Long>(a),
-        }
-    }
+pub unsafe fn bytes_rows_y256nt(a: &CopyRowsArgs) {
+    // SAFETY: passed on from the caller; the tier includes AVX2.
+    unsafe { super::x86::copy_rows(a) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -263,8 +139,11 @@ unsafe fn scatter_add<T: Lanes>(a: &ScatterAddArgs<T>) {
             let hr = a.h.add(*a.idx.add(j) as usize * a.h_stride);
             let yr = a.y.add(j * a.y_stride);
             if j + 1 < a.n {
-                let next = a.h.add(*a.idx.add(j + 1) as usize * a.h_stride);
-                _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
+                // The head of the next destination row (its index is not predictable).
+                let next = a.h.add(*a.idx.add(j + 1) as usize * a.h_stride) as *const i8;
+                for line in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * line));
+                }
             }
             if a.g.is_null() {
                 add_row::<T, false>(hr, yr, _mm256_setzero_ps(), 1.0, a.d);

@@ -2,20 +2,23 @@
 //! compaction) and the gated residual scatter-add `h[idx[j]] += g[j] * y[j]`.
 //!
 //! # Row copies ([`CopyRowsFn`])
-//! For `j = 0, 1, ..., n - 1` in that order, row `s = src_idx[j]` (or `j` when
-//! `src_idx` is null) of `src` is copied to row `d = dst_idx[j]` (or `j`) of `dst`:
+//! For `j = first, first + 1, ..., n - 1` in that order, row `s = src_idx[j]` (or `j`
+//! when `src_idx` is null) of `src` is copied to row `d = dst_idx[j]` (or `j`) of `dst`:
 //! `row_bytes` bytes from `src + s * src_stride` to `dst + d * dst_stride` (strides in
-//! bytes). Row copies are bit-exact and type-agnostic (any element size).
+//! bytes). Row copies are bit-exact and type-agnostic (any element size). `first`
+//! (usually 0) lets a caller split one list into ranges, e.g. to walk several in-place
+//! compactions in interleaved blocks.
 //!
 //! Contract (every variant):
 //! - every row addressed is valid (`row_bytes` readable at each source row, writable at
-//!   each destination row); `n`, `row_bytes` may be 0;
+//!   each destination row); `n`, `row_bytes` may be 0; `first <= n` (equal: nothing);
 //! - for each `j`, the source and destination rows are either the very same address
 //!   (the row is then skipped: in-place compaction's kept prefix) or disjoint;
 //! - no destination row written at step `j` overlaps a source row read at a later step
 //!   (distinct buffers; or in-place compaction with strictly ascending `src_idx`, which
 //!   only ever moves a row towards the front, over rows already read or dropped);
-//! - the index lists, when present, hold `n` entries and are not written by the copy.
+//! - the index lists, when present, hold `n` entries (entries before `first` are never
+//!   read) and are not written by the copy.
 //!
 //! Nothing outside the `row_bytes` of each addressed row is read or written (the
 //! stride padding is never touched). Variants choose a strategy per row size (exact
@@ -47,6 +50,8 @@ pub mod avx2;
 pub mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use crate::KernelInfo;
 use half::{bf16, f16};
@@ -62,6 +67,9 @@ pub struct CopyRowsArgs {
     pub dst_stride: usize,
     /// `n` destination row indices, or null for rows `0..n`.
     pub dst_idx: *const u32,
+    /// The first list position to copy (usually 0).
+    pub first: usize,
+    /// One past the last list position to copy.
     pub n: usize,
     pub row_bytes: usize,
 }
@@ -81,9 +89,9 @@ pub const NT_MIN_ROW: usize = 256;
 pub static COPY_ROWS: &[KernelInfo<CopyRowsFn>] = &[
     crate::kernel!(compact::scalar::bytes_rows_memcpy),
     #[cfg(target_arch = "x86_64")]
-    crate::kernel!(compact::avx2::bytes_rows_v32nt),
+    crate::kernel!(compact::avx2::bytes_rows_y256nt),
     #[cfg(target_arch = "x86_64")]
-    crate::kernel!(compact::avx512::bytes_rows_v64nt),
+    crate::kernel!(compact::avx512::bytes_rows_y256nt),
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(compact::neon::bytes_rows_q64),
 ];
@@ -151,9 +159,13 @@ pub const CANONICAL_NAN_BF16: u16 = 0x7fc0;
 // need its intrinsics); the small scalar ones live here. Everything is
 // `#[inline(always)]` so that it expands inside the tier's `#[target_feature]` function.
 
-/// How one row is moved. `PF` bytes of the next source row are prefetched (0 = none).
+/// How one row is moved. `PF` bytes of the next row are prefetched (0 = none): of the
+/// next source row when the source is indexed (gather), else of the next destination
+/// row when that is indexed and the strategy stores through the cache (scatter).
 pub(crate) trait RowCopy {
     const PF: usize = 0;
+    /// Whether the strategy streams its stores past the cache.
+    const NT: bool = false;
     /// # Safety
     /// `row_bytes` readable at `s`, writable at `d`, disjoint; `row_bytes` within the
     /// strategy's size class.
@@ -229,24 +241,32 @@ unsafe fn map<const MAPPED: bool>(idx: *const u32, j: usize) -> usize {
     }
 }
 
-/// The row loop for one strategy and one combination of index maps.
+/// The row loop for one strategy and one combination of index maps. `SAME`: source and
+/// destination are one buffer (in-place compaction), so a row that is already in place
+/// is skipped; otherwise no row can coincide and the check is compiled out.
 #[inline(always)]
-unsafe fn rows_mapped<C: RowCopy, const SI: bool, const DI: bool>(a: &CopyRowsArgs) {
+unsafe fn rows_mapped<C: RowCopy, const SI: bool, const DI: bool, const SAME: bool>(
+    a: &CopyRowsArgs,
+) {
     let rb = a.row_bytes;
-    for j in 0..a.n {
+    for j in a.first..a.n {
         // SAFETY: the contract makes every addressed row valid.
         unsafe {
             let s = a.src.add(map::<SI>(a.src_idx, j) * a.src_stride);
             let d = a.dst.add(map::<DI>(a.dst_idx, j) * a.dst_stride);
-            if C::PF > 0 && j + 1 < a.n {
-                let next = a.src.add(map::<SI>(a.src_idx, j + 1) * a.src_stride);
+            if C::PF > 0 && (SI || (DI && !C::NT)) && j + 1 < a.n {
+                let next = if SI {
+                    a.src.add(map::<SI>(a.src_idx, j + 1) * a.src_stride)
+                } else {
+                    a.dst.add(map::<DI>(a.dst_idx, j + 1) * a.dst_stride) as *const u8
+                };
                 let mut off = 0;
                 while off < C::PF && off < rb {
                     prefetch(next.wrapping_add(off));
                     off += 64;
                 }
             }
-            if s as usize != d as usize {
+            if !SAME || s as usize != d as usize {
                 C::copy(d, s, rb);
             }
         }
@@ -269,13 +289,18 @@ fn prefetch(p: *const u8) {
 /// [`rows_mapped`] with the index maps of `a`.
 #[inline(always)]
 pub(crate) unsafe fn rows<C: RowCopy>(a: &CopyRowsArgs) {
+    let same = a.src as usize == a.dst as usize;
     // SAFETY: passed on from the caller.
     unsafe {
-        match (!a.src_idx.is_null(), !a.dst_idx.is_null()) {
-            (true, false) => rows_mapped::<C, true, false>(a),
-            (false, true) => rows_mapped::<C, false, true>(a),
-            (true, true) => rows_mapped::<C, true, true>(a),
-            (false, false) => rows_mapped::<C, false, false>(a),
+        match (!a.src_idx.is_null(), !a.dst_idx.is_null(), same) {
+            (true, false, false) => rows_mapped::<C, true, false, false>(a),
+            (true, false, true) => rows_mapped::<C, true, false, true>(a),
+            (false, true, false) => rows_mapped::<C, false, true, false>(a),
+            (false, true, true) => rows_mapped::<C, false, true, true>(a),
+            (true, true, false) => rows_mapped::<C, true, true, false>(a),
+            (true, true, true) => rows_mapped::<C, true, true, true>(a),
+            (false, false, false) => rows_mapped::<C, false, false, false>(a),
+            (false, false, true) => rows_mapped::<C, false, false, true>(a),
         }
     }
 }
@@ -305,7 +330,8 @@ pub(crate) unsafe fn small_rows(a: &CopyRowsArgs) -> bool {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn use_nt(a: &CopyRowsArgs) -> bool {
-    a.row_bytes >= NT_MIN_ROW && a.n.saturating_mul(a.row_bytes) >= NT_MIN_BYTES
+    a.row_bytes >= NT_MIN_ROW
+        && a.n.saturating_sub(a.first).saturating_mul(a.row_bytes) >= NT_MIN_BYTES
 }
 
 // ---------------------------------------------------------------------------------------
