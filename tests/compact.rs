@@ -243,7 +243,15 @@ fn check_kv(
 fn kv_compaction_both_layouts_shared_and_per_head_on_every_level() {
     let mut seed = 1;
     for layout in [KvLayout::TokenMajor, KvLayout::HeadMajor] {
-        for (t, h, d) in [(1, 1, 1), (9, 1, 8), (17, 4, 64), (33, 8, 128), (40, 3, 5), (300, 3, 16), (263, 2, 1)] {
+        for (t, h, d) in [
+            (1, 1, 1),
+            (9, 1, 8),
+            (17, 4, 64),
+            (33, 8, 128),
+            (40, 3, 5),
+            (300, 3, 16),
+            (263, 2, 1),
+        ] {
             for extra in [0, 3] {
                 for per_head in [false, true] {
                     seed += 1;
