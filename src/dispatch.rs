@@ -25,7 +25,7 @@ pub struct Kernels {
 
 static SCALAR: Kernels = Kernels {
     isa: Isa::Scalar,
-    sigmoid_f32: sigmoid::scalar::f32_rr_p9_div_u1,
+    sigmoid_f32: sigmoid::scalar::f32_rr2_lut8_p4_div_u1,
     score_f32: score::scalar::f32_fma16_u1,
     score_f16: score::scalar::f16_fma16_u1,
     score_bf16: score::scalar::bf16_fma16_u1,
@@ -38,7 +38,7 @@ static SCALAR: Kernels = Kernels {
 #[cfg(target_arch = "x86_64")]
 static AVX2: Kernels = Kernels {
     isa: Isa::Avx2,
-    sigmoid_f32: sigmoid::avx2::f32_rr_p9_div_u8,
+    sigmoid_f32: sigmoid::avx2::f32_rr2_lut8_p4_div_u16,
     score_f32: score::avx2::f32_fma16_r4e2,
     score_f16: score::avx2::f16_fma16_r4e2,
     score_bf16: score::avx2::bf16_fma16_r4e2,
@@ -51,10 +51,10 @@ static AVX2: Kernels = Kernels {
 #[cfg(target_arch = "x86_64")]
 static AVX512: Kernels = Kernels {
     isa: Isa::Avx512,
-    sigmoid_f32: sigmoid::avx512::f32_rr_p9_div_u16,
-    score_f32: score::avx512::f32_fma16_r4e4,
-    score_f16: score::avx512::f16_fma16_r4e4,
-    score_bf16: score::avx512::bf16_fma16_r4e4,
+    sigmoid_f32: sigmoid::avx512::f32_rr2_lut8_p4_div_u64,
+    score_f32: score::avx512::f32_fma16_r4e4_r2e8,
+    score_f16: score::avx512::f16_fma16_sized,
+    score_bf16: score::avx512::bf16_fma16_sized,
     copy_rows: compact::avx512::bytes_rows_y256nt,
     scatter_add_f32: compact::avx512::f32_scatter_add_u4,
     scatter_add_f16: compact::avx512::f16_scatter_add_u4,
@@ -64,7 +64,7 @@ static AVX512: Kernels = Kernels {
 #[cfg(target_arch = "aarch64")]
 static NEON: Kernels = Kernels {
     isa: Isa::Neon,
-    sigmoid_f32: sigmoid::neon::f32_rr_p9_div_u4,
+    sigmoid_f32: sigmoid::neon::f32_rr2_lut8_p4_div_u8,
     score_f32: score::neon::f32_fma16_r4e2,
     score_f16: score::neon::f16_fma16_r4e2,
     score_bf16: score::neon::bf16_fma16_r4e2,

@@ -10,7 +10,7 @@ use half::{bf16, f16};
 ///
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn bytes_rows_y256nt(a: &CopyRowsArgs) {
     // SAFETY: passed on from the caller; the tier includes AVX2.
     unsafe { super::x86::copy_rows(a) }
@@ -157,21 +157,21 @@ unsafe fn scatter_add<T: Lanes>(a: &ScatterAddArgs<T>) {
 
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f32_scatter_add_u4(a: &ScatterAddArgs<f32>) {
     // SAFETY: passed on from the caller.
     unsafe { scatter_add(a) }
 }
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f16_scatter_add_u4(a: &ScatterAddArgs<f16>) {
     // SAFETY: passed on from the caller.
     unsafe { scatter_add(a) }
 }
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn bf16_scatter_add_u4(a: &ScatterAddArgs<bf16>) {
     // SAFETY: passed on from the caller.
     unsafe { scatter_add(a) }

@@ -14,7 +14,7 @@ use half::{bf16, f16};
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn bytes_rows_y256nt(a: &CopyRowsArgs) {
     // SAFETY: passed on from the caller; the tier includes AVX2.
@@ -199,7 +199,7 @@ unsafe fn scatter_add<T: Lanes>(a: &ScatterAddArgs<T>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f32_scatter_add_u4(a: &ScatterAddArgs<f32>) {
     // SAFETY: passed on from the caller.
@@ -208,7 +208,7 @@ pub unsafe fn f32_scatter_add_u4(a: &ScatterAddArgs<f32>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn f16_scatter_add_u4(a: &ScatterAddArgs<f16>) {
     // SAFETY: passed on from the caller.
@@ -217,7 +217,7 @@ pub unsafe fn f16_scatter_add_u4(a: &ScatterAddArgs<f16>) {
 /// # Safety
 /// The CPU supports the avx512 tier; see the module contract.
 #[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 )]
 pub unsafe fn bf16_scatter_add_u4(a: &ScatterAddArgs<bf16>) {
     // SAFETY: passed on from the caller.
