@@ -5,18 +5,22 @@
   rows, f32 and bf16: tkr_gather_rows vs torch.index_select(out=), ONNX Runtime Gather
   (output bound to a preallocated buffer; bf16 rows moved as float16, the same bytes),
   numpy np.take(out=) and src[idx];
-- scatter rows full[idx] = y: tkr_scatter_rows vs torch.index_copy_, numpy full[idx] = y;
+- scatter rows full[idx] = y: tkr_scatter_rows vs torch.index_copy_, numpy full[idx] = y
+  (ONNX Runtime's ScatterND returns a new tensor, not comparable);
 - gated residual scatter-add h[idx] += g[:, None] * y: tkr_scatter_add_rows vs torch
   index_add_ of an already multiplied delta, the gated forms users write
   (index_add_(0, idx, g[:, None] * Y), h[idx] += g[:, None] * Y) and numpy np.add.at;
 - small rows (int32 / int64 position ids, a uint8 mask, 16 x f32 rows): gather.
 
 Every case also times np.copyto of the same bytes between the same buffers (the copy
-ceiling, in the note); `__main__` adds a 1 GiB copy. GB/s = bytes moved once (rows x
-row bytes). Usage: taskset -c 1 python benches/peers/compact_peers.py [threads]
+ceiling, in the note); `__main__` adds a 1 GiB copy. All the implementations of a case
+are timed interleaved, round after round (medians), so that a busy machine slows them
+alike and the ratios hold. GB/s = bytes moved once (rows x row bytes).
+Usage: taskset -c 1 python benches/peers/compact_peers.py [threads]
 """
 import ctypes
 import sys
+import time
 
 import ml_dtypes
 import numpy as np
@@ -34,6 +38,32 @@ for _f in ("tkr_gather_rows", "tkr_scatter_rows", "tkr_scatter_add_rows"):
     getattr(lib, _f).restype = _U32
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPE_CODE = {np.dtype(np.float32): 1, np.dtype(np.float16): 2, BF16: 3}
+
+
+def interleaved(fns, rounds=15, budget=4.0):
+    """Median seconds of each callable in `fns` (name -> fn or None), timed round-robin:
+    one warm-up call each, then rounds of one call each, until `rounds` rounds or the
+    budget (at least 5 rounds)."""
+    live = {k: f for k, f in fns.items() if f is not None}
+    for f in live.values():
+        f()
+    ts = {k: [] for k in live}
+    start = time.perf_counter()
+    r = 0
+    while r < rounds and (r < 5 or time.perf_counter() - start < budget):
+        for k, f in live.items():
+            t = time.perf_counter()
+            f()
+            ts[k].append(time.perf_counter() - t)
+        r += 1
+    out = {}
+    for k in fns:
+        if k in ts:
+            v = sorted(ts[k])
+            out[k] = v[len(v) // 2]
+        else:
+            out[k] = None
+    return out
 
 
 def addr(a, byte_offset=0):
@@ -91,35 +121,40 @@ def gather_scatter(rows, cols, dt, label, threads):
     dst = np.empty((k, cols), dtype=dt)
     parts = split(k, threads)
     ps, pi, pd = addr(src), addr(idx), addr(dst)
-    t_copy = median_time(lambda: np.copyto(dst, src[:k]))
-    t_ours = median_time(lambda: run_parallel([
+    ours = lambda: run_parallel([  # noqa: E731
         lambda a=a, b=b: lib.tkr_gather_rows(es, cols, ps, rows, cols, pi + 4 * a, b - a, pd + a * cols * es, cols)
-        for a, b in parts]))
+        for a, b in parts])
+    ours()
     assert np.array_equal(dst.view(np.uint8), src[idx.astype(np.int64)].view(np.uint8)), "gather differs"
     idx64 = idx.astype(np.int64)
     tsrc, tdst, tidx = as_torch(src), as_torch(dst), torch.from_numpy(idx64)
-    peers = {
-        "torch": median_time(lambda: torch.index_select(tsrc, 0, tidx, out=tdst)),
-        "onnxruntime": median_time(ort_gather(src, idx64, dst, threads)),
-        "numpy take(out=)": median_time(lambda: np.take(src, idx64, axis=0, out=dst)),
-        "numpy src[idx]": median_time(lambda: src[idx64]),
-    }
+    t = interleaved({
+        "ours": ours,
+        "copy": lambda: np.copyto(dst, src[:k]),
+        "torch": lambda: torch.index_select(tsrc, 0, tidx, out=tdst),
+        "onnxruntime": ort_gather(src, idx64, dst, threads),
+        "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
+        "numpy src[idx]": lambda: src[idx64],
+    })
+    t_ours, t_copy = t.pop("ours"), t.pop("copy")
+    peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
     out.append(Result("compact", f"gather {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes, note))
 
     full = src.copy()
     pf = addr(full)
-    t_copy = median_time(lambda: np.copyto(full[:k], dst))
-    t_ours = median_time(lambda: run_parallel([
-        lambda a=a, b=b: lib.tkr_scatter_rows(es, cols, pd + a * cols * es, cols, pi + 4 * a, b - a, pf, rows, cols)
-        for a, b in parts]))
     tfull = as_torch(full)
-    peers = {
-        "torch": median_time(lambda: tfull.index_copy_(0, tidx, tdst)),
-        "onnxruntime": None,
-        "numpy take(out=)": None,
-        "numpy src[idx]": median_time(lambda: full.__setitem__(idx64, dst)),
-    }
+    t = interleaved({
+        "ours": lambda: run_parallel([
+            lambda a=a, b=b: lib.tkr_scatter_rows(es, cols, pd + a * cols * es, cols, pi + 4 * a, b - a, pf, rows,
+                                                  cols)
+            for a, b in parts]),
+        "copy": lambda: np.copyto(full[:k], dst),
+        "torch index_copy_": lambda: tfull.index_copy_(0, tidx, tdst),
+        "numpy full[idx] = y": lambda: full.__setitem__(idx64, dst),
+    })
+    t_ours, t_copy = t.pop("ours"), t.pop("copy")
+    peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
     out.append(Result("compact", f"scatter {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes, note))
     return out
@@ -136,23 +171,24 @@ def scatter_add(rows, cols, dt, label, threads):
     code = DTYPE_CODE[np.dtype(dt)]
     ph, pi, py, pg = addr(h), addr(idx), addr(y), addr(g)
     parts = split(k, threads)
-    t_ours = median_time(lambda: run_parallel([
-        lambda a=a, b=b: lib.tkr_scatter_add_rows(code, cols, ph, rows, cols, pi + 4 * a, b - a,
-                                                  py + a * cols * es, cols, pg + 4 * a)
-        for a, b in parts]))
-    t_plain = median_time(lambda: lib.tkr_scatter_add_rows(code, cols, ph, rows, cols, pi, k, py, cols, None))
     th, ty = as_torch(h), as_torch(y)
     tg = torch.from_numpy(g).to(th.dtype)
     tidx = torch.from_numpy(idx.astype(np.int64))
     yg = ty * tg[:, None]
-    peers = {
-        "torch index_add_(premultiplied)": median_time(lambda: th.index_add_(0, tidx, yg)),
-        "torch index_add_(0,idx,g[:,None]*Y)": median_time(lambda: th.index_add_(0, tidx, tg[:, None] * ty)),
-        "torch h[idx] += g[:,None]*Y": median_time(lambda: th.__setitem__(tidx, th[tidx] + tg[:, None] * ty),
-                                                   min_reps=3),
-        "numpy np.add.at": (median_time(lambda: np.add.at(h, idx.astype(np.int64), g[:, None] * y), min_reps=3,
-                                        budget=0.5) if np.dtype(dt) == np.dtype(np.float32) else None),
-    }
+    t = interleaved({
+        "ours": lambda: run_parallel([
+            lambda a=a, b=b: lib.tkr_scatter_add_rows(code, cols, ph, rows, cols, pi + 4 * a, b - a,
+                                                      py + a * cols * es, cols, pg + 4 * a)
+            for a, b in parts]),
+        "ours, gate NULL": lambda: lib.tkr_scatter_add_rows(code, cols, ph, rows, cols, pi, k, py, cols, None),
+        "torch index_add_(premultiplied)": lambda: th.index_add_(0, tidx, yg),
+        "torch index_add_(0,idx,g[:,None]*Y)": lambda: th.index_add_(0, tidx, tg[:, None] * ty),
+        "torch h[idx] += g[:,None]*Y": lambda: th.__setitem__(tidx, th[tidx] + tg[:, None] * ty),
+    }, rounds=9)
+    t_ours, t_plain = t.pop("ours"), t.pop("ours, gate NULL")
+    peers = t
+    peers["numpy np.add.at"] = (median_time(lambda: np.add.at(h, idx.astype(np.int64), g[:, None] * y), min_reps=3,
+                                            budget=0.5) if np.dtype(dt) == np.dtype(np.float32) else None)
     note = f"ours with gate NULL: {t_plain * 1e3:.3f} ms"
     return [Result("compact", f"scatter_add gated {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers,
                    nbytes, note)]
@@ -166,16 +202,19 @@ def small_rows(cols, dt, label, threads):
     nbytes = k * cols * es
     dst = np.empty((k, cols), dtype=dt)
     ps, pi, pd = addr(src), addr(idx), addr(dst)
-    t_ours = median_time(lambda: lib.tkr_gather_rows(es, cols, ps, rows, cols, pi, k, pd, cols), min_reps=200)
+    lib.tkr_gather_rows(es, cols, ps, rows, cols, pi, k, pd, cols)
     assert np.array_equal(dst, src[idx.astype(np.int64)])
     idx64 = idx.astype(np.int64)
     tsrc, tdst, tidx = torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(idx64)
-    peers = {
-        "torch": median_time(lambda: torch.index_select(tsrc, 0, tidx, out=tdst), min_reps=200),
-        "onnxruntime": median_time(ort_gather(src, idx64, dst, threads), min_reps=200),
-        "numpy take(out=)": median_time(lambda: np.take(src, idx64, axis=0, out=dst), min_reps=200),
-        "numpy src[idx]": median_time(lambda: src[idx64], min_reps=200),
-    }
+    t = interleaved({
+        "ours": lambda: lib.tkr_gather_rows(es, cols, ps, rows, cols, pi, k, pd, cols),
+        "torch": lambda: torch.index_select(tsrc, 0, tidx, out=tdst),
+        "onnxruntime": ort_gather(src, idx64, dst, threads),
+        "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
+        "numpy src[idx]": lambda: src[idx64],
+    }, rounds=401, budget=1.0)
+    t_ours = t.pop("ours")
+    peers = t
     return [Result("compact", f"gather {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes,
                    "includes the ctypes call (~1 us)")]
 
