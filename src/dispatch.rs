@@ -3,6 +3,9 @@
 
 use tokenroute_kernels::compact::{self, CopyRowsFn, ScatterAddFn};
 use tokenroute_kernels::score::{self, ScoreFn};
+use tokenroute_kernels::select::{
+    self, CountNonzeroFn, IndicesToMaskFn, MaskToIndicesFn, ThresholdFn, TopkFn,
+};
 use tokenroute_kernels::sigmoid::{self, SigmoidF32};
 use tokenroute_kernels::Isa;
 
@@ -21,6 +24,11 @@ pub struct Kernels {
     pub(crate) scatter_add_f32: ScatterAddFn<f32>,
     pub(crate) scatter_add_f16: ScatterAddFn<f16>,
     pub(crate) scatter_add_bf16: ScatterAddFn<bf16>,
+    pub(crate) select_threshold_f32: ThresholdFn,
+    pub(crate) select_topk_f32: TopkFn,
+    pub(crate) select_mask_to_indices: MaskToIndicesFn,
+    pub(crate) select_indices_to_mask: IndicesToMaskFn,
+    pub(crate) select_count_nonzero_u8: CountNonzeroFn,
 }
 
 static SCALAR: Kernels = Kernels {
@@ -33,6 +41,11 @@ static SCALAR: Kernels = Kernels {
     scatter_add_f32: compact::scalar::f32_scatter_add_u1,
     scatter_add_f16: compact::scalar::f16_scatter_add_u1,
     scatter_add_bf16: compact::scalar::bf16_scatter_add_u1,
+    select_threshold_f32: select::scalar::f32_threshold_u4,
+    select_topk_f32: select::scalar::f32_topk_band_u4,
+    select_mask_to_indices: select::scalar::u8_mask_to_indices_u1,
+    select_indices_to_mask: select::scalar::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::scalar::u8_count_nonzero_u1,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -46,6 +59,11 @@ static AVX2: Kernels = Kernels {
     scatter_add_f32: compact::avx2::f32_scatter_add_u4,
     scatter_add_f16: compact::avx2::f16_scatter_add_u4,
     scatter_add_bf16: compact::avx2::bf16_scatter_add_u4,
+    select_threshold_f32: select::avx2::f32_threshold_lut_u32,
+    select_topk_f32: select::avx2::f32_topk_band_lut_u32,
+    select_mask_to_indices: select::avx2::u8_mask_to_indices_lut_u8,
+    select_indices_to_mask: select::avx2::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::avx2::u8_count_nonzero_u8,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -59,6 +77,11 @@ static AVX512: Kernels = Kernels {
     scatter_add_f32: compact::avx512::f32_scatter_add_u4,
     scatter_add_f16: compact::avx512::f16_scatter_add_u4,
     scatter_add_bf16: compact::avx512::bf16_scatter_add_u4,
+    select_threshold_f32: select::avx512::f32_threshold_vcompress_u64,
+    select_topk_f32: select::avx512::f32_topk_band_vcompress_u64,
+    select_mask_to_indices: select::avx512::u8_mask_to_indices_vcompress_u16,
+    select_indices_to_mask: select::avx512::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::avx512::u8_count_nonzero_u16,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -72,6 +95,11 @@ static NEON: Kernels = Kernels {
     scatter_add_f32: compact::neon::f32_scatter_add_u4,
     scatter_add_f16: compact::neon::f16_scatter_add_u4,
     scatter_add_bf16: compact::neon::bf16_scatter_add_u4,
+    select_threshold_f32: select::neon::f32_threshold_tbl_u16,
+    select_topk_f32: select::neon::f32_topk_band_tbl_u16,
+    select_mask_to_indices: select::neon::u8_mask_to_indices_tbl_u4,
+    select_indices_to_mask: select::neon::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::neon::u8_count_nonzero_u4,
 };
 
 impl Kernels {
