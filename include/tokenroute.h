@@ -72,6 +72,12 @@
 // KV-cache layout code: `[n_tokens, n_heads, head_dim]` (token-major).
 #define TKR_KV_TOKEN_MAJOR 1
 
+// tkr_route select mode: threshold selection, every token with score > tau.
+#define TKR_ROUTE_THRESHOLD 2
+
+// tkr_route select mode: exact top-k (k tokens, or a capacity ratio).
+#define TKR_ROUTE_TOPK 1
+
 // tkr_topk_options.flags: take each row's k from tkr_topk_options.capacity:
 // k_row = ceil(capacity * valid_len_row).
 #define TKR_TOPK_CAPACITY 2
@@ -95,6 +101,33 @@
 // The result of every fallible call: `TKR_STATUS_OK` (0) or an error code.
 // A fixed-width integer, not a C enum, so its size never depends on the compiler.
 typedef uint32_t tkr_status;
+
+// Options of tkr_route (the selection's options for one sequence). A NULL options
+// pointer means all defaults; so does an all-zero struct with struct_size set
+// (tkr_route_options_init fills exactly that). Every field's zero value is its default.
+typedef struct tkr_route_options {
+  // sizeof(tkr_route_options) as the caller was compiled (older, smaller structs are
+  // accepted; a larger one must have an all-zero tail this library does not know).
+  size_t struct_size;
+  // Top-k only: TKR_TOPK_ORDER_SCORE (indices by descending score, ties by ascending
+  // index, instead of ascending position), TKR_TOPK_CAPACITY (k = ceil(capacity *
+  // n_tokens) in IEEE double precision; the k argument must then be 0), or 0. Other
+  // bits, or any flag with TKR_ROUTE_THRESHOLD: TKR_STATUS_INVALID_ARGUMENT.
+  uint32_t flags;
+  // Must be 0.
+  uint32_t reserved;
+  // The first keep_first tokens are always selected (clamped to n_tokens). Top-k
+  // counts forced tokens within k (k must be at least their number); threshold
+  // selection adds them to the tokens above tau.
+  size_t keep_first;
+  // The last keep_last tokens are always selected (clamped to what keep_first
+  // leaves).
+  size_t keep_last;
+  // NULL, or n_tokens bytes: a non-zero byte forces its token.
+  const uint8_t *keep_mask;
+  // With TKR_TOPK_CAPACITY: a ratio in [0, 1]. Must be 0 without the flag.
+  double capacity;
+} tkr_route_options;
 
 // Options of tkr_threshold_f32. A NULL options pointer means all defaults; so does an
 // all-zero struct with struct_size set (tkr_threshold_options_init fills exactly
@@ -363,6 +396,81 @@ tkr_status tkr_mask_to_indices(const uint8_t *mask,
                                size_t n,
                                uint32_t *out_idx,
                                size_t *out_count);
+
+// The fused route call for one sequence: router scores, selection, and the compacted
+// rows, in one call. Identical to tkr_score (one router) -> tkr_topk_f32 or
+// tkr_threshold_f32 (one row, same options) -> tkr_gather_rows, on every ISA level.
+//
+// 1. s_i = act(sum_j h[i][j] * w[j] + bias) for every token i < n_tokens (the numerics
+//    of tkr_score: bit-identical on every level);
+// 2. the selection: TKR_ROUTE_TOPK keeps the k highest scores (exact; ties to the lower
+//    index; NaN below every number), TKR_ROUTE_THRESHOLD every score > tau (none for a
+//    NaN tau), plus the forced keeps of options;
+// 3. out_idx[j] = the j-th selected token (ascending, or by descending score with
+//    TKR_TOPK_ORDER_SCORE), out_scores[j] = its score, out_rows[j] = its row of h.
+//
+// - dtype: TKR_DTYPE_F32, TKR_DTYPE_F16 or TKR_DTYPE_BF16, the element type of h, w
+//   and out_rows (f16/bf16 as uint16_t bit patterns).
+// - h: n_tokens rows of d elements, h_row_stride elements apart (n_tokens < 2^32).
+// - w: the router, d elements. bias: one float, or NULL for none.
+// - activation: TKR_ACT_SIGMOID or TKR_ACT_NONE (then tau compares raw logits).
+// - select: TKR_ROUTE_TOPK (k, or options->capacity with TKR_TOPK_CAPACITY) or
+//   TKR_ROUTE_THRESHOLD (tau; k must be 0).
+// - out_idx, out_scores (NULL: not wanted), out_rows (rows of d elements,
+//   out_rows_stride elements apart): room for out_capacity tokens each, which must be
+//   at least k (top-k) or n_tokens (threshold selection may select every token);
+//   entries past the count are left as they are.
+// - out_count: receives the number of selected tokens.
+// - workspace: top-k only, tkr_route_workspace_size(n_tokens) bytes, 8-byte aligned;
+//   (NULL, 0) uses a buffer owned by the calling thread that grows to the largest
+//   sequence and is reused (no allocation once grown). Threshold routing scores,
+//   selects and gathers block by block while the rows are in cache, on the stack, and
+//   ignores it.
+// - Outputs (out_idx, out_scores, out_rows, out_count, workspace) must not overlap each
+//   other nor the inputs (h, w, bias, keep_mask). Pointers must be aligned for their
+//   element type.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown dtype, activation,
+//   select mode or flags, non-zero reserved, k > n_tokens, a capacity outside [0, 1] or
+//   with a non-zero k, forced keeps exceeding k, misaligned pointer),
+//   TKR_STATUS_BUFFER_TOO_SMALL (out_capacity or workspace_size too small),
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
+//   TKR_STATUS_UNSUPPORTED (unknown options fields set), TKR_STATUS_ISA_UNAVAILABLE. On
+//   error nothing is written.
+// - Thread-safe.
+tkr_status tkr_route(uint32_t dtype,
+                     const void *h,
+                     size_t n_tokens,
+                     size_t d,
+                     size_t h_row_stride,
+                     const void *w,
+                     const float *bias,
+                     uint32_t activation,
+                     uint32_t select,
+                     size_t k,
+                     float tau,
+                     const struct tkr_route_options *options,
+                     uint32_t *out_idx,
+                     float *out_scores,
+                     void *out_rows,
+                     size_t out_rows_stride,
+                     size_t out_capacity,
+                     size_t *out_count,
+                     void *workspace,
+                     size_t workspace_size);
+
+// Fills *options with the defaults: every field 0, struct_size =
+// sizeof(tkr_route_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
+// Thread-safe.
+tkr_status tkr_route_options_init(struct tkr_route_options *options);
+
+// The workspace tkr_route needs for top-k over up to n_tokens tokens: *out_bytes =
+// 12 * n_tokens rounded up to a multiple of 8 (the scores and the top-k scratch; to
+// be passed 8-byte aligned). Threshold routing needs none. Returns
+// TKR_STATUS_NULL_POINTER for a NULL out_bytes, TKR_STATUS_SIZE_OVERFLOW when the
+// size overflows. Thread-safe.
+tkr_status tkr_route_workspace_size(size_t n_tokens,
+                                    size_t *out_bytes);
 
 // Gated residual scatter-add (Mixture-of-Depths, layer skipping):
 // `h[idx[j]] = h[idx[j]] + gate[j] * y[j]` for `j < n_idx`, elementwise over the

@@ -7,6 +7,7 @@
 
 pub mod compact;
 pub mod isa;
+pub mod route;
 pub mod score;
 pub mod select;
 pub mod status;

@@ -2,6 +2,7 @@
 //! kernel family.
 
 pub mod compact;
+pub mod route;
 pub mod score;
 pub mod select;
 
