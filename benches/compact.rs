@@ -9,7 +9,10 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use tokenroute::{bf16, Isa, Kernels, KvCacheMut, KvKeep, KvLayout, Matrix, MatrixMut};
+use tokenroute::{
+    bf16, Activation, Isa, Kernels, KvCacheMut, KvKeep, KvLayout, Matrix, MatrixMut, Order,
+    RouteOut, RouteSelect, RowSpec, Tau, ThresholdOut, TopK, TopkOut,
+};
 
 struct Rng(u64);
 impl Rng {
@@ -293,8 +296,164 @@ fn bench_copy_1gib(c: &mut Criterion) {
     g.finish();
 }
 
+/// The fused route call against the three calls it replaces (score, select, gather),
+/// top-k of half the tokens and a threshold at the median score, on the best level and
+/// on scalar.
+fn bench_route(c: &mut Criterion) {
+    fn case<T: tokenroute::Element>(
+        c: &mut Criterion,
+        name: &str,
+        n: usize,
+        d: usize,
+        conv: fn(f32) -> T,
+    ) {
+        let mut rng = Rng(5);
+        let h: Vec<T> = (0..n * d)
+            .map(|_| conv(((rng.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0))
+            .collect();
+        let w: Vec<T> = (0..d)
+            .map(|_| conv(((rng.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1))
+            .collect();
+        let k = n / 2;
+        let best = *levels().last().unwrap();
+        // The threshold that selects about half: the median score.
+        let mut s = vec![0f32; n];
+        best.score(
+            Matrix::dense(&h, n, d).unwrap(),
+            Matrix::dense(&w, 1, d).unwrap(),
+            None,
+            Activation::Sigmoid,
+            MatrixMut::dense(&mut s, n, 1).unwrap(),
+        )
+        .unwrap();
+        let mut sorted = s.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let tau = sorted[n / 2];
+        let mut idx = vec![0u32; n];
+        let mut sel = vec![0f32; n];
+        let mut rows = vec![T::default(); n * d];
+        let mut ws = vec![0u64; tokenroute::route_workspace_len(n)];
+        let mut tws = vec![0u64; tokenroute::topk_workspace_len(n)];
+        let spec = RowSpec::default();
+        let mut g = c.benchmark_group(format!("route/{name}"));
+        configure(&mut g);
+        g.throughput(Throughput::Bytes((n * d * std::mem::size_of::<T>()) as u64));
+        for lv in [Kernels::for_isa(Isa::Scalar).unwrap(), best] {
+            let l = lv.isa().name();
+            g.bench_function(format!("{l}_topk_fused"), |b| {
+                b.iter(|| {
+                    lv.route(
+                        Matrix::dense(black_box(&h), n, d).unwrap(),
+                        &w,
+                        None,
+                        Activation::Sigmoid,
+                        RouteSelect::TopK(TopK::Fixed(k), Order::Position),
+                        &spec,
+                        RouteOut {
+                            indices: &mut idx,
+                            scores: Some(&mut sel),
+                            rows: MatrixMut::dense(&mut rows, n, d).unwrap(),
+                        },
+                        Some(&mut ws),
+                    )
+                    .unwrap()
+                })
+            });
+            g.bench_function(format!("{l}_topk_three_calls"), |b| {
+                b.iter(|| {
+                    lv.score(
+                        Matrix::dense(black_box(&h), n, d).unwrap(),
+                        Matrix::dense(&w, 1, d).unwrap(),
+                        None,
+                        Activation::Sigmoid,
+                        MatrixMut::dense(&mut s, n, 1).unwrap(),
+                    )
+                    .unwrap();
+                    lv.topk_f32(
+                        Matrix::dense(&s, 1, n).unwrap(),
+                        TopK::Fixed(k),
+                        Order::Position,
+                        &spec,
+                        TopkOut {
+                            indices: MatrixMut::dense(&mut idx[..k], 1, k).unwrap(),
+                            scores: Some(MatrixMut::dense(&mut sel[..k], 1, k).unwrap()),
+                            counts: None,
+                        },
+                        Some(&mut tws),
+                    )
+                    .unwrap();
+                    lv.gather_rows(
+                        Matrix::dense(&h, n, d).unwrap(),
+                        &idx[..k],
+                        MatrixMut::dense(&mut rows[..k * d], k, d).unwrap(),
+                    )
+                    .unwrap()
+                })
+            });
+            g.bench_function(format!("{l}_threshold_fused"), |b| {
+                b.iter(|| {
+                    lv.route(
+                        Matrix::dense(black_box(&h), n, d).unwrap(),
+                        &w,
+                        None,
+                        Activation::Sigmoid,
+                        RouteSelect::Threshold(tau),
+                        &spec,
+                        RouteOut {
+                            indices: &mut idx,
+                            scores: Some(&mut sel),
+                            rows: MatrixMut::dense(&mut rows, n, d).unwrap(),
+                        },
+                        None,
+                    )
+                    .unwrap()
+                })
+            });
+            g.bench_function(format!("{l}_threshold_three_calls"), |b| {
+                b.iter(|| {
+                    lv.score(
+                        Matrix::dense(black_box(&h), n, d).unwrap(),
+                        Matrix::dense(&w, 1, d).unwrap(),
+                        None,
+                        Activation::Sigmoid,
+                        MatrixMut::dense(&mut s, n, 1).unwrap(),
+                    )
+                    .unwrap();
+                    let mut cnt = [0usize];
+                    lv.threshold_f32(
+                        Matrix::dense(&s, 1, n).unwrap(),
+                        Tau::Fixed(tau),
+                        &spec,
+                        ThresholdOut {
+                            indices: Some(MatrixMut::dense(&mut idx, 1, n).unwrap()),
+                            mask: None,
+                            counts: Some(&mut cnt),
+                        },
+                    )
+                    .unwrap();
+                    let c = cnt[0];
+                    for j in 0..c {
+                        sel[j] = s[idx[j] as usize];
+                    }
+                    lv.gather_rows(
+                        Matrix::dense(&h, n, d).unwrap(),
+                        &idx[..c],
+                        MatrixMut::dense(&mut rows[..c * d], c, d).unwrap(),
+                    )
+                    .unwrap()
+                })
+            });
+        }
+        g.finish();
+    }
+    case::<f32>(c, "4096x4096_f32", 4096, 4096, |x| x);
+    case::<bf16>(c, "4096x4096_bf16", 4096, 4096, bf16::from_f32);
+    case::<bf16>(c, "4096x768_bf16", 4096, 768, bf16::from_f32);
+}
+
 criterion_group!(
     benches,
+    bench_route,
     bench_gather_scatter,
     bench_small_rows,
     bench_scatter_add,

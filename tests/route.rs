@@ -462,10 +462,11 @@ proptest! {
 fn threshold_blocks_with_forced_keeps_across_them() {
     let mut rng = Rng(91);
     for (n, d, kf, kl) in [
-        (1000, 7, 300, 300),
-        (1000, 7, 600, 600),
+        (2500, 7, 1100, 1200),
+        (2600, 3, 0, 1500),
+        (3000, 5, 2100, 0),
         (700, 2100, 40, 17),
-        (513, 3, 0, 257),
+        (1100, 9, 1, 1),
     ] {
         let mut c = Case::<f32>::random(&mut rng, n, d, true);
         c.keep_first = kf;

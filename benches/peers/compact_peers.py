@@ -10,7 +10,10 @@
 - gated residual scatter-add h[idx] += g[:, None] * y: tkr_scatter_add_rows vs torch
   index_add_ of an already multiplied delta, the gated forms users write
   (index_add_(0, idx, g[:, None] * Y), h[idx] += g[:, None] * Y) and numpy np.add.at;
-- small rows (int32 / int64 position ids, a uint8 mask, 16 x f32 rows): gather.
+- small rows (int32 / int64 position ids, a uint8 mask, 16 x f32 rows): gather;
+- the fused route call (score -> select -> gather, top-k of half the tokens, or a
+  threshold at the median score): tkr_route vs the three tokenroute calls it replaces
+  and torch (sigmoid(h @ w), topk / s > tau, index_select).
 
 Every case also times np.copyto of the same bytes between the same buffers (the copy
 ceiling, in the note); `__main__` adds a 1 GiB copy. All the implementations of a case
@@ -34,8 +37,15 @@ _SZ, _U32, _P = ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p
 lib.tkr_gather_rows.argtypes = [_SZ, _SZ, _P, _SZ, _SZ, _P, _SZ, _P, _SZ]
 lib.tkr_scatter_rows.argtypes = [_SZ, _SZ, _P, _SZ, _P, _SZ, _P, _SZ, _SZ]
 lib.tkr_scatter_add_rows.argtypes = [_U32, _SZ, _P, _SZ, _SZ, _P, _SZ, _P, _SZ, _P]
-for _f in ("tkr_gather_rows", "tkr_scatter_rows", "tkr_scatter_add_rows"):
+lib.tkr_score.argtypes = [_U32, _P, _SZ, _SZ, _SZ, _P, _SZ, _SZ, _P, _U32, _P, _SZ]
+lib.tkr_topk_f32.argtypes = [_P, _SZ, _SZ, _SZ, _SZ, _P, _P, _SZ, _P, _P, _SZ]
+lib.tkr_threshold_f32.argtypes = [_P, _SZ, _SZ, _SZ, ctypes.c_float, _P, _P, _SZ, _P]
+lib.tkr_route.argtypes = [_U32, _P, _SZ, _SZ, _SZ, _P, _P, _U32, _U32, _SZ, ctypes.c_float, _P,
+                          _P, _P, _P, _SZ, _SZ, _P, _P, _SZ]
+for _f in ("tkr_gather_rows", "tkr_scatter_rows", "tkr_scatter_add_rows", "tkr_score", "tkr_topk_f32",
+           "tkr_threshold_f32", "tkr_route"):
     getattr(lib, _f).restype = _U32
+ACT_SIGMOID, ROUTE_TOPK, ROUTE_THRESHOLD = 1, 1, 2
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPE_CODE = {np.dtype(np.float32): 1, np.dtype(np.float16): 2, BF16: 3}
 
@@ -219,6 +229,62 @@ def small_rows(cols, dt, label, threads):
                    "includes the ctypes call (~1 us)")]
 
 
+def route_cases(n, d, dt, label):
+    """tkr_route against the three calls it replaces and torch, one sequence, 1 thread."""
+    rng = np.random.default_rng(4)
+    h = rng.standard_normal((n, d), dtype=np.float32).astype(dt)
+    w = (rng.standard_normal(d, dtype=np.float32) * 0.05).astype(dt)
+    es, code = np.dtype(dt).itemsize, DTYPE_CODE[np.dtype(dt)]
+    k = n // 2
+    s = np.empty(n, np.float32)
+    idx = np.empty(n, np.uint32)
+    sel = np.empty(n, np.float32)
+    rows = np.empty((n, d), dt)
+    cnt = np.zeros(1, np.uintp)
+    ws = np.zeros(3 * n // 2 + 1, np.uint64)
+    ph, pw, ps, pi, psel, pr, pc, pws = (addr(x) for x in (h, w, s, idx, sel, rows, cnt, ws))
+    lib.tkr_score(code, ph, n, d, d, pw, 1, d, None, ACT_SIGMOID, ps, 1)
+    tau = float(np.sort(s)[n // 2])
+    th, tw = as_torch(h), as_torch(w)
+    trows = as_torch(rows)
+    out = []
+    for mode, name in ((ROUTE_TOPK, "top-k n/2"), (ROUTE_THRESHOLD, "threshold at the median")):
+        kk = k if mode == ROUTE_TOPK else 0
+
+        def fused():
+            lib.tkr_route(code, ph, n, d, d, pw, None, ACT_SIGMOID, mode, kk, tau, None, pi, psel, pr, d, n, pc,
+                          pws, ws.nbytes)
+
+        def three():
+            lib.tkr_score(code, ph, n, d, d, pw, 1, d, None, ACT_SIGMOID, ps, 1)
+            if mode == ROUTE_TOPK:
+                lib.tkr_topk_f32(ps, 1, n, n, k, None, pi, n, pc, pws, ws.nbytes)
+            else:
+                lib.tkr_threshold_f32(ps, 1, n, n, tau, None, pi, n, pc)
+            c = int(cnt[0])
+            sel[:c] = s[idx[:c]]
+            lib.tkr_gather_rows(es, d, ph, n, d, pi, c, pr, d)
+
+        def torch_route():
+            sc = torch.sigmoid((th @ tw).float())
+            if mode == ROUTE_TOPK:
+                ti = torch.topk(sc, k).indices.sort().values
+            else:
+                ti = torch.nonzero(sc > tau).flatten()
+            torch.index_select(th, 0, ti, out=trows[: len(ti)])
+
+        fused()
+        want = (idx[: cnt[0]].copy(), rows[: cnt[0]].copy())
+        three()
+        assert np.array_equal(idx[: cnt[0]], want[0]) and np.array_equal(rows[: cnt[0]].view(np.uint8),
+                                                                          want[1].view(np.uint8))
+        t = interleaved({"ours": fused, "tokenroute: the three calls": three, "torch": torch_route}, rounds=21)
+        t_ours = t.pop("ours")
+        out.append(Result("compact", f"route {name} {label}", f"{n}x{d}", 1, t_ours, t, n * d * es,
+                          "GB/s counts the hidden states once"))
+    return out
+
+
 def run(threads=1):
     set_threads(threads)
     rows = []
@@ -231,6 +297,10 @@ def run(threads=1):
     for cols, dt, label in ((1, np.int32, "int32 position ids"), (1, np.int64, "int64 position ids"),
                             (1, np.uint8, "uint8 mask"), (16, np.float32, "16 x f32 rows")):
         rows += small_rows(cols, dt, label, threads)
+    if threads == 1:
+        for n, d, dt, label in ((4096, 4096, np.float32, "f32"), (4096, 4096, BF16, "bf16"),
+                                (4096, 768, BF16, "bf16")):
+            rows += route_cases(n, d, dt, label)
     return rows
 
 

@@ -84,6 +84,8 @@ struct CopyCase {
     in_place: bool,
     /// The first list position copied (the kernel's `first`).
     first: usize,
+    /// The kernel's `whole_bytes` hint.
+    whole: usize,
 }
 
 /// The oracle: row by row, byte by byte, in order.
@@ -118,6 +120,7 @@ fn args(c: &CopyCase, src: *const u8, dst: *mut u8) -> CopyRowsArgs {
         first: c.first,
         n: c.n,
         row_bytes: c.rb,
+        whole_bytes: c.whole,
     }
 }
 
@@ -223,6 +226,7 @@ fn make_case(
         dst_off: offs.1,
         in_place: false,
         first: 0,
+        whole: 0,
     };
     match mode {
         Mode::Gather => {
@@ -281,9 +285,14 @@ fn copy_rows_every_size_to_300_bytes_every_mode_matches_oracle() {
             let pad = (rb * 3 + k) % 4;
             let offs = ((rb + k) % 64, (rb * 5 + k * 11) % 64);
             let mut c = make_case(mode, rb, rows, pad, offs, &mut rng);
-            // Every third case copies a suffix of the list only.
+            // Every third case copies a suffix of the list only; every other one
+            // claims to be part of a large copy (the streaming path, for rows of
+            // NT_MIN_ROW bytes or more).
             if (rb + k) % 3 == 0 {
                 c.first = c.n / 2;
+            }
+            if (rb + k) % 2 == 1 {
+                c.whole = NT_MIN_BYTES;
             }
             check_copy(&c, rng.next_u64());
         }
@@ -299,7 +308,9 @@ fn copy_rows_large_rows_match_oracle() {
     ] {
         for mode in MODES {
             let offs = (rng.below(64), rng.below(64));
-            let c = make_case(mode, rb, 6, rng.below(70), offs, &mut rng);
+            let mut c = make_case(mode, rb, 6, rng.below(70), offs, &mut rng);
+            check_copy(&c, rng.next_u64());
+            c.whole = NT_MIN_BYTES;
             check_copy(&c, rng.next_u64());
         }
     }
@@ -361,6 +372,7 @@ fn copy_rows_streaming_path_matches_oracle() {
             dst_off: offs.1,
             in_place: false,
             first: 0,
+            whole: 0,
         };
         check_copy(&base, rng.next_u64());
         let scatter = CopyCase {
@@ -390,6 +402,11 @@ proptest! {
         let mut c = make_case(MODES[mode], rb, rows, pad, (so, doff), &mut rng);
         if !from_start {
             c.first = rng.below(c.n + 1);
+        }
+        // Half the cases claim to be part of a large copy: rows of NT_MIN_ROW bytes or
+        // more then take the streaming path even when few.
+        if seed % 2 == 0 {
+            c.whole = NT_MIN_BYTES;
         }
         check_copy(&c, rng.next_u64());
     }

@@ -306,6 +306,18 @@ impl Kernels {
         idx: &[u32],
         dst: MatrixMut<'_, T>,
     ) -> Result<()> {
+        self.gather_rows_part(src, idx, dst, 0)
+    }
+
+    /// [`Kernels::gather_rows`] as one part of a larger gather of `whole_bytes` bytes
+    /// (for the kernel's choice of streaming stores; 0: this call is the whole).
+    pub(crate) fn gather_rows_part<T: Copy>(
+        &self,
+        src: Matrix<'_, T>,
+        idx: &[u32],
+        dst: MatrixMut<'_, T>,
+        whole_bytes: usize,
+    ) -> Result<()> {
         ensure!(
             dst.cols == src.cols,
             InvalidArgument,
@@ -327,6 +339,7 @@ impl Kernels {
             first: 0,
             n: idx.len(),
             row_bytes: src.cols * size_of::<T>(),
+            whole_bytes,
         };
         // SAFETY: both views hold every row they describe, indices are in range, and
         // `dst` is a unique borrow, disjoint from `src` and `idx`.
@@ -367,6 +380,7 @@ impl Kernels {
             first: 0,
             n: idx.len(),
             row_bytes: src.cols * size_of::<T>(),
+            whole_bytes: 0,
         };
         // SAFETY: as in gather_rows; distinct indices make the written rows disjoint.
         unsafe { (self.copy_rows)(&a) };
@@ -451,6 +465,7 @@ impl Kernels {
             first: 0,
             n: keep.len(),
             row_bytes: data.cols * size_of::<T>(),
+            whole_bytes: 0,
         };
         // SAFETY: the view holds every row; `keep` is strictly ascending and in range,
         // so row keep[j] >= j is either row j itself (skipped) or a row not yet written
@@ -529,6 +544,7 @@ impl Kernels {
                 first: 0,
                 n: n_keep,
                 row_bytes: c.n_heads * c.head_dim * sz,
+                whole_bytes: 0,
             };
             // SAFETY: as in compact_rows; token rows are disjoint (stride rule).
             unsafe { (self.copy_rows)(&a) };
@@ -557,6 +573,7 @@ impl Kernels {
                     first: j0,
                     n: j1,
                     row_bytes: c.head_dim * sz,
+                    whole_bytes: n_keep.saturating_mul(c.n_heads * c.head_dim * sz),
                 };
                 // SAFETY: as in compact_rows, within one head; the stride rules of the
                 // layout make rows of different heads disjoint. Across the blocks, row

@@ -9,10 +9,10 @@
 //!   scratch, selects straight into the outputs, then gathers the rows. It costs what
 //!   the three calls cost, without their intermediate buffers.
 //! - Threshold selection decides each token from its own score (and the forced keeps,
-//!   known up front), so the call walks the sequence in blocks that fit in L2: score the
-//!   block, select in it, gather its selected rows while they are still in cache. The
-//!   hidden states are read from memory once instead of once for scoring and again for
-//!   the gather.
+//!   known up front), so the call walks the sequence in blocks of about 4 MiB: score the
+//!   block, select in it, gather its selected rows while they are still in the cache.
+//!   The hidden states are read from memory once instead of once for scoring and again
+//!   for the gather.
 
 use crate::error::{ensure, Result};
 use crate::ops::score::Activation;
@@ -56,10 +56,12 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Bytes of hidden states the threshold route scores and gathers per block (L2-sized).
-const BLOCK_BYTES: usize = 256 << 10;
+/// Bytes of hidden states the threshold route scores and gathers per block: small
+/// enough that the block's rows are still in the cache (L2 or L3) when the gather
+/// reads them, large enough that each score call streams like a large one.
+const BLOCK_BYTES: usize = 4 << 20;
 /// Tokens per threshold block: at least 16, at most [`MAX_BLOCK`].
-const MAX_BLOCK: usize = 256;
+const MAX_BLOCK: usize = 1024;
 
 impl Kernels {
     /// The fused route call for one sequence of `h.rows()` tokens: router scores
@@ -318,7 +320,8 @@ impl Kernels {
             }
             if c > 0 {
                 let dst = MatrixMut::new(&mut rows_data[count * rows_stride..], c, d, rows_stride)?;
-                self.gather_rows(hb, &ib[..c], dst)?;
+                // The blocks add up to at most n rows: stream like a gather of that size.
+                self.gather_rows_part(hb, &ib[..c], dst, n.saturating_mul(row_bytes))?;
             }
             count += c;
             j0 = j1;

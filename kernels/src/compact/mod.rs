@@ -72,12 +72,17 @@ pub struct CopyRowsArgs {
     /// One past the last list position to copy.
     pub n: usize,
     pub row_bytes: usize,
+    /// Bytes of the whole copy this call is one part of (blocks, ranges), for the choice
+    /// of non-temporal stores ([`NT_MIN_BYTES`]); 0 means this call is the whole copy.
+    /// Only a performance hint: the bytes left are the same either way.
+    pub whole_bytes: usize,
 }
 
 /// `unsafe fn(&CopyRowsArgs)`: see the module contract.
 pub type CopyRowsFn = unsafe fn(args: &CopyRowsArgs);
 
-/// Copies of at least this many bytes in total (`n * row_bytes`), with rows of at least
+/// Copies of at least this many bytes in total (`n * row_bytes`, or the `whole_bytes`
+/// hint of a copy split into several calls), with rows of at least
 /// [`NT_MIN_ROW`] bytes, use non-temporal stores on x86: the destination would not fit
 /// in the cache anyway, and streaming stores skip the read-for-ownership of every
 /// destination line. Smaller copies keep their result in the cache for the next layer.
@@ -331,7 +336,11 @@ pub(crate) unsafe fn small_rows(a: &CopyRowsArgs) -> bool {
 #[inline(always)]
 pub(crate) fn use_nt(a: &CopyRowsArgs) -> bool {
     a.row_bytes >= NT_MIN_ROW
-        && a.n.saturating_sub(a.first).saturating_mul(a.row_bytes) >= NT_MIN_BYTES
+        && a.n
+            .saturating_sub(a.first)
+            .saturating_mul(a.row_bytes)
+            .max(a.whole_bytes)
+            >= NT_MIN_BYTES
 }
 
 // ---------------------------------------------------------------------------------------
