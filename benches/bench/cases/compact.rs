@@ -9,7 +9,10 @@
 
 use super::values;
 use crate::{Bound, Case};
-use tokenroute::{bf16, Element, Kernels, KvCacheMut, KvKeep, KvLayout, Matrix, MatrixMut};
+use tokenroute::{
+    bf16, Activation, Element, Kernels, KvCacheMut, KvKeep, KvLayout, Matrix, MatrixMut, Order,
+    RouteOut, RouteSelect, RowSpec, TopK,
+};
 
 /// A sorted random half of `0..n`.
 fn half_sorted(n: usize, seed: u64) -> Vec<u32> {
@@ -320,6 +323,106 @@ fn kv(layout: KvLayout, per_head: bool, t: usize, h: usize, d: usize) -> Box<dyn
     })
 }
 
+/// The fused route call (score -> select -> gather) of one sequence: top-k of half the
+/// tokens, or a threshold at the median score. Held to reading the hidden states once
+/// (what scoring alone costs).
+struct Route {
+    n: usize,
+    d: usize,
+    threshold: bool,
+    tau: f32,
+    h: Vec<bf16>,
+    w: Vec<bf16>,
+    idx: Vec<u32>,
+    sel: Vec<f32>,
+    rows: Vec<bf16>,
+    count: usize,
+}
+
+impl Case for Route {
+    fn family(&self) -> &'static str {
+        "compact"
+    }
+    fn name(&self) -> String {
+        format!(
+            "route_{}_bf16",
+            if self.threshold { "threshold" } else { "topk" }
+        )
+    }
+    fn shape(&self) -> String {
+        format!("{}x{}", self.n, self.d)
+    }
+    fn bytes(&self) -> u64 {
+        // Read once, plus the selected half read again and written.
+        (2 * self.n * self.d * 2) as u64
+    }
+    fn bound(&self) -> Bound {
+        Bound::Read((self.n * self.d * 2) as u64)
+    }
+    fn run(&mut self, k: &'static Kernels) {
+        let how = if self.threshold {
+            RouteSelect::Threshold(self.tau)
+        } else {
+            RouteSelect::TopK(TopK::Fixed(self.n / 2), Order::Position)
+        };
+        self.count = k
+            .route(
+                Matrix::dense(&self.h, self.n, self.d).unwrap(),
+                &self.w,
+                None,
+                Activation::Sigmoid,
+                how,
+                &RowSpec::default(),
+                RouteOut {
+                    indices: &mut self.idx,
+                    scores: Some(&mut self.sel),
+                    rows: MatrixMut::dense(&mut self.rows, self.n, self.d).unwrap(),
+                },
+                None,
+            )
+            .unwrap();
+    }
+    fn output(&self) -> Vec<u32> {
+        let c = self.count;
+        let mut v: Vec<u32> = self.idx[..c].to_vec();
+        v.extend(self.sel[..c].iter().map(|x| x.to_bits()));
+        v.extend(self.rows[..c * self.d].iter().map(|x| x.to_bits() as u32));
+        v
+    }
+}
+
+fn route(n: usize, d: usize, threshold: bool) -> Box<dyn Case> {
+    let h: Vec<bf16> = make(n * d, 41);
+    let w: Vec<bf16> = values(d, 42)
+        .into_iter()
+        .map(|x| bf16::from_f32(x * 0.05))
+        .collect();
+    let mut s = vec![0f32; n];
+    Kernels::for_isa(tokenroute::Isa::Scalar)
+        .unwrap()
+        .score(
+            Matrix::dense(&h, n, d).unwrap(),
+            Matrix::dense(&w, 1, d).unwrap(),
+            None,
+            Activation::Sigmoid,
+            MatrixMut::dense(&mut s, n, 1).unwrap(),
+        )
+        .unwrap();
+    s.sort_by(|a, b| a.total_cmp(b));
+    Box::new(Route {
+        n,
+        d,
+        threshold,
+        tau: s[n / 2],
+        h,
+        w,
+        idx: vec![0; n],
+        sel: vec![0.0; n],
+        rows: vec![bf16::default(); n * d],
+        count: 0,
+    })
+}
+
 pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
     let shapes: &[(usize, usize)] = if quick {
@@ -339,6 +442,10 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     for op in [Op::Gather, Op::Scatter, Op::CompactInPlace] {
         v.push(rows::<i32>(op, 4096, 1));
         v.push(rows::<f32>(op, 4096, 16));
+    }
+    for &(r, c) in shapes {
+        v.push(route(r, c, false));
+        v.push(route(r, c, true));
     }
     let (t, h, d) = if quick {
         (1024, 8, 128)
