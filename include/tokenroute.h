@@ -59,6 +59,25 @@
 // Portable code; always available.
 #define TKR_ISA_SCALAR 1
 
+// KV-cache layout code: `[n_heads, n_tokens, head_dim]` (head-major).
+#define TKR_KV_HEAD_MAJOR 2
+
+// KV-cache keep mode: one index list per head, `n_heads` lists of `n_keep` indices,
+// head after head.
+#define TKR_KV_KEEP_PER_HEAD 1
+
+// KV-cache keep mode: one index list for every head.
+#define TKR_KV_KEEP_SHARED 0
+
+// KV-cache layout code: `[n_tokens, n_heads, head_dim]` (token-major).
+#define TKR_KV_TOKEN_MAJOR 1
+
+// tkr_route select mode: threshold selection, every token with score > tau.
+#define TKR_ROUTE_THRESHOLD 2
+
+// tkr_route select mode: exact top-k (k tokens, or a capacity ratio).
+#define TKR_ROUTE_TOPK 1
+
 // tkr_topk_options.flags: take each row's k from tkr_topk_options.capacity:
 // k_row = ceil(capacity * valid_len_row).
 #define TKR_TOPK_CAPACITY 2
@@ -82,6 +101,33 @@
 // The result of every fallible call: `TKR_STATUS_OK` (0) or an error code.
 // A fixed-width integer, not a C enum, so its size never depends on the compiler.
 typedef uint32_t tkr_status;
+
+// Options of tkr_route (the selection's options for one sequence). A NULL options
+// pointer means all defaults; so does an all-zero struct with struct_size set
+// (tkr_route_options_init fills exactly that). Every field's zero value is its default.
+typedef struct tkr_route_options {
+  // sizeof(tkr_route_options) as the caller was compiled (older, smaller structs are
+  // accepted; a larger one must have an all-zero tail this library does not know).
+  size_t struct_size;
+  // Top-k only: TKR_TOPK_ORDER_SCORE (indices by descending score, ties by ascending
+  // index, instead of ascending position), TKR_TOPK_CAPACITY (k = ceil(capacity *
+  // n_tokens) in IEEE double precision; the k argument must then be 0), or 0. Other
+  // bits, or any flag with TKR_ROUTE_THRESHOLD: TKR_STATUS_INVALID_ARGUMENT.
+  uint32_t flags;
+  // Must be 0.
+  uint32_t reserved;
+  // The first keep_first tokens are always selected (clamped to n_tokens). Top-k
+  // counts forced tokens within k (k must be at least their number); threshold
+  // selection adds them to the tokens above tau.
+  size_t keep_first;
+  // The last keep_last tokens are always selected (clamped to what keep_first
+  // leaves).
+  size_t keep_last;
+  // NULL, or n_tokens bytes: a non-zero byte forces its token.
+  const uint8_t *keep_mask;
+  // With TKR_TOPK_CAPACITY: a ratio in [0, 1]. Must be 0 without the flag.
+  double capacity;
+} tkr_route_options;
 
 // Options of tkr_threshold_f32. A NULL options pointer means all defaults; so does an
 // all-zero struct with struct_size set (tkr_threshold_options_init fills exactly
@@ -207,6 +253,68 @@ extern "C" {
 // The ABI version of the loaded library (compare with TKR_ABI_VERSION).
 uint32_t tkr_abi_version(void);
 
+// In-place stable compaction (token pruning): moves rows `keep[0], keep[1], ...` of
+// `data` to rows `0, 1, ...`, in order, and reports the new row count (`n_keep`).
+//
+// Rows are moved bit for bit (any element type of `elem_size` bytes). Use it for the
+// hidden states and, with `row_len = 1`, for every per-token side array (position ids,
+// attention masks) with the same `keep` list.
+//
+// - `elem_size`: bytes per element (> 0). `row_len`: elements per row.
+// - `data`: `n_rows` rows of `row_len` elements, `row_stride` elements apart. Rows
+//   from `n_keep` on keep their previous contents; a kept prefix already in place is
+//   not touched.
+// - `keep`: `n_keep` row indices, **strictly ascending** (TKR_STATUS_UNSORTED_INDEX,
+//   or TKR_STATUS_DUPLICATE_INDEX for equal neighbours; the first offending position
+//   decides), each `< n_rows`. Checked in one pass. It must not overlap `data`.
+// - `out_n_rows`: receives `n_keep` on success; may be NULL. It must not overlap
+//   `data`.
+// - No alignment is required of `data`; `keep` and `out_n_rows` must be aligned.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (elem_size 0, misaligned
+//   pointer), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_UNSORTED_INDEX,
+//   TKR_STATUS_DUPLICATE_INDEX, TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW,
+//   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_compact_rows(size_t elem_size,
+                            size_t row_len,
+                            void *data,
+                            size_t n_rows,
+                            size_t row_stride,
+                            const uint32_t *keep,
+                            size_t n_keep,
+                            size_t *out_n_rows);
+
+// Gathers rows: `dst[j] = src[idx[j]]` for `j < n_idx` (row `r` of a buffer starts
+// `r * row_stride` elements after its first element).
+//
+// Rows are copied bit for bit, so any element type works: f32, f16, bf16 (as uint16_t)
+// or anything else of `elem_size` bytes. Large copies stream their stores past the
+// cache; the result is the same bytes.
+//
+// - `elem_size`: bytes per element (> 0). `row_len`: elements per row.
+// - `src`: `n_src_rows` rows of `row_len` elements, `src_row_stride` elements apart.
+// - `idx`: `n_idx` row indices, each `< n_src_rows`; any order, repeats allowed.
+// - `dst`: `n_idx` rows of `row_len` elements, `dst_row_stride` elements apart; only
+//   those elements are written (never the stride padding). `dst` must not overlap
+//   `src` or `idx` (their spans, first to last byte).
+// - No alignment is required of `src` or `dst`; `idx` must be 4-byte aligned.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (elem_size 0, misaligned
+//   `idx`), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_BAD_STRIDE (a stride smaller than the
+//   row), TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On
+//   error nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_gather_rows(size_t elem_size,
+                           size_t row_len,
+                           const void *src,
+                           size_t n_src_rows,
+                           size_t src_row_stride,
+                           const uint32_t *idx,
+                           size_t n_idx,
+                           void *dst,
+                           size_t dst_row_stride);
+
 // The active ISA level (TKR_ISA_*), or TKR_ISA_AUTO (0) when the level forced by the
 // TOKENROUTE_ISA environment variable is unavailable (every kernel call then returns
 // TKR_STATUS_ISA_UNAVAILABLE). The first call reads TOKENROUTE_ISA and
@@ -231,6 +339,49 @@ tkr_status tkr_indices_to_mask(const uint32_t *indices,
 // by TOKENROUTE_ISA, or "unknown". Static string, never NULL. Thread-safe.
 const char *tkr_isa_name(uint32_t isa);
 
+// KV-cache compaction in place (H2O / SnapKV-style eviction): keeps the tokens listed
+// in `keep`, stable, moving them to token positions `0, 1, ...` of every head, and
+// reports the new token count (`n_keep`). Call it once for the keys and once for the
+// values.
+//
+// - `layout`: TKR_KV_TOKEN_MAJOR (`[n_tokens, n_heads, head_dim]`: row (t, h) at
+//   `t * token_stride + h * head_stride`, requiring `head_stride >= head_dim` and
+//   `token_stride >= (n_heads - 1) * head_stride + head_dim`) or TKR_KV_HEAD_MAJOR
+//   (`[n_heads, n_tokens, head_dim]`: row (t, h) at `h * head_stride + t *
+//   token_stride`, requiring `token_stride >= head_dim` and `head_stride >= (n_tokens -
+//   1) * token_stride + head_dim`; a head stride sized for a larger capacity is fine).
+//   Strides are in elements. These rules make all rows disjoint (TKR_STATUS_BAD_STRIDE
+//   otherwise).
+// - `elem_size`: bytes per element (> 0); rows are moved bit for bit.
+// - `cache`: the tensor. Token positions from `n_keep` on keep their previous
+//   contents; no alignment is required.
+// - `keep_mode`: TKR_KV_KEEP_SHARED (`keep` holds `n_keep` indices for every head) or
+//   TKR_KV_KEEP_PER_HEAD (`keep` holds `n_heads` lists of `n_keep` indices, head after
+//   head). Every list is **strictly ascending** with indices `< n_tokens`; all lists
+//   are checked before anything moves. `keep` must be 4-byte aligned and must not
+//   overlap `cache`.
+// - `out_n_tokens`: receives `n_keep` on success; may be NULL. It must not overlap
+//   `cache`.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown layout or keep mode,
+//   elem_size 0, misaligned pointer), TKR_STATUS_OUT_OF_RANGE,
+//   TKR_STATUS_UNSORTED_INDEX, TKR_STATUS_DUPLICATE_INDEX, TKR_STATUS_BAD_STRIDE,
+//   TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error
+//   nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_kv_compact(uint32_t layout,
+                          size_t elem_size,
+                          void *cache,
+                          size_t n_tokens,
+                          size_t n_heads,
+                          size_t head_dim,
+                          size_t token_stride,
+                          size_t head_stride,
+                          const uint32_t *keep,
+                          size_t n_keep,
+                          uint32_t keep_mode,
+                          size_t *out_n_tokens);
+
 // The positions of the non-zero bytes of mask[0..n], ascending: *out_count = c and
 // out_idx[0..c] holds them; out_idx[c..n] may be overwritten (whole vectors are
 // stored), nothing past n.
@@ -245,6 +396,152 @@ tkr_status tkr_mask_to_indices(const uint8_t *mask,
                                size_t n,
                                uint32_t *out_idx,
                                size_t *out_count);
+
+// The fused route call for one sequence: router scores, selection, and the compacted
+// rows, in one call. Identical to tkr_score (one router) -> tkr_topk_f32 or
+// tkr_threshold_f32 (one row, same options) -> tkr_gather_rows, on every ISA level.
+//
+// 1. s_i = act(sum_j h[i][j] * w[j] + bias) for every token i < n_tokens (the numerics
+//    of tkr_score: bit-identical on every level);
+// 2. the selection: TKR_ROUTE_TOPK keeps the k highest scores (exact; ties to the lower
+//    index; NaN below every number), TKR_ROUTE_THRESHOLD every score > tau (none for a
+//    NaN tau), plus the forced keeps of options;
+// 3. out_idx[j] = the j-th selected token (ascending, or by descending score with
+//    TKR_TOPK_ORDER_SCORE), out_scores[j] = its score, out_rows[j] = its row of h.
+//
+// - dtype: TKR_DTYPE_F32, TKR_DTYPE_F16 or TKR_DTYPE_BF16, the element type of h, w
+//   and out_rows (f16/bf16 as uint16_t bit patterns).
+// - h: n_tokens rows of d elements, h_row_stride elements apart (n_tokens < 2^32).
+// - w: the router, d elements. bias: one float, or NULL for none.
+// - activation: TKR_ACT_SIGMOID or TKR_ACT_NONE (then tau compares raw logits).
+// - select: TKR_ROUTE_TOPK (k, or options->capacity with TKR_TOPK_CAPACITY) or
+//   TKR_ROUTE_THRESHOLD (tau; k must be 0).
+// - out_idx, out_scores (NULL: not wanted), out_rows (rows of d elements,
+//   out_rows_stride elements apart): room for out_capacity tokens each, which must be
+//   at least k (top-k) or n_tokens (threshold selection may select every token);
+//   entries past the count are left as they are.
+// - out_count: receives the number of selected tokens.
+// - workspace: top-k only, tkr_route_workspace_size(n_tokens) bytes, 8-byte aligned;
+//   (NULL, 0) uses a buffer owned by the calling thread that grows to the largest
+//   sequence and is reused (no allocation once grown). Threshold routing scores,
+//   selects and gathers block by block while the rows are in cache, on the stack, and
+//   ignores it.
+// - Outputs (out_idx, out_scores, out_rows, out_count, workspace) must not overlap each
+//   other nor the inputs (h, w, bias, keep_mask). Pointers must be aligned for their
+//   element type.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown dtype, activation,
+//   select mode or flags, non-zero reserved, k > n_tokens, a capacity outside [0, 1] or
+//   with a non-zero k, forced keeps exceeding k, misaligned pointer),
+//   TKR_STATUS_BUFFER_TOO_SMALL (out_capacity or workspace_size too small),
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
+//   TKR_STATUS_UNSUPPORTED (unknown options fields set), TKR_STATUS_ISA_UNAVAILABLE. On
+//   error nothing is written.
+// - Thread-safe.
+tkr_status tkr_route(uint32_t dtype,
+                     const void *h,
+                     size_t n_tokens,
+                     size_t d,
+                     size_t h_row_stride,
+                     const void *w,
+                     const float *bias,
+                     uint32_t activation,
+                     uint32_t select,
+                     size_t k,
+                     float tau,
+                     const struct tkr_route_options *options,
+                     uint32_t *out_idx,
+                     float *out_scores,
+                     void *out_rows,
+                     size_t out_rows_stride,
+                     size_t out_capacity,
+                     size_t *out_count,
+                     void *workspace,
+                     size_t workspace_size);
+
+// Fills *options with the defaults: every field 0, struct_size =
+// sizeof(tkr_route_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
+// Thread-safe.
+tkr_status tkr_route_options_init(struct tkr_route_options *options);
+
+// The workspace tkr_route needs for top-k over up to n_tokens tokens: *out_bytes =
+// 12 * n_tokens rounded up to a multiple of 8 (the scores and the top-k scratch; to
+// be passed 8-byte aligned). Threshold routing needs none. Returns
+// TKR_STATUS_NULL_POINTER for a NULL out_bytes, TKR_STATUS_SIZE_OVERFLOW when the
+// size overflows. Thread-safe.
+tkr_status tkr_route_workspace_size(size_t n_tokens,
+                                    size_t *out_bytes);
+
+// Gated residual scatter-add (Mixture-of-Depths, layer skipping):
+// `h[idx[j]] = h[idx[j]] + gate[j] * y[j]` for `j < n_idx`, elementwise over the
+// `d` elements of the rows (or `h[idx[j]] + y[j]` when `gate` is NULL). Rows of `h` not
+// in `idx` keep their state.
+//
+// `y` is the block's output delta: the gate scales only the delta, never the residual
+// stream itself.
+//
+// - `dtype`: TKR_DTYPE_F32, TKR_DTYPE_F16 or TKR_DTYPE_BF16, the element type of `h`
+//   and `y` (f16/bf16 as uint16_t bit patterns).
+// - Numerics: f32 arithmetic, the product rounded to f32, then the sum rounded to f32
+//   (no fused multiply-add: in f32 this equals PyTorch's
+//   `h.index_add_(0, idx, gate[:, None] * y)`), then rounded to the dtype to nearest
+//   even, subnormals kept. A NaN result is stored as the canonical quiet NaN
+//   (f32 0x7fc00000, f16 0x7e00, bf16 0x7fc0). Results are bit-identical on every ISA
+//   level (default floating-point environment: no flush-to-zero).
+// - `h`: `n_h_rows` rows of `d` elements, `h_row_stride` elements apart; only the `d`
+//   elements of the indexed rows are written.
+// - `idx`: `n_idx` row indices, each `< n_h_rows`, **distinct**, in any order (an
+//   ascending list is checked in one pass; an unsorted one also through a bitmap of
+//   `n_h_rows` bits in a thread-local buffer that only grows).
+// - `y`: `n_idx` rows of `d` elements, `y_row_stride` elements apart.
+// - `gate`: `n_idx` floats, or NULL for a gate of 1.
+// - `h` must not overlap `y`, `gate` or `idx`. Pointers must be aligned for their
+//   element type.
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown dtype, misaligned
+//   pointer), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_DUPLICATE_INDEX,
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
+//   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe.
+tkr_status tkr_scatter_add_rows(uint32_t dtype,
+                                size_t d,
+                                void *h,
+                                size_t n_h_rows,
+                                size_t h_row_stride,
+                                const uint32_t *idx,
+                                size_t n_idx,
+                                const void *y,
+                                size_t y_row_stride,
+                                const float *gate);
+
+// Scatters rows: `dst[idx[j]] = src[j]` for `j < n_idx`; the other rows of `dst` are
+// left as they are.
+//
+// Rows are copied bit for bit (any element type of `elem_size` bytes).
+//
+// - `elem_size`: bytes per element (> 0). `row_len`: elements per row.
+// - `src`: `n_idx` rows of `row_len` elements, `src_row_stride` elements apart.
+// - `idx`: `n_idx` row indices, each `< n_dst_rows`, **distinct**, in any order.
+// - `dst`: `n_dst_rows` rows, `dst_row_stride` elements apart; only the `row_len`
+//   elements of the indexed rows are written. `dst` must not overlap `src` or `idx`.
+// - No alignment is required of `src` or `dst`; `idx` must be 4-byte aligned.
+// - Validation: an ascending `idx` is checked in one pass; an unsorted one also goes
+//   through a bitmap of `n_dst_rows` bits (a thread-local buffer that only grows).
+// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK,
+//   TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (elem_size 0, misaligned
+//   `idx`), TKR_STATUS_OUT_OF_RANGE, TKR_STATUS_DUPLICATE_INDEX,
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
+//   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe.
+tkr_status tkr_scatter_rows(size_t elem_size,
+                            size_t row_len,
+                            const void *src,
+                            size_t src_row_stride,
+                            const uint32_t *idx,
+                            size_t n_idx,
+                            void *dst,
+                            size_t n_dst_rows,
+                            size_t dst_row_stride);
 
 // Fused router scores: `scores[i * scores_row_stride + e] =
 // act(sum_j h[i * h_row_stride + j] * w[e * w_row_stride + j] + bias[e])` for every

@@ -1,6 +1,7 @@
 //! One table of kernels per ISA level, switched as a unit. This file is the dispatch
 //! policy: which registry entry each level uses.
 
+use tokenroute_kernels::compact::{self, CopyRowsFn, ScatterAddFn};
 use tokenroute_kernels::score::{self, ScoreFn};
 use tokenroute_kernels::select::{
     self, CountNonzeroFn, IndicesToMaskFn, MaskToIndicesFn, ThresholdFn, TopkFn,
@@ -19,6 +20,10 @@ pub struct Kernels {
     pub(crate) score_f32: ScoreFn<f32>,
     pub(crate) score_f16: ScoreFn<f16>,
     pub(crate) score_bf16: ScoreFn<bf16>,
+    pub(crate) copy_rows: CopyRowsFn,
+    pub(crate) scatter_add_f32: ScatterAddFn<f32>,
+    pub(crate) scatter_add_f16: ScatterAddFn<f16>,
+    pub(crate) scatter_add_bf16: ScatterAddFn<bf16>,
     pub(crate) select_threshold_f32: ThresholdFn,
     pub(crate) select_topk_f32: TopkFn,
     pub(crate) select_mask_to_indices: MaskToIndicesFn,
@@ -32,6 +37,10 @@ static SCALAR: Kernels = Kernels {
     score_f32: score::scalar::f32_fma16_u1,
     score_f16: score::scalar::f16_fma16_u1,
     score_bf16: score::scalar::bf16_fma16_u1,
+    copy_rows: compact::scalar::bytes_rows_memcpy,
+    scatter_add_f32: compact::scalar::f32_scatter_add_u1,
+    scatter_add_f16: compact::scalar::f16_scatter_add_u1,
+    scatter_add_bf16: compact::scalar::bf16_scatter_add_u1,
     select_threshold_f32: select::scalar::f32_threshold_u4,
     select_topk_f32: select::scalar::f32_topk_band_u4,
     select_mask_to_indices: select::scalar::u8_mask_to_indices_u1,
@@ -46,6 +55,10 @@ static AVX2: Kernels = Kernels {
     score_f32: score::avx2::f32_fma16_r4e2,
     score_f16: score::avx2::f16_fma16_r4e2,
     score_bf16: score::avx2::bf16_fma16_r4e2,
+    copy_rows: compact::avx2::bytes_rows_y256nt,
+    scatter_add_f32: compact::avx2::f32_scatter_add_u4,
+    scatter_add_f16: compact::avx2::f16_scatter_add_u4,
+    scatter_add_bf16: compact::avx2::bf16_scatter_add_u4,
     select_threshold_f32: select::avx2::f32_threshold_lut_u32,
     select_topk_f32: select::avx2::f32_topk_band_lut_u32,
     select_mask_to_indices: select::avx2::u8_mask_to_indices_lut_u8,
@@ -60,6 +73,10 @@ static AVX512: Kernels = Kernels {
     score_f32: score::avx512::f32_fma16_r4e4_r2e8,
     score_f16: score::avx512::f16_fma16_sized,
     score_bf16: score::avx512::bf16_fma16_sized,
+    copy_rows: compact::avx512::bytes_rows_y256nt,
+    scatter_add_f32: compact::avx512::f32_scatter_add_u4,
+    scatter_add_f16: compact::avx512::f16_scatter_add_u4,
+    scatter_add_bf16: compact::avx512::bf16_scatter_add_u4,
     select_threshold_f32: select::avx512::f32_threshold_vcompress_u64,
     select_topk_f32: select::avx512::f32_topk_band_vcompress_u64,
     select_mask_to_indices: select::avx512::u8_mask_to_indices_vcompress_u16,
@@ -74,6 +91,10 @@ static NEON: Kernels = Kernels {
     score_f32: score::neon::f32_fma16_r4e2,
     score_f16: score::neon::f16_fma16_r4e2,
     score_bf16: score::neon::bf16_fma16_r4e2,
+    copy_rows: compact::neon::bytes_rows_q64,
+    scatter_add_f32: compact::neon::f32_scatter_add_u4,
+    scatter_add_f16: compact::neon::f16_scatter_add_u4,
+    scatter_add_bf16: compact::neon::bf16_scatter_add_u4,
     select_threshold_f32: select::neon::f32_threshold_tbl_u16,
     select_topk_f32: select::neon::f32_topk_band_tbl_u16,
     select_mask_to_indices: select::neon::u8_mask_to_indices_tbl_u4,

@@ -22,8 +22,11 @@ _Static_assert(TKR_ISA_AUTO == 0 && TKR_ISA_SCALAR == 1 && TKR_ISA_AVX2 == 2 && 
                "isa ids");
 _Static_assert(TKR_DTYPE_F32 == 1 && TKR_DTYPE_F16 == 2 && TKR_DTYPE_BF16 == 3, "dtype codes");
 _Static_assert(TKR_ACT_NONE == 0 && TKR_ACT_SIGMOID == 1, "activation codes");
+_Static_assert(TKR_KV_TOKEN_MAJOR == 1 && TKR_KV_HEAD_MAJOR == 2, "kv layout codes");
+_Static_assert(TKR_KV_KEEP_SHARED == 0 && TKR_KV_KEEP_PER_HEAD == 1, "kv keep modes");
 _Static_assert(TKR_ABI_VERSION == 1, "abi version");
 _Static_assert(TKR_TOPK_ORDER_SCORE == 1 && TKR_TOPK_CAPACITY == 2, "top-k flags");
+_Static_assert(TKR_ROUTE_TOPK == 1 && TKR_ROUTE_THRESHOLD == 2, "route select modes");
 
 #include <stddef.h>
 #if UINTPTR_MAX == UINT64_MAX
@@ -49,6 +52,12 @@ _Static_assert(offsetof(tkr_threshold_options, struct_size) == 0 && offsetof(tkr
                    offsetof(tkr_threshold_options, out_mask) == 64 &&
                    offsetof(tkr_threshold_options, out_mask_row_stride) == 72,
                "tkr_threshold_options layout");
+_Static_assert(sizeof(tkr_route_options) == 48, "tkr_route_options size");
+_Static_assert(offsetof(tkr_route_options, struct_size) == 0 && offsetof(tkr_route_options, flags) == 8 &&
+                   offsetof(tkr_route_options, reserved) == 12 && offsetof(tkr_route_options, keep_first) == 16 &&
+                   offsetof(tkr_route_options, keep_last) == 24 && offsetof(tkr_route_options, keep_mask) == 32 &&
+                   offsetof(tkr_route_options, capacity) == 40,
+               "tkr_route_options layout");
 #endif
 
 int main(void) {

@@ -15,6 +15,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod compact;
 pub mod isa;
 pub mod registry;
 pub mod score;

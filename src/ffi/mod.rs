@@ -5,7 +5,9 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+pub mod compact;
 pub mod isa;
+pub mod route;
 pub mod score;
 pub mod select;
 pub mod status;

@@ -1,6 +1,8 @@
 //! The safe, validated API: shapes, strides and element types, then one module per
 //! kernel family.
 
+pub mod compact;
+pub mod route;
 pub mod score;
 pub mod select;
 
@@ -54,6 +56,9 @@ pub trait Element: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     /// The scoring kernel of this element type in a table.
     #[doc(hidden)]
     fn score_fn(k: &crate::Kernels) -> tokenroute_kernels::score::ScoreFn<Self>;
+    /// The scatter-add kernel of this element type in a table.
+    #[doc(hidden)]
+    fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<Self>;
 }
 
 impl Element for f32 {
@@ -61,17 +66,26 @@ impl Element for f32 {
     fn score_fn(k: &crate::Kernels) -> tokenroute_kernels::score::ScoreFn<f32> {
         k.score_f32
     }
+    fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<f32> {
+        k.scatter_add_f32
+    }
 }
 impl Element for f16 {
     const DTYPE: DType = DType::F16;
     fn score_fn(k: &crate::Kernels) -> tokenroute_kernels::score::ScoreFn<f16> {
         k.score_f16
     }
+    fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<f16> {
+        k.scatter_add_f16
+    }
 }
 impl Element for bf16 {
     const DTYPE: DType = DType::BF16;
     fn score_fn(k: &crate::Kernels) -> tokenroute_kernels::score::ScoreFn<bf16> {
         k.score_bf16
+    }
+    fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<bf16> {
+        k.scatter_add_bf16
     }
 }
 

@@ -1,6 +1,7 @@
 //! The benchmark cases of every kernel family. Each family module returns its cases;
 //! shapes are the ones the issues set targets for.
 
+mod compact;
 mod score;
 mod select;
 
@@ -10,6 +11,7 @@ pub fn all(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
     v.extend(score::cases(quick));
     v.extend(select::cases(quick));
+    v.extend(compact::cases(quick));
     v
 }
 
