@@ -13,6 +13,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod attend;
 pub mod isa;
 pub mod registry;
 pub mod score;

@@ -1,0 +1,684 @@
+//! AVX-512 attention: the 16 canonical lanes of a dot product live in one zmm.
+//!
+//! Scores: register tiles of 4 rows x 4 keys (2 x 8, 1 x 16 for fewer rows), 16
+//! accumulators reduced together by a transposed tree (30 shuffles, 15 adds) into one
+//! zmm whose lane `L` is the canonical tree of accumulator `L`. P.V: tiles of 4 rows x
+//! 64 output elements, `p` broadcast from the score buffer, masked FMAs where a row has
+//! a zero probability. exp2 by the canonical recipe, 16 lanes at a time.
+
+use super::{
+    bound, merge, summary, AttendArgs, Axpy, Backend, BoundArgs, Elem, MergeArgs, QuestBackend,
+    SummaryArgs, BK, EXP2_MIN, EXP2_POLY, SHIFTER, TILE_ROWS,
+};
+use core::arch::x86_64::*;
+use half::{bf16, f16};
+
+/// The avx512 tier.
+pub(crate) struct Avx512;
+
+/// Loads of 16 canonical lanes.
+pub(crate) trait L512: Elem {
+    /// Half `h` (0: first, 1: second FMA) of the 32-element chunk at `p`.
+    /// # Safety
+    /// `p` valid for 32 elements; avx512 tier.
+    unsafe fn half(p: *const Self, h: usize) -> __m512;
+    /// As [`L512::half`] for a chunk of `k < 32` valid elements (zeros past them).
+    /// # Safety
+    /// `p` valid for `k` elements; avx512 tier.
+    unsafe fn half_part(p: *const Self, h: usize, k: usize) -> __m512;
+    /// Elements `0..16` in order (summaries); `k <= 16` valid, zeros past them.
+    /// # Safety
+    /// `p` valid for `k` elements; avx512 tier.
+    unsafe fn seq(p: *const Self, k: usize) -> __m512;
+}
+
+#[inline(always)]
+fn mask16(k: usize) -> u16 {
+    if k >= 16 {
+        0xffff
+    } else {
+        ((1u32 << k) - 1) as u16
+    }
+}
+
+impl L512 for f32 {
+    #[inline(always)]
+    unsafe fn half(p: *const f32, h: usize) -> __m512 {
+        unsafe { _mm512_loadu_ps(p.add(16 * h)) }
+    }
+    #[inline(always)]
+    unsafe fn half_part(p: *const f32, h: usize, k: usize) -> __m512 {
+        let n = k.saturating_sub(16 * h);
+        // SAFETY: masked-off lanes are not accessed (no fault), the rest are valid.
+        unsafe { _mm512_maskz_loadu_ps(mask16(n), p.wrapping_add(16 * h)) }
+    }
+    #[inline(always)]
+    unsafe fn seq(p: *const f32, k: usize) -> __m512 {
+        unsafe { _mm512_maskz_loadu_ps(mask16(k), p) }
+    }
+}
+
+impl L512 for f16 {
+    #[inline(always)]
+    unsafe fn half(p: *const f16, h: usize) -> __m512 {
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16 * h) as *const __m256i)) }
+    }
+    #[inline(always)]
+    unsafe fn half_part(p: *const f16, h: usize, k: usize) -> __m512 {
+        let n = k.saturating_sub(16 * h);
+        unsafe {
+            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                mask16(n),
+                p.wrapping_add(16 * h) as *const i16,
+            ))
+        }
+    }
+    #[inline(always)]
+    unsafe fn seq(p: *const f16, k: usize) -> __m512 {
+        unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(k), p as *const i16)) }
+    }
+}
+
+/// bf16 pairs: the odd element of each pair is the high half of a 32-bit lane.
+#[inline(always)]
+unsafe fn bf16_split(x: __m512i, h: usize) -> __m512 {
+    unsafe {
+        if h == 0 {
+            _mm512_castsi512_ps(_mm512_and_si512(
+                x,
+                _mm512_set1_epi32(0xffff_0000u32 as i32),
+            ))
+        } else {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(x))
+        }
+    }
+}
+
+impl L512 for bf16 {
+    #[inline(always)]
+    unsafe fn half(p: *const bf16, h: usize) -> __m512 {
+        unsafe { bf16_split(_mm512_loadu_si512(p as *const __m512i), h) }
+    }
+    #[inline(always)]
+    unsafe fn half_part(p: *const bf16, h: usize, k: usize) -> __m512 {
+        let m = if k >= 32 { u32::MAX } else { (1u32 << k) - 1 };
+        unsafe { bf16_split(_mm512_maskz_loadu_epi16(m, p as *const i16), h) }
+    }
+    #[inline(always)]
+    unsafe fn seq(p: *const bf16, k: usize) -> __m512 {
+        unsafe {
+            let v = _mm256_maskz_loadu_epi16(mask16(k), p as *const i16);
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(v)))
+        }
+    }
+}
+
+/// The canonical tree of one vector.
+#[inline(always)]
+unsafe fn hsum(v: __m512) -> f32 {
+    unsafe {
+        let s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps::<1>(v));
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
+        _mm_cvtss_f32(s1)
+    }
+}
+
+/// Sixteen canonical trees at once: lane `L` of the result is the tree of `a[L]`.
+#[inline(always)]
+unsafe fn reduce16x16(a: &[__m512; 16]) -> __m512 {
+    unsafe {
+        #[inline(always)]
+        unsafe fn c1(x: __m512, y: __m512) -> __m512 {
+            unsafe {
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0x44>(x, y),
+                    _mm512_shuffle_f32x4::<0xee>(x, y),
+                )
+            }
+        }
+        #[inline(always)]
+        unsafe fn c2(x: __m512, y: __m512) -> __m512 {
+            unsafe {
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0x88>(x, y),
+                    _mm512_shuffle_f32x4::<0xdd>(x, y),
+                )
+            }
+        }
+        #[inline(always)]
+        unsafe fn c3(x: __m512, y: __m512) -> __m512 {
+            unsafe {
+                _mm512_add_ps(
+                    _mm512_shuffle_ps::<0x44>(x, y),
+                    _mm512_shuffle_ps::<0xee>(x, y),
+                )
+            }
+        }
+        #[inline(always)]
+        unsafe fn c4(x: __m512, y: __m512) -> __m512 {
+            unsafe {
+                _mm512_add_ps(
+                    _mm512_shuffle_ps::<0x88>(x, y),
+                    _mm512_shuffle_ps::<0xdd>(x, y),
+                )
+            }
+        }
+        let u0 = c2(c1(a[0], a[4]), c1(a[8], a[12]));
+        let u1 = c2(c1(a[1], a[5]), c1(a[9], a[13]));
+        let u2 = c2(c1(a[2], a[6]), c1(a[10], a[14]));
+        let u3 = c2(c1(a[3], a[7]), c1(a[11], a[15]));
+        c4(c3(u0, u1), c3(u2, u3))
+    }
+}
+
+/// The canonical exp2 of 16 lanes.
+#[inline(always)]
+unsafe fn exp2v(t: __m512) -> __m512 {
+    unsafe {
+        let sh = _mm512_set1_ps(SHIFTER);
+        let r = _mm512_add_ps(t, sh);
+        let n = _mm512_sub_ps(r, sh);
+        let f = _mm512_sub_ps(t, n);
+        let mut y = _mm512_set1_ps(EXP2_POLY[0]);
+        for &c in &EXP2_POLY[1..] {
+            y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(c));
+        }
+        let ni = _mm512_slli_epi32::<23>(_mm512_sub_epi32(
+            _mm512_castps_si512(r),
+            _mm512_castps_si512(sh),
+        ));
+        let res = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(y), ni));
+        let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(t, _mm512_set1_ps(EXP2_MIN));
+        let res = _mm512_mask_blend_ps(under, res, _mm512_setzero_ps());
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(t, t);
+        _mm512_mask_blend_ps(nan, res, t)
+    }
+}
+
+/// Scores of rows `R` x keys `C` (`R * C = 16`) starting at key `j0`.
+#[inline(always)]
+unsafe fn s_tile<T: L512, const R: usize, const C: usize>(
+    q: *const f32,
+    dp: usize,
+    d: usize,
+    kbase: *const T,
+    koff: &[usize; BK],
+    j0: usize,
+    s: *mut f32,
+) {
+    unsafe {
+        let kp: [*const T; C] = core::array::from_fn(|c| kbase.add(koff[j0 + c]));
+        let mut acc = [_mm512_setzero_ps(); 16];
+        let full = d / 32;
+        for ch in 0..full {
+            for h in 0..2 {
+                let qv: [__m512; R] =
+                    core::array::from_fn(|r| _mm512_loadu_ps(q.add(r * dp + 32 * ch + 16 * h)));
+                for c in 0..C {
+                    let kv = T::half(kp[c].add(32 * ch), h);
+                    for r in 0..R {
+                        acc[r * C + c] = _mm512_fmadd_ps(qv[r], kv, acc[r * C + c]);
+                    }
+                }
+            }
+        }
+        let rest = d - 32 * full;
+        if rest > 0 {
+            for h in 0..2 {
+                let qv: [__m512; R] =
+                    core::array::from_fn(|r| _mm512_loadu_ps(q.add(r * dp + 32 * full + 16 * h)));
+                for c in 0..C {
+                    let kv = T::half_part(kp[c].add(32 * full), h, rest);
+                    for r in 0..R {
+                        acc[r * C + c] = _mm512_fmadd_ps(qv[r], kv, acc[r * C + c]);
+                    }
+                }
+            }
+        }
+        let w = reduce16x16(&acc);
+        match C {
+            4 => {
+                _mm_storeu_ps(s.add(j0), _mm512_extractf32x4_ps::<0>(w));
+                _mm_storeu_ps(s.add(BK + j0), _mm512_extractf32x4_ps::<1>(w));
+                _mm_storeu_ps(s.add(2 * BK + j0), _mm512_extractf32x4_ps::<2>(w));
+                _mm_storeu_ps(s.add(3 * BK + j0), _mm512_extractf32x4_ps::<3>(w));
+            }
+            8 => {
+                _mm256_storeu_ps(s.add(j0), _mm512_extractf32x8_ps::<0>(w));
+                _mm256_storeu_ps(s.add(BK + j0), _mm512_extractf32x8_ps::<1>(w));
+            }
+            _ => _mm512_storeu_ps(s.add(j0), w),
+        }
+    }
+}
+
+/// `O = alpha * O`, then the fused `p v` sums, for `R` rows and `NCH` chunks of 32
+/// output elements starting at chunk `ch0` (the last one holding `rest` elements when
+/// `PART`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_tile<T: L512, const R: usize, const NCH: usize, const PART: bool>(
+    p: *const f32,
+    alpha: *const f32,
+    pm: *const u64,
+    o: *mut f32,
+    dp: usize,
+    vbase: *const T,
+    voff: &[usize; BK],
+    nb: usize,
+    ch0: usize,
+    rest: usize,
+) {
+    unsafe {
+        let all = if nb == 64 { u64::MAX } else { (1u64 << nb) - 1 };
+        let mut masked = false;
+        let mut bits = [0u64; R];
+        for r in 0..R {
+            bits[r] = *pm.add(r);
+            masked |= bits[r] & all != all;
+        }
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        for r in 0..R {
+            let a = _mm512_set1_ps(*alpha.add(r));
+            for v in 0..2 * NCH {
+                acc[r][v] = _mm512_mul_ps(a, _mm512_loadu_ps(o.add(r * dp + 32 * ch0 + 16 * v)));
+            }
+        }
+        for j in 0..nb {
+            let vp = vbase.add(voff[j] + 32 * ch0);
+            let mut vv = [_mm512_setzero_ps(); 4];
+            for v in 0..2 * NCH {
+                vv[v] = if PART && v / 2 == NCH - 1 {
+                    T::half_part(vp.add(32 * (v / 2)), v % 2, rest)
+                } else {
+                    T::half(vp.add(32 * (v / 2)), v % 2)
+                };
+            }
+            if masked {
+                for r in 0..R {
+                    let k = ((bits[r] >> j) & 1).wrapping_neg() as u16;
+                    let pb = _mm512_set1_ps(*p.add(r * BK + j));
+                    for v in 0..2 * NCH {
+                        acc[r][v] = _mm512_mask3_fmadd_ps(pb, vv[v], acc[r][v], k);
+                    }
+                }
+            } else {
+                for r in 0..R {
+                    let pb = _mm512_set1_ps(*p.add(r * BK + j));
+                    for v in 0..2 * NCH {
+                        acc[r][v] = _mm512_fmadd_ps(pb, vv[v], acc[r][v]);
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            for v in 0..2 * NCH {
+                _mm512_storeu_ps(o.add(r * dp + 32 * ch0 + 16 * v), acc[r][v]);
+            }
+        }
+    }
+}
+
+/// Every chunk of `R` rows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_rows<T: L512, const R: usize>(
+    p: *const f32,
+    alpha: *const f32,
+    pm: *const u64,
+    o: *mut f32,
+    dp: usize,
+    d: usize,
+    vbase: *const T,
+    voff: &[usize; BK],
+    nb: usize,
+) {
+    let full = d / 32;
+    let rest = d % 32;
+    let mut ch = 0;
+    // SAFETY (all calls): as the caller's.
+    unsafe {
+        while ch + 2 <= full {
+            pv_tile::<T, R, 2, false>(p, alpha, pm, o, dp, vbase, voff, nb, ch, 0);
+            ch += 2;
+        }
+        if ch < full {
+            if rest > 0 {
+                pv_tile::<T, R, 2, true>(p, alpha, pm, o, dp, vbase, voff, nb, ch, rest);
+                return;
+            }
+            pv_tile::<T, R, 1, false>(p, alpha, pm, o, dp, vbase, voff, nb, ch, 0);
+        } else if rest > 0 {
+            pv_tile::<T, R, 1, true>(p, alpha, pm, o, dp, vbase, voff, nb, ch, rest);
+        }
+    }
+}
+
+impl<T: L512> Backend<T> for Avx512 {
+    #[inline(always)]
+    unsafe fn scores(
+        nrows: usize,
+        q: *const f32,
+        dp: usize,
+        d: usize,
+        kbase: *const T,
+        koff: &[usize; BK],
+        nb: usize,
+        s: *mut f32,
+    ) {
+        let mut r = 0;
+        // SAFETY (all calls): rows r.. of q and s exist; keys j0 + C <= BK.
+        unsafe {
+            while r + 4 <= nrows {
+                let mut j = 0;
+                while j < nb {
+                    s_tile::<T, 4, 4>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    j += 4;
+                }
+                r += 4;
+            }
+            if r + 2 <= nrows {
+                let mut j = 0;
+                while j < nb {
+                    s_tile::<T, 2, 8>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    j += 8;
+                }
+                r += 2;
+            }
+            if r < nrows {
+                let mut j = 0;
+                while j < nb {
+                    s_tile::<T, 1, 16>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    j += 16;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn softmax(
+        nrows: usize,
+        s: *mut f32,
+        vis: &[u64; TILE_ROWS],
+        c: f32,
+        m: &mut [f32; TILE_ROWS],
+        l: &mut [f32; TILE_ROWS],
+        alpha: &mut [f32; TILE_ROWS],
+        pm: &mut [u64; TILE_ROWS],
+    ) {
+        // SAFETY (block): nrows rows of BK floats at s; the arrays hold TILE_ROWS.
+        unsafe {
+            let cv = _mm512_set1_ps(c);
+            let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut mb = [f32::NEG_INFINITY; TILE_ROWS];
+            for r in 0..nrows {
+                let row = s.add(r * BK);
+                let mut mx = ninf;
+                let mut nan = 0u16;
+                for q4 in 0..4 {
+                    let k = (vis[r] >> (16 * q4)) as u16;
+                    let x = _mm512_mask_blend_ps(
+                        k,
+                        ninf,
+                        _mm512_mul_ps(_mm512_loadu_ps(row.add(16 * q4)), cv),
+                    );
+                    _mm512_storeu_ps(row.add(16 * q4), x);
+                    let ord = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(x, x);
+                    nan |= !ord;
+                    mx = _mm512_mask_max_ps(mx, ord, x, mx);
+                }
+                mb[r] = if nan != 0 {
+                    f32::NAN
+                } else {
+                    _mm512_reduce_max_ps(mx)
+                };
+            }
+            let mo = _mm512_loadu_ps(m.as_ptr());
+            let mbv = _mm512_loadu_ps(mb.as_ptr());
+            let mn = _mm512_max_ps(mbv, mo);
+            let mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(mbv, mo), mn, mbv);
+            let mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(mo, mo), mn, mo);
+            let active = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(mn, ninf);
+            let al =
+                _mm512_mask_blend_ps(active, _mm512_set1_ps(1.0), exp2v(_mm512_sub_ps(mo, mn)));
+            _mm512_storeu_ps(alpha.as_mut_ptr(), al);
+            _mm512_storeu_ps(m.as_mut_ptr(), mn);
+            for r in 0..nrows {
+                let row = s.add(r * BK);
+                if (active >> r) & 1 == 0 {
+                    for q4 in 0..4 {
+                        _mm512_storeu_ps(row.add(16 * q4), _mm512_setzero_ps());
+                    }
+                    pm[r] = 0;
+                    continue;
+                }
+                let mv = _mm512_set1_ps(m[r]);
+                let mut bits = 0u64;
+                let mut pv = [_mm512_setzero_ps(); 4];
+                for q4 in 0..4 {
+                    let p = exp2v(_mm512_sub_ps(_mm512_loadu_ps(row.add(16 * q4)), mv));
+                    _mm512_storeu_ps(row.add(16 * q4), p);
+                    bits |= (_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(p, _mm512_setzero_ps()) as u64)
+                        << (16 * q4);
+                    pv[q4] = p;
+                }
+                let sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(pv[0], pv[1]), pv[2]), pv[3]);
+                l[r] = alpha[r] * l[r] + hsum(sum);
+                pm[r] = bits;
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pv(
+        nrows: usize,
+        p: *const f32,
+        alpha: *const f32,
+        pm: *const u64,
+        o: *mut f32,
+        dp: usize,
+        d: usize,
+        vbase: *const T,
+        voff: &[usize; BK],
+        nb: usize,
+    ) {
+        let mut r = 0;
+        // SAFETY (all calls): rows r.. of every buffer exist.
+        unsafe {
+            while r + 4 <= nrows {
+                pv_rows::<T, 4>(
+                    p.add(r * BK),
+                    alpha.add(r),
+                    pm.add(r),
+                    o.add(r * dp),
+                    dp,
+                    d,
+                    vbase,
+                    voff,
+                    nb,
+                );
+                r += 4;
+            }
+            if r + 2 <= nrows {
+                pv_rows::<T, 2>(
+                    p.add(r * BK),
+                    alpha.add(r),
+                    pm.add(r),
+                    o.add(r * dp),
+                    dp,
+                    d,
+                    vbase,
+                    voff,
+                    nb,
+                );
+                r += 2;
+            }
+            if r < nrows {
+                pv_rows::<T, 1>(
+                    p.add(r * BK),
+                    alpha.add(r),
+                    pm.add(r),
+                    o.add(r * dp),
+                    dp,
+                    d,
+                    vbase,
+                    voff,
+                    nb,
+                );
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn probs(
+        nrows: usize,
+        s: *mut f32,
+        vis: &[u64; TILE_ROWS],
+        c: f32,
+        m: &[f32; TILE_ROWS],
+        inv_l: &[f32; TILE_ROWS],
+    ) {
+        // SAFETY: nrows rows of BK floats.
+        unsafe {
+            let cv = _mm512_set1_ps(c);
+            for r in 0..nrows {
+                let row = s.add(r * BK);
+                let (mv, iv) = (_mm512_set1_ps(m[r]), _mm512_set1_ps(inv_l[r]));
+                for q4 in 0..4 {
+                    let k = (vis[r] >> (16 * q4)) as u16;
+                    let x = _mm512_mul_ps(_mm512_loadu_ps(row.add(16 * q4)), cv);
+                    let p = _mm512_mul_ps(exp2v(_mm512_sub_ps(x, mv)), iv);
+                    _mm512_storeu_ps(row.add(16 * q4), _mm512_maskz_mov_ps(k, p));
+                }
+            }
+        }
+    }
+}
+
+impl Axpy for Avx512 {
+    #[inline(always)]
+    unsafe fn axpy(n: usize, a: f32, x: *const f32, y: *mut f32) {
+        // SAFETY: n elements at x and y; masked tail.
+        unsafe {
+            let av = _mm512_set1_ps(a);
+            let mut e = 0;
+            while e + 16 <= n {
+                let r = _mm512_fmadd_ps(av, _mm512_loadu_ps(x.add(e)), _mm512_loadu_ps(y.add(e)));
+                _mm512_storeu_ps(y.add(e), r);
+                e += 16;
+            }
+            if e < n {
+                let k = mask16(n - e);
+                let r = _mm512_fmadd_ps(
+                    av,
+                    _mm512_maskz_loadu_ps(k, x.add(e)),
+                    _mm512_maskz_loadu_ps(k, y.add(e)),
+                );
+                _mm512_mask_storeu_ps(y.add(e), k, r);
+            }
+        }
+    }
+}
+
+impl<T: L512> QuestBackend<T> for Avx512 {
+    #[inline(always)]
+    unsafe fn minmax(p: *const T, stride: usize, n: usize, d: usize, mn: *mut f32, mx: *mut f32) {
+        // SAFETY: n rows of d elements; d outputs; masked tails.
+        unsafe {
+            let mut e = 0;
+            while e < d {
+                let k = core::cmp::min(16, d - e);
+                let mut lo = _mm512_set1_ps(f32::INFINITY);
+                let mut hi = _mm512_set1_ps(f32::NEG_INFINITY);
+                let mut nan: u16 = 0;
+                for j in 0..n {
+                    let x = T::seq(p.add(j * stride + e), k);
+                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+                    lo = _mm512_min_ps(x, lo);
+                    hi = _mm512_max_ps(x, hi);
+                }
+                let qn = _mm512_set1_ps(f32::NAN);
+                lo = _mm512_mask_blend_ps(nan, lo, qn);
+                hi = _mm512_mask_blend_ps(nan, hi, qn);
+                _mm512_mask_storeu_ps(mn.add(e), mask16(k), lo);
+                _mm512_mask_storeu_ps(mx.add(e), mask16(k), hi);
+                e += 16;
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn bound_row(
+        q: *const f32,
+        d: usize,
+        mn: *const f32,
+        mx: *const f32,
+        stride: usize,
+        n_blocks: usize,
+        out: *mut f32,
+    ) {
+        let cm = super::bound_margin(d);
+        // SAFETY: q holds pad16(d) floats; summaries d floats each; n_blocks outputs.
+        unsafe {
+            let absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fff_ffff));
+            for b in 0..n_blocks {
+                let (mut s, mut a) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                let mut e = 0;
+                while e < d {
+                    let k = mask16(d - e);
+                    let qv = _mm512_loadu_ps(q.add(e));
+                    let x = _mm512_mul_ps(qv, _mm512_maskz_loadu_ps(k, mn.add(b * stride + e)));
+                    let y = _mm512_mul_ps(qv, _mm512_maskz_loadu_ps(k, mx.add(b * stride + e)));
+                    let t = _mm512_max_ps(x, y);
+                    s = _mm512_add_ps(s, t);
+                    a = _mm512_add_ps(a, _mm512_and_ps(t, absm));
+                    e += 16;
+                }
+                *out.add(b) = hsum(s) + cm * hsum(a);
+            }
+        }
+    }
+}
+
+macro_rules! entries {
+    ($t:ty, $attend:ident, $summary:ident, $bound:ident) => {
+        /// # Safety
+        /// The CPU supports the avx512 tier; see the module contract.
+        #[target_feature(
+            enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+        )]
+        pub unsafe fn $attend(a: &AttendArgs<$t>) {
+            unsafe { super::attend::<$t, Avx512>(a) }
+        }
+        /// # Safety
+        /// The CPU supports the avx512 tier; see [`SummaryArgs`].
+        #[target_feature(
+            enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+        )]
+        pub unsafe fn $summary(a: &SummaryArgs<$t>) {
+            unsafe { summary::<$t, Avx512>(a) }
+        }
+        /// # Safety
+        /// The CPU supports the avx512 tier; see [`BoundArgs`].
+        #[target_feature(
+            enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+        )]
+        pub unsafe fn $bound(a: &BoundArgs<$t>) {
+            unsafe { bound::<$t, Avx512>(a) }
+        }
+    };
+}
+entries!(f32, f32_fma16_b64, f32_summary_v16, f32_bound_v16);
+entries!(f16, f16_fma16_b64, f16_summary_v16, f16_bound_v16);
+entries!(bf16, bf16_fma16_b64, bf16_summary_v16, bf16_bound_v16);
+
+/// # Safety
+/// The CPU supports the avx512 tier; see [`MergeArgs`].
+#[target_feature(
+    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
+)]
+pub unsafe fn f32_merge_u16(a: &MergeArgs) {
+    unsafe { merge::<Avx512>(a) }
+}
