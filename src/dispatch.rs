@@ -1,6 +1,7 @@
 //! One table of kernels per ISA level, switched as a unit. This file is the dispatch
 //! policy: which registry entry each level uses.
 
+use tokenroute_kernels::attend::{self, AttendFn, BoundFn, MergeFn, SummaryFn};
 use tokenroute_kernels::score::{self, ScoreFn};
 use tokenroute_kernels::sigmoid::{self, SigmoidF32};
 use tokenroute_kernels::Isa;
@@ -16,6 +17,16 @@ pub struct Kernels {
     pub(crate) score_f32: ScoreFn<f32>,
     pub(crate) score_f16: ScoreFn<f16>,
     pub(crate) score_bf16: ScoreFn<bf16>,
+    pub(crate) attend_f32: AttendFn<f32>,
+    pub(crate) attend_f16: AttendFn<f16>,
+    pub(crate) attend_bf16: AttendFn<bf16>,
+    pub(crate) attend_merge: MergeFn,
+    pub(crate) key_summary_f32: SummaryFn<f32>,
+    pub(crate) key_summary_f16: SummaryFn<f16>,
+    pub(crate) key_summary_bf16: SummaryFn<bf16>,
+    pub(crate) key_bound_f32: BoundFn<f32>,
+    pub(crate) key_bound_f16: BoundFn<f16>,
+    pub(crate) key_bound_bf16: BoundFn<bf16>,
 }
 
 static SCALAR: Kernels = Kernels {
@@ -24,6 +35,16 @@ static SCALAR: Kernels = Kernels {
     score_f32: score::scalar::f32_fma16_u1,
     score_f16: score::scalar::f16_fma16_u1,
     score_bf16: score::scalar::bf16_fma16_u1,
+    attend_f32: attend::scalar::f32_fma16_b64,
+    attend_f16: attend::scalar::f16_fma16_b64,
+    attend_bf16: attend::scalar::bf16_fma16_b64,
+    attend_merge: attend::scalar::f32_merge_u1,
+    key_summary_f32: attend::scalar::f32_summary_u1,
+    key_summary_f16: attend::scalar::f16_summary_u1,
+    key_summary_bf16: attend::scalar::bf16_summary_u1,
+    key_bound_f32: attend::scalar::f32_bound_u1,
+    key_bound_f16: attend::scalar::f16_bound_u1,
+    key_bound_bf16: attend::scalar::bf16_bound_u1,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -33,6 +54,16 @@ static AVX2: Kernels = Kernels {
     score_f32: score::avx2::f32_fma16_r4e2,
     score_f16: score::avx2::f16_fma16_r4e2,
     score_bf16: score::avx2::bf16_fma16_r4e2,
+    attend_f32: attend::avx2::f32_fma16_b64,
+    attend_f16: attend::avx2::f16_fma16_b64,
+    attend_bf16: attend::avx2::bf16_fma16_b64,
+    attend_merge: attend::avx2::f32_merge_u8,
+    key_summary_f32: attend::avx2::f32_summary_v16,
+    key_summary_f16: attend::avx2::f16_summary_v16,
+    key_summary_bf16: attend::avx2::bf16_summary_v16,
+    key_bound_f32: attend::avx2::f32_bound_v16,
+    key_bound_f16: attend::avx2::f16_bound_v16,
+    key_bound_bf16: attend::avx2::bf16_bound_v16,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -42,6 +73,16 @@ static AVX512: Kernels = Kernels {
     score_f32: score::avx512::f32_fma16_r4e4,
     score_f16: score::avx512::f16_fma16_r4e4,
     score_bf16: score::avx512::bf16_fma16_r4e4,
+    attend_f32: attend::avx512::f32_fma16_b64,
+    attend_f16: attend::avx512::f16_fma16_b64,
+    attend_bf16: attend::avx512::bf16_fma16_b64,
+    attend_merge: attend::avx512::f32_merge_u16,
+    key_summary_f32: attend::avx512::f32_summary_v16,
+    key_summary_f16: attend::avx512::f16_summary_v16,
+    key_summary_bf16: attend::avx512::bf16_summary_v16,
+    key_bound_f32: attend::avx512::f32_bound_v16,
+    key_bound_f16: attend::avx512::f16_bound_v16,
+    key_bound_bf16: attend::avx512::bf16_bound_v16,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -51,6 +92,16 @@ static NEON: Kernels = Kernels {
     score_f32: score::neon::f32_fma16_r4e2,
     score_f16: score::neon::f16_fma16_r4e2,
     score_bf16: score::neon::bf16_fma16_r4e2,
+    attend_f32: attend::neon::f32_fma16_b64,
+    attend_f16: attend::neon::f16_fma16_b64,
+    attend_bf16: attend::neon::bf16_fma16_b64,
+    attend_merge: attend::neon::f32_merge_u4,
+    key_summary_f32: attend::neon::f32_summary_v16,
+    key_summary_f16: attend::neon::f16_summary_v16,
+    key_summary_bf16: attend::neon::bf16_summary_v16,
+    key_bound_f32: attend::neon::f32_bound_v16,
+    key_bound_f16: attend::neon::f16_bound_v16,
+    key_bound_bf16: attend::neon::bf16_bound_v16,
 };
 
 impl Kernels {
@@ -85,6 +136,12 @@ impl Kernels {
     /// This table's ISA level.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The opt-in bf16 attention kernel built on AVX512-BF16 dot products, when this
+    /// level has one and the CPU supports it (runtime detection; not a separate level).
+    pub(crate) fn attend_bf16_dot(&self) -> Option<AttendFn<bf16>> {
+        None
     }
 }
 

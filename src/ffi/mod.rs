@@ -5,6 +5,7 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+pub mod attend;
 pub mod isa;
 pub mod score;
 pub mod status;

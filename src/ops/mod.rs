@@ -1,6 +1,7 @@
 //! The safe, validated API: shapes, strides and element types, then one module per
 //! kernel family.
 
+pub mod attend;
 pub mod score;
 
 use crate::error::{ensure, Result};

@@ -221,7 +221,7 @@ unsafe fn bits8(b: u64) -> __m256 {
     }
 }
 
-/// Scores of 2 rows x 2 keys (`R = 2`) or 1 row x 4 keys (`R = 1`) from key `j0`.
+/// Scores of `R` rows x `4 / R` keys from key `j0` into the key-major score buffer.
 #[inline(always)]
 unsafe fn s_tile<T: L256, const R: usize>(
     q: *const f32,
@@ -232,43 +232,60 @@ unsafe fn s_tile<T: L256, const R: usize>(
     j0: usize,
     s: *mut f32,
 ) {
-    const { assert!(R == 1 || R == 2) };
     unsafe {
         let nk = 4 / R;
         let kp: [*const T; 4] = core::array::from_fn(|c| kbase.add(koff[j0 + c % nk]));
         let z = [_mm256_setzero_ps(); 2];
+        // acc[c * R + r]: row r, key c.
         let mut acc = [z; 4];
         let mut ch = 0;
         while ch < d {
             let k = d - ch;
             for h in 0..2 {
-                let qv: [V; R] = core::array::from_fn(|r| loadv(q.add(r * dp + ch + 16 * h)));
+                let mut qv = [z; R];
+                for (r, x) in qv.iter_mut().enumerate() {
+                    *x = loadv(q.add(r * dp + ch + 16 * h));
+                }
                 for c in 0..nk {
                     let kv = T::half(kp[c].add(ch), h, k);
                     for r in 0..R {
-                        acc[r * nk + c] = fma(qv[r], kv, acc[r * nk + c]);
+                        acc[c * R + r] = fma(qv[r], kv, acc[c * R + r]);
                     }
                 }
             }
             ch += 32;
         }
-        if R == 2 {
-            // acc: (r0 k0), (r0 k1), (r1 k0), (r1 k1).
-            let w = reduce4(acc[0], acc[2], acc[1], acc[3]);
-            _mm_store_sd(
-                s.add(j0) as *mut f64,
-                _mm_castps_pd(_mm256_castps256_ps128(w)),
-            );
-            _mm_store_sd(
-                s.add(BK + j0) as *mut f64,
-                _mm_castps_pd(_mm256_extractf128_ps::<1>(w)),
-            );
-        } else {
-            let w = reduce4(acc[0], acc[2], acc[1], acc[3]);
-            let lo = _mm256_castps256_ps128(w);
-            let hi = _mm256_extractf128_ps::<1>(w);
-            _mm_storeu_ps(s.add(j0), _mm_movelh_ps(lo, hi));
+        let w = reduce4(acc[0], acc[2], acc[1], acc[3]);
+        let v = _mm_movelh_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps::<1>(w));
+        match R {
+            4 => _mm_storeu_ps(s.add(j0 * TILE_ROWS), v),
+            2 => {
+                _mm_store_sd(s.add(j0 * TILE_ROWS) as *mut f64, _mm_castps_pd(v));
+                _mm_storeh_pd(s.add((j0 + 1) * TILE_ROWS) as *mut f64, _mm_castps_pd(v));
+            }
+            _ => {
+                let mut tmp = [0f32; 4];
+                _mm_storeu_ps(tmp.as_mut_ptr(), v);
+                for (c, x) in tmp.iter().enumerate() {
+                    *s.add((j0 + c) * TILE_ROWS) = *x;
+                }
+            }
         }
+    }
+}
+
+/// `((p_i + p_(16+i)) + p_(32+i)) + p_(48+i)` over the keys `< nb` of 8 rows.
+#[inline(always)]
+unsafe fn lane_sum(s: *const f32, i: usize, nb: usize) -> __m256 {
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut j = i;
+        while j < nb {
+            let pj = _mm256_loadu_ps(s.add(j * TILE_ROWS));
+            acc = if j == i { pj } else { _mm256_add_ps(acc, pj) };
+            j += 16;
+        }
+        acc
     }
 }
 
@@ -285,12 +302,18 @@ impl<T: L256> Backend<T> for Avx2 {
         s: *mut f32,
     ) {
         let mut r = 0;
-        // SAFETY (all calls): rows r.. of q and s exist; keys j0 + 4 <= BK.
+        // SAFETY (all calls): rows r.. of q and columns of s exist; keys j0 + 4 <= BK.
         unsafe {
-            while r + 2 <= nrows {
+            while r + 4 <= nrows {
+                for j in 0..nb {
+                    s_tile::<T, 4>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
+                }
+                r += 4;
+            }
+            if r + 2 <= nrows {
                 let mut j = 0;
                 while j < nb {
-                    s_tile::<T, 2>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    s_tile::<T, 2>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
                     j += 2;
                 }
                 r += 2;
@@ -298,7 +321,7 @@ impl<T: L256> Backend<T> for Avx2 {
             if r < nrows {
                 let mut j = 0;
                 while j < nb {
-                    s_tile::<T, 1>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    s_tile::<T, 1>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
                     j += 4;
                 }
             }
@@ -309,84 +332,73 @@ impl<T: L256> Backend<T> for Avx2 {
     unsafe fn softmax(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
-        pm: &mut [u64; TILE_ROWS],
+        pm: &mut [u16; BK],
     ) {
-        // SAFETY (block): nrows rows of BK floats at s; the arrays hold TILE_ROWS.
+        // SAFETY (block): BK x TILE_ROWS floats at s; the arrays hold TILE_ROWS.
         unsafe {
             let cv = _mm256_set1_ps(c);
             let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
-            let mut mb = [f32::NEG_INFINITY; TILE_ROWS];
-            for r in 0..nrows {
-                let row = s.add(r * BK);
+            let zero = _mm256_setzero_ps();
+            pm.iter_mut().for_each(|b| *b = 0);
+            for half in 0..2 {
+                let h8 = 8 * half;
+                if h8 >= nrows {
+                    break;
+                }
+                let sh = s.add(h8);
+                let rows = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                    _mm256_set1_epi32((nrows - h8) as i32),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                ));
                 let mut mx = ninf;
-                let mut nan = _mm256_setzero_ps();
-                for q8 in 0..8 {
-                    let k = bits8(vis[r] >> (8 * q8));
+                let mut nan = zero;
+                for j in 0..nb {
+                    let k = bits8((vis[j] >> h8) as u64);
                     let x = _mm256_blendv_ps(
                         ninf,
-                        _mm256_mul_ps(_mm256_loadu_ps(row.add(8 * q8)), cv),
+                        _mm256_mul_ps(_mm256_loadu_ps(sh.add(j * TILE_ROWS)), cv),
                         k,
                     );
-                    _mm256_storeu_ps(row.add(8 * q8), x);
+                    _mm256_storeu_ps(sh.add(j * TILE_ROWS), x);
                     let ord = _mm256_cmp_ps::<_CMP_ORD_Q>(x, x);
                     nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
                     mx = _mm256_blendv_ps(mx, _mm256_max_ps(x, mx), ord);
                 }
-                let h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps::<1>(mx));
-                let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-                let h = _mm_max_ss(h, _mm_shuffle_ps::<0b01>(h, h));
-                mb[r] = if _mm256_movemask_ps(nan) != 0 {
-                    f32::NAN
-                } else {
-                    _mm_cvtss_f32(h)
-                };
-            }
-            let mut active = 0u32;
-            for half in 0..2 {
-                let mo = _mm256_loadu_ps(m.as_ptr().add(8 * half));
-                let mbv = _mm256_loadu_ps(mb.as_ptr().add(8 * half));
+                let mbv = _mm256_blendv_ps(mx, _mm256_set1_ps(f32::NAN), nan);
+                let mo = _mm256_loadu_ps(m.as_ptr().add(h8));
                 let mn = _mm256_max_ps(mbv, mo);
                 let mn = _mm256_blendv_ps(mn, mbv, _mm256_cmp_ps::<_CMP_UNORD_Q>(mbv, mo));
                 let mn = _mm256_blendv_ps(mn, mo, _mm256_cmp_ps::<_CMP_UNORD_Q>(mo, mo));
-                let act = _mm256_cmp_ps::<_CMP_NEQ_UQ>(mn, ninf);
+                let act = _mm256_and_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(mn, ninf), rows);
                 let al = _mm256_blendv_ps(_mm256_set1_ps(1.0), exp2v(_mm256_sub_ps(mo, mn)), act);
-                _mm256_storeu_ps(alpha.as_mut_ptr().add(8 * half), al);
-                _mm256_storeu_ps(m.as_mut_ptr().add(8 * half), mn);
-                active |= (_mm256_movemask_ps(act) as u32) << (8 * half);
-            }
-            for r in 0..nrows {
-                let row = s.add(r * BK);
-                if (active >> r) & 1 == 0 {
-                    for q8 in 0..8 {
-                        _mm256_storeu_ps(row.add(8 * q8), _mm256_setzero_ps());
-                    }
-                    pm[r] = 0;
-                    continue;
+                _mm256_storeu_ps(alpha.as_mut_ptr().add(h8), al);
+                _mm256_storeu_ps(m.as_mut_ptr().add(h8), _mm256_blendv_ps(mo, mn, act));
+                for j in 0..nb {
+                    let x = _mm256_loadu_ps(sh.add(j * TILE_ROWS));
+                    let p = _mm256_and_ps(exp2v(_mm256_sub_ps(x, mn)), act);
+                    _mm256_storeu_ps(sh.add(j * TILE_ROWS), p);
+                    let nz = _mm256_and_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(p, zero), act);
+                    pm[j] |= (_mm256_movemask_ps(nz) as u16) << h8;
                 }
-                let mv = _mm256_set1_ps(m[r]);
-                let mut bits = 0u64;
-                let mut pv = [_mm256_setzero_ps(); 8];
-                for q8 in 0..8 {
-                    let p = exp2v(_mm256_sub_ps(_mm256_loadu_ps(row.add(8 * q8)), mv));
-                    _mm256_storeu_ps(row.add(8 * q8), p);
-                    let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(p, _mm256_setzero_ps());
-                    bits |= (_mm256_movemask_ps(nz) as u32 as u64) << (8 * q8);
-                    pv[q8] = p;
+                let mut s8 = [zero; 8];
+                for (i, x) in s8.iter_mut().enumerate() {
+                    *x = _mm256_add_ps(lane_sum(sh, i, nb), lane_sum(sh, i + 8, nb));
                 }
-                let mut sum = [pv[0], pv[1]];
-                for g in 1..4 {
-                    sum = [
-                        _mm256_add_ps(sum[0], pv[2 * g]),
-                        _mm256_add_ps(sum[1], pv[2 * g + 1]),
-                    ];
+                let mut s4 = [zero; 4];
+                for (i, x) in s4.iter_mut().enumerate() {
+                    *x = _mm256_add_ps(s8[i], s8[i + 4]);
                 }
-                l[r] = alpha[r] * l[r] + hsum(sum);
-                pm[r] = bits;
+                let s2 = [_mm256_add_ps(s4[0], s4[2]), _mm256_add_ps(s4[1], s4[3])];
+                let psum = _mm256_add_ps(s2[0], s2[1]);
+                let lo = _mm256_loadu_ps(l.as_ptr().add(h8));
+                let lv = _mm256_add_ps(_mm256_mul_ps(al, lo), psum);
+                _mm256_storeu_ps(l.as_mut_ptr().add(h8), _mm256_blendv_ps(lo, lv, act));
             }
         }
     }
@@ -394,9 +406,10 @@ impl<T: L256> Backend<T> for Avx2 {
     #[inline(always)]
     unsafe fn pv(
         nrows: usize,
+        r0: usize,
         p: *const f32,
         alpha: *const f32,
-        pm: *const u64,
+        pm: &[u16; BK],
         o: *mut f32,
         dp: usize,
         d: usize,
@@ -409,9 +422,10 @@ impl<T: L256> Backend<T> for Avx2 {
         unsafe {
             while r + 2 <= nrows {
                 pv_rows::<T, 2>(
-                    p.add(r * BK),
+                    r0 + r,
+                    p.add(r),
                     alpha.add(r),
-                    pm.add(r),
+                    pm,
                     o.add(r * dp),
                     dp,
                     d,
@@ -423,9 +437,10 @@ impl<T: L256> Backend<T> for Avx2 {
             }
             if r < nrows {
                 pv_rows::<T, 1>(
-                    p.add(r * BK),
+                    r0 + r,
+                    p.add(r),
                     alpha.add(r),
-                    pm.add(r),
+                    pm,
                     o.add(r * dp),
                     dp,
                     d,
@@ -441,25 +456,39 @@ impl<T: L256> Backend<T> for Avx2 {
     unsafe fn probs(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
-        // SAFETY: nrows rows of BK floats.
+        // SAFETY: BK x TILE_ROWS floats.
         unsafe {
             let cv = _mm256_set1_ps(c);
-            for r in 0..nrows {
-                let row = s.add(r * BK);
-                let (mv, iv) = (_mm256_set1_ps(m[r]), _mm256_set1_ps(inv_l[r]));
-                for q8 in 0..8 {
-                    let k = bits8(vis[r] >> (8 * q8));
-                    let x = _mm256_mul_ps(_mm256_loadu_ps(row.add(8 * q8)), cv);
+            for half in 0..2 {
+                let h8 = 8 * half;
+                if h8 >= nrows {
+                    break;
+                }
+                let (mv, iv) = (
+                    _mm256_loadu_ps(m.as_ptr().add(h8)),
+                    _mm256_loadu_ps(inv_l.as_ptr().add(h8)),
+                );
+                for j in 0..nb {
+                    let k = bits8((vis[j] >> h8) as u64);
+                    let at = s.add(j * TILE_ROWS + h8);
+                    let x = _mm256_mul_ps(_mm256_loadu_ps(at), cv);
                     let p = _mm256_mul_ps(exp2v(_mm256_sub_ps(x, mv)), iv);
-                    _mm256_storeu_ps(row.add(8 * q8), _mm256_and_ps(p, k));
+                    _mm256_storeu_ps(at, _mm256_and_ps(p, k));
                 }
             }
         }
+    }
+
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p as *const i8) };
     }
 }
 
@@ -467,9 +496,10 @@ impl<T: L256> Backend<T> for Avx2 {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn pv_rows<T: L256, const R: usize>(
+    r0: usize,
     p: *const f32,
     alpha: *const f32,
-    pm: *const u64,
+    pm: &[u16; BK],
     o: *mut f32,
     dp: usize,
     d: usize,
@@ -478,13 +508,8 @@ unsafe fn pv_rows<T: L256, const R: usize>(
     nb: usize,
 ) {
     unsafe {
-        let all = if nb == 64 { u64::MAX } else { (1u64 << nb) - 1 };
-        let mut masked = false;
-        let mut bits = [0u64; R];
-        for r in 0..R {
-            bits[r] = *pm.add(r);
-            masked |= bits[r] & all != all;
-        }
+        let rows = ((1u32 << R) - 1) as u16;
+        let masked = pm[..nb].iter().any(|&b| (b >> r0) & rows != rows);
         let mut ch = 0;
         while ch < d {
             let k = d - ch;
@@ -500,13 +525,13 @@ unsafe fn pv_rows<T: L256, const R: usize>(
             for j in 0..nb {
                 let vp = vbase.add(voff[j] + ch);
                 let vv = [T::half(vp, 0, k), T::half(vp, 1, k)];
+                let pr = p.add(j * TILE_ROWS);
                 for r in 0..R {
-                    let pb = _mm256_set1_ps(*p.add(r * BK + j));
+                    let pb = _mm256_set1_ps(*pr.add(r));
                     let pb = [pb, pb];
                     if masked {
-                        let mk = _mm256_castsi256_ps(_mm256_set1_epi32(
-                            ((bits[r] >> j) & 1).wrapping_neg() as i32,
-                        ));
+                        let bit = ((pm[j] >> (r0 + r)) & 1) as i32;
+                        let mk = _mm256_castsi256_ps(_mm256_set1_epi32(bit.wrapping_neg()));
                         for h in 0..2 {
                             let f = fma(pb, vv[h], acc[r][h]);
                             acc[r][h] = [

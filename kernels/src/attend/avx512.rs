@@ -197,7 +197,8 @@ unsafe fn exp2v(t: __m512) -> __m512 {
     }
 }
 
-/// Scores of rows `R` x keys `C` (`R * C = 16`) starting at key `j0`.
+/// Scores of rows `R` x keys `C` (`R * C = 16`) starting at key `j0`, into the
+/// key-major score buffer (lane `c * R + r` of the reduced vector is row `r`, key `c`).
 #[inline(always)]
 unsafe fn s_tile<T: L512, const R: usize, const C: usize>(
     q: *const f32,
@@ -214,12 +215,14 @@ unsafe fn s_tile<T: L512, const R: usize, const C: usize>(
         let full = d / 32;
         for ch in 0..full {
             for h in 0..2 {
-                let qv: [__m512; R] =
-                    core::array::from_fn(|r| _mm512_loadu_ps(q.add(r * dp + 32 * ch + 16 * h)));
+                let mut qv = [_mm512_setzero_ps(); R];
+                for (r, x) in qv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(q.add(r * dp + 32 * ch + 16 * h));
+                }
                 for c in 0..C {
                     let kv = T::half(kp[c].add(32 * ch), h);
                     for r in 0..R {
-                        acc[r * C + c] = _mm512_fmadd_ps(qv[r], kv, acc[r * C + c]);
+                        acc[c * R + r] = _mm512_fmadd_ps(qv[r], kv, acc[c * R + r]);
                     }
                 }
             }
@@ -227,29 +230,39 @@ unsafe fn s_tile<T: L512, const R: usize, const C: usize>(
         let rest = d - 32 * full;
         if rest > 0 {
             for h in 0..2 {
-                let qv: [__m512; R] =
-                    core::array::from_fn(|r| _mm512_loadu_ps(q.add(r * dp + 32 * full + 16 * h)));
+                let mut qv = [_mm512_setzero_ps(); R];
+                for (r, x) in qv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(q.add(r * dp + 32 * full + 16 * h));
+                }
                 for c in 0..C {
                     let kv = T::half_part(kp[c].add(32 * full), h, rest);
                     for r in 0..R {
-                        acc[r * C + c] = _mm512_fmadd_ps(qv[r], kv, acc[r * C + c]);
+                        acc[c * R + r] = _mm512_fmadd_ps(qv[r], kv, acc[c * R + r]);
                     }
                 }
             }
         }
         let w = reduce16x16(&acc);
-        match C {
-            4 => {
-                _mm_storeu_ps(s.add(j0), _mm512_extractf32x4_ps::<0>(w));
-                _mm_storeu_ps(s.add(BK + j0), _mm512_extractf32x4_ps::<1>(w));
-                _mm_storeu_ps(s.add(2 * BK + j0), _mm512_extractf32x4_ps::<2>(w));
-                _mm_storeu_ps(s.add(3 * BK + j0), _mm512_extractf32x4_ps::<3>(w));
-            }
+        match R {
             8 => {
-                _mm256_storeu_ps(s.add(j0), _mm512_extractf32x8_ps::<0>(w));
-                _mm256_storeu_ps(s.add(BK + j0), _mm512_extractf32x8_ps::<1>(w));
+                _mm256_storeu_ps(s.add(j0 * TILE_ROWS), _mm512_extractf32x8_ps::<0>(w));
+                _mm256_storeu_ps(s.add((j0 + 1) * TILE_ROWS), _mm512_extractf32x8_ps::<1>(w));
             }
-            _ => _mm512_storeu_ps(s.add(j0), w),
+            4 => {
+                _mm_storeu_ps(s.add(j0 * TILE_ROWS), _mm512_extractf32x4_ps::<0>(w));
+                _mm_storeu_ps(s.add((j0 + 1) * TILE_ROWS), _mm512_extractf32x4_ps::<1>(w));
+                _mm_storeu_ps(s.add((j0 + 2) * TILE_ROWS), _mm512_extractf32x4_ps::<2>(w));
+                _mm_storeu_ps(s.add((j0 + 3) * TILE_ROWS), _mm512_extractf32x4_ps::<3>(w));
+            }
+            _ => {
+                let mut tmp = [0f32; 16];
+                _mm512_storeu_ps(tmp.as_mut_ptr(), w);
+                for c in 0..C {
+                    for r in 0..R {
+                        *s.add((j0 + c) * TILE_ROWS + r) = tmp[c * R + r];
+                    }
+                }
+            }
         }
     }
 }
@@ -260,9 +273,11 @@ unsafe fn s_tile<T: L512, const R: usize, const C: usize>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn pv_tile<T: L512, const R: usize, const NCH: usize, const PART: bool>(
+    r0: usize,
     p: *const f32,
     alpha: *const f32,
-    pm: *const u64,
+    pm: &[u16; BK],
+    masked: bool,
     o: *mut f32,
     dp: usize,
     vbase: *const T,
@@ -272,14 +287,7 @@ unsafe fn pv_tile<T: L512, const R: usize, const NCH: usize, const PART: bool>(
     rest: usize,
 ) {
     unsafe {
-        let all = if nb == 64 { u64::MAX } else { (1u64 << nb) - 1 };
-        let mut masked = false;
-        let mut bits = [0u64; R];
-        for r in 0..R {
-            bits[r] = *pm.add(r);
-            masked |= bits[r] & all != all;
-        }
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        let mut acc = [[_mm512_setzero_ps(); 8]; R];
         for r in 0..R {
             let a = _mm512_set1_ps(*alpha.add(r));
             for v in 0..2 * NCH {
@@ -288,7 +296,7 @@ unsafe fn pv_tile<T: L512, const R: usize, const NCH: usize, const PART: bool>(
         }
         for j in 0..nb {
             let vp = vbase.add(voff[j] + 32 * ch0);
-            let mut vv = [_mm512_setzero_ps(); 4];
+            let mut vv = [_mm512_setzero_ps(); 8];
             for v in 0..2 * NCH {
                 vv[v] = if PART && v / 2 == NCH - 1 {
                     T::half_part(vp.add(32 * (v / 2)), v % 2, rest)
@@ -296,17 +304,19 @@ unsafe fn pv_tile<T: L512, const R: usize, const NCH: usize, const PART: bool>(
                     T::half(vp.add(32 * (v / 2)), v % 2)
                 };
             }
+            let pr = p.add(j * TILE_ROWS);
             if masked {
+                let bits = pm[j] >> r0;
                 for r in 0..R {
-                    let k = ((bits[r] >> j) & 1).wrapping_neg() as u16;
-                    let pb = _mm512_set1_ps(*p.add(r * BK + j));
+                    let k = ((bits >> r) & 1).wrapping_neg();
+                    let pb = _mm512_set1_ps(*pr.add(r));
                     for v in 0..2 * NCH {
                         acc[r][v] = _mm512_mask3_fmadd_ps(pb, vv[v], acc[r][v], k);
                     }
                 }
             } else {
                 for r in 0..R {
-                    let pb = _mm512_set1_ps(*p.add(r * BK + j));
+                    let pb = _mm512_set1_ps(*pr.add(r));
                     for v in 0..2 * NCH {
                         acc[r][v] = _mm512_fmadd_ps(pb, vv[v], acc[r][v]);
                     }
@@ -321,13 +331,14 @@ unsafe fn pv_tile<T: L512, const R: usize, const NCH: usize, const PART: bool>(
     }
 }
 
-/// Every chunk of `R` rows.
+/// Every output chunk of `R` rows, `NCH` chunks of 32 at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pv_rows<T: L512, const R: usize>(
+unsafe fn pv_rows<T: L512, const R: usize, const NCH: usize>(
+    r0: usize,
     p: *const f32,
     alpha: *const f32,
-    pm: *const u64,
+    pm: &[u16; BK],
     o: *mut f32,
     dp: usize,
     d: usize,
@@ -335,24 +346,39 @@ unsafe fn pv_rows<T: L512, const R: usize>(
     voff: &[usize; BK],
     nb: usize,
 ) {
+    let rows = ((1u32 << R) - 1) as u16;
+    let masked = pm[..nb].iter().any(|&b| (b >> r0) & rows != rows);
     let full = d / 32;
     let rest = d % 32;
     let mut ch = 0;
     // SAFETY (all calls): as the caller's.
     unsafe {
-        while ch + 2 <= full {
-            pv_tile::<T, R, 2, false>(p, alpha, pm, o, dp, vbase, voff, nb, ch, 0);
-            ch += 2;
+        while ch + NCH <= full {
+            pv_tile::<T, R, NCH, false>(r0, p, alpha, pm, masked, o, dp, vbase, voff, nb, ch, 0);
+            ch += NCH;
         }
-        if ch < full {
-            if rest > 0 {
-                pv_tile::<T, R, 2, true>(p, alpha, pm, o, dp, vbase, voff, nb, ch, rest);
-                return;
-            }
-            pv_tile::<T, R, 1, false>(p, alpha, pm, o, dp, vbase, voff, nb, ch, 0);
-        } else if rest > 0 {
-            pv_tile::<T, R, 1, true>(p, alpha, pm, o, dp, vbase, voff, nb, ch, rest);
+        while ch < full {
+            pv_tile::<T, R, 1, false>(r0, p, alpha, pm, masked, o, dp, vbase, voff, nb, ch, 0);
+            ch += 1;
         }
+        if rest > 0 {
+            pv_tile::<T, R, 1, true>(r0, p, alpha, pm, masked, o, dp, vbase, voff, nb, ch, rest);
+        }
+    }
+}
+
+/// `((p_i + p_(16+i)) + p_(32+i)) + p_(48+i)` over the keys `< nb` (0 when none).
+#[inline(always)]
+unsafe fn lane_sum(s: *const f32, i: usize, nb: usize) -> __m512 {
+    unsafe {
+        let mut acc = _mm512_setzero_ps();
+        let mut j = i;
+        while j < nb {
+            let pj = _mm512_loadu_ps(s.add(j * TILE_ROWS));
+            acc = if j == i { pj } else { _mm512_add_ps(acc, pj) };
+            j += 16;
+        }
+        acc
     }
 }
 
@@ -369,12 +395,20 @@ impl<T: L512> Backend<T> for Avx512 {
         s: *mut f32,
     ) {
         let mut r = 0;
-        // SAFETY (all calls): rows r.. of q and s exist; keys j0 + C <= BK.
+        // SAFETY (all calls): rows r.. of q and columns of s exist; keys j0 + C <= BK.
         unsafe {
-            while r + 4 <= nrows {
+            while r + 8 <= nrows {
                 let mut j = 0;
                 while j < nb {
-                    s_tile::<T, 4, 4>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    s_tile::<T, 8, 2>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
+                    j += 2;
+                }
+                r += 8;
+            }
+            if r + 4 <= nrows {
+                let mut j = 0;
+                while j < nb {
+                    s_tile::<T, 4, 4>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
                     j += 4;
                 }
                 r += 4;
@@ -382,7 +416,7 @@ impl<T: L512> Backend<T> for Avx512 {
             if r + 2 <= nrows {
                 let mut j = 0;
                 while j < nb {
-                    s_tile::<T, 2, 8>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    s_tile::<T, 2, 8>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
                     j += 8;
                 }
                 r += 2;
@@ -390,7 +424,7 @@ impl<T: L512> Backend<T> for Avx512 {
             if r < nrows {
                 let mut j = 0;
                 while j < nb {
-                    s_tile::<T, 1, 16>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    s_tile::<T, 1, 16>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
                     j += 16;
                 }
             }
@@ -401,82 +435,82 @@ impl<T: L512> Backend<T> for Avx512 {
     unsafe fn softmax(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
-        pm: &mut [u64; TILE_ROWS],
+        pm: &mut [u16; BK],
     ) {
-        // SAFETY (block): nrows rows of BK floats at s; the arrays hold TILE_ROWS.
+        // SAFETY (block): BK x TILE_ROWS floats at s; the arrays hold TILE_ROWS.
         unsafe {
             let cv = _mm512_set1_ps(c);
             let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-            let mut mb = [f32::NEG_INFINITY; TILE_ROWS];
-            for r in 0..nrows {
-                let row = s.add(r * BK);
-                let mut mx = ninf;
-                let mut nan = 0u16;
-                for q4 in 0..4 {
-                    let k = (vis[r] >> (16 * q4)) as u16;
-                    let x = _mm512_mask_blend_ps(
-                        k,
-                        ninf,
-                        _mm512_mul_ps(_mm512_loadu_ps(row.add(16 * q4)), cv),
-                    );
-                    _mm512_storeu_ps(row.add(16 * q4), x);
-                    let ord = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(x, x);
-                    nan |= !ord;
-                    mx = _mm512_mask_max_ps(mx, ord, x, mx);
-                }
-                mb[r] = if nan != 0 {
-                    f32::NAN
-                } else {
-                    _mm512_reduce_max_ps(mx)
-                };
+            let zero = _mm512_setzero_ps();
+            let rows = if nrows >= 16 {
+                u16::MAX
+            } else {
+                ((1u32 << nrows) - 1) as u16
+            };
+            let mut mx = ninf;
+            let mut nan: u16 = 0;
+            for j in 0..nb {
+                let x = _mm512_mask_blend_ps(
+                    vis[j],
+                    ninf,
+                    _mm512_mul_ps(_mm512_loadu_ps(s.add(j * TILE_ROWS)), cv),
+                );
+                _mm512_storeu_ps(s.add(j * TILE_ROWS), x);
+                let ord = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(x, x);
+                nan |= !ord;
+                mx = _mm512_mask_max_ps(mx, ord, x, mx);
             }
+            let mbv = _mm512_mask_blend_ps(nan, mx, _mm512_set1_ps(f32::NAN));
             let mo = _mm512_loadu_ps(m.as_ptr());
-            let mbv = _mm512_loadu_ps(mb.as_ptr());
             let mn = _mm512_max_ps(mbv, mo);
             let mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(mbv, mo), mn, mbv);
             let mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(mo, mo), mn, mo);
-            let active = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(mn, ninf);
+            let active = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(mn, ninf) & rows;
             let al =
                 _mm512_mask_blend_ps(active, _mm512_set1_ps(1.0), exp2v(_mm512_sub_ps(mo, mn)));
             _mm512_storeu_ps(alpha.as_mut_ptr(), al);
-            _mm512_storeu_ps(m.as_mut_ptr(), mn);
-            for r in 0..nrows {
-                let row = s.add(r * BK);
-                if (active >> r) & 1 == 0 {
-                    for q4 in 0..4 {
-                        _mm512_storeu_ps(row.add(16 * q4), _mm512_setzero_ps());
-                    }
-                    pm[r] = 0;
-                    continue;
-                }
-                let mv = _mm512_set1_ps(m[r]);
-                let mut bits = 0u64;
-                let mut pv = [_mm512_setzero_ps(); 4];
-                for q4 in 0..4 {
-                    let p = exp2v(_mm512_sub_ps(_mm512_loadu_ps(row.add(16 * q4)), mv));
-                    _mm512_storeu_ps(row.add(16 * q4), p);
-                    bits |= (_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(p, _mm512_setzero_ps()) as u64)
-                        << (16 * q4);
-                    pv[q4] = p;
-                }
-                let sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(pv[0], pv[1]), pv[2]), pv[3]);
-                l[r] = alpha[r] * l[r] + hsum(sum);
-                pm[r] = bits;
+            _mm512_storeu_ps(m.as_mut_ptr(), _mm512_mask_blend_ps(active, mo, mn));
+            for j in 0..nb {
+                let x = _mm512_loadu_ps(s.add(j * TILE_ROWS));
+                let p = _mm512_maskz_mov_ps(active, exp2v(_mm512_sub_ps(x, mn)));
+                _mm512_storeu_ps(s.add(j * TILE_ROWS), p);
+                pm[j] = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(p, zero) & active;
             }
+            for b in pm[nb..].iter_mut() {
+                *b = 0;
+            }
+            // psum: lanes t_i = ((p_i + p_16+i) + p_32+i) + p_48+i, then the tree.
+            let mut s8 = [zero; 8];
+            for (i, x) in s8.iter_mut().enumerate() {
+                *x = _mm512_add_ps(lane_sum(s, i, nb), lane_sum(s, i + 8, nb));
+            }
+            let mut s4 = [zero; 4];
+            for (i, x) in s4.iter_mut().enumerate() {
+                *x = _mm512_add_ps(s8[i], s8[i + 4]);
+            }
+            let s2 = [_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3])];
+            let psum = _mm512_add_ps(s2[0], s2[1]);
+            let lv = _mm512_add_ps(_mm512_mul_ps(al, _mm512_loadu_ps(l.as_ptr())), psum);
+            _mm512_storeu_ps(
+                l.as_mut_ptr(),
+                _mm512_mask_blend_ps(active, _mm512_loadu_ps(l.as_ptr()), lv),
+            );
         }
     }
 
     #[inline(always)]
     unsafe fn pv(
         nrows: usize,
+        r0: usize,
         p: *const f32,
         alpha: *const f32,
-        pm: *const u64,
+        pm: &[u16; BK],
         o: *mut f32,
         dp: usize,
         d: usize,
@@ -487,11 +521,27 @@ impl<T: L512> Backend<T> for Avx512 {
         let mut r = 0;
         // SAFETY (all calls): rows r.. of every buffer exist.
         unsafe {
-            while r + 4 <= nrows {
-                pv_rows::<T, 4>(
-                    p.add(r * BK),
+            while r + 8 <= nrows {
+                pv_rows::<T, 8, 1>(
+                    r0 + r,
+                    p.add(r),
                     alpha.add(r),
-                    pm.add(r),
+                    pm,
+                    o.add(r * dp),
+                    dp,
+                    d,
+                    vbase,
+                    voff,
+                    nb,
+                );
+                r += 8;
+            }
+            if r + 4 <= nrows {
+                pv_rows::<T, 4, 2>(
+                    r0 + r,
+                    p.add(r),
+                    alpha.add(r),
+                    pm,
                     o.add(r * dp),
                     dp,
                     d,
@@ -502,10 +552,11 @@ impl<T: L512> Backend<T> for Avx512 {
                 r += 4;
             }
             if r + 2 <= nrows {
-                pv_rows::<T, 2>(
-                    p.add(r * BK),
+                pv_rows::<T, 2, 4>(
+                    r0 + r,
+                    p.add(r),
                     alpha.add(r),
-                    pm.add(r),
+                    pm,
                     o.add(r * dp),
                     dp,
                     d,
@@ -516,10 +567,11 @@ impl<T: L512> Backend<T> for Avx512 {
                 r += 2;
             }
             if r < nrows {
-                pv_rows::<T, 1>(
-                    p.add(r * BK),
+                pv_rows::<T, 1, 4>(
+                    r0 + r,
+                    p.add(r),
                     alpha.add(r),
-                    pm.add(r),
+                    pm,
                     o.add(r * dp),
                     dp,
                     d,
@@ -533,27 +585,30 @@ impl<T: L512> Backend<T> for Avx512 {
 
     #[inline(always)]
     unsafe fn probs(
-        nrows: usize,
+        _nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
-        // SAFETY: nrows rows of BK floats.
+        // SAFETY: BK x TILE_ROWS floats.
         unsafe {
             let cv = _mm512_set1_ps(c);
-            for r in 0..nrows {
-                let row = s.add(r * BK);
-                let (mv, iv) = (_mm512_set1_ps(m[r]), _mm512_set1_ps(inv_l[r]));
-                for q4 in 0..4 {
-                    let k = (vis[r] >> (16 * q4)) as u16;
-                    let x = _mm512_mul_ps(_mm512_loadu_ps(row.add(16 * q4)), cv);
-                    let p = _mm512_mul_ps(exp2v(_mm512_sub_ps(x, mv)), iv);
-                    _mm512_storeu_ps(row.add(16 * q4), _mm512_maskz_mov_ps(k, p));
-                }
+            let (mv, iv) = (_mm512_loadu_ps(m.as_ptr()), _mm512_loadu_ps(inv_l.as_ptr()));
+            for j in 0..nb {
+                let x = _mm512_mul_ps(_mm512_loadu_ps(s.add(j * TILE_ROWS)), cv);
+                let p = _mm512_mul_ps(exp2v(_mm512_sub_ps(x, mv)), iv);
+                _mm512_storeu_ps(s.add(j * TILE_ROWS), _mm512_maskz_mov_ps(vis[j], p));
             }
         }
+    }
+
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p as *const i8) };
     }
 }
 

@@ -375,10 +375,15 @@ pub unsafe fn store_out(p: *mut u8, t: OutType, e: usize, x: f32) {
 }
 
 /// The phases of the canonical algorithm that each tier implements.
+///
+/// The score buffer `s` of a tile is key-major: the value of row `r` and key `j` lives
+/// at `s[j * TILE_ROWS + r]` (so the online softmax runs across rows, with no
+/// horizontal reductions). Visibility and nonzero-probability masks are per key, bit
+/// `r` for row `r`.
 pub(crate) trait Backend<T: Elem> {
-    /// `s[r * BK + j] = dot(q row r, K row kbase + koff[j])` for `r < nrows` and at
-    /// least every `j < nb` (other `j < BK` may be written with anything). `q` holds
-    /// `nrows` packed f32 rows `dp` apart (zero past `d`).
+    /// `s[j * TILE_ROWS + r] = dot(q row r, K row kbase + koff[j])` for `r < nrows` and
+    /// at least every `j < nb`. `q` holds `nrows` packed f32 rows `dp` apart (zero past
+    /// `d`); `s` points at the column of the run's first row.
     unsafe fn scores(
         nrows: usize,
         q: *const f32,
@@ -390,29 +395,34 @@ pub(crate) trait Backend<T: Elem> {
         s: *mut f32,
     );
 
-    /// Step 3 of the canonical algorithm for `nrows` rows of `s` (dots in, `p` out):
-    /// `vis[r]` has bit `j` set when key `j` is visible to row `r` (never past the
-    /// block). Updates `m` and `l`, writes `alpha[r]` (1 for a row the block does not
-    /// change) and `pm[r]` (bit `j` set when `p_j != 0`).
+    /// Step 3 of the canonical algorithm for rows `r < nrows` and keys `j < nb` (dots
+    /// in, `p` out): bit `r` of `vis[j]` is set when key `j` is visible to row `r`.
+    /// Updates `m` and `l`, writes `alpha[r]` (1 for a row the block does not change)
+    /// and `pm[j]` (bit `r` set when `p_rj != 0`).
+    #[allow(clippy::too_many_arguments)]
     unsafe fn softmax(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
-        pm: &mut [u64; TILE_ROWS],
+        pm: &mut [u16; BK],
     );
 
-    /// `O_r = alpha_r * O_r`, then `O_r += p_rj v_j` (fused, in order of `j < nb`, only
-    /// where bit `j` of `pm[r]` is set) for `r < nrows`; `O` rows and `v` elements in the
-    /// packed layout, `dp` apart.
+    /// For the run of rows `r0 .. r0 + nrows`: `O_r = alpha_r * O_r`, then `O_r += p_rj
+    /// v_j` (fused, in order of `j < nb`, only where bit `r` of `pm[j]` is set). `p`
+    /// points at column `r0` of the score buffer, `alpha` at `alpha[r0]`, `o` at the
+    /// run's first packed output row (rows `dp` apart).
+    #[allow(clippy::too_many_arguments)]
     unsafe fn pv(
         nrows: usize,
+        r0: usize,
         p: *const f32,
         alpha: *const f32,
-        pm: *const u64,
+        pm: &[u16; BK],
         o: *mut f32,
         dp: usize,
         d: usize,
@@ -421,16 +431,22 @@ pub(crate) trait Backend<T: Elem> {
         nb: usize,
     );
 
-    /// `s[r][j] = exp2(c * s[r][j] - m[r]) * inv_l[r]` where bit `j` of `vis[r]` is set,
-    /// `0` elsewhere (`j < BK`), for `r < nrows`.
+    /// `s[j][r] = exp2(c * s[j][r] - m[r]) * inv_l[r]` where bit `r` of `vis[j]` is set,
+    /// `0` elsewhere, for `r < nrows`, `j < nb`.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn probs(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     );
+
+    /// A hint that `p` will be read soon (no effect on results).
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const u8) {}
 }
 
 /// Walks a row's key sequence one block of up to `BK` K rows at a time.
@@ -643,21 +659,10 @@ unsafe fn key_iter<T>(a: &AttendArgs<T>, list: usize) -> KeyIter {
     }
 }
 
-/// Visibility bits of the block for query position `qp`.
+/// Visibility bits of a block of `nb` keys for a row seeing positions `lo ..= hi`.
 #[inline(always)]
-fn visibility(
-    causal: bool,
-    lo: u64,
-    hi: u64,
-    kpos: &[u32; BK],
-    kmin: u64,
-    kmax: u64,
-    nb: usize,
-) -> u64 {
+fn visibility(lo: u64, hi: u64, kpos: &[u32; BK], kmin: u64, kmax: u64, nb: usize) -> u64 {
     let all = if nb == 64 { u64::MAX } else { (1u64 << nb) - 1 };
-    if !causal {
-        return all;
-    }
     if kmin >= lo && kmax <= hi {
         return all;
     }
@@ -670,6 +675,36 @@ fn visibility(
         v |= ((p >= lo && p <= hi) as u64) << j;
     }
     v
+}
+
+/// Per-row state and per-block scratch of a tile.
+struct Block {
+    kidx: [u32; BK],
+    nb: usize,
+    contiguous: bool,
+}
+
+/// Prefetches the K and V rows of a block for every run of the tile (into L2).
+#[inline(always)]
+unsafe fn prefetch_block<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, kvs: &[usize], b: &Block) {
+    let bytes = a.d * core::mem::size_of::<T>();
+    for &kv in kvs {
+        for &k in &b.kidx[..b.nb] {
+            let k = k as usize;
+            // SAFETY: K and V row k of head kv exist (the contract); prefetches of valid
+            // addresses have no effect on memory.
+            unsafe {
+                let kp = a.k.add(k * a.k_tok + kv * a.k_head) as *const u8;
+                let vp = a.v.add(k * a.v_tok + kv * a.v_head) as *const u8;
+                let mut o = 0;
+                while o < bytes {
+                    B::prefetch(kp.add(o));
+                    B::prefetch(vp.add(o));
+                    o += 64;
+                }
+            }
+        }
+    }
 }
 
 /// One tile against its key sequence.
@@ -685,22 +720,6 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
     let (o, s) = unsafe { (ws.add(TILE_ROWS * dp), ws.add(2 * TILE_ROWS * dp)) };
     let n = t.n;
 
-    // Pack the queries (exact conversion, canonical layout, zero padding) and clear O.
-    for r in 0..n {
-        // SAFETY: row (qi, hq) of Q holds d elements; the pack rows hold dp floats.
-        unsafe {
-            let src = a.q.add(t.qi[r] * a.q_tok + t.hq[r] * a.q_head);
-            let dst = qpack.add(r * dp);
-            for e in d..dp {
-                *dst.add(canon_pos::<T>(e)) = 0.0;
-            }
-            for e in 0..d {
-                *dst.add(canon_pos::<T>(e)) = (*src.add(e)).to_f32();
-            }
-            core::ptr::write_bytes(o.add(r * dp), 0, dp);
-        }
-    }
-
     // Runs of rows sharing a KV head.
     let mut run_start = [0usize; TILE_ROWS + 1];
     let mut run_kv = [0usize; TILE_ROWS];
@@ -714,13 +733,49 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
         }
     }
     run_start[nruns] = n;
+    // Prefetching pays where the tile does little arithmetic per byte of K/V (few rows
+    // per KV head: decoding); with many rows the blocks are reused from cache.
+    let kvs = if n < 8 * nruns {
+        &run_kv[..nruns]
+    } else {
+        &run_kv[..0]
+    };
+
+    let mut keys = unsafe { key_iter(a, list) };
+    let mut cur = Block {
+        kidx: [0; BK],
+        nb: 0,
+        contiguous: false,
+    };
+    let mut next = Block {
+        kidx: [0; BK],
+        nb: 0,
+        contiguous: false,
+    };
+    // SAFETY (whole function): indices, positions and rows are in range by the contract.
+    (cur.nb, cur.contiguous) = unsafe { keys.next(&mut cur.kidx) };
+    unsafe { prefetch_block::<T, B>(a, kvs, &cur) };
+
+    // Pack the queries (exact conversion, canonical layout, zero padding) and clear O.
+    for r in 0..n {
+        unsafe {
+            let src = a.q.add(t.qi[r] * a.q_tok + t.hq[r] * a.q_head);
+            let dst = qpack.add(r * dp);
+            for e in d..dp {
+                *dst.add(canon_pos::<T>(e)) = 0.0;
+            }
+            for e in 0..d {
+                *dst.add(canon_pos::<T>(e)) = (*src.add(e)).to_f32();
+            }
+            core::ptr::write_bytes(o.add(r * dp), 0, dp);
+        }
+    }
 
     // Position bounds per row: visible when lo <= k_pos <= hi.
     let mut lo = [0u64; TILE_ROWS];
     let mut hi = [0u64; TILE_ROWS];
     if a.causal {
         for r in 0..n {
-            // SAFETY: qi < n_q positions.
             let qp = unsafe { *a.q_pos.add(t.qi[r]) } as u64;
             hi[r] = qp;
             lo[r] = if a.window > 0 {
@@ -734,86 +789,83 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
     let mut m = [f32::NEG_INFINITY; TILE_ROWS];
     let mut l = [0f32; TILE_ROWS];
     let mut alpha = [1f32; TILE_ROWS];
-    let mut pm = [0u64; TILE_ROWS];
-    let mut vis = [0u64; TILE_ROWS];
-    let mut kidx = [0u32; BK];
+    let mut pm = [0u16; BK];
+    let mut vis = [0u16; BK];
     let mut koff = [0usize; BK];
     let mut voff = [0usize; BK];
-    let mut kpos = [0u32; BK];
 
-    // SAFETY (whole loop): indices and positions are in range by the contract.
-    let mut keys = unsafe { key_iter(a, list) };
-    loop {
-        let (nb, _) = unsafe { keys.next(&mut kidx) };
-        if nb == 0 {
-            break;
-        }
-        if !unsafe {
+    while cur.nb > 0 {
+        (next.nb, next.contiguous) = unsafe { keys.next(&mut next.kidx) };
+        unsafe { prefetch_block::<T, B>(a, kvs, &next) };
+        let nb = cur.nb;
+        if unsafe {
             block_setup(
-                a, t, &lo, &hi, &kidx, nb, &mut kpos, &mut koff, &mut voff, &mut vis,
+                a, t, &lo, &hi, &cur.kidx, nb, &mut koff, &mut voff, &mut vis,
             )
         } {
-            continue;
-        }
-        for run in 0..nruns {
-            let (r0, r1) = (run_start[run], run_start[run + 1]);
-            unsafe {
-                B::scores(
-                    r1 - r0,
-                    qpack.add(r0 * dp),
-                    dp,
-                    d,
-                    a.k.add(run_kv[run] * a.k_head),
-                    &koff,
-                    nb,
-                    s.add(r0 * BK),
-                );
+            for run in 0..nruns {
+                let (r0, r1) = (run_start[run], run_start[run + 1]);
+                unsafe {
+                    B::scores(
+                        r1 - r0,
+                        qpack.add(r0 * dp),
+                        dp,
+                        d,
+                        a.k.add(run_kv[run] * a.k_head),
+                        &koff,
+                        nb,
+                        s.add(r0),
+                    );
+                }
+            }
+            unsafe { B::softmax(n, s, &vis, nb, c, &mut m, &mut l, &mut alpha, &mut pm) };
+            for run in 0..nruns {
+                let (r0, r1) = (run_start[run], run_start[run + 1]);
+                unsafe {
+                    B::pv(
+                        r1 - r0,
+                        r0,
+                        s.add(r0),
+                        alpha.as_ptr().add(r0),
+                        &pm,
+                        o.add(r0 * dp),
+                        dp,
+                        d,
+                        a.v.add(run_kv[run] * a.v_head),
+                        &voff,
+                        nb,
+                    );
+                }
             }
         }
-        unsafe { B::softmax(n, s, &vis, c, &mut m, &mut l, &mut alpha, &mut pm) };
-        for run in 0..nruns {
-            let (r0, r1) = (run_start[run], run_start[run + 1]);
-            unsafe {
-                B::pv(
-                    r1 - r0,
-                    s.add(r0 * BK),
-                    alpha.as_ptr().add(r0),
-                    pm.as_ptr().add(r0),
-                    o.add(r0 * dp),
-                    dp,
-                    d,
-                    a.v.add(run_kv[run] * a.v_head),
-                    &voff,
-                    nb,
-                );
-            }
-        }
+        core::mem::swap(&mut cur, &mut next);
     }
 
     if !a.mass.is_null() {
         let mut inv_l = [0f32; TILE_ROWS];
-        let mut live = [false; TILE_ROWS];
+        let mut live = 0u16;
         for r in 0..n {
-            live[r] = l[r] != 0.0 && m[r] != f32::NEG_INFINITY;
-            inv_l[r] = if live[r] { 1.0 / l[r] } else { 0.0 };
+            if l[r] != 0.0 && m[r] != f32::NEG_INFINITY {
+                live |= 1 << r;
+                inv_l[r] = 1.0 / l[r];
+            }
         }
         let mut keys = unsafe { key_iter(a, list) };
         loop {
-            let (nb, contiguous) = unsafe { keys.next(&mut kidx) };
+            (cur.nb, cur.contiguous) = unsafe { keys.next(&mut cur.kidx) };
+            let nb = cur.nb;
             if nb == 0 {
                 break;
             }
             if !unsafe {
                 block_setup(
-                    a, t, &lo, &hi, &kidx, nb, &mut kpos, &mut koff, &mut voff, &mut vis,
+                    a, t, &lo, &hi, &cur.kidx, nb, &mut koff, &mut voff, &mut vis,
                 )
             } {
                 continue;
             }
-            for r in 0..n {
-                if !live[r] {
-                    vis[r] = 0;
-                }
+            for v in vis.iter_mut() {
+                *v &= live;
             }
             for run in 0..nruns {
                 let (r0, r1) = (run_start[run], run_start[run + 1]);
@@ -826,39 +878,27 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
                         a.k.add(run_kv[run] * a.k_head),
                         &koff,
                         nb,
-                        s.add(r0 * BK),
+                        s.add(r0),
                     );
                 }
             }
-            unsafe { B::probs(n, s, &vis, c, &m, &inv_l) };
+            unsafe { B::probs(n, s, &vis, nb, c, &m, &inv_l) };
             // Add the rows into the mass, in row order for every key.
             for run in 0..nruns {
                 let (r0, r1) = (run_start[run], run_start[run + 1]);
-                // SAFETY: mass holds n_k floats per (head) array.
                 let mass = unsafe { a.mass.add(run_kv[run] * a.mass_head) };
-                if contiguous {
-                    let base = kidx[0] as usize;
-                    for j in 0..nb {
-                        // SAFETY: base + j < n_k.
-                        unsafe {
-                            let mut acc = *mass.add(base + j);
-                            for r in r0..r1 {
-                                acc += *s.add(r * BK + j);
-                            }
-                            *mass.add(base + j) = acc;
+                for j in 0..nb {
+                    let k = if cur.contiguous {
+                        cur.kidx[0] as usize + j
+                    } else {
+                        cur.kidx[j] as usize
+                    };
+                    unsafe {
+                        let mut acc = *mass.add(k);
+                        for r in r0..r1 {
+                            acc += *s.add(j * TILE_ROWS + r);
                         }
-                    }
-                } else {
-                    for j in 0..nb {
-                        let k = kidx[j] as usize;
-                        // SAFETY: k < n_k.
-                        unsafe {
-                            let mut acc = *mass.add(k);
-                            for r in r0..r1 {
-                                acc += *s.add(r * BK + j);
-                            }
-                            *mass.add(k) = acc;
-                        }
+                        *mass.add(k) = acc;
                     }
                 }
             }
@@ -870,7 +910,6 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
     for r in 0..n {
         let (i, h) = (t.qi[r], t.hq[r]);
         let empty = l[r] == 0.0;
-        // SAFETY: output row (i, h) holds d elements; lse (i, h) is in range.
         unsafe {
             let dst = a.out.add((i * a.o_tok + h * a.o_head) * esz);
             let orow = o.add(r * dp);
@@ -899,7 +938,7 @@ pub fn lse_of(m: f32, l: f32) -> f32 {
     (m as f64 * core::f64::consts::LN_2 + ln_f64(l as f64)) as f32
 }
 
-/// Offsets, positions and visibility of one block; false when no row sees any key.
+/// Offsets and per-key visibility masks of one block; false when no row sees any key.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn block_setup<T>(
@@ -909,13 +948,23 @@ unsafe fn block_setup<T>(
     hi: &[u64; TILE_ROWS],
     kidx: &[u32; BK],
     nb: usize,
-    kpos: &mut [u32; BK],
     koff: &mut [usize; BK],
     voff: &mut [usize; BK],
-    vis: &mut [u64; TILE_ROWS],
+    vis: &mut [u16; BK],
 ) -> bool {
-    let (mut kmin, mut kmax) = (u64::MAX, 0u64);
-    if a.causal {
+    let all = if nb == 64 { u64::MAX } else { (1u64 << nb) - 1 };
+    let rows = if t.n == 16 {
+        u16::MAX
+    } else {
+        ((1u32 << t.n) - 1) as u16
+    };
+    if !a.causal {
+        for (j, v) in vis.iter_mut().enumerate() {
+            *v = if j < nb { rows } else { 0 };
+        }
+    } else {
+        let mut kpos = [0u32; BK];
+        let (mut kmin, mut kmax) = (u64::MAX, 0u64);
         for j in 0..nb {
             // SAFETY: kidx[j] < n_k positions.
             let p = unsafe { *a.k_pos.add(kidx[j] as usize) };
@@ -923,20 +972,38 @@ unsafe fn block_setup<T>(
             kmin = kmin.min(p as u64);
             kmax = kmax.max(p as u64);
         }
-    }
-    let mut any = 0u64;
-    let mut last_q = usize::MAX;
-    let mut last_v = 0u64;
-    for r in 0..t.n {
-        if t.qi[r] != last_q {
-            last_q = t.qi[r];
-            last_v = visibility(a.causal, lo[r], hi[r], kpos, kmin, kmax, nb);
+        // Rows that see the whole block, and the partially visible ones bit by bit.
+        let mut full = 0u16;
+        let mut partial = [0u64; TILE_ROWS];
+        let mut any = false;
+        let mut last_q = usize::MAX;
+        let mut last_v = 0u64;
+        for r in 0..t.n {
+            if t.qi[r] != last_q {
+                last_q = t.qi[r];
+                last_v = visibility(lo[r], hi[r], &kpos, kmin, kmax, nb);
+            }
+            if last_v == all {
+                full |= 1 << r;
+            } else {
+                partial[r] = last_v;
+            }
+            any |= last_v != 0;
         }
-        vis[r] = last_v;
-        any |= last_v;
-    }
-    if any == 0 {
-        return false;
+        if !any {
+            return false;
+        }
+        for (j, v) in vis.iter_mut().enumerate() {
+            *v = if j < nb { full } else { 0 };
+        }
+        for (r, &bits) in partial.iter().enumerate().take(t.n) {
+            let mut b = bits;
+            while b != 0 {
+                let j = b.trailing_zeros() as usize;
+                vis[j] |= 1 << r;
+                b &= b - 1;
+            }
+        }
     }
     for j in 0..BK {
         let k = if j < nb { kidx[j] } else { kidx[0] } as usize;
@@ -946,8 +1013,8 @@ unsafe fn block_setup<T>(
     true
 }
 
-/// The canonical online-softmax step for one row, shared by the scalar tier and used as
-/// the tail of the vector tiers where convenient. Returns (alpha, pm).
+/// The canonical online-softmax step for one row: `s` holds the row's dots for the
+/// block's keys (`BK`, `-inf`-masked by `vis` bits), returns `(alpha, nonzero bits)`.
 #[inline(always)]
 pub(crate) fn softmax_row(
     s: &mut [f32; BK],

@@ -145,12 +145,26 @@ impl LNeon for bf16 {
 
 #[inline(always)]
 unsafe fn fma(a: V, b: V, c: V) -> V {
-    unsafe { core::array::from_fn(|i| vfmaq_f32(c[i], a[i], b[i])) }
+    unsafe {
+        [
+            vfmaq_f32(c[0], a[0], b[0]),
+            vfmaq_f32(c[1], a[1], b[1]),
+            vfmaq_f32(c[2], a[2], b[2]),
+            vfmaq_f32(c[3], a[3], b[3]),
+        ]
+    }
 }
 
 #[inline(always)]
 unsafe fn loadv(p: *const f32) -> V {
-    unsafe { core::array::from_fn(|i| vld1q_f32(p.add(4 * i))) }
+    unsafe {
+        [
+            vld1q_f32(p),
+            vld1q_f32(p.add(4)),
+            vld1q_f32(p.add(8)),
+            vld1q_f32(p.add(12)),
+        ]
+    }
 }
 
 #[inline(always)]
@@ -228,7 +242,7 @@ unsafe fn movemask(m: uint32x4_t) -> u64 {
     }
 }
 
-/// Scores of 2 rows x 2 keys (`R = 2`) or 1 row x 4 keys (`R = 1`) from key `j0`.
+/// Scores of `R` rows x `4 / R` keys from key `j0` into the key-major score buffer.
 #[inline(always)]
 unsafe fn s_tile<T: LNeon, const R: usize>(
     q: *const f32,
@@ -248,21 +262,39 @@ unsafe fn s_tile<T: LNeon, const R: usize>(
         while ch < d {
             let k = d - ch;
             for h in 0..2 {
-                let qv: [V; R] = core::array::from_fn(|r| loadv(q.add(r * dp + ch + 16 * h)));
+                let mut qv = [z; R];
+                for (r, x) in qv.iter_mut().enumerate() {
+                    *x = loadv(q.add(r * dp + ch + 16 * h));
+                }
                 for c in 0..nk {
                     let kv = T::half(kp[c].add(ch), h, k);
                     for r in 0..R {
-                        acc[r * nk + c] = fma(qv[r], kv, acc[r * nk + c]);
+                        acc[c * R + r] = fma(qv[r], kv, acc[c * R + r]);
                     }
                 }
             }
             ch += 32;
         }
-        for r in 0..R {
-            for c in 0..nk {
-                *s.add(r * BK + j0 + c) = hsum(acc[r * nk + c]);
+        for c in 0..nk {
+            for r in 0..R {
+                *s.add((j0 + c) * TILE_ROWS + r) = hsum(acc[c * R + r]);
             }
         }
+    }
+}
+
+/// `((p_i + p_(16+i)) + p_(32+i)) + p_(48+i)` over the keys `< nb` of 4 rows.
+#[inline(always)]
+unsafe fn lane_sum(s: *const f32, i: usize, nb: usize) -> float32x4_t {
+    unsafe {
+        let mut acc = vdupq_n_f32(0.0);
+        let mut j = i;
+        while j < nb {
+            let pj = vld1q_f32(s.add(j * TILE_ROWS));
+            acc = if j == i { pj } else { vaddq_f32(acc, pj) };
+            j += 16;
+        }
+        acc
     }
 }
 
@@ -279,12 +311,18 @@ impl<T: LNeon> Backend<T> for Neon {
         s: *mut f32,
     ) {
         let mut r = 0;
-        // SAFETY (all calls): rows r.. of q and s exist; keys j0 + 4 <= BK.
+        // SAFETY (all calls): rows r.. of q and columns of s exist; keys j0 + 4 <= BK.
         unsafe {
-            while r + 2 <= nrows {
+            while r + 4 <= nrows {
+                for j in 0..nb {
+                    s_tile::<T, 4>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
+                }
+                r += 4;
+            }
+            if r + 2 <= nrows {
                 let mut j = 0;
                 while j < nb {
-                    s_tile::<T, 2>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    s_tile::<T, 2>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
                     j += 2;
                 }
                 r += 2;
@@ -292,7 +330,7 @@ impl<T: LNeon> Backend<T> for Neon {
             if r < nrows {
                 let mut j = 0;
                 while j < nb {
-                    s_tile::<T, 1>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r * BK));
+                    s_tile::<T, 1>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
                     j += 4;
                 }
             }
@@ -303,74 +341,67 @@ impl<T: LNeon> Backend<T> for Neon {
     unsafe fn softmax(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
-        pm: &mut [u64; TILE_ROWS],
+        pm: &mut [u16; BK],
     ) {
-        // SAFETY (block): nrows rows of BK floats at s; the arrays hold TILE_ROWS.
+        // SAFETY (block): BK x TILE_ROWS floats at s; the arrays hold TILE_ROWS.
         unsafe {
             let cv = vdupq_n_f32(c);
             let ninf = vdupq_n_f32(f32::NEG_INFINITY);
             let zero = vdupq_n_f32(0.0);
-            let mut mb = [f32::NEG_INFINITY; TILE_ROWS];
-            for r in 0..nrows {
-                let row = s.add(r * BK);
+            let lanes: [u32; 4] = [0, 1, 2, 3];
+            pm.iter_mut().for_each(|b| *b = 0);
+            for quarter in 0..4 {
+                let h4 = 4 * quarter;
+                if h4 >= nrows {
+                    break;
+                }
+                let sh = s.add(h4);
+                let rows = vcltq_u32(vld1q_u32(lanes.as_ptr()), vdupq_n_u32((nrows - h4) as u32));
                 let mut mx = ninf;
                 let mut nan = vdupq_n_u32(0);
-                for q4 in 0..16 {
-                    let k = bits4(vis[r] >> (4 * q4));
-                    let x = vbslq_f32(k, vmulq_f32(vld1q_f32(row.add(4 * q4)), cv), ninf);
-                    vst1q_f32(row.add(4 * q4), x);
+                for j in 0..nb {
+                    let k = bits4((vis[j] >> h4) as u64);
+                    let x = vbslq_f32(k, vmulq_f32(vld1q_f32(sh.add(j * TILE_ROWS)), cv), ninf);
+                    vst1q_f32(sh.add(j * TILE_ROWS), x);
                     let ord = vceqq_f32(x, x);
                     nan = vorrq_u32(nan, vmvnq_u32(ord));
                     mx = vbslq_f32(ord, maxx(x, mx), mx);
                 }
-                mb[r] = if vmaxvq_u32(nan) != 0 {
-                    f32::NAN
-                } else {
-                    vmaxvq_f32(mx)
-                };
-            }
-            let mut active = 0u64;
-            for q4 in 0..4 {
-                let mo = vld1q_f32(m.as_ptr().add(4 * q4));
-                let mbv = vld1q_f32(mb.as_ptr().add(4 * q4));
+                let mbv = vbslq_f32(nan, vdupq_n_f32(f32::NAN), mx);
+                let mo = vld1q_f32(m.as_ptr().add(h4));
                 let mn = maxx(mbv, mo);
                 let mn = vbslq_f32(vceqq_f32(mbv, mbv), mn, mbv);
                 let mn = vbslq_f32(vceqq_f32(mo, mo), mn, mo);
-                let act = vmvnq_u32(vceqq_f32(mn, ninf));
+                let act = vandq_u32(vmvnq_u32(vceqq_f32(mn, ninf)), rows);
                 let al = vbslq_f32(act, exp2v(vsubq_f32(mo, mn)), vdupq_n_f32(1.0));
-                vst1q_f32(alpha.as_mut_ptr().add(4 * q4), al);
-                vst1q_f32(m.as_mut_ptr().add(4 * q4), mn);
-                active |= movemask(act) << (4 * q4);
-            }
-            for r in 0..nrows {
-                let row = s.add(r * BK);
-                if (active >> r) & 1 == 0 {
-                    for q4 in 0..16 {
-                        vst1q_f32(row.add(4 * q4), zero);
-                    }
-                    pm[r] = 0;
-                    continue;
+                vst1q_f32(alpha.as_mut_ptr().add(h4), al);
+                vst1q_f32(m.as_mut_ptr().add(h4), vbslq_f32(act, mn, mo));
+                for j in 0..nb {
+                    let x = vld1q_f32(sh.add(j * TILE_ROWS));
+                    let p = vbslq_f32(act, exp2v(vsubq_f32(x, mn)), zero);
+                    vst1q_f32(sh.add(j * TILE_ROWS), p);
+                    let nz = vandq_u32(vmvnq_u32(vceqq_f32(p, zero)), act);
+                    pm[j] |= (movemask(nz) as u16) << h4;
                 }
-                let mv = vdupq_n_f32(m[r]);
-                let mut bits = 0u64;
-                let mut sum = [zero; 4];
-                for g in 0..4 {
-                    for i in 0..4 {
-                        let q4 = 4 * g + i;
-                        let p = exp2v(vsubq_f32(vld1q_f32(row.add(4 * q4)), mv));
-                        vst1q_f32(row.add(4 * q4), p);
-                        let nz = vmvnq_u32(vceqq_f32(p, zero));
-                        bits |= movemask(nz) << (4 * q4);
-                        sum[i] = if g == 0 { p } else { vaddq_f32(sum[i], p) };
-                    }
+                let mut s8 = [zero; 8];
+                for (i, x) in s8.iter_mut().enumerate() {
+                    *x = vaddq_f32(lane_sum(sh, i, nb), lane_sum(sh, i + 8, nb));
                 }
-                l[r] = alpha[r] * l[r] + hsum(sum);
-                pm[r] = bits;
+                let mut s4 = [zero; 4];
+                for (i, x) in s4.iter_mut().enumerate() {
+                    *x = vaddq_f32(s8[i], s8[i + 4]);
+                }
+                let s2 = [vaddq_f32(s4[0], s4[2]), vaddq_f32(s4[1], s4[3])];
+                let psum = vaddq_f32(s2[0], s2[1]);
+                let lo = vld1q_f32(l.as_ptr().add(h4));
+                let lv = vaddq_f32(vmulq_f32(al, lo), psum);
+                vst1q_f32(l.as_mut_ptr().add(h4), vbslq_f32(act, lv, lo));
             }
         }
     }
@@ -378,9 +409,10 @@ impl<T: LNeon> Backend<T> for Neon {
     #[inline(always)]
     unsafe fn pv(
         nrows: usize,
+        r0: usize,
         p: *const f32,
         alpha: *const f32,
-        pm: *const u64,
+        pm: &[u16; BK],
         o: *mut f32,
         dp: usize,
         d: usize,
@@ -393,9 +425,10 @@ impl<T: LNeon> Backend<T> for Neon {
         unsafe {
             while r + 2 <= nrows {
                 pv_rows::<T, 2>(
-                    p.add(r * BK),
+                    r0 + r,
+                    p.add(r),
                     alpha.add(r),
-                    pm.add(r),
+                    pm,
                     o.add(r * dp),
                     dp,
                     d,
@@ -407,9 +440,10 @@ impl<T: LNeon> Backend<T> for Neon {
             }
             if r < nrows {
                 pv_rows::<T, 1>(
-                    p.add(r * BK),
+                    r0 + r,
+                    p.add(r),
                     alpha.add(r),
-                    pm.add(r),
+                    pm,
                     o.add(r * dp),
                     dp,
                     d,
@@ -425,22 +459,30 @@ impl<T: LNeon> Backend<T> for Neon {
     unsafe fn probs(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
-        // SAFETY: nrows rows of BK floats.
+        // SAFETY: BK x TILE_ROWS floats.
         unsafe {
             let cv = vdupq_n_f32(c);
-            for r in 0..nrows {
-                let row = s.add(r * BK);
-                let (mv, iv) = (vdupq_n_f32(m[r]), vdupq_n_f32(inv_l[r]));
-                for q4 in 0..16 {
-                    let k = bits4(vis[r] >> (4 * q4));
-                    let x = vmulq_f32(vld1q_f32(row.add(4 * q4)), cv);
+            for quarter in 0..4 {
+                let h4 = 4 * quarter;
+                if h4 >= nrows {
+                    break;
+                }
+                let (mv, iv) = (
+                    vld1q_f32(m.as_ptr().add(h4)),
+                    vld1q_f32(inv_l.as_ptr().add(h4)),
+                );
+                for j in 0..nb {
+                    let k = bits4((vis[j] >> h4) as u64);
+                    let at = s.add(j * TILE_ROWS + h4);
+                    let x = vmulq_f32(vld1q_f32(at), cv);
                     let p = vmulq_f32(exp2v(vsubq_f32(x, mv)), iv);
-                    vst1q_f32(row.add(4 * q4), vbslq_f32(k, p, vdupq_n_f32(0.0)));
+                    vst1q_f32(at, vbslq_f32(k, p, vdupq_n_f32(0.0)));
                 }
             }
         }
@@ -451,9 +493,10 @@ impl<T: LNeon> Backend<T> for Neon {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn pv_rows<T: LNeon, const R: usize>(
+    r0: usize,
     p: *const f32,
     alpha: *const f32,
-    pm: *const u64,
+    pm: &[u16; BK],
     o: *mut f32,
     dp: usize,
     d: usize,
@@ -462,13 +505,8 @@ unsafe fn pv_rows<T: LNeon, const R: usize>(
     nb: usize,
 ) {
     unsafe {
-        let all = if nb == 64 { u64::MAX } else { (1u64 << nb) - 1 };
-        let mut masked = false;
-        let mut bits = [0u64; R];
-        for r in 0..R {
-            bits[r] = *pm.add(r);
-            masked |= bits[r] & all != all;
-        }
+        let rows = ((1u32 << R) - 1) as u16;
+        let masked = pm[..nb].iter().any(|&b| (b >> r0) & rows != rows);
         let mut ch = 0;
         while ch < d {
             let k = d - ch;
@@ -478,20 +516,25 @@ unsafe fn pv_rows<T: LNeon, const R: usize>(
                 let a = vdupq_n_f32(*alpha.add(r));
                 for h in 0..2 {
                     let x = loadv(o.add(r * dp + ch + 16 * h));
-                    acc[r][h] = core::array::from_fn(|i| vmulq_f32(a, x[i]));
+                    for i in 0..4 {
+                        acc[r][h][i] = vmulq_f32(a, x[i]);
+                    }
                 }
             }
             for j in 0..nb {
                 let vp = vbase.add(voff[j] + ch);
                 let vv = [T::half(vp, 0, k), T::half(vp, 1, k)];
+                let pr = p.add(j * TILE_ROWS);
                 for r in 0..R {
-                    let pb = vdupq_n_f32(*p.add(r * BK + j));
-                    let pb = [pb; 4];
+                    let pb = [vdupq_n_f32(*pr.add(r)); 4];
                     if masked {
-                        let mk = vdupq_n_u32(((bits[r] >> j) & 1).wrapping_neg() as u32);
+                        let bit = ((pm[j] >> (r0 + r)) & 1) as u32;
+                        let mk = vdupq_n_u32(bit.wrapping_neg());
                         for h in 0..2 {
                             let f = fma(pb, vv[h], acc[r][h]);
-                            acc[r][h] = core::array::from_fn(|i| vbslq_f32(mk, f[i], acc[r][h][i]));
+                            for i in 0..4 {
+                                acc[r][h][i] = vbslq_f32(mk, f[i], acc[r][h][i]);
+                            }
                         }
                     } else {
                         for h in 0..2 {

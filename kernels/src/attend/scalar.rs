@@ -67,7 +67,7 @@ impl<T: Elem> Backend<T> for Scalar {
                             *a = fma_f32(*qr.add(c + 16 + l), at(k, c + 16 + l, d), *a);
                         }
                     }
-                    *s.add(r * BK + j) = reduce16(&acc);
+                    *s.add(j * TILE_ROWS + r) = reduce16(&acc);
                 }
             }
         }
@@ -77,28 +77,40 @@ impl<T: Elem> Backend<T> for Scalar {
     unsafe fn softmax(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
-        pm: &mut [u64; TILE_ROWS],
+        pm: &mut [u16; BK],
     ) {
+        pm.iter_mut().for_each(|b| *b = 0);
         for r in 0..nrows {
-            // SAFETY: the score buffer holds nrows rows of BK floats.
-            let row = unsafe { &mut *(s.add(r * BK) as *mut [f32; BK]) };
-            let (a, p) = softmax_row(row, vis[r], c, &mut m[r], &mut l[r]);
+            let mut row = [0f32; BK];
+            let mut bits = 0u64;
+            for j in 0..nb {
+                // SAFETY: the score buffer holds BK x TILE_ROWS floats.
+                row[j] = unsafe { *s.add(j * TILE_ROWS + r) };
+                bits |= ((vis[j] >> r & 1) as u64) << j;
+            }
+            let (a, p) = softmax_row(&mut row, bits, c, &mut m[r], &mut l[r]);
             alpha[r] = a;
-            pm[r] = p;
+            for j in 0..nb {
+                // SAFETY: as above.
+                unsafe { *s.add(j * TILE_ROWS + r) = row[j] };
+                pm[j] |= ((p >> j & 1) as u16) << r;
+            }
         }
     }
 
     #[inline(always)]
     unsafe fn pv(
         nrows: usize,
+        r0: usize,
         p: *const f32,
         alpha: *const f32,
-        pm: *const u64,
+        pm: &[u16; BK],
         o: *mut f32,
         dp: usize,
         d: usize,
@@ -109,7 +121,7 @@ impl<T: Elem> Backend<T> for Scalar {
         for r in 0..nrows {
             // SAFETY: r < nrows rows of every buffer; V rows hold d elements.
             unsafe {
-                let (a, bits) = (*alpha.add(r), *pm.add(r));
+                let a = *alpha.add(r);
                 let orow = o.add(r * dp);
                 for pos in 0..dp {
                     if orig::<T>(pos) >= d {
@@ -117,8 +129,9 @@ impl<T: Elem> Backend<T> for Scalar {
                     }
                     let mut acc = a * *orow.add(pos);
                     for (j, &off) in voff.iter().enumerate().take(nb) {
-                        if bits >> j & 1 == 1 {
-                            acc = fma_f32(*p.add(r * BK + j), at(vbase.add(off), pos, d), acc);
+                        if pm[j] >> (r0 + r) & 1 == 1 {
+                            let pj = *p.add(j * TILE_ROWS + r);
+                            acc = fma_f32(pj, at(vbase.add(off), pos, d), acc);
                         }
                     }
                     *orow.add(pos) = acc;
@@ -131,17 +144,18 @@ impl<T: Elem> Backend<T> for Scalar {
     unsafe fn probs(
         nrows: usize,
         s: *mut f32,
-        vis: &[u64; TILE_ROWS],
+        vis: &[u16; BK],
+        nb: usize,
         c: f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
-        for r in 0..nrows {
-            for j in 0..BK {
-                // SAFETY: nrows rows of BK floats.
+        for j in 0..nb {
+            for r in 0..nrows {
+                // SAFETY: BK x TILE_ROWS floats.
                 unsafe {
-                    let x = s.add(r * BK + j);
-                    *x = if vis[r] >> j & 1 == 1 {
+                    let x = s.add(j * TILE_ROWS + r);
+                    *x = if vis[j] >> r & 1 == 1 {
                         exp2_f32(*x * c - m[r]) * inv_l[r]
                     } else {
                         0.0
