@@ -141,6 +141,10 @@ impl Kernels {
     /// The opt-in bf16 attention kernel built on AVX512-BF16 dot products, when this
     /// level has one and the CPU supports it (runtime detection; not a separate level).
     pub(crate) fn attend_bf16_dot(&self) -> Option<AttendFn<bf16>> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16") {
+            return Some(attend::avx512::bf16_dpbf16_b64);
+        }
         None
     }
 }

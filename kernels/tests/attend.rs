@@ -16,7 +16,7 @@ use common::*;
 use half::{bf16, f16};
 use proptest::prelude::{proptest, ProptestConfig};
 use tokenroute_kernels::attend::*;
-use tokenroute_kernels::KernelInfo;
+use tokenroute_kernels::{Isa, KernelInfo};
 
 trait E: Elem + std::fmt::Debug {
     fn from_f32(x: f32) -> Self;
@@ -1209,5 +1209,78 @@ proptest! {
         let mut c: Case<f32> = Case::random(&mut rng, n_q, grp * h_kv, h_kv, d, n_k, pad, keys, causal, if causal { window } else { 0 });
         c.mass_per_head = Some(rng.below(2) == 0);
         check_all(&c);
+    }
+}
+
+/// The opt-in AVX512-BF16 kernel: within `2^-8 (1 + A) vmax` of the oracle (plus the
+/// canonical bound), masked keys still contribute nothing, and where every probability
+/// of a block is nonzero it really takes the dot-product path (it differs from the
+/// canonical kernel). Runs where the CPU has AVX512-BF16; `TOKENROUTE_REQUIRE_BF16DOT=1`
+/// turns a skip into a failure.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn bf16_dot_product_kernel() {
+    if !std::arch::is_x86_feature_detected!("avx512bf16") || !Isa::Avx512.is_supported() {
+        assert!(
+            std::env::var("TOKENROUTE_REQUIRE_BF16DOT").is_err(),
+            "TOKENROUTE_REQUIRE_BF16DOT is set but this CPU lacks AVX512-BF16"
+        );
+        eprintln!("skipped {}: no AVX512-BF16", ATTEND_BF16_DPBF16[0].id());
+        return;
+    }
+    let k = &ATTEND_BF16_DPBF16[0];
+    let mut rng = Rng::new(41);
+    let mut differs = false;
+    for &(n_q, h_q, h_kv, d, n_k, causal) in &[
+        (8usize, 8usize, 2usize, 128usize, 300usize, true),
+        (16, 1, 1, 64, 130, false),
+        (5, 4, 4, 80, 77, true),
+        (20, 2, 1, 33, 64, false),
+        (3, 4, 1, 257, 150, true),
+    ] {
+        for keys in [
+            Keys::Dense,
+            Keys::Indices((0..n_k as u32).filter(|t| t % 3 != 0).collect()),
+        ] {
+            let mut c: Case<bf16> =
+                Case::random(&mut rng, n_q, h_q, h_kv, d, n_k, 1, keys, causal, 0);
+            c.mass_per_head = Some(false);
+            let r = oracle(&c);
+            let got = run(k, &c);
+            let canon = run(&runnable(ATTEND_BF16)[0], &c);
+            differs |= got.out != canon.out;
+            for row in 0..c.n_q * c.h_q {
+                let (a, vmax, n) = r.scale_info[row];
+                for e in 0..c.d {
+                    let want = r.out[row * c.d + e];
+                    let x = f32::from_bits(got.out[row * c.d + e]) as f64;
+                    let tol = 2f64.powi(-8) * (1.0 + a) * vmax
+                        + 2f64.powi(-17) * (1.0 + a + n as f64 / 64.0) * vmax;
+                    assert!(
+                        (x - want).abs() <= tol,
+                        "{}: row {row} e {e}: {x} vs {want}",
+                        k.id()
+                    );
+                }
+            }
+        }
+    }
+    assert!(differs, "the dot-product path never ran");
+    // Masked keys with non-finite values contribute nothing on this path too.
+    let mut c: Case<bf16> = Case::random(&mut rng, 16, 4, 1, 64, 100, 0, Keys::Dense, true, 0);
+    c.k_pos = (0..100).map(|t| t as u32).collect();
+    c.q_pos = (0..16).map(|i| 30 + 4 * i as u32).collect();
+    let r = oracle(&c);
+    let vt = c.v_tok();
+    for t in [95usize, 99] {
+        c.v[t * vt] = bf16::NAN;
+        c.v[t * vt + 3] = bf16::INFINITY;
+    }
+    let got = run(k, &c);
+    for row in 0..c.n_q * c.h_q {
+        for e in 0..c.d {
+            let x = f32::from_bits(got.out[row * c.d + e]) as f64;
+            assert!((x - r.out[row * c.d + e]).abs() < 0.02, "row {row}: {x}");
+        }
     }
 }

@@ -513,10 +513,11 @@ impl Kernels {
         if n_q == 0 {
             return Ok(());
         }
-        let f = if opts.bf16_dot {
-            T::dot_fn(self).unwrap_or(T::attend_fn(self))
-        } else {
-            T::attend_fn(self)
+        // The dot-product path fills 16 query rows per KV head in its vector lanes; with
+        // fewer (decoding) the canonical path is as fast.
+        let f = match T::dot_fn(self) {
+            Some(f) if opts.bf16_dot && n_q.saturating_mul(h_q / h_kv) >= ka::TILE_ROWS => f,
+            _ => T::attend_fn(self),
         };
         let mut args = AttendArgs {
             q: q.data.as_ptr(),

@@ -291,8 +291,36 @@ unsafe fn lane_sum(s: *const f32, i: usize, nb: usize) -> __m256 {
 
 impl<T: L256> Backend<T> for Avx2 {
     #[inline(always)]
+    unsafe fn pack(
+        kbase: *const T,
+        off: &[usize; BK],
+        nb: usize,
+        d: usize,
+        dp: usize,
+        dst: *mut f32,
+    ) {
+        // SAFETY: row j holds d elements (partial chunks are copied); dst holds nb rows
+        // of dp floats.
+        unsafe {
+            for (j, &o) in off.iter().enumerate().take(nb) {
+                let src = kbase.add(o);
+                let row = dst.add(j * dp);
+                for ch in 0..dp / 32 {
+                    let k = d.saturating_sub(32 * ch);
+                    for h in 0..2 {
+                        let v = T::half(src.add(32 * ch), h, k);
+                        _mm256_storeu_ps(row.add(32 * ch + 16 * h), v[0]);
+                        _mm256_storeu_ps(row.add(32 * ch + 16 * h + 8), v[1]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
     unsafe fn scores(
         nrows: usize,
+        _r0: usize,
         q: *const f32,
         dp: usize,
         d: usize,
@@ -300,6 +328,7 @@ impl<T: L256> Backend<T> for Avx2 {
         koff: &[usize; BK],
         nb: usize,
         s: *mut f32,
+        _scratch: *mut u8,
     ) {
         let mut r = 0;
         // SAFETY (all calls): rows r.. of q and columns of s exist; keys j0 + 4 <= BK.
@@ -339,6 +368,7 @@ impl<T: L256> Backend<T> for Avx2 {
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
         pm: &mut [u16; BK],
+        _scratch: *mut u8,
     ) {
         // SAFETY (block): BK x TILE_ROWS floats at s; the arrays hold TILE_ROWS.
         unsafe {
@@ -416,6 +446,7 @@ impl<T: L256> Backend<T> for Avx2 {
         vbase: *const T,
         voff: &[usize; BK],
         nb: usize,
+        _scratch: *mut u8,
     ) {
         let mut r = 0;
         // SAFETY (all calls): rows r.. of every buffer exist.

@@ -159,8 +159,20 @@ pub fn workspace_bytes(d: usize) -> Option<usize> {
     let floats = TILE_ROWS
         .checked_mul(dp)?
         .checked_mul(2)?
-        .checked_add(TILE_ROWS * BK)?;
-    floats.checked_mul(4)
+        .checked_add(TILE_ROWS * BK)?
+        .checked_add(BK.checked_mul(dp)?)?;
+    floats.checked_mul(4)?.checked_add(scratch_bytes(dp)?)
+}
+
+/// Bytes of per-tile scratch for a padded head dimension `dp` (used by the
+/// AVX512-BF16 path: packed query pairs, probability pairs, value pairs).
+pub const fn scratch_bytes(dp: usize) -> Option<usize> {
+    // 64 (flags) + BK / 2 * TILE_ROWS * 4 (probability pairs) + dp / 2 * TILE_ROWS * 4
+    // (query pairs) + BK / 2 * dp * 4 (value pairs).
+    match dp.checked_mul(32 + 128) {
+        Some(x) => x.checked_add(64 + BK / 2 * TILE_ROWS * 4),
+        None => None,
+    }
 }
 
 /// Output element type.
@@ -383,9 +395,11 @@ pub unsafe fn store_out(p: *mut u8, t: OutType, e: usize, x: f32) {
 pub(crate) trait Backend<T: Elem> {
     /// `s[j * TILE_ROWS + r] = dot(q row r, K row kbase + koff[j])` for `r < nrows` and
     /// at least every `j < nb`. `q` holds `nrows` packed f32 rows `dp` apart (zero past
-    /// `d`); `s` points at the column of the run's first row.
+    /// `d`); `s` points at the column of the run's first row, tile row `r0`.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn scores(
         nrows: usize,
+        r0: usize,
         q: *const f32,
         dp: usize,
         d: usize,
@@ -393,7 +407,14 @@ pub(crate) trait Backend<T: Elem> {
         koff: &[usize; BK],
         nb: usize,
         s: *mut f32,
+        scratch: *mut u8,
     );
+
+    /// Called once per tile after the queries are packed (`nrows` rows at `q`, `dp`
+    /// apart), with the tile's scratch space ([`SCRATCH_BYTES`]`(dp)` bytes, 64-byte
+    /// aligned). The canonical tiers need nothing.
+    #[inline(always)]
+    unsafe fn prepare(_nrows: usize, _q: *const f32, _dp: usize, _scratch: *mut u8) {}
 
     /// Step 3 of the canonical algorithm for rows `r < nrows` and keys `j < nb` (dots
     /// in, `p` out): bit `r` of `vis[j]` is set when key `j` is visible to row `r`.
@@ -410,6 +431,7 @@ pub(crate) trait Backend<T: Elem> {
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
         pm: &mut [u16; BK],
+        scratch: *mut u8,
     );
 
     /// For the run of rows `r0 .. r0 + nrows`: `O_r = alpha_r * O_r`, then `O_r += p_rj
@@ -429,6 +451,7 @@ pub(crate) trait Backend<T: Elem> {
         vbase: *const T,
         voff: &[usize; BK],
         nb: usize,
+        scratch: *mut u8,
     );
 
     /// `s[j][r] = exp2(c * s[j][r] - m[r]) * inv_l[r]` where bit `r` of `vis[j]` is set,
@@ -447,6 +470,21 @@ pub(crate) trait Backend<T: Elem> {
     /// A hint that `p` will be read soon (no effect on results).
     #[inline(always)]
     unsafe fn prefetch(_p: *const u8) {}
+
+    /// Whether the driver may gather a block's K and V rows into contiguous packed f32
+    /// rows (see [`Backend::pack`]) and run the f32 phases on them.
+    const PACK: bool = true;
+
+    /// Rows `kbase + off[j]` for `j < nb` (of `d` elements) converted exactly to f32 in
+    /// the canonical packed layout ([`canon_pos`], zeros up to `dp`) at `dst + j * dp`.
+    unsafe fn pack(
+        kbase: *const T,
+        off: &[usize; BK],
+        nb: usize,
+        d: usize,
+        dp: usize,
+        dst: *mut f32,
+    );
 }
 
 /// Walks a row's key sequence one block of up to `BK` K rows at a time.
@@ -574,7 +612,7 @@ struct Tile {
 /// # Safety
 /// The module contract.
 #[inline(always)]
-pub(crate) unsafe fn attend<T: Elem, B: Backend<T>>(a: &AttendArgs<T>) {
+pub(crate) unsafe fn attend<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArgs<T>) {
     let g = a.h_q / a.h_kv;
     let rows_per_kv = a.n_q * g;
     let mut t = Tile {
@@ -686,7 +724,11 @@ struct Block {
 
 /// Prefetches the K and V rows of a block for every run of the tile (into L2).
 #[inline(always)]
-unsafe fn prefetch_block<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, kvs: &[usize], b: &Block) {
+unsafe fn prefetch_block<T: Elem, B: Backend<T> + Backend<f32>>(
+    a: &AttendArgs<T>,
+    kvs: &[usize],
+    b: &Block,
+) {
     let bytes = a.d * core::mem::size_of::<T>();
     for &kv in kvs {
         for &k in &b.kidx[..b.nb] {
@@ -698,8 +740,8 @@ unsafe fn prefetch_block<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, kvs: &[usize
                 let vp = a.v.add(k * a.v_tok + kv * a.v_head) as *const u8;
                 let mut o = 0;
                 while o < bytes {
-                    B::prefetch(kp.add(o));
-                    B::prefetch(vp.add(o));
+                    <B as Backend<T>>::prefetch(kp.add(o));
+                    <B as Backend<T>>::prefetch(vp.add(o));
                     o += 64;
                 }
             }
@@ -707,17 +749,73 @@ unsafe fn prefetch_block<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, kvs: &[usize
     }
 }
 
+/// The scores of one run of rows, from packed or in-place K rows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scores_run<T: Elem, B: Backend<T> + Backend<f32>>(
+    a: &AttendArgs<T>,
+    nrows: usize,
+    r0: usize,
+    qpack: *const f32,
+    dp: usize,
+    kv: usize,
+    koff: &[usize; BK],
+    poff: &[usize; BK],
+    nb: usize,
+    s: *mut f32,
+    scratch: *mut u8,
+    pack: bool,
+    kvpack: *mut f32,
+) {
+    // SAFETY: as the caller's (the tile's buffers and K rows are valid).
+    unsafe {
+        let kbase = a.k.add(kv * a.k_head);
+        if pack {
+            <B as Backend<T>>::pack(kbase, koff, nb, a.d, dp, kvpack);
+            <B as Backend<f32>>::scores(
+                nrows,
+                r0,
+                qpack.add(r0 * dp),
+                dp,
+                dp,
+                kvpack,
+                poff,
+                nb,
+                s.add(r0),
+                scratch,
+            );
+        } else {
+            <B as Backend<T>>::scores(
+                nrows,
+                r0,
+                qpack.add(r0 * dp),
+                dp,
+                a.d,
+                kbase,
+                koff,
+                nb,
+                s.add(r0),
+                scratch,
+            );
+        }
+    }
+}
+
 /// One tile against its key sequence.
 #[inline(always)]
-unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize) {
+unsafe fn tile<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArgs<T>, t: &Tile, list: usize) {
     let d = a.d;
     let dp = pad32(d);
     let g = a.h_q / a.h_kv;
     let c = scale_log2e(a.scale);
     let ws = a.workspace as *mut f32;
     let qpack = ws;
-    // SAFETY: the workspace holds TILE_ROWS * dp * 2 + TILE_ROWS * BK floats.
+    // SAFETY: the workspace holds TILE_ROWS * dp * 2 + TILE_ROWS * BK floats, then
+    // the scratch.
     let (o, s) = unsafe { (ws.add(TILE_ROWS * dp), ws.add(2 * TILE_ROWS * dp)) };
+    // Packed K or V rows of one run's block, then the backend's scratch.
+    let kvpack = unsafe { ws.add(2 * TILE_ROWS * dp + TILE_ROWS * BK) };
+    let scratch = unsafe { kvpack.add(BK * dp) } as *mut u8;
     let n = t.n;
 
     // Runs of rows sharing a KV head.
@@ -735,11 +833,17 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
     run_start[nruns] = n;
     // Prefetching pays where the tile does little arithmetic per byte of K/V (few rows
     // per KV head: decoding); with many rows the blocks are reused from cache.
-    let kvs = if n < 8 * nruns {
-        &run_kv[..nruns]
-    } else {
-        &run_kv[..0]
-    };
+    let few = n < 8 * nruns;
+    let kvs = if few { &run_kv[..nruns] } else { &run_kv[..0] };
+    // With many rows per KV head, gather each block's rows into contiguous packed f32
+    // rows once per run: K/V rows a power of two apart (the usual KV-cache layout) would
+    // otherwise fall into a few L1 sets and miss on every reuse. Same values, same order:
+    // results are unchanged.
+    let pack = <B as Backend<T>>::PACK && !few;
+    let mut poff = [0usize; BK];
+    for (j, x) in poff.iter_mut().enumerate() {
+        *x = j * dp;
+    }
 
     let mut keys = unsafe { key_iter(a, list) };
     let mut cur = Block {
@@ -770,6 +874,7 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
             core::ptr::write_bytes(o.add(r * dp), 0, dp);
         }
     }
+    unsafe { <B as Backend<T>>::prepare(n, qpack, dp, scratch) };
 
     // Position bounds per row: visible when lo <= k_pos <= hi.
     let mut lo = [0u64; TILE_ROWS];
@@ -806,35 +911,64 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
             for run in 0..nruns {
                 let (r0, r1) = (run_start[run], run_start[run + 1]);
                 unsafe {
-                    B::scores(
-                        r1 - r0,
-                        qpack.add(r0 * dp),
-                        dp,
-                        d,
-                        a.k.add(run_kv[run] * a.k_head),
-                        &koff,
-                        nb,
-                        s.add(r0),
-                    );
-                }
-            }
-            unsafe { B::softmax(n, s, &vis, nb, c, &mut m, &mut l, &mut alpha, &mut pm) };
-            for run in 0..nruns {
-                let (r0, r1) = (run_start[run], run_start[run + 1]);
-                unsafe {
-                    B::pv(
+                    scores_run::<T, B>(
+                        a,
                         r1 - r0,
                         r0,
-                        s.add(r0),
-                        alpha.as_ptr().add(r0),
-                        &pm,
-                        o.add(r0 * dp),
+                        qpack,
                         dp,
-                        d,
-                        a.v.add(run_kv[run] * a.v_head),
-                        &voff,
+                        run_kv[run],
+                        &koff,
+                        &poff,
                         nb,
-                    );
+                        s,
+                        scratch,
+                        pack,
+                        kvpack,
+                    )
+                };
+            }
+            unsafe {
+                <B as Backend<T>>::softmax(
+                    n, s, &vis, nb, c, &mut m, &mut l, &mut alpha, &mut pm, scratch,
+                )
+            };
+            for run in 0..nruns {
+                let (r0, r1) = (run_start[run], run_start[run + 1]);
+                let vbase = unsafe { a.v.add(run_kv[run] * a.v_head) };
+                unsafe {
+                    if pack {
+                        <B as Backend<T>>::pack(vbase, &voff, nb, d, dp, kvpack);
+                        <B as Backend<f32>>::pv(
+                            r1 - r0,
+                            r0,
+                            s.add(r0),
+                            alpha.as_ptr().add(r0),
+                            &pm,
+                            o.add(r0 * dp),
+                            dp,
+                            dp,
+                            kvpack,
+                            &poff,
+                            nb,
+                            scratch,
+                        );
+                    } else {
+                        <B as Backend<T>>::pv(
+                            r1 - r0,
+                            r0,
+                            s.add(r0),
+                            alpha.as_ptr().add(r0),
+                            &pm,
+                            o.add(r0 * dp),
+                            dp,
+                            d,
+                            vbase,
+                            &voff,
+                            nb,
+                            scratch,
+                        );
+                    }
                 }
             }
         }
@@ -870,19 +1004,24 @@ unsafe fn tile<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, list: usize)
             for run in 0..nruns {
                 let (r0, r1) = (run_start[run], run_start[run + 1]);
                 unsafe {
-                    B::scores(
+                    scores_run::<T, B>(
+                        a,
                         r1 - r0,
-                        qpack.add(r0 * dp),
+                        r0,
+                        qpack,
                         dp,
-                        d,
-                        a.k.add(run_kv[run] * a.k_head),
+                        run_kv[run],
                         &koff,
+                        &poff,
                         nb,
-                        s.add(r0),
-                    );
-                }
+                        s,
+                        scratch,
+                        pack,
+                        kvpack,
+                    )
+                };
             }
-            unsafe { B::probs(n, s, &vis, nb, c, &m, &inv_l) };
+            unsafe { <B as Backend<T>>::probs(n, s, &vis, nb, c, &m, &inv_l) };
             // Add the rows into the mass, in row order for every key.
             for run in 0..nruns {
                 let (r0, r1) = (run_start[run], run_start[run + 1]);
@@ -1331,6 +1470,17 @@ pub static ATTEND_BF16: &[KernelInfo<AttendFn<bf16>>] = &[
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(attend::neon::bf16_fma16_b64),
 ];
+
+/// The opt-in bf16 attention built on AVX512-BF16 dot products (`vdpbf16ps`): an
+/// avx512-level kernel that also needs the `avx512bf16` feature (check it at run time,
+/// e.g. `is_x86_feature_detected!("avx512bf16")`, before calling). Not bit-identical to
+/// [`ATTEND_BF16`]: scores are summed in pairs of dimensions in order, and on blocks
+/// where every row has a nonzero probability for every key, probabilities are rounded
+/// to bf16 for P.V (elsewhere the canonical f32 P.V runs, so masked keys still
+/// contribute nothing).
+#[cfg(target_arch = "x86_64")]
+pub static ATTEND_BF16_DPBF16: &[KernelInfo<AttendFn<bf16>>] =
+    &[crate::kernel!(attend::avx512::bf16_dpbf16_b64)];
 
 /// Every merge variant compiled for this target, scalar first.
 pub static MERGE_F32: &[KernelInfo<MergeFn>] = &[

@@ -44,8 +44,26 @@ unsafe fn at<T: Elem>(p: *const T, pos: usize, d: usize) -> f32 {
 
 impl<T: Elem> Backend<T> for Scalar {
     #[inline(always)]
+    unsafe fn pack(
+        kbase: *const T,
+        off: &[usize; BK],
+        nb: usize,
+        d: usize,
+        dp: usize,
+        dst: *mut f32,
+    ) {
+        for (j, &o) in off.iter().enumerate().take(nb) {
+            for pos in 0..dp {
+                // SAFETY: row j holds d elements; dst holds nb rows of dp floats.
+                unsafe { *dst.add(j * dp + pos) = at(kbase.add(o), pos, d) };
+            }
+        }
+    }
+
+    #[inline(always)]
     unsafe fn scores(
         nrows: usize,
+        _r0: usize,
         q: *const f32,
         dp: usize,
         d: usize,
@@ -53,6 +71,7 @@ impl<T: Elem> Backend<T> for Scalar {
         koff: &[usize; BK],
         nb: usize,
         s: *mut f32,
+        _scratch: *mut u8,
     ) {
         for r in 0..nrows {
             for (j, &off) in koff.iter().enumerate().take(nb) {
@@ -84,6 +103,7 @@ impl<T: Elem> Backend<T> for Scalar {
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
         pm: &mut [u16; BK],
+        _scratch: *mut u8,
     ) {
         pm.iter_mut().for_each(|b| *b = 0);
         for r in 0..nrows {
@@ -117,6 +137,7 @@ impl<T: Elem> Backend<T> for Scalar {
         vbase: *const T,
         voff: &[usize; BK],
         nb: usize,
+        _scratch: *mut u8,
     ) {
         for r in 0..nrows {
             // SAFETY: r < nrows rows of every buffer; V rows hold d elements.
