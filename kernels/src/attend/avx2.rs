@@ -291,33 +291,6 @@ unsafe fn lane_sum(s: *const f32, i: usize, nb: usize) -> __m256 {
 
 impl<T: L256> Backend<T> for Avx2 {
     #[inline(always)]
-    unsafe fn pack(
-        kbase: *const T,
-        off: &[usize; BK],
-        nb: usize,
-        d: usize,
-        dp: usize,
-        dst: *mut f32,
-    ) {
-        // SAFETY: row j holds d elements (partial chunks are copied); dst holds nb rows
-        // of dp floats.
-        unsafe {
-            for (j, &o) in off.iter().enumerate().take(nb) {
-                let src = kbase.add(o);
-                let row = dst.add(j * dp);
-                for ch in 0..dp / 32 {
-                    let k = d.saturating_sub(32 * ch);
-                    for h in 0..2 {
-                        let v = T::half(src.add(32 * ch), h, k);
-                        _mm256_storeu_ps(row.add(32 * ch + 16 * h), v[0]);
-                        _mm256_storeu_ps(row.add(32 * ch + 16 * h + 8), v[1]);
-                    }
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
     unsafe fn scores(
         nrows: usize,
         _r0: usize,

@@ -384,37 +384,6 @@ unsafe fn lane_sum(s: *const f32, i: usize, nb: usize) -> __m512 {
 
 impl<T: L512> Backend<T> for Avx512 {
     #[inline(always)]
-    unsafe fn pack(
-        kbase: *const T,
-        off: &[usize; BK],
-        nb: usize,
-        d: usize,
-        dp: usize,
-        dst: *mut f32,
-    ) {
-        // SAFETY: row j holds d elements (masked tails); dst holds nb rows of dp floats.
-        unsafe {
-            for (j, &o) in off.iter().enumerate().take(nb) {
-                let src = kbase.add(o);
-                let row = dst.add(j * dp);
-                for ch in 0..dp / 32 {
-                    let (x, y) = if 32 * ch + 32 <= d {
-                        (T::half(src.add(32 * ch), 0), T::half(src.add(32 * ch), 1))
-                    } else {
-                        let k = d.saturating_sub(32 * ch);
-                        (
-                            T::half_part(src.add(32 * ch), 0, k),
-                            T::half_part(src.add(32 * ch), 1, k),
-                        )
-                    };
-                    _mm512_storeu_ps(row.add(32 * ch), x);
-                    _mm512_storeu_ps(row.add(32 * ch + 16), y);
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
     unsafe fn scores(
         nrows: usize,
         _r0: usize,
@@ -430,14 +399,19 @@ impl<T: L512> Backend<T> for Avx512 {
         let mut r = 0;
         // SAFETY (all calls): rows r.. of q and columns of s exist; keys j0 + C <= BK.
         unsafe {
-            while r + 8 <= nrows {
-                let mut j = 0;
-                while j < nb {
+            // Keys outer, groups of 8 rows inner: each pair of K rows is read from memory
+            // once and reused from L1 by the next row group.
+            let r8 = nrows / 8 * 8;
+            let mut j = 0;
+            while r8 > 0 && j < nb {
+                while r + 8 <= r8 {
                     s_tile::<T, 8, 2>(q.add(r * dp), dp, d, kbase, koff, j, s.add(r));
-                    j += 2;
+                    r += 8;
                 }
-                r += 8;
+                r = 0;
+                j += 2;
             }
+            r = r8;
             if r + 4 <= nrows {
                 let mut j = 0;
                 while j < nb {
@@ -968,21 +942,6 @@ unsafe fn pv_dp_rows<const R: usize>(
 }
 
 impl Backend<bf16> for Avx512Bf16 {
-    const PACK: bool = false;
-
-    #[inline(always)]
-    unsafe fn pack(
-        kbase: *const bf16,
-        off: &[usize; BK],
-        nb: usize,
-        d: usize,
-        dp: usize,
-        dst: *mut f32,
-    ) {
-        // SAFETY: as the caller's.
-        unsafe { <Avx512 as Backend<bf16>>::pack(kbase, off, nb, d, dp, dst) }
-    }
-
     #[inline(always)]
     unsafe fn prepare(nrows: usize, q: *const f32, dp_: usize, scratch: *mut u8) {
         // Query pairs: qt[i][r] = bf16 bits of elements (2i, 2i + 1) of row r (exact:
@@ -1131,88 +1090,6 @@ impl Backend<bf16> for Avx512Bf16 {
     unsafe fn prefetch(p: *const u8) {
         // SAFETY: a prefetch never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p as *const i8) };
-    }
-}
-
-/// Never used (the driver packs rows only when `PACK`), but the driver's bound asks for
-/// the f32 phases: they are the avx512 ones.
-impl Backend<f32> for Avx512Bf16 {
-    const PACK: bool = false;
-    #[inline(always)]
-    unsafe fn pack(
-        kbase: *const f32,
-        off: &[usize; BK],
-        nb: usize,
-        d: usize,
-        dp: usize,
-        dst: *mut f32,
-    ) {
-        unsafe { <Avx512 as Backend<f32>>::pack(kbase, off, nb, d, dp, dst) }
-    }
-    #[inline(always)]
-    unsafe fn scores(
-        nrows: usize,
-        r0: usize,
-        q: *const f32,
-        dp: usize,
-        d: usize,
-        kbase: *const f32,
-        koff: &[usize; BK],
-        nb: usize,
-        s: *mut f32,
-        scratch: *mut u8,
-    ) {
-        unsafe {
-            <Avx512 as Backend<f32>>::scores(nrows, r0, q, dp, d, kbase, koff, nb, s, scratch)
-        }
-    }
-    #[inline(always)]
-    unsafe fn softmax(
-        nrows: usize,
-        s: *mut f32,
-        vis: &[u16; BK],
-        nb: usize,
-        c: f32,
-        m: &mut [f32; TILE_ROWS],
-        l: &mut [f32; TILE_ROWS],
-        alpha: &mut [f32; TILE_ROWS],
-        pm: &mut [u16; BK],
-        scratch: *mut u8,
-    ) {
-        unsafe { <Avx512 as Backend<f32>>::softmax(nrows, s, vis, nb, c, m, l, alpha, pm, scratch) }
-    }
-    #[inline(always)]
-    unsafe fn pv(
-        nrows: usize,
-        r0: usize,
-        p: *const f32,
-        alpha: *const f32,
-        pm: &[u16; BK],
-        o: *mut f32,
-        dp: usize,
-        d: usize,
-        vbase: *const f32,
-        voff: &[usize; BK],
-        nb: usize,
-        scratch: *mut u8,
-    ) {
-        unsafe {
-            <Avx512 as Backend<f32>>::pv(
-                nrows, r0, p, alpha, pm, o, dp, d, vbase, voff, nb, scratch,
-            )
-        }
-    }
-    #[inline(always)]
-    unsafe fn probs(
-        nrows: usize,
-        s: *mut f32,
-        vis: &[u16; BK],
-        nb: usize,
-        c: f32,
-        m: &[f32; TILE_ROWS],
-        inv_l: &[f32; TILE_ROWS],
-    ) {
-        unsafe { <Avx512 as Backend<f32>>::probs(nrows, s, vis, nb, c, m, inv_l) }
     }
 }
 

@@ -82,6 +82,8 @@ use half::{bf16, f16};
 pub const BK: usize = 64;
 /// Rows (query, head pairs) processed together: fixed on every tier.
 pub const TILE_ROWS: usize = 16;
+/// Tiles sharing each block of keys while it is in cache.
+pub const SUPER: usize = 4;
 
 /// The exp2 polynomial on `[-0.5, 0.5]`, highest degree first (Cephes `exp2f`).
 pub const EXP2_POLY: [f32; 7] = [
@@ -156,12 +158,15 @@ pub const fn pad32(d: usize) -> usize {
 /// overflow). The workspace must be 64-byte aligned.
 pub fn workspace_bytes(d: usize) -> Option<usize> {
     let dp = d.checked_add(31)? & !31;
-    let floats = TILE_ROWS
+    // Per tile: packed queries and accumulators (2 x TILE_ROWS x dp), scores
+    // (TILE_ROWS x BK), scratch.
+    let per_tile = TILE_ROWS
         .checked_mul(dp)?
         .checked_mul(2)?
         .checked_add(TILE_ROWS * BK)?
-        .checked_add(BK.checked_mul(dp)?)?;
-    floats.checked_mul(4)?.checked_add(scratch_bytes(dp)?)
+        .checked_mul(4)?
+        .checked_add(scratch_bytes(dp)?)?;
+    per_tile.checked_mul(SUPER)
 }
 
 /// Bytes of per-tile scratch for a padded head dimension `dp` (used by the
@@ -470,21 +475,6 @@ pub(crate) trait Backend<T: Elem> {
     /// A hint that `p` will be read soon (no effect on results).
     #[inline(always)]
     unsafe fn prefetch(_p: *const u8) {}
-
-    /// Whether the driver may gather a block's K and V rows into contiguous packed f32
-    /// rows (see [`Backend::pack`]) and run the f32 phases on them.
-    const PACK: bool = true;
-
-    /// Rows `kbase + off[j]` for `j < nb` (of `d` elements) converted exactly to f32 in
-    /// the canonical packed layout ([`canon_pos`], zeros up to `dp`) at `dst + j * dp`.
-    unsafe fn pack(
-        kbase: *const T,
-        off: &[usize; BK],
-        nb: usize,
-        d: usize,
-        dp: usize,
-        dst: *mut f32,
-    );
 }
 
 /// Walks a row's key sequence one block of up to `BK` K rows at a time.
@@ -600,6 +590,7 @@ impl KeyIter {
 }
 
 /// One tile: up to `TILE_ROWS` rows (query `qi[r]`, query head `hq[r]`).
+#[derive(Clone, Copy)]
 struct Tile {
     n: usize,
     qi: [usize; TILE_ROWS],
@@ -612,22 +603,24 @@ struct Tile {
 /// # Safety
 /// The module contract.
 #[inline(always)]
-pub(crate) unsafe fn attend<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArgs<T>) {
+pub(crate) unsafe fn attend<T: Elem, B: Backend<T>>(a: &AttendArgs<T>) {
     let g = a.h_q / a.h_kv;
     let rows_per_kv = a.n_q * g;
-    let mut t = Tile {
+    let mut group = [Tile {
         n: 0,
         qi: [0; TILE_ROWS],
         hq: [0; TILE_ROWS],
-    };
+    }; SUPER];
+    let mut ng = 0;
     match a.keys {
         KeySet::Dense | KeySet::Indices { .. } => {
             // Rows in order (kv head, query, head within the group); tiles may span
-            // KV heads.
+            // KV heads; every tile shares the key sequence.
             let total = a.h_kv * rows_per_kv;
             let mut r0 = 0;
             while r0 < total {
                 let n = core::cmp::min(TILE_ROWS, total - r0);
+                let t = &mut group[ng];
                 for r in 0..n {
                     let row = r0 + r;
                     let kv = row / rows_per_kv;
@@ -636,9 +629,13 @@ pub(crate) unsafe fn attend<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArg
                     t.hq[r] = kv * g + rem % g;
                 }
                 t.n = n;
-                // SAFETY: the contract.
-                unsafe { tile::<T, B>(a, &t, 0) };
+                ng += 1;
                 r0 += n;
+                if ng == SUPER || r0 == total {
+                    // SAFETY: the contract.
+                    unsafe { tiles::<T, B>(a, &group[..ng], 0) };
+                    ng = 0;
+                }
             }
         }
         KeySet::Blocks { q_block, per, .. } => {
@@ -661,15 +658,20 @@ pub(crate) unsafe fn attend<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArg
                         let mut r0 = 0;
                         while r0 < total {
                             let n = core::cmp::min(TILE_ROWS, total - r0);
+                            let t = &mut group[ng];
                             for r in 0..n {
                                 let row = r0 + r;
                                 t.qi[r] = q0 + row / inner_heads;
                                 t.hq[r] = kv * g + ho + row % inner_heads;
                             }
                             t.n = n;
-                            // SAFETY: the contract.
-                            unsafe { tile::<T, B>(a, &t, list) };
+                            ng += 1;
                             r0 += n;
+                            if ng == SUPER || r0 == total {
+                                // SAFETY: the contract.
+                                unsafe { tiles::<T, B>(a, &group[..ng], list) };
+                                ng = 0;
+                            }
                         }
                     }
                 }
@@ -715,7 +717,8 @@ fn visibility(lo: u64, hi: u64, kpos: &[u32; BK], kmin: u64, kmax: u64, nb: usiz
     v
 }
 
-/// Per-row state and per-block scratch of a tile.
+/// The K rows of one block of a key sequence.
+#[derive(Clone, Copy)]
 struct Block {
     kidx: [u32; BK],
     nb: usize,
@@ -724,11 +727,7 @@ struct Block {
 
 /// Prefetches the K and V rows of a block for every run of the tile (into L2).
 #[inline(always)]
-unsafe fn prefetch_block<T: Elem, B: Backend<T> + Backend<f32>>(
-    a: &AttendArgs<T>,
-    kvs: &[usize],
-    b: &Block,
-) {
+unsafe fn prefetch_block<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, kvs: &[usize], b: &Block) {
     let bytes = a.d * core::mem::size_of::<T>();
     for &kv in kvs {
         for &k in &b.kidx[..b.nb] {
@@ -740,8 +739,8 @@ unsafe fn prefetch_block<T: Elem, B: Backend<T> + Backend<f32>>(
                 let vp = a.v.add(k * a.v_tok + kv * a.v_head) as *const u8;
                 let mut o = 0;
                 while o < bytes {
-                    <B as Backend<T>>::prefetch(kp.add(o));
-                    <B as Backend<T>>::prefetch(vp.add(o));
+                    B::prefetch(kp.add(o));
+                    B::prefetch(vp.add(o));
                     o += 64;
                 }
             }
@@ -749,10 +748,10 @@ unsafe fn prefetch_block<T: Elem, B: Backend<T> + Backend<f32>>(
     }
 }
 
-/// The scores of one run of rows, from packed or in-place K rows.
+/// The scores of one run of rows.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn scores_run<T: Elem, B: Backend<T> + Backend<f32>>(
+unsafe fn scores_run<T: Elem, B: Backend<T>>(
     a: &AttendArgs<T>,
     nrows: usize,
     r0: usize,
@@ -760,108 +759,110 @@ unsafe fn scores_run<T: Elem, B: Backend<T> + Backend<f32>>(
     dp: usize,
     kv: usize,
     koff: &[usize; BK],
-    poff: &[usize; BK],
     nb: usize,
     s: *mut f32,
     scratch: *mut u8,
-    pack: bool,
-    kvpack: *mut f32,
 ) {
     // SAFETY: as the caller's (the tile's buffers and K rows are valid).
     unsafe {
         let kbase = a.k.add(kv * a.k_head);
-        if pack {
-            <B as Backend<T>>::pack(kbase, koff, nb, a.d, dp, kvpack);
-            <B as Backend<f32>>::scores(
-                nrows,
-                r0,
-                qpack.add(r0 * dp),
-                dp,
-                dp,
-                kvpack,
-                poff,
-                nb,
-                s.add(r0),
-                scratch,
-            );
-        } else {
-            <B as Backend<T>>::scores(
-                nrows,
-                r0,
-                qpack.add(r0 * dp),
-                dp,
-                a.d,
-                kbase,
-                koff,
-                nb,
-                s.add(r0),
-                scratch,
-            );
-        }
+        B::scores(
+            nrows,
+            r0,
+            qpack.add(r0 * dp),
+            dp,
+            a.d,
+            kbase,
+            koff,
+            nb,
+            s.add(r0),
+            scratch,
+        );
     }
 }
 
-/// One tile against its key sequence.
+/// One tile's state during a call: its rows, runs of rows sharing a KV head, masks,
+/// online-softmax state and workspace region.
+struct Sub {
+    t: Tile,
+    qpack: *mut f32,
+    o: *mut f32,
+    s: *mut f32,
+    scratch: *mut u8,
+    run_start: [usize; TILE_ROWS + 1],
+    run_kv: [usize; TILE_ROWS],
+    nruns: usize,
+    few: bool,
+    lo: [u64; TILE_ROWS],
+    hi: [u64; TILE_ROWS],
+    m: [f32; TILE_ROWS],
+    l: [f32; TILE_ROWS],
+    alpha: [f32; TILE_ROWS],
+    pm: [u16; BK],
+    vis: [u16; BK],
+}
+
+/// Floats of workspace per tile: packed queries, output accumulators, scores, scratch.
 #[inline(always)]
-unsafe fn tile<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArgs<T>, t: &Tile, list: usize) {
+const fn tile_floats(dp: usize) -> usize {
+    2 * TILE_ROWS * dp + TILE_ROWS * BK + (64 + BK / 2 * TILE_ROWS * 4 + 160 * dp) / 4
+}
+
+/// Sets up a tile: runs, packed queries, cleared output, positions.
+#[inline(always)]
+unsafe fn sub_init<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, ws: *mut f32) -> Sub {
     let d = a.d;
     let dp = pad32(d);
     let g = a.h_q / a.h_kv;
-    let c = scale_log2e(a.scale);
-    let ws = a.workspace as *mut f32;
-    let qpack = ws;
-    // SAFETY: the workspace holds TILE_ROWS * dp * 2 + TILE_ROWS * BK floats, then
-    // the scratch.
-    let (o, s) = unsafe { (ws.add(TILE_ROWS * dp), ws.add(2 * TILE_ROWS * dp)) };
-    // Packed K or V rows of one run's block, then the backend's scratch.
-    let kvpack = unsafe { ws.add(2 * TILE_ROWS * dp + TILE_ROWS * BK) };
-    let scratch = unsafe { kvpack.add(BK * dp) } as *mut u8;
     let n = t.n;
-
-    // Runs of rows sharing a KV head.
-    let mut run_start = [0usize; TILE_ROWS + 1];
-    let mut run_kv = [0usize; TILE_ROWS];
-    let mut nruns = 0;
+    // SAFETY: each tile owns tile_floats(dp) floats of the workspace.
+    let (qpack, o, s, scratch) = unsafe {
+        (
+            ws,
+            ws.add(TILE_ROWS * dp),
+            ws.add(2 * TILE_ROWS * dp),
+            ws.add(2 * TILE_ROWS * dp + TILE_ROWS * BK) as *mut u8,
+        )
+    };
+    let mut sub = Sub {
+        t: Tile {
+            n,
+            qi: t.qi,
+            hq: t.hq,
+        },
+        qpack,
+        o,
+        s,
+        scratch,
+        run_start: [0; TILE_ROWS + 1],
+        run_kv: [0; TILE_ROWS],
+        nruns: 0,
+        few: false,
+        lo: [0; TILE_ROWS],
+        hi: [0; TILE_ROWS],
+        m: [f32::NEG_INFINITY; TILE_ROWS],
+        l: [0.0; TILE_ROWS],
+        alpha: [1.0; TILE_ROWS],
+        pm: [0; BK],
+        vis: [0; BK],
+    };
     for r in 0..n {
         let kv = t.hq[r] / g;
-        if r == 0 || kv != run_kv[nruns - 1] {
-            run_start[nruns] = r;
-            run_kv[nruns] = kv;
-            nruns += 1;
+        if r == 0 || kv != sub.run_kv[sub.nruns - 1] {
+            sub.run_start[sub.nruns] = r;
+            sub.run_kv[sub.nruns] = kv;
+            sub.nruns += 1;
         }
     }
-    run_start[nruns] = n;
+    sub.run_start[sub.nruns] = n;
     // Prefetching pays where the tile does little arithmetic per byte of K/V (few rows
-    // per KV head: decoding); with many rows the blocks are reused from cache.
-    let few = n < 8 * nruns;
-    let kvs = if few { &run_kv[..nruns] } else { &run_kv[..0] };
-    // With many rows per KV head, gather each block's rows into contiguous packed f32
-    // rows once per run: K/V rows a power of two apart (the usual KV-cache layout) would
-    // otherwise fall into a few L1 sets and miss on every reuse. Same values, same order:
-    // results are unchanged.
-    let pack = <B as Backend<T>>::PACK && !few;
-    let mut poff = [0usize; BK];
-    for (j, x) in poff.iter_mut().enumerate() {
-        *x = j * dp;
-    }
-
-    let mut keys = unsafe { key_iter(a, list) };
-    let mut cur = Block {
-        kidx: [0; BK],
-        nb: 0,
-        contiguous: false,
-    };
-    let mut next = Block {
-        kidx: [0; BK],
-        nb: 0,
-        contiguous: false,
-    };
-    // SAFETY (whole function): indices, positions and rows are in range by the contract.
-    (cur.nb, cur.contiguous) = unsafe { keys.next(&mut cur.kidx) };
-    unsafe { prefetch_block::<T, B>(a, kvs, &cur) };
+    // per KV head: decoding); with many, the block is reused from cache by the
+    // SUPER tiles of the group.
+    sub.few = n < 8 * sub.nruns;
 
     // Pack the queries (exact conversion, canonical layout, zero padding) and clear O.
     for r in 0..n {
+        // SAFETY: row (qi, hq) of Q holds d elements; the tile's rows hold dp floats.
         unsafe {
             let src = a.q.add(t.qi[r] * a.q_tok + t.hq[r] * a.q_head);
             let dst = qpack.add(r * dp);
@@ -874,189 +875,213 @@ unsafe fn tile<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArgs<T>, t: &Til
             core::ptr::write_bytes(o.add(r * dp), 0, dp);
         }
     }
-    unsafe { <B as Backend<T>>::prepare(n, qpack, dp, scratch) };
+    // SAFETY: the packed rows and the scratch are in place.
+    unsafe { B::prepare(n, qpack, dp, scratch) };
 
     // Position bounds per row: visible when lo <= k_pos <= hi.
-    let mut lo = [0u64; TILE_ROWS];
-    let mut hi = [0u64; TILE_ROWS];
     if a.causal {
         for r in 0..n {
+            // SAFETY: qi < n_q positions.
             let qp = unsafe { *a.q_pos.add(t.qi[r]) } as u64;
-            hi[r] = qp;
-            lo[r] = if a.window > 0 {
+            sub.hi[r] = qp;
+            sub.lo[r] = if a.window > 0 {
                 (qp + 1).saturating_sub(a.window as u64)
             } else {
                 0
             };
         }
     }
+    sub
+}
 
-    let mut m = [f32::NEG_INFINITY; TILE_ROWS];
-    let mut l = [0f32; TILE_ROWS];
-    let mut alpha = [1f32; TILE_ROWS];
-    let mut pm = [0u16; BK];
-    let mut vis = [0u16; BK];
+/// One block of keys for one tile: scores, online softmax, P.V.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn sub_block<T: Elem, B: Backend<T>>(
+    a: &AttendArgs<T>,
+    sub: &mut Sub,
+    kidx: &[u32; BK],
+    nb: usize,
+    koff: &mut [usize; BK],
+    voff: &mut [usize; BK],
+) {
+    let d = a.d;
+    let dp = pad32(d);
+    let c = scale_log2e(a.scale);
+    // SAFETY (whole function): indices and rows are in range by the contract; the
+    // tile's buffers are its own.
+    if !unsafe {
+        block_setup(
+            a,
+            &sub.t,
+            &sub.lo,
+            &sub.hi,
+            kidx,
+            nb,
+            koff,
+            voff,
+            &mut sub.vis,
+        )
+    } {
+        return;
+    }
+    let (s, scratch) = (sub.s, sub.scratch);
+    for run in 0..sub.nruns {
+        let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
+        unsafe {
+            scores_run::<T, B>(
+                a,
+                r1 - r0,
+                r0,
+                sub.qpack,
+                dp,
+                sub.run_kv[run],
+                koff,
+                nb,
+                s,
+                scratch,
+            )
+        };
+    }
+    unsafe {
+        B::softmax(
+            sub.t.n,
+            s,
+            &sub.vis,
+            nb,
+            c,
+            &mut sub.m,
+            &mut sub.l,
+            &mut sub.alpha,
+            &mut sub.pm,
+            scratch,
+        )
+    };
+    for run in 0..sub.nruns {
+        let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
+        let vbase = unsafe { a.v.add(sub.run_kv[run] * a.v_head) };
+        let (pp, ap, op) = unsafe { (s.add(r0), sub.alpha.as_ptr().add(r0), sub.o.add(r0 * dp)) };
+        unsafe {
+            B::pv(
+                r1 - r0,
+                r0,
+                pp,
+                ap,
+                &sub.pm,
+                op,
+                dp,
+                d,
+                vbase,
+                voff,
+                nb,
+                scratch,
+            );
+        }
+    }
+}
+
+/// The mass pass of one tile (after its last block): every key's probability for every
+/// row, added to the mass in row order.
+#[inline(always)]
+unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, list: usize) {
+    let dp = pad32(a.d);
+    let c = scale_log2e(a.scale);
+    let n = sub.t.n;
+    let mut inv_l = [0f32; TILE_ROWS];
+    let mut live = 0u16;
+    for r in 0..n {
+        if sub.l[r] != 0.0 && sub.m[r] != f32::NEG_INFINITY {
+            live |= 1 << r;
+            inv_l[r] = 1.0 / sub.l[r];
+        }
+    }
+    let mut kidx = [0u32; BK];
     let mut koff = [0usize; BK];
     let mut voff = [0usize; BK];
-
-    while cur.nb > 0 {
-        (next.nb, next.contiguous) = unsafe { keys.next(&mut next.kidx) };
-        unsafe { prefetch_block::<T, B>(a, kvs, &next) };
-        let nb = cur.nb;
-        if unsafe {
+    let s = sub.s;
+    // SAFETY (whole function): as sub_block's; mass holds n_k floats per array.
+    let mut keys = unsafe { key_iter(a, list) };
+    loop {
+        let (nb, contiguous) = unsafe { keys.next(&mut kidx) };
+        if nb == 0 {
+            break;
+        }
+        if !unsafe {
             block_setup(
-                a, t, &lo, &hi, &cur.kidx, nb, &mut koff, &mut voff, &mut vis,
+                a,
+                &sub.t,
+                &sub.lo,
+                &sub.hi,
+                &kidx,
+                nb,
+                &mut koff,
+                &mut voff,
+                &mut sub.vis,
             )
         } {
-            for run in 0..nruns {
-                let (r0, r1) = (run_start[run], run_start[run + 1]);
-                unsafe {
-                    scores_run::<T, B>(
-                        a,
-                        r1 - r0,
-                        r0,
-                        qpack,
-                        dp,
-                        run_kv[run],
-                        &koff,
-                        &poff,
-                        nb,
-                        s,
-                        scratch,
-                        pack,
-                        kvpack,
-                    )
-                };
-            }
+            continue;
+        }
+        for v in sub.vis.iter_mut() {
+            *v &= live;
+        }
+        for run in 0..sub.nruns {
+            let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
             unsafe {
-                <B as Backend<T>>::softmax(
-                    n, s, &vis, nb, c, &mut m, &mut l, &mut alpha, &mut pm, scratch,
+                scores_run::<T, B>(
+                    a,
+                    r1 - r0,
+                    r0,
+                    sub.qpack,
+                    dp,
+                    sub.run_kv[run],
+                    &koff,
+                    nb,
+                    s,
+                    sub.scratch,
                 )
             };
-            for run in 0..nruns {
-                let (r0, r1) = (run_start[run], run_start[run + 1]);
-                let vbase = unsafe { a.v.add(run_kv[run] * a.v_head) };
-                unsafe {
-                    if pack {
-                        <B as Backend<T>>::pack(vbase, &voff, nb, d, dp, kvpack);
-                        <B as Backend<f32>>::pv(
-                            r1 - r0,
-                            r0,
-                            s.add(r0),
-                            alpha.as_ptr().add(r0),
-                            &pm,
-                            o.add(r0 * dp),
-                            dp,
-                            dp,
-                            kvpack,
-                            &poff,
-                            nb,
-                            scratch,
-                        );
-                    } else {
-                        <B as Backend<T>>::pv(
-                            r1 - r0,
-                            r0,
-                            s.add(r0),
-                            alpha.as_ptr().add(r0),
-                            &pm,
-                            o.add(r0 * dp),
-                            dp,
-                            d,
-                            vbase,
-                            &voff,
-                            nb,
-                            scratch,
-                        );
-                    }
-                }
-            }
         }
-        core::mem::swap(&mut cur, &mut next);
-    }
-
-    if !a.mass.is_null() {
-        let mut inv_l = [0f32; TILE_ROWS];
-        let mut live = 0u16;
-        for r in 0..n {
-            if l[r] != 0.0 && m[r] != f32::NEG_INFINITY {
-                live |= 1 << r;
-                inv_l[r] = 1.0 / l[r];
-            }
-        }
-        let mut keys = unsafe { key_iter(a, list) };
-        loop {
-            (cur.nb, cur.contiguous) = unsafe { keys.next(&mut cur.kidx) };
-            let nb = cur.nb;
-            if nb == 0 {
-                break;
-            }
-            if !unsafe {
-                block_setup(
-                    a, t, &lo, &hi, &cur.kidx, nb, &mut koff, &mut voff, &mut vis,
-                )
-            } {
-                continue;
-            }
-            for v in vis.iter_mut() {
-                *v &= live;
-            }
-            for run in 0..nruns {
-                let (r0, r1) = (run_start[run], run_start[run + 1]);
-                unsafe {
-                    scores_run::<T, B>(
-                        a,
-                        r1 - r0,
-                        r0,
-                        qpack,
-                        dp,
-                        run_kv[run],
-                        &koff,
-                        &poff,
-                        nb,
-                        s,
-                        scratch,
-                        pack,
-                        kvpack,
-                    )
+        unsafe { B::probs(n, s, &sub.vis, nb, c, &sub.m, &inv_l) };
+        for run in 0..sub.nruns {
+            let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
+            let mass = unsafe { a.mass.add(sub.run_kv[run] * a.mass_head) };
+            for (j, &kj) in kidx.iter().enumerate().take(nb) {
+                let k = if contiguous {
+                    kidx[0] as usize + j
+                } else {
+                    kj as usize
                 };
-            }
-            unsafe { <B as Backend<T>>::probs(n, s, &vis, nb, c, &m, &inv_l) };
-            // Add the rows into the mass, in row order for every key.
-            for run in 0..nruns {
-                let (r0, r1) = (run_start[run], run_start[run + 1]);
-                let mass = unsafe { a.mass.add(run_kv[run] * a.mass_head) };
-                for j in 0..nb {
-                    let k = if cur.contiguous {
-                        cur.kidx[0] as usize + j
-                    } else {
-                        cur.kidx[j] as usize
-                    };
-                    unsafe {
-                        let mut acc = *mass.add(k);
-                        for r in r0..r1 {
-                            acc += *s.add(j * TILE_ROWS + r);
-                        }
-                        *mass.add(k) = acc;
+                unsafe {
+                    let mut acc = *mass.add(k);
+                    for r in r0..r1 {
+                        acc += *s.add(j * TILE_ROWS + r);
                     }
+                    *mass.add(k) = acc;
                 }
             }
         }
     }
+}
 
-    // Normalize and store.
+/// Normalizes and stores a tile's rows (and log-sum-exps).
+#[inline(always)]
+unsafe fn sub_finish<T: Elem>(a: &AttendArgs<T>, sub: &Sub) {
+    let d = a.d;
+    let dp = pad32(d);
     let esz = a.out_type.size();
-    for r in 0..n {
-        let (i, h) = (t.qi[r], t.hq[r]);
-        let empty = l[r] == 0.0;
+    for r in 0..sub.t.n {
+        let (i, h) = (sub.t.qi[r], sub.t.hq[r]);
+        let (m, l) = (sub.m[r], sub.l[r]);
+        let empty = l == 0.0;
+        // SAFETY: output row (i, h) holds d elements; lse (i, h) is in range.
         unsafe {
             let dst = a.out.add((i * a.o_tok + h * a.o_head) * esz);
-            let orow = o.add(r * dp);
+            let orow = sub.o.add(r * dp);
             for e in 0..d {
                 let x = if empty {
                     0.0
                 } else {
-                    *orow.add(canon_pos::<T>(e)) / l[r]
+                    *orow.add(canon_pos::<T>(e)) / l
                 };
                 store_out(dst, a.out_type, e, x);
             }
@@ -1064,10 +1089,66 @@ unsafe fn tile<T: Elem, B: Backend<T> + Backend<f32>>(a: &AttendArgs<T>, t: &Til
                 *a.lse.add(i * a.lse_tok + h) = if empty {
                     f32::NEG_INFINITY
                 } else {
-                    lse_of(m[r], l[r])
+                    lse_of(m, l)
                 };
             }
         }
+    }
+}
+
+/// Up to [`SUPER`] tiles against their common key sequence: every block of keys is
+/// loaded once (into cache) for all of them. Per-row arithmetic does not depend on how
+/// tiles are grouped.
+#[inline(always)]
+unsafe fn tiles<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, ts: &[Tile], list: usize) {
+    let dp = pad32(a.d);
+    let ws = a.workspace as *mut f32;
+    let mut subs: [core::mem::MaybeUninit<Sub>; SUPER] =
+        [const { core::mem::MaybeUninit::uninit() }; SUPER];
+    for (i, t) in ts.iter().enumerate() {
+        subs[i].write(unsafe { sub_init::<T, B>(a, t, ws.add(i * tile_floats(dp))) });
+    }
+    // SAFETY: the first ts.len() entries were written just above.
+    let subs = unsafe { core::slice::from_raw_parts_mut(subs.as_mut_ptr() as *mut Sub, ts.len()) };
+    // KV heads to prefetch: those of tiles with few rows per head.
+    let mut kvs = [0usize; SUPER * TILE_ROWS];
+    let mut nkv = 0;
+    for sub in subs.iter() {
+        if sub.few {
+            for &kv in &sub.run_kv[..sub.nruns] {
+                if nkv == 0 || kvs[nkv - 1] != kv {
+                    kvs[nkv] = kv;
+                    nkv += 1;
+                }
+            }
+        }
+    }
+    let kvs = &kvs[..nkv];
+    let mut koff = [0usize; BK];
+    let mut voff = [0usize; BK];
+    let empty = Block {
+        kidx: [0; BK],
+        nb: 0,
+        contiguous: false,
+    };
+    let (mut cur, mut next) = (empty, Block { ..empty });
+    // SAFETY (below): indices, positions and rows are in range by the contract.
+    let mut keys = unsafe { key_iter(a, list) };
+    (cur.nb, cur.contiguous) = unsafe { keys.next(&mut cur.kidx) };
+    unsafe { prefetch_block::<T, B>(a, kvs, &cur) };
+    while cur.nb > 0 {
+        (next.nb, next.contiguous) = unsafe { keys.next(&mut next.kidx) };
+        unsafe { prefetch_block::<T, B>(a, kvs, &next) };
+        for sub in subs.iter_mut() {
+            unsafe { sub_block::<T, B>(a, sub, &cur.kidx, cur.nb, &mut koff, &mut voff) };
+        }
+        core::mem::swap(&mut cur, &mut next);
+    }
+    for sub in subs.iter_mut() {
+        if !a.mass.is_null() {
+            unsafe { sub_mass::<T, B>(a, sub, list) };
+        }
+        unsafe { sub_finish(a, sub) };
     }
 }
 

@@ -300,34 +300,6 @@ unsafe fn lane_sum(s: *const f32, i: usize, nb: usize) -> float32x4_t {
 
 impl<T: LNeon> Backend<T> for Neon {
     #[inline(always)]
-    unsafe fn pack(
-        kbase: *const T,
-        off: &[usize; BK],
-        nb: usize,
-        d: usize,
-        dp: usize,
-        dst: *mut f32,
-    ) {
-        // SAFETY: row j holds d elements (partial chunks are copied); dst holds nb rows
-        // of dp floats.
-        unsafe {
-            for (j, &o) in off.iter().enumerate().take(nb) {
-                let src = kbase.add(o);
-                let row = dst.add(j * dp);
-                for ch in 0..dp / 32 {
-                    let k = d.saturating_sub(32 * ch);
-                    for h in 0..2 {
-                        let v = T::half(src.add(32 * ch), h, k);
-                        for (i, x) in v.iter().enumerate() {
-                            vst1q_f32(row.add(32 * ch + 16 * h + 4 * i), *x);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
     unsafe fn scores(
         nrows: usize,
         _r0: usize,

@@ -44,23 +44,6 @@ unsafe fn at<T: Elem>(p: *const T, pos: usize, d: usize) -> f32 {
 
 impl<T: Elem> Backend<T> for Scalar {
     #[inline(always)]
-    unsafe fn pack(
-        kbase: *const T,
-        off: &[usize; BK],
-        nb: usize,
-        d: usize,
-        dp: usize,
-        dst: *mut f32,
-    ) {
-        for (j, &o) in off.iter().enumerate().take(nb) {
-            for pos in 0..dp {
-                // SAFETY: row j holds d elements; dst holds nb rows of dp floats.
-                unsafe { *dst.add(j * dp + pos) = at(kbase.add(o), pos, d) };
-            }
-        }
-    }
-
-    #[inline(always)]
     unsafe fn scores(
         nrows: usize,
         _r0: usize,
