@@ -926,8 +926,20 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
         return;
     }
     let (s, scratch) = (sub.s, sub.scratch);
+    // Per run, the keys past the last one any of its rows sees (the causal diagonal)
+    // are neither scored nor summed: their scores are masked and their probabilities
+    // are zero, so skipping them changes nothing.
+    let mut nb_run = [0usize; TILE_ROWS];
     for run in 0..sub.nruns {
         let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
+        let rows = (((1u32 << (r1 - r0)) - 1) << r0) as u16;
+        nb_run[run] = sub.vis[..nb]
+            .iter()
+            .rposition(|&v| v & rows != 0)
+            .map_or(0, |j| j + 1);
+        if nb_run[run] == 0 {
+            continue;
+        }
         unsafe {
             scores_run::<T, B>(
                 a,
@@ -937,7 +949,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
                 dp,
                 sub.run_kv[run],
                 koff,
-                nb,
+                nb_run[run],
                 s,
                 scratch,
             )
@@ -958,6 +970,9 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
         )
     };
     for run in 0..sub.nruns {
+        if nb_run[run] == 0 {
+            continue;
+        }
         let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
         let vbase = unsafe { a.v.add(sub.run_kv[run] * a.v_head) };
         let (pp, ap, op) = unsafe { (s.add(r0), sub.alpha.as_ptr().add(r0), sub.o.add(r0 * dp)) };
@@ -973,7 +988,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
                 d,
                 vbase,
                 voff,
-                nb,
+                nb_run[run],
                 scratch,
             );
         }
