@@ -3,6 +3,9 @@
 
 use tokenroute_kernels::attend::{self, AttendFn, BoundFn, MergeFn, SummaryFn};
 use tokenroute_kernels::score::{self, ScoreFn};
+use tokenroute_kernels::select::{
+    self, CountNonzeroFn, IndicesToMaskFn, MaskToIndicesFn, ThresholdFn, TopkFn,
+};
 use tokenroute_kernels::sigmoid::{self, SigmoidF32};
 use tokenroute_kernels::Isa;
 
@@ -17,6 +20,11 @@ pub struct Kernels {
     pub(crate) score_f32: ScoreFn<f32>,
     pub(crate) score_f16: ScoreFn<f16>,
     pub(crate) score_bf16: ScoreFn<bf16>,
+    pub(crate) select_threshold_f32: ThresholdFn,
+    pub(crate) select_topk_f32: TopkFn,
+    pub(crate) select_mask_to_indices: MaskToIndicesFn,
+    pub(crate) select_indices_to_mask: IndicesToMaskFn,
+    pub(crate) select_count_nonzero_u8: CountNonzeroFn,
     pub(crate) attend_f32: AttendFn<f32>,
     pub(crate) attend_f16: AttendFn<f16>,
     pub(crate) attend_bf16: AttendFn<bf16>,
@@ -31,10 +39,15 @@ pub struct Kernels {
 
 static SCALAR: Kernels = Kernels {
     isa: Isa::Scalar,
-    sigmoid_f32: sigmoid::scalar::f32_rr_p9_div_u1,
+    sigmoid_f32: sigmoid::scalar::f32_rr2_lut8_p4_div_u1,
     score_f32: score::scalar::f32_fma16_u1,
     score_f16: score::scalar::f16_fma16_u1,
     score_bf16: score::scalar::bf16_fma16_u1,
+    select_threshold_f32: select::scalar::f32_threshold_u4,
+    select_topk_f32: select::scalar::f32_topk_band_u4,
+    select_mask_to_indices: select::scalar::u8_mask_to_indices_u1,
+    select_indices_to_mask: select::scalar::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::scalar::u8_count_nonzero_u1,
     attend_f32: attend::scalar::f32_fma16_b64,
     attend_f16: attend::scalar::f16_fma16_b64,
     attend_bf16: attend::scalar::bf16_fma16_b64,
@@ -50,10 +63,15 @@ static SCALAR: Kernels = Kernels {
 #[cfg(target_arch = "x86_64")]
 static AVX2: Kernels = Kernels {
     isa: Isa::Avx2,
-    sigmoid_f32: sigmoid::avx2::f32_rr_p9_div_u8,
+    sigmoid_f32: sigmoid::avx2::f32_rr2_lut8_p4_div_u16,
     score_f32: score::avx2::f32_fma16_r4e2,
     score_f16: score::avx2::f16_fma16_r4e2,
     score_bf16: score::avx2::bf16_fma16_r4e2,
+    select_threshold_f32: select::avx2::f32_threshold_lut_u32,
+    select_topk_f32: select::avx2::f32_topk_band_lut_u32,
+    select_mask_to_indices: select::avx2::u8_mask_to_indices_lut_u8,
+    select_indices_to_mask: select::avx2::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::avx2::u8_count_nonzero_u8,
     attend_f32: attend::avx2::f32_fma16_b64,
     attend_f16: attend::avx2::f16_fma16_b64,
     attend_bf16: attend::avx2::bf16_fma16_b64,
@@ -69,10 +87,15 @@ static AVX2: Kernels = Kernels {
 #[cfg(target_arch = "x86_64")]
 static AVX512: Kernels = Kernels {
     isa: Isa::Avx512,
-    sigmoid_f32: sigmoid::avx512::f32_rr_p9_div_u16,
-    score_f32: score::avx512::f32_fma16_r4e4,
-    score_f16: score::avx512::f16_fma16_r4e4,
-    score_bf16: score::avx512::bf16_fma16_r4e4,
+    sigmoid_f32: sigmoid::avx512::f32_rr2_lut8_p4_div_u64,
+    score_f32: score::avx512::f32_fma16_r4e4_r2e8,
+    score_f16: score::avx512::f16_fma16_sized,
+    score_bf16: score::avx512::bf16_fma16_sized,
+    select_threshold_f32: select::avx512::f32_threshold_vcompress_u64,
+    select_topk_f32: select::avx512::f32_topk_band_vcompress_u64,
+    select_mask_to_indices: select::avx512::u8_mask_to_indices_vcompress_u16,
+    select_indices_to_mask: select::avx512::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::avx512::u8_count_nonzero_u16,
     attend_f32: attend::avx512::f32_fma16_b64,
     attend_f16: attend::avx512::f16_fma16_b64,
     attend_bf16: attend::avx512::bf16_fma16_b64,
@@ -88,10 +111,15 @@ static AVX512: Kernels = Kernels {
 #[cfg(target_arch = "aarch64")]
 static NEON: Kernels = Kernels {
     isa: Isa::Neon,
-    sigmoid_f32: sigmoid::neon::f32_rr_p9_div_u4,
+    sigmoid_f32: sigmoid::neon::f32_rr2_lut8_p4_div_u8,
     score_f32: score::neon::f32_fma16_r4e2,
     score_f16: score::neon::f16_fma16_r4e2,
     score_bf16: score::neon::bf16_fma16_r4e2,
+    select_threshold_f32: select::neon::f32_threshold_tbl_u16,
+    select_topk_f32: select::neon::f32_topk_band_tbl_u16,
+    select_mask_to_indices: select::neon::u8_mask_to_indices_tbl_u4,
+    select_indices_to_mask: select::neon::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::neon::u8_count_nonzero_u4,
     attend_f32: attend::neon::f32_fma16_b64,
     attend_f16: attend::neon::f16_fma16_b64,
     attend_bf16: attend::neon::bf16_fma16_b64,

@@ -29,6 +29,10 @@ pub use ops::attend::{
     AttendOptions, Heads, HeadsMut, KeySubset, ListsPer, OutElement,
 };
 pub use ops::score::{score, sigmoid_f32, sigmoid_f32_in_place, Activation};
+pub use ops::select::{
+    indices_to_mask, mask_to_indices, threshold_f32, topk_f32, topk_workspace_len, Order, RowSpec,
+    Tau, ThresholdOut, TopK, TopkOut,
+};
 pub use ops::{DType, Element, Matrix, MatrixMut};
 pub use tokenroute_kernels::Isa;
 

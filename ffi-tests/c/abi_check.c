@@ -40,6 +40,33 @@ _Static_assert(offsetof(tkr_attention_keys, kind) == sizeof(size_t), "keys layou
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, indices) == 16, "keys layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, n_block_ids) == 64, "keys layout");
 _Static_assert(TKR_ABI_VERSION == 1, "abi version");
+_Static_assert(TKR_TOPK_ORDER_SCORE == 1 && TKR_TOPK_CAPACITY == 2, "top-k flags");
+
+#include <stddef.h>
+#if UINTPTR_MAX == UINT64_MAX
+/* The option structs on 64-bit targets: no implicit padding anywhere. */
+_Static_assert(sizeof(tkr_topk_options) == 88, "tkr_topk_options size");
+_Static_assert(offsetof(tkr_topk_options, struct_size) == 0 && offsetof(tkr_topk_options, flags) == 8 &&
+                   offsetof(tkr_topk_options, reserved) == 12 && offsetof(tkr_topk_options, keep_first) == 16 &&
+                   offsetof(tkr_topk_options, keep_last) == 24 && offsetof(tkr_topk_options, keep_mask) == 32 &&
+                   offsetof(tkr_topk_options, keep_mask_row_stride) == 40 &&
+                   offsetof(tkr_topk_options, valid_lens) == 48 && offsetof(tkr_topk_options, row_k) == 56 &&
+                   offsetof(tkr_topk_options, capacity) == 64 && offsetof(tkr_topk_options, out_scores) == 72 &&
+                   offsetof(tkr_topk_options, out_scores_row_stride) == 80,
+               "tkr_topk_options layout");
+_Static_assert(sizeof(tkr_threshold_options) == 80, "tkr_threshold_options size");
+_Static_assert(offsetof(tkr_threshold_options, struct_size) == 0 && offsetof(tkr_threshold_options, flags) == 8 &&
+                   offsetof(tkr_threshold_options, reserved) == 12 &&
+                   offsetof(tkr_threshold_options, keep_first) == 16 &&
+                   offsetof(tkr_threshold_options, keep_last) == 24 &&
+                   offsetof(tkr_threshold_options, keep_mask) == 32 &&
+                   offsetof(tkr_threshold_options, keep_mask_row_stride) == 40 &&
+                   offsetof(tkr_threshold_options, valid_lens) == 48 &&
+                   offsetof(tkr_threshold_options, row_tau) == 56 &&
+                   offsetof(tkr_threshold_options, out_mask) == 64 &&
+                   offsetof(tkr_threshold_options, out_mask_row_stride) == 72,
+               "tkr_threshold_options layout");
+#endif
 
 int main(void) {
     check_expected_isa();

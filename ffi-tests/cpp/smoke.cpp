@@ -20,7 +20,7 @@ int main() {
     CHECK_STATUS(tkr_sigmoid_f32(x.data(), y.data(), x.size()), TKR_STATUS_OK);
     for (size_t i = 0; i < x.size(); i++) {
         double want = 1.0 / (1.0 + std::exp(-static_cast<double>(x[i])));
-        CHECK(std::fabs(y[i] - want) <= 1.2e-7 * want);
+        CHECK(std::fabs(y[i] - want) <= 3e-7 * want);
     }
 
     // One router over 64 tokens of d = 100, with a bias, into a strided output.

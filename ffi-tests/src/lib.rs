@@ -102,7 +102,14 @@ pub fn build_program(source: &str, cpp: bool, std: &str, link: Link, extra: &[&s
     let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
     let exe = out_dir.join(format!("{stem}-{std}-{link:?}").replace('+', "x"));
     let mut cmd = compiler(cpp, std);
-    cmd.args(extra).arg(&src).arg("-o").arg(&exe);
+    // Tests that build the same program run in parallel: link to a private name, then
+    // rename over the shared one (atomic; a copy already running keeps its file).
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let tmp = exe.with_extension(format!(
+        "tmp{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    cmd.args(extra).arg(&src).arg("-o").arg(&tmp);
     match link {
         Link::Shared => {
             cmd.arg(lib.join("libtokenroute.so"));
@@ -123,6 +130,7 @@ pub fn build_program(source: &str, cpp: bool, std: &str, link: Link, extra: &[&s
         cmd,
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::rename(&tmp, &exe).expect("renaming the built test program");
     exe
 }
 

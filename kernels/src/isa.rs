@@ -9,7 +9,7 @@
 pub enum Isa {
     /// Portable Rust, always available; the reference every other tier must match.
     Scalar = 1,
-    /// x86-64-v3: AVX, AVX2, FMA, BMI1, BMI2, F16C, LZCNT, MOVBE.
+    /// x86-64-v3: AVX, AVX2, FMA, BMI1, BMI2, F16C, LZCNT, MOVBE (and POPCNT, from v2).
     Avx2 = 2,
     /// x86-64-v4: the avx2 tier plus AVX-512 F, BW, CD, DQ, VL.
     Avx512 = 3,
@@ -18,10 +18,10 @@ pub enum Isa {
 }
 
 /// The `target_feature` string of the avx2 tier (x86-64-v3).
-pub const TIER_AVX2: &str = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe";
+pub const TIER_AVX2: &str = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt";
 /// The `target_feature` string of the avx512 tier (x86-64-v4).
 pub const TIER_AVX512: &str =
-    "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl";
+    "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl";
 /// The `target_feature` string of the neon tier.
 pub const TIER_NEON: &str = "neon";
 
@@ -93,6 +93,7 @@ impl Isa {
                     && d!("f16c")
                     && d!("lzcnt")
                     && d!("movbe")
+                    && d!("popcnt")
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {

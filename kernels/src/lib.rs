@@ -17,6 +17,7 @@ pub mod attend;
 pub mod isa;
 pub mod registry;
 pub mod score;
+pub mod select;
 pub mod sigmoid;
 
 pub use isa::Isa;

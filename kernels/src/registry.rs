@@ -12,7 +12,7 @@ use core::fmt;
 pub struct KernelInfo<F> {
     /// Family module name, e.g. `sigmoid`.
     pub family: &'static str,
-    /// Function name inside `<family>::<isa>`, e.g. `f32_rr_p9_div_u16`.
+    /// Function name inside `<family>::<isa>`, e.g. `f32_rr2_lut8_p4_div_u64`.
     pub name: &'static str,
     /// The tier whose features the function is compiled for.
     pub isa: Isa,
@@ -20,7 +20,7 @@ pub struct KernelInfo<F> {
 }
 
 impl<F> KernelInfo<F> {
-    /// The registry id, e.g. `f32_sigmoid__avx512_rr_p9_div_u16`.
+    /// The registry id, e.g. `f32_sigmoid__avx512_rr2_lut8_p4_div_u64`.
     pub fn id(&self) -> KernelId<'_> {
         KernelId {
             family: self.family,
@@ -50,8 +50,8 @@ impl fmt::Display for KernelId<'_> {
     }
 }
 
-/// `kernel!(sigmoid::avx512::f32_rr_p9_div_u16)` builds the [`KernelInfo`] of that
-/// function: family `sigmoid`, tier `Isa::Avx512`, name `f32_rr_p9_div_u16`.
+/// `kernel!(sigmoid::avx512::f32_rr2_lut8_p4_div_u64)` builds the [`KernelInfo`] of that
+/// function: family `sigmoid`, tier `Isa::Avx512`, name `f32_rr2_lut8_p4_div_u64`.
 #[macro_export]
 macro_rules! kernel {
     ($family:ident :: $isa:ident :: $name:ident) => {

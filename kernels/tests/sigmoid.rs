@@ -25,7 +25,7 @@ fn check_against_oracle(id: &str, x: &[f32], y: &[f32]) {
     for (i, (&xi, &yi)) in x.iter().zip(y).enumerate() {
         let want = oracle(xi);
         assert!(
-            ulp_diff(yi, want) <= 1,
+            ulp_diff(yi, want) <= 2,
             "{id}: x[{i}] = {xi:e} ({:#010x}): got {yi:e}, oracle {want:e}",
             xi.to_bits()
         );
@@ -53,9 +53,21 @@ fn specials() {
         assert_eq!(y[2], 0.5);
         assert_eq!(y[3], 0.5);
         assert!(y[4].is_nan() && y[5].is_nan());
-        // A signalling NaN comes back quieted, payload kept.
-        let y = run(k.f, &[f32::from_bits(0x7f80_0001)]);
-        assert_eq!(y[0].to_bits(), 0x7fc0_0001, "{}", k.id());
+        // Signalling NaNs and NaNs of either sign come back as quiet NaNs.
+        let y = run(
+            k.f,
+            &[
+                f32::from_bits(0x7f80_0001),
+                f32::from_bits(0xff80_0001),
+                f32::from_bits(0xffc0_0000),
+            ],
+        );
+        assert!(
+            y.iter()
+                .all(|v| v.is_nan() && v.to_bits() & 0x0040_0000 != 0),
+            "{}: {y:?}",
+            k.id()
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use tokenroute_kernels::Isa;
 pub const TKR_ISA_AUTO: u32 = 0;
 /// Portable code; always available.
 pub const TKR_ISA_SCALAR: u32 = 1;
-/// x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE.
+/// x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE, POPCNT.
 pub const TKR_ISA_AVX2: u32 = 2;
 /// x86-64-v4: the AVX2 level plus AVX-512 F, BW, CD, DQ, VL.
 pub const TKR_ISA_AVX512: u32 = 3;

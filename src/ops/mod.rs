@@ -3,6 +3,7 @@
 
 pub mod attend;
 pub mod score;
+pub mod select;
 
 use crate::error::{ensure, Result};
 use half::{bf16, f16};

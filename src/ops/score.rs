@@ -8,7 +8,7 @@ use tokenroute_kernels::score::ScoreArgs;
 pub use tokenroute_kernels::score::Activation;
 
 impl Kernels {
-    /// `y[i] = sigmoid(x[i])`, at most 1 ulp from the correctly rounded result,
+    /// `y[i] = sigmoid(x[i])`, at most 2 ulp from the correctly rounded result,
     /// bit-identical on every level. `x` and `y` must have the same length.
     pub fn sigmoid_f32(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         ensure!(

@@ -2,7 +2,7 @@
 //! pair of ymm registers (lanes 0..8 and 8..16). Blocks of 4 rows x 1 router when
 //! there is one router, 2 rows x 2 routers otherwise (16 ymm registers in all).
 
-use super::{drive, finish, ScoreArgs};
+use super::{activate, drive, logit, ScoreArgs};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
 
@@ -120,7 +120,7 @@ unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i:
         }
         for r in 0..R {
             for e in 0..EB {
-                let s = finish(reduce(acc[r][e]), a.bias, e0 + e, a.act);
+                let s = logit(reduce(acc[r][e]), a.bias, e0 + e);
                 *a.out.add((i + r) * a.out_stride + e0 + e) = s;
             }
         }
@@ -147,23 +147,25 @@ unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
             }
         });
     }
+    // SAFETY: every logit was written above; this tier's sigmoid runs here.
+    unsafe { activate(a, crate::sigmoid::avx2::f32_rr2_lut8_p4_div_u16) };
 }
 
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f32_fma16_r4e2(a: &ScoreArgs<f32>) {
     unsafe { run(a) }
 }
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn f16_fma16_r4e2(a: &ScoreArgs<f16>) {
     unsafe { run(a) }
 }
 /// # Safety
 /// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe")]
+#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
 pub unsafe fn bf16_fma16_r4e2(a: &ScoreArgs<bf16>) {
     unsafe { run(a) }
 }

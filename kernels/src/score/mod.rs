@@ -67,7 +67,9 @@ pub static SCORE_F32: &[KernelInfo<ScoreFn<f32>>] = &[
     #[cfg(target_arch = "x86_64")]
     crate::kernel!(score::avx2::f32_fma16_r4e2),
     #[cfg(target_arch = "x86_64")]
-    crate::kernel!(score::avx512::f32_fma16_r4e4),
+    crate::kernel!(score::avx512::f32_fma16_r4e4_r2e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::f32_fma16_r1e8),
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(score::neon::f32_fma16_r4e2),
 ];
@@ -78,7 +80,11 @@ pub static SCORE_F16: &[KernelInfo<ScoreFn<f16>>] = &[
     #[cfg(target_arch = "x86_64")]
     crate::kernel!(score::avx2::f16_fma16_r4e2),
     #[cfg(target_arch = "x86_64")]
-    crate::kernel!(score::avx512::f16_fma16_r4e4),
+    crate::kernel!(score::avx512::f16_fma16_r4e4_r2e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::f16_fma16_r1e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::f16_fma16_sized),
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(score::neon::f16_fma16_r4e2),
 ];
@@ -89,7 +95,11 @@ pub static SCORE_BF16: &[KernelInfo<ScoreFn<bf16>>] = &[
     #[cfg(target_arch = "x86_64")]
     crate::kernel!(score::avx2::bf16_fma16_r4e2),
     #[cfg(target_arch = "x86_64")]
-    crate::kernel!(score::avx512::bf16_fma16_r4e4),
+    crate::kernel!(score::avx512::bf16_fma16_r4e4_r2e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::bf16_fma16_r1e8),
+    #[cfg(target_arch = "x86_64")]
+    crate::kernel!(score::avx512::bf16_fma16_sized),
     #[cfg(target_arch = "aarch64")]
     crate::kernel!(score::neon::bf16_fma16_r4e2),
 ];
@@ -106,9 +116,10 @@ pub fn reduce16(a: &[f32; 16]) -> f32 {
     s2[0] + s2[1]
 }
 
-/// Bias and activation, shared by every tier.
+/// `dot + bias[e]` with NaN made canonical: the logit every tier writes before the
+/// activation pass.
 #[inline(always)]
-pub fn finish(dot: f32, bias: *const f32, e: usize, act: Activation) -> f32 {
+pub fn logit(dot: f32, bias: *const f32, e: usize) -> f32 {
     let s = if bias.is_null() {
         dot
     } else {
@@ -118,11 +129,39 @@ pub fn finish(dot: f32, bias: *const f32, e: usize, act: Activation) -> f32 {
     if s.is_nan() {
         // One NaN for every tier: which operand's payload a NaN sum carries differs
         // between instruction sets.
-        return f32::NAN;
+        f32::NAN
+    } else {
+        s
     }
-    match act {
-        Activation::None => s,
-        Activation::Sigmoid => crate::sigmoid::scalar::sigmoid_f32(s),
+}
+
+/// The activation pass over the written logits, with the tier's elementwise sigmoid
+/// (bit-identical on every tier); NaN stays the canonical quiet NaN.
+///
+/// # Safety
+/// `a.out` holds `a.n` rows of `a.e` written logits, `a.out_stride` apart; `sigmoid`
+/// can run on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn activate<T>(a: &ScoreArgs<T>, sigmoid: crate::sigmoid::SigmoidF32) {
+    if a.act != Activation::Sigmoid || a.n == 0 {
+        return;
+    }
+    // SAFETY (every call): rows are within the output; in place is allowed.
+    if a.out_stride == a.e {
+        unsafe { sigmoid(a.out, a.out, a.n * a.e) };
+    } else {
+        for i in 0..a.n {
+            let row = unsafe { a.out.add(i * a.out_stride) };
+            unsafe { sigmoid(row, row, a.e) };
+        }
+    }
+    for i in 0..a.n {
+        for e in 0..a.e {
+            let v = unsafe { &mut *a.out.add(i * a.out_stride + e) };
+            if v.is_nan() {
+                *v = f32::NAN;
+            }
+        }
     }
 }
 

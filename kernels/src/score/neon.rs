@@ -1,7 +1,7 @@
 //! NEON scoring: the 16 canonical lanes of each (row, router) accumulator live in four
 //! q registers. Blocks of 4 rows x 1 router when there is one router, 2 x 2 otherwise.
 
-use super::{drive, finish, ScoreArgs};
+use super::{activate, drive, logit, ScoreArgs};
 use core::arch::aarch64::*;
 use half::{bf16, f16};
 
@@ -153,7 +153,7 @@ unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i:
         }
         for r in 0..R {
             for e in 0..EB {
-                let s = finish(reduce(acc[r][e]), a.bias, e0 + e, a.act);
+                let s = logit(reduce(acc[r][e]), a.bias, e0 + e);
                 *a.out.add((i + r) * a.out_stride + e0 + e) = s;
             }
         }
@@ -180,6 +180,8 @@ unsafe fn run<T: Load16>(a: &ScoreArgs<T>) {
             }
         });
     }
+    // SAFETY: every logit was written above; this tier's sigmoid runs here.
+    unsafe { activate(a, crate::sigmoid::neon::f32_rr2_lut8_p4_div_u8) };
 }
 
 /// # Safety

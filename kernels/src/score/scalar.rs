@@ -1,6 +1,6 @@
 //! Portable reference scoring: the canonical order, one element at a time.
 
-use super::{drive, finish, fma_f32, reduce16, ScoreArgs};
+use super::{activate, drive, fma_f32, logit, reduce16, ScoreArgs};
 use half::{bf16, f16};
 
 trait ToF32: Copy {
@@ -46,9 +46,11 @@ unsafe fn run<T: ToF32>(a: &ScoreArgs<T>) {
         // SAFETY: the contract makes row i of H, row e of W and out[i][e] valid.
         unsafe {
             let d = dot(a.h.add(i * a.h_stride), a.w.add(e * a.w_stride), a.d);
-            *a.out.add(i * a.out_stride + e) = finish(d, a.bias, e, a.act);
+            *a.out.add(i * a.out_stride + e) = logit(d, a.bias, e);
         }
     });
+    // SAFETY: every logit was written above; this tier's sigmoid runs here.
+    unsafe { activate(a, crate::sigmoid::scalar::f32_rr2_lut8_p4_div_u1) };
 }
 
 /// # Safety

@@ -6,21 +6,23 @@
 //! - Nothing outside `[x, x+n)` is read and nothing outside `[y, y+n)` is written.
 //!
 //! # Numerics (identical on every tier, bit for bit)
-//! Every variant evaluates the same sequence of IEEE f64 operations per element
-//! (no fused multiply-add, true division) and rounds once to f32 at the end:
+//! Every variant evaluates the same sequence of IEEE f32 operations per lane (the same
+//! fused multiply-adds, true division, single-rounding power-of-two scaling):
 //!
-//! 1. `z = min(|x|, 120)`; `n = round(-z * log2 e)` (round-to-nearest-even by the
-//!    1.5 * 2^52 shifter); `r = (-z - n * ln2_hi) - n * ln2_lo`, `|r| <= 0.347`.
-//! 2. `e = p(r) * 2^n ≈ exp(-z)` with `p` the degree-9 Taylor polynomial of `exp`
-//!    (truncation error < 1e-11 relative), Horner form with separate mul and add.
-//! 3. `q = (x >= 0 ? 1 : e) / (1 + e)`, then `q` rounded to nearest-even f32.
+//! 1. `z = min(104, |x|)`; `k = round(z * 8/ln2)` (the `1.5 * 2^23` shifter inside an
+//!    FMA); `r = (z - k*L1) - k*L2` with two FMAs (`L1 + L2 = ln2/8`), `|r| <= 0.0434`.
+//! 2. `e' = T[k mod 8] * (1 + p(r))` with `T[j] = 2^(-j/8)` held as a two-float
+//!    (hi + lo) table and `p(r) = exp(-r) - 1` of degree 4:
+//!    `e' = hi + fma(hi, p, lo)`, so `exp(-z) = e' * 2^-m` with `m = k div 8`.
+//! 3. `d = 1 + e' * 2^-m`, then `q = 1 / d` for `x >= +0` (sign bit clear) and
+//!    `q = (e' / d) * 2^-m` for a set sign bit, the last scaling rounded once (so
+//!    subnormal results are rounded, not flushed).
 //!
-//! The f64 value is within 2e-11 relative of the true sigmoid, so the f32 result is
-//! the correctly rounded one or its neighbour: **at most 1 ulp** from the correctly
-//! rounded result for every finite input, subnormal outputs included (they are
-//! rounded, not flushed). `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`,
-//! `sigmoid(±0) = 0.5`, `sigmoid(NaN)` = the input NaN, quieted (`x + x`).
-//! This is checked over all 2^32 inputs by `tests/sigmoid_exhaustive.rs`.
+//! Accuracy: the result is within 2.5 ulp of the exact sigmoid for every finite
+//! input, hence **at most 2 ulp from the correctly rounded result** (checked over all
+//! 2^32 inputs by `tests/sigmoid_exhaustive.rs`, which also reports the maximum and
+//! how many results are correctly rounded). `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`,
+//! `sigmoid(±0) = 0.5`; a NaN input gives a quiet NaN (its payload is not specified).
 //! Results assume the default floating-point environment (no flush-to-zero).
 
 pub mod scalar;
@@ -39,34 +41,60 @@ pub type SigmoidF32 = unsafe fn(x: *const f32, y: *mut f32, n: usize);
 
 /// Every f32 sigmoid variant compiled for this target, scalar first.
 pub static SIGMOID_F32: &[KernelInfo<SigmoidF32>] = &[
-    crate::kernel!(sigmoid::scalar::f32_rr_p9_div_u1),
+    crate::kernel!(sigmoid::scalar::f32_rr2_lut8_p4_div_u1),
     #[cfg(target_arch = "x86_64")]
-    crate::kernel!(sigmoid::avx2::f32_rr_p9_div_u8),
+    crate::kernel!(sigmoid::avx2::f32_rr2_lut8_p4_div_u16),
     #[cfg(target_arch = "x86_64")]
-    crate::kernel!(sigmoid::avx512::f32_rr_p9_div_u16),
+    crate::kernel!(sigmoid::avx512::f32_rr2_lut8_p4_div_u64),
     #[cfg(target_arch = "aarch64")]
-    crate::kernel!(sigmoid::neon::f32_rr_p9_div_u4),
+    crate::kernel!(sigmoid::neon::f32_rr2_lut8_p4_div_u8),
 ];
 
-// Constants shared by every tier (f64). `LN2_HI` has 32 significant bits, so
-// `n * LN2_HI` is exact for |n| < 2^21.
-pub(crate) const NEG_LOG2E: f64 = -core::f64::consts::LOG2_E;
-pub(crate) const SHIFTER: f64 = 6755399441055744.0; // 1.5 * 2^52
-pub(crate) const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-pub(crate) const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-pub(crate) const Z_MAX: f64 = 120.0;
-pub(crate) const ONE_BITS: u64 = 0x3ff0_0000_0000_0000;
-pub(crate) const SIGN_BIT: u64 = 0x8000_0000_0000_0000;
-/// Taylor coefficients 1/k!, highest degree first (c9 .. c0).
-pub(crate) const POLY: [f64; 10] = [
-    1.0 / 362880.0,
-    1.0 / 40320.0,
-    1.0 / 5040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
-    0.5,
-    1.0,
-    1.0,
-];
+/// `z` is clamped to this before the reduction: `sigmoid(-104)` already rounds to 0.
+pub(crate) const Z_MAX: f32 = 104.0;
+/// `8 / ln 2`, rounded to f32.
+pub(crate) const LOG2E_X8: f32 = f32::from_bits(0x4138_aa3b);
+/// `1.5 * 2^23`: adding it rounds to an integer and leaves it in the low mantissa bits.
+pub(crate) const SHIFTER: f32 = 12_582_912.0;
+/// `ln2 / 8 = L1 + L2` (L1 rounded to f32, L2 the rounded remainder).
+pub(crate) const LN2_8_HI: f32 = f32::from_bits(0x3db1_7218);
+pub(crate) const LN2_8_LO: f32 = f32::from_bits(0xaf82_e308);
+/// `p(r) = r * (-1 + r * (1/2 + r * (-1/6 + r * 1/24)))`: coefficients C4 .. C1.
+pub(crate) const P4: f32 = f32::from_bits(0x3d2a_aaab); // 1/24
+pub(crate) const P3: f32 = f32::from_bits(0xbe2a_aaab); // -1/6
+pub(crate) const P2: f32 = 0.5;
+pub(crate) const P1: f32 = -1.0;
+/// `2^(-j/8)` for j = 0..8 as hi + lo, repeated twice (16-entry permutes read j mod 16).
+pub(crate) const T_HI: [f32; 16] = table([
+    0x3f80_0000,
+    0x3f6a_c0c7,
+    0x3f57_44fd,
+    0x3f45_672a,
+    0x3f35_04f3,
+    0x3f25_fed7,
+    0x3f18_37f0,
+    0x3f0b_95c2,
+]);
+pub(crate) const T_LO: [f32; 16] = table([
+    0x0000_0000,
+    0xb1c1_16de,
+    0xb254_a58a,
+    0x318a_a837,
+    0x324f_e77a,
+    0xb2ac_9d5e,
+    0x32a3_1b71,
+    0xb1e0_aba1,
+]);
+/// Scaling by `2^-m` is done as `2^-min(m, 100)` then `2^-(m - min(m, 100))`: the first
+/// product is exact for the values scaled here (>= 1/4), so only the second rounds.
+pub(crate) const M_SPLIT: i32 = 100;
+
+const fn table(bits: [u32; 8]) -> [f32; 16] {
+    let mut t = [0f32; 16];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = f32::from_bits(bits[i % 8]);
+        i += 1;
+    }
+    t
+}

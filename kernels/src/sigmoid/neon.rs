@@ -1,64 +1,89 @@
-//! NEON sigmoid: 4 f32 per step, evaluated as two vectors of 2 f64.
+//! NEON sigmoid: 4 lanes per vector, two vectors per step, scalar tail (same recipe,
+//! same bits). `tbl` reads the 8-entry table; the power-of-two scaling is two
+//! multiplies by constructed powers of two (the first exact), as in the scalar code.
 
-use super::{LN2_HI, LN2_LO, NEG_LOG2E, ONE_BITS, POLY, SHIFTER, SIGN_BIT, Z_MAX};
+use super::*;
 use core::arch::aarch64::*;
 
-/// The module's f64 recipe on 2 lanes (same operations, same order as scalar).
-/// `vminq_f64` differs from `minpd` only for NaN lanes, which are replaced later.
+/// `2^-m` for lanes with `0 <= m <= 126`.
 #[inline]
 #[target_feature(enable = "neon")]
-pub(crate) fn sigmoid_pd(x: float64x2_t) -> float64x2_t {
-    let z = vabsq_f64(x);
-    let z = vminq_f64(z, vdupq_n_f64(Z_MAX));
-    let t = vmulq_f64(z, vdupq_n_f64(NEG_LOG2E));
-    let tm = vaddq_f64(t, vdupq_n_f64(SHIFTER));
-    let nf = vsubq_f64(tm, vdupq_n_f64(SHIFTER));
-    let negz = vreinterpretq_f64_u64(veorq_u64(vreinterpretq_u64_f64(z), vdupq_n_u64(SIGN_BIT)));
-    let r = vsubq_f64(negz, vmulq_f64(nf, vdupq_n_f64(LN2_HI)));
-    let r = vsubq_f64(r, vmulq_f64(nf, vdupq_n_f64(LN2_LO)));
-    let mut p = vdupq_n_f64(POLY[0]);
-    let mut i = 1;
-    while i < POLY.len() {
-        p = vaddq_f64(vmulq_f64(p, r), vdupq_n_f64(POLY[i]));
-        i += 1;
-    }
-    let scale = vreinterpretq_f64_u64(vaddq_u64(
-        vshlq_n_u64::<52>(vreinterpretq_u64_f64(tm)),
-        vdupq_n_u64(ONE_BITS),
-    ));
-    let e = vmulq_f64(p, scale);
-    let one = vdupq_n_f64(1.0);
-    let d = vaddq_f64(one, e);
-    let nonneg = vcgezq_f64(x);
-    let num = vbslq_f64(nonneg, one, e);
-    vdivq_f64(num, d)
+fn pow2_neg(m: uint32x4_t) -> float32x4_t {
+    vreinterpretq_f32_u32(vshlq_n_u32::<23>(vsubq_u32(vdupq_n_u32(127), m)))
 }
 
-/// Sigmoid of 4 f32 lanes.
+/// Looks up `table[j]` (8 floats) for each lane's `j` in `0..8`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn lookup8(table: &[f32; 16], byte_idx: uint8x16_t) -> float32x4_t {
+    // SAFETY: the table holds 16 floats; the two loads read its first 8.
+    let t = unsafe {
+        uint8x16x2_t(
+            vreinterpretq_u8_f32(vld1q_f32(table.as_ptr())),
+            vreinterpretq_u8_f32(vld1q_f32(table.as_ptr().add(4))),
+        )
+    };
+    vreinterpretq_f32_u8(vqtbl2q_u8(t, byte_idx))
+}
+
+/// The module's recipe on 4 lanes (same operations, same order as scalar).
 #[inline]
 #[target_feature(enable = "neon")]
 pub(crate) fn sigmoid_ps(x: float32x4_t) -> float32x4_t {
-    let lo = sigmoid_pd(vcvt_f64_f32(vget_low_f32(x)));
-    let hi = sigmoid_pd(vcvt_high_f64_f32(x));
-    let y = vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
-    let ordered = vceqq_f32(x, x);
-    vbslq_f32(ordered, y, vaddq_f32(x, x))
+    let one = vdupq_n_f32(1.0);
+    // min(104, |x|): fmin propagates NaN, like minps with the NaN second.
+    let z = vminq_f32(vdupq_n_f32(Z_MAX), vabsq_f32(x));
+    let t = vfmaq_f32(vdupq_n_f32(SHIFTER), z, vdupq_n_f32(LOG2E_X8));
+    let kf = vsubq_f32(t, vdupq_n_f32(SHIFTER));
+    let r = vfmsq_f32(z, kf, vdupq_n_f32(LN2_8_HI));
+    let r = vfmsq_f32(r, kf, vdupq_n_f32(LN2_8_LO));
+    let u = vfmaq_f32(vdupq_n_f32(P3), r, vdupq_n_f32(P4));
+    let u = vfmaq_f32(vdupq_n_f32(P2), u, r);
+    let u = vfmaq_f32(vdupq_n_f32(P1), u, r);
+    let p = vmulq_f32(u, r);
+    let k = vsubq_u32(vreinterpretq_u32_f32(t), vdupq_n_u32(SHIFTER.to_bits()));
+    // Byte indices 4j + (0, 1, 2, 3) of each lane's table entry.
+    let j = vandq_u32(k, vdupq_n_u32(7));
+    let bytes = vaddq_u32(vmulq_n_u32(j, 0x0404_0404), vdupq_n_u32(0x0302_0100));
+    let bytes = vreinterpretq_u8_u32(bytes);
+    let hi = lookup8(&T_HI, bytes);
+    let lo = lookup8(&T_LO, bytes);
+    let ep = vaddq_f32(hi, vfmaq_f32(lo, hi, p));
+    let m = vshrq_n_u32::<3>(k);
+    let m1 = vminq_u32(m, vdupq_n_u32(M_SPLIT as u32));
+    let s1 = pow2_neg(m1);
+    // For m > M_SPLIT the scaled e is below 2^-100 either way, so d = 1 exactly.
+    let d = vaddq_f32(one, vmulq_f32(ep, s1));
+    let neg = vcltzq_s32(vreinterpretq_s32_f32(x));
+    let q = vdivq_f32(vbslq_f32(neg, ep, one), d);
+    let s2 = pow2_neg(vsubq_u32(m, m1));
+    let qn = vmulq_f32(vmulq_f32(q, s1), s2);
+    vbslq_f32(neg, qn, q)
 }
 
-/// Elementwise sigmoid, 4 lanes per step, scalar tail (same recipe, same bits).
+/// Elementwise sigmoid, 8 lanes per step, then 4, then a scalar tail.
 ///
 /// # Safety
 /// See the module contract for the pointers.
 #[target_feature(enable = "neon")]
-pub unsafe fn f32_rr_p9_div_u4(x: *const f32, y: *mut f32, n: usize) {
+pub unsafe fn f32_rr2_lut8_p4_div_u8(x: *const f32, y: *mut f32, n: usize) {
     let mut i = 0;
+    // SAFETY (every block): offsets stay below n; both pointers are valid for n
+    // elements; each vector is loaded before the store that may alias it.
+    while i + 8 <= n {
+        unsafe {
+            let a = sigmoid_ps(vld1q_f32(x.add(i)));
+            let b = sigmoid_ps(vld1q_f32(x.add(i + 4)));
+            vst1q_f32(y.add(i), a);
+            vst1q_f32(y.add(i + 4), b);
+        }
+        i += 8;
+    }
     while i + 4 <= n {
-        // SAFETY: i + 4 <= n, both pointers valid for n elements.
         unsafe { vst1q_f32(y.add(i), sigmoid_ps(vld1q_f32(x.add(i)))) };
         i += 4;
     }
     while i < n {
-        // SAFETY: i < n.
         unsafe { *y.add(i) = super::scalar::sigmoid_f32(*x.add(i)) };
         i += 1;
     }

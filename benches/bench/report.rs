@@ -1,0 +1,330 @@
+//! Ceilings, the results table, the JSON document and the comparison of two runs.
+
+use crate::cpu::{human_bytes, CpuInfo};
+use crate::{ceiling, Case, Result_};
+use serde_json::{json, Value};
+use std::time::Instant;
+use tokenroute::Isa;
+
+pub struct Ceiling {
+    /// "read", "copy" or "fma".
+    pub kind: &'static str,
+    /// Which cache level the size targets ("L1", "L2", "L3", "DRAM"; "" for fma).
+    pub level: &'static str,
+    pub bytes: u64,
+    /// Bytes/s (read: bytes read; copy: bytes copied) or flop/s.
+    pub rate: f64,
+}
+
+fn best_rate(work: f64, reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut ts: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    ts.sort_by(|a, b| a.total_cmp(b));
+    work / ts[ts.len() / 2]
+}
+
+pub fn measure_ceilings(info: &CpuInfo, quick: bool) -> Vec<Ceiling> {
+    let l1 = info.cache(1).unwrap_or(32 << 10);
+    let l2 = info.cache(2).unwrap_or(1 << 20);
+    let l3 = info.cache(3).unwrap_or(32 << 20);
+    let dram = if quick {
+        (4 * l3).max(128 << 20)
+    } else {
+        (8 * l3).max(512 << 20)
+    };
+    let mut out = Vec::new();
+    for (level, bytes) in [
+        ("L1", l1 / 2),
+        ("L2", l2 / 2),
+        ("L3", l3 / 2),
+        ("DRAM", dram),
+    ] {
+        let reps = if bytes > l3 { 5 } else { 50 };
+        let n = (bytes / 4) as usize;
+        let src = vec![1.0f32; n];
+        let rate = best_rate(bytes as f64, reps, || {
+            std::hint::black_box(ceiling::read_sum(std::hint::black_box(&src)));
+        });
+        out.push(Ceiling {
+            kind: "read",
+            level,
+            bytes,
+            rate,
+        });
+        // The copy holds source and destination: half the bytes each at cache sizes.
+        let cn = if bytes > l3 { n } else { n / 2 };
+        let mut dst = vec![0f32; cn];
+        let rate = best_rate((cn * 4) as f64, reps, || {
+            dst.copy_from_slice(std::hint::black_box(&src[..cn]));
+            std::hint::black_box(&dst);
+        });
+        out.push(Ceiling {
+            kind: "copy",
+            level,
+            bytes: (cn * 4) as u64,
+            rate,
+        });
+    }
+    let iters = if quick { 2_000_000 } else { 20_000_000 };
+    let t = Instant::now();
+    let flops = ceiling::fma_loop(iters);
+    let first = flops as f64 / t.elapsed().as_secs_f64();
+    let second = best_rate(flops as f64, 3, || {
+        ceiling::fma_loop(iters);
+    });
+    out.push(Ceiling {
+        kind: "fma",
+        level: "",
+        bytes: 0,
+        rate: first.max(second),
+    });
+    out
+}
+
+pub fn print_ceilings(c: &[Ceiling]) {
+    println!("\nceilings (one core, measured now):");
+    for x in c {
+        match x.kind {
+            "fma" => println!(
+                "  f32 FMA peak                 {:>8.1} GFLOP/s",
+                x.rate / 1e9
+            ),
+            k => println!(
+                "  {k:<4} {:<4} {:>10}          {:>8.1} GB/s",
+                x.level,
+                human_bytes(x.bytes),
+                x.rate / 1e9
+            ),
+        }
+    }
+    println!();
+}
+
+pub fn untimed(case: &dyn Case, isa: Isa, check: String, ok: bool) -> Result_ {
+    Result_ {
+        family: case.family().into(),
+        name: case.name(),
+        shape: case.shape(),
+        level: isa.name().into(),
+        check,
+        ok,
+        reps: 0,
+        median_s: f64::NAN,
+        min_s: f64::NAN,
+        max_s: f64::NAN,
+        bytes: case.bytes(),
+        flops: case.flops(),
+        ceiling: String::new(),
+        ceiling_rate: f64::NAN,
+        of_ceiling: f64::NAN,
+        speedup_vs_scalar: None,
+    }
+}
+
+fn fmt_time(s: f64) -> String {
+    if s.is_nan() {
+        "-".into()
+    } else if s < 1e-3 {
+        format!("{:.1} us", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{s:.3} s")
+    }
+}
+
+pub fn print_results(results: &[Result_]) {
+    println!(
+        "{:<22} {:<16} {:<7} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8}  {:<18} check",
+        "kernel",
+        "shape",
+        "level",
+        "median",
+        "min",
+        "max",
+        "throughput",
+        "%ceil",
+        "vs scal",
+        "ceiling"
+    );
+    let mut last = String::new();
+    for r in results {
+        let key = format!("{}{}", r.name, r.shape);
+        if key != last && !last.is_empty() {
+            println!();
+        }
+        last = key;
+        let thr = if r.median_s.is_nan() {
+            "(not timed)".to_string()
+        } else if r.ceiling.starts_with("f32 FMA") || r.ceiling == "roofline: FMA" {
+            format!("{:.1} GFLOP/s", r.flops as f64 / r.median_s / 1e9)
+        } else {
+            format!("{:.2} GB/s", r.bytes as f64 / r.median_s / 1e9)
+        };
+        let pct = if r.of_ceiling.is_nan() {
+            "-".into()
+        } else {
+            format!("{:.0}%", r.of_ceiling * 100.0)
+        };
+        let sp = r
+            .speedup_vs_scalar
+            .map_or("-".into(), |s| format!("{s:.1}x"));
+        println!(
+            "{:<22} {:<16} {:<7} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8}  {:<18} {}",
+            r.name,
+            r.shape,
+            r.level,
+            fmt_time(r.median_s),
+            fmt_time(r.min_s),
+            fmt_time(r.max_s),
+            thr,
+            pct,
+            sp,
+            r.ceiling,
+            r.check
+        );
+    }
+}
+
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+pub fn to_json(info: &CpuInfo, ceilings: &[Ceiling], results: &[Result_], quick: bool) -> Value {
+    json!({
+        "schema": "tokenroute-bench/1",
+        "library_version": env!("CARGO_PKG_VERSION"),
+        "abi_version": tokenroute::ffi::version::TKR_ABI_VERSION,
+        "quick": quick,
+        "cpu": {
+            "model": info.model,
+            "vendor": info.vendor,
+            "family_model": info.family_model,
+            "logical_cpus": info.logical_cpus,
+            "caches": info.caches.iter().map(|(l, t, s)| json!({"level": l, "type": t, "bytes": s})).collect::<Vec<_>>(),
+            "features": info.features,
+        },
+        "levels": info.levels,
+        "active_level": info.active_level,
+        "ceilings": ceilings.iter().map(|c| json!({
+            "kind": c.kind, "level": c.level, "bytes": c.bytes, "rate": num(c.rate),
+            "unit": if c.kind == "fma" { "flop/s" } else { "bytes/s" },
+        })).collect::<Vec<_>>(),
+        "results": results.iter().map(|r| json!({
+            "family": r.family, "kernel": r.name, "shape": r.shape, "level": r.level,
+            "check": r.check, "ok": r.ok, "reps": r.reps,
+            "median_s": num(r.median_s), "min_s": num(r.min_s), "max_s": num(r.max_s),
+            "bytes": r.bytes, "flops": r.flops,
+            "ceiling": r.ceiling, "ceiling_rate": num(r.ceiling_rate), "of_ceiling": num(r.of_ceiling),
+            "speedup_vs_scalar": r.speedup_vs_scalar.map_or(Value::Null, num),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints two runs side by side (matched by kernel, shape and level) with ratios.
+/// Returns the process exit status.
+pub fn compare(a_path: &str, b_path: &str) -> i32 {
+    let load = |p: &str| -> Option<Value> {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| eprintln!("{p}: {e}"))
+            .ok()?;
+        serde_json::from_str(&text)
+            .map_err(|e| eprintln!("{p}: {e}"))
+            .ok()
+    };
+    let (Some(a), Some(b)) = (load(a_path), load(b_path)) else {
+        return 2;
+    };
+    let title = |v: &Value| {
+        format!(
+            "{} (tokenroute {}, {})",
+            v["cpu"]["model"].as_str().unwrap_or("?"),
+            v["library_version"].as_str().unwrap_or("?"),
+            v["active_level"].as_str().unwrap_or("?")
+        )
+    };
+    println!("A: {a_path}: {}\nB: {b_path}: {}\n", title(&a), title(&b));
+    for kind in ["read", "copy"] {
+        for c in a["ceilings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["kind"] == kind)
+        {
+            let other = b["ceilings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["kind"] == kind && d["level"] == c["level"]);
+            if let (Some(x), Some(y)) = (c["rate"].as_f64(), other.and_then(|d| d["rate"].as_f64()))
+            {
+                println!(
+                    "ceiling {kind} {:<5} A {:>8.1} GB/s  B {:>8.1} GB/s  B/A {:.2}",
+                    c["level"].as_str().unwrap_or(""),
+                    x / 1e9,
+                    y / 1e9,
+                    y / x
+                );
+            }
+        }
+    }
+    let fma = |v: &Value| {
+        v["ceilings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["kind"] == "fma")
+            .and_then(|c| c["rate"].as_f64())
+    };
+    if let (Some(x), Some(y)) = (fma(&a), fma(&b)) {
+        println!(
+            "ceiling f32 FMA peak A {:>8.1} GFLOP/s  B {:>8.1} GFLOP/s  B/A {:.2}",
+            x / 1e9,
+            y / 1e9,
+            y / x
+        );
+    }
+    println!(
+        "\n{:<22} {:<16} {:<7} {:>10} {:>10} {:>8} {:>7} {:>7}",
+        "kernel", "shape", "level", "A", "B", "A/B", "A %ceil", "B %ceil"
+    );
+    let empty = Vec::new();
+    let bres = b["results"].as_array().unwrap_or(&empty);
+    for r in a["results"].as_array().unwrap_or(&empty) {
+        let Some(o) = bres.iter().find(|o| {
+            o["kernel"] == r["kernel"] && o["shape"] == r["shape"] && o["level"] == r["level"]
+        }) else {
+            continue;
+        };
+        let (Some(ta), Some(tb)) = (r["median_s"].as_f64(), o["median_s"].as_f64()) else {
+            continue;
+        };
+        let pct = |v: &Value| {
+            v["of_ceiling"]
+                .as_f64()
+                .map_or("-".into(), |p| format!("{:.0}%", p * 100.0))
+        };
+        println!(
+            "{:<22} {:<16} {:<7} {:>10} {:>10} {:>7.2}x {:>7} {:>7}",
+            r["kernel"].as_str().unwrap_or(""),
+            r["shape"].as_str().unwrap_or(""),
+            r["level"].as_str().unwrap_or(""),
+            fmt_time(ta),
+            fmt_time(tb),
+            ta / tb,
+            pct(r),
+            pct(o)
+        );
+    }
+    0
+}

@@ -1,0 +1,94 @@
+"""Shared helpers of the peer comparison scripts: loading the built library through
+ctypes, timing, single-threaded peers, and one-node ONNX models."""
+import ctypes
+import os
+import pathlib
+import time
+
+for _v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # they slow numpy here
+    os.environ.pop(_v, None)
+
+import numpy as np  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load_library():
+    path = os.environ.get("TOKENROUTE_LIB") or str(ROOT / "target" / "release" / "libtokenroute.so")
+    return ctypes.CDLL(path)
+
+
+def ptr(a):
+    return ctypes.c_void_p(a.ctypes.data)
+
+
+def median_time(fn, min_reps=5, budget=1.0, max_reps=200):
+    """Median wall time of fn() after one warm-up call."""
+    fn()
+    ts = []
+    start = time.perf_counter()
+    while len(ts) < max_reps and (len(ts) < min_reps or time.perf_counter() - start < budget):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def set_threads(n):
+    """Peers single-threaded (n = 1) or on n cores."""
+    import torch
+    torch.set_num_threads(n)
+
+
+def ort_session(model, threads=1):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def table(rows, headers):
+    """A Markdown table."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+_POOL = None
+
+
+def run_parallel(calls):
+    """Runs the zero-argument callables concurrently on a persistent pool of Python
+    threads (ctypes releases the GIL during the foreign call) and waits for all: how an
+    engine splits a kernel's rows across its own threads."""
+    global _POOL
+    if len(calls) == 1:
+        calls[0]()
+        return
+    if _POOL is None or _POOL._max_workers < len(calls):
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=len(calls))
+    for f in [_POOL.submit(c) for c in calls]:
+        f.result()
+
+
+def chunks(n, parts):
+    """`parts` contiguous (start, stop) ranges covering 0..n."""
+    step = -(-n // parts)
+    return [(i, min(n, i + step)) for i in range(0, n, step)] or [(0, 0)]
+
+
+class Result:
+    """One workload: our time, each peer's time (None when a peer lacks the op), and
+    the bytes the workload reads (for GB/s)."""
+
+    def __init__(self, family, workload, size, threads, ours, peers, nbytes, note=""):
+        self.family, self.workload, self.size, self.threads = family, workload, size, threads
+        self.ours, self.peers, self.nbytes, self.note = ours, peers, nbytes, note
+
+    def best_peer(self):
+        times = [(t, name) for name, t in self.peers.items() if t is not None]
+        return min(times) if times else (None, None)
