@@ -503,6 +503,46 @@ tkr_status tkr_mask_to_indices(const uint8_t *mask,
                                uint32_t *out_idx,
                                size_t *out_count);
 
+// Quest's query-aware block selection, end to end: the bounds of tkr_key_block_bound
+// for every query i < n_q and query head h over the n_blocks key blocks of its KV head,
+// then the exact top-k blocks by bound (the selection family's top-k: ties to the lower
+// block, NaN bounds last), with the first keep_first and the last keep_last blocks
+// always included (attention sink, newest keys); ids ascending.
+//
+// The result is ready for tkr_attention with keys.kind = TKR_KEYS_BLOCKS,
+// block_lists = TKR_BLOCK_LISTS_PER_Q_HEAD, query_block_size = 1, block_size = the
+// summaries' block size: list L = h * n_q + i is
+// block_ids[block_offsets[L] .. block_offsets[L + 1]], block_offsets[L] = L * k_eff,
+// k_eff = min(k, n_blocks), written to *out_k (may be NULL).
+//
+// - `q`: as in tkr_key_block_bound; `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim
+//   floats each (tkr_key_block_summary).
+// - `block_ids`: n_q * n_heads_q * k_eff entries; `block_offsets`: n_q * n_heads_q + 1.
+//   Neither may overlap the inputs or each other.
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+//   dtype, head_dim = 0, head counts 0 or not dividing, keep_first + keep_last > k_eff,
+//   misaligned pointer), TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW,
+//   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe; uses per-thread scratch (4 * n_q * n_heads_q * (n_blocks + k_eff)
+//   bytes), no allocation once it has grown.
+tkr_status tkr_quest_select_blocks(uint32_t dtype,
+                                   const void *q,
+                                   size_t n_q,
+                                   size_t n_heads_q,
+                                   size_t head_dim,
+                                   size_t q_token_stride,
+                                   size_t q_head_stride,
+                                   const float *kmin,
+                                   const float *kmax,
+                                   size_t n_blocks,
+                                   size_t n_heads_kv,
+                                   size_t k,
+                                   size_t keep_first,
+                                   size_t keep_last,
+                                   uint32_t *block_ids,
+                                   size_t *block_offsets,
+                                   size_t *out_k);
+
 // Fused router scores: `scores[i * scores_row_stride + e] =
 // act(sum_j h[i * h_row_stride + j] * w[e * w_row_stride + j] + bias[e])` for every
 // token `i < n_tokens` and router `e < n_routers`, `j < d`.

@@ -1006,3 +1006,150 @@ fn merge_api_equals_one_call() {
         assert!((a - b).abs() < 2e-6 * (1.0 + b.abs()));
     }
 }
+
+/// Quest end to end: summaries, bounds, top-k blocks through the selection family, then
+/// attention over the chosen blocks (per query head) equals the reference over exactly
+/// those keys; the ids are the brute-force top-k of the bounds with forced blocks.
+#[test]
+fn quest_pipeline_selects_top_blocks_and_attends_over_them() {
+    let kern = Kernels::active().unwrap();
+    let (n_q, h_q, h_kv, d, n_k, bs) = (3usize, 4usize, 2usize, 32usize, 200usize, 16usize);
+    let nb = n_k.div_ceil(bs);
+    let mut r = Rng(77);
+    let q: Vec<f32> = (0..n_q * h_q * d).map(|_| r.f()).collect();
+    let k: Vec<f32> = (0..n_k * h_kv * d).map(|_| r.f()).collect();
+    let v: Vec<f32> = (0..n_k * h_kv * d).map(|_| r.f()).collect();
+    let mut mn = vec![0f32; nb * h_kv * d];
+    let mut mx = vec![0f32; nb * h_kv * d];
+    kern.key_block_summary(
+        Heads::dense(&k, n_k, h_kv, d).unwrap(),
+        bs,
+        0..nb,
+        &mut mn,
+        &mut mx,
+    )
+    .unwrap();
+    let mut bound = vec![0f32; n_q * h_q * nb];
+    kern.key_block_bound(
+        Heads::dense(&q, n_q, h_q, d).unwrap(),
+        &mn,
+        &mx,
+        nb,
+        h_kv,
+        &mut bound,
+        nb,
+    )
+    .unwrap();
+    let (kk, keep_first, keep_last) = (5usize, 1usize, 1usize);
+    let mut ids = vec![u32::MAX; n_q * h_q * kk];
+    let mut offs = vec![usize::MAX; n_q * h_q + 1];
+    let k_eff = kern
+        .quest_select_blocks(
+            Heads::dense(&q, n_q, h_q, d).unwrap(),
+            &mn,
+            &mx,
+            nb,
+            h_kv,
+            kk,
+            keep_first,
+            keep_last,
+            &mut ids,
+            &mut offs,
+        )
+        .unwrap();
+    assert_eq!(k_eff, kk);
+    for i in 0..n_q {
+        for h in 0..h_q {
+            let row = &bound[(i * h_q + h) * nb..(i * h_q + h + 1) * nb];
+            // Brute force: forced blocks, then the best others (ties to the lower id).
+            let mut want: Vec<u32> = vec![0, (nb - 1) as u32];
+            let mut rest: Vec<u32> = (1..nb as u32 - 1).collect();
+            rest.sort_by(|&a, &b| {
+                row[b as usize]
+                    .partial_cmp(&row[a as usize])
+                    .unwrap()
+                    .then(a.cmp(&b))
+            });
+            want.extend_from_slice(&rest[..kk - 2]);
+            want.sort();
+            let l = h * n_q + i;
+            assert_eq!(offs[l], l * kk);
+            assert_eq!(&ids[offs[l]..offs[l] + kk], &want[..], "query {i} head {h}");
+        }
+    }
+    assert_eq!(offs[n_q * h_q], n_q * h_q * kk);
+    // Attention over the selected blocks, per query head.
+    let mut out = vec![0f32; n_q * h_q * d];
+    kern.attention(
+        Heads::dense(&q, n_q, h_q, d).unwrap(),
+        Heads::dense(&k, n_k, h_kv, d).unwrap(),
+        Heads::dense(&v, n_k, h_kv, d).unwrap(),
+        KeySubset::Blocks {
+            block_size: bs,
+            query_block: 1,
+            offsets: &offs,
+            ids: &ids,
+            per: ListsPer::QHead,
+        },
+        &AttendOptions::default(),
+        HeadsMut::dense(&mut out, n_q, h_q, d).unwrap(),
+        AttendExtras::default(),
+    )
+    .unwrap();
+    for i in 0..n_q {
+        for h in 0..h_q {
+            let l = h * n_q + i;
+            let keys: Vec<usize> = ids[offs[l]..offs[l + 1]]
+                .iter()
+                .flat_map(|&b| (b as usize * bs)..((b as usize + 1) * bs).min(n_k))
+                .collect();
+            let qi: Vec<f32> = q[(i * h_q + h) * d..(i * h_q + h + 1) * d].to_vec();
+            // Reference for this single row (one query, one head over its KV head).
+            let g = h / (h_q / h_kv);
+            let kg: Vec<f32> = (0..n_k)
+                .flat_map(|t| k[(t * h_kv + g) * d..(t * h_kv + g + 1) * d].to_vec())
+                .collect();
+            let vg: Vec<f32> = (0..n_k)
+                .flat_map(|t| v[(t * h_kv + g) * d..(t * h_kv + g + 1) * d].to_vec())
+                .collect();
+            let (want, _) = reference(&qi, &kg, &vg, 1, 1, 1, d, &keys, &|_, _| true);
+            for e in 0..d {
+                assert!(
+                    (out[(i * h_q + h) * d + e] as f64 - want[e]).abs() < 1e-5,
+                    "query {i} head {h}"
+                );
+            }
+        }
+    }
+    // Errors: forced blocks beyond k; a short output.
+    assert_eq!(
+        err(kern.quest_select_blocks(
+            Heads::dense(&q, n_q, h_q, d).unwrap(),
+            &mn,
+            &mx,
+            nb,
+            h_kv,
+            2,
+            2,
+            1,
+            &mut ids,
+            &mut offs
+        )),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        err(kern.quest_select_blocks(
+            Heads::dense(&q, n_q, h_q, d).unwrap(),
+            &mn,
+            &mx,
+            nb,
+            h_kv,
+            kk,
+            1,
+            1,
+            &mut ids[..3],
+            &mut offs
+        )),
+        ErrorKind::BufferTooSmall
+    );
+}

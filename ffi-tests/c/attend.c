@@ -238,6 +238,47 @@ static void test_quest(void) {
             }
     CHECK_STATUS(tkr_key_block_summary(TKR_DTYPE_F32, k, NK, HKV, D, HKV * D, D, B, 0, NB + 1, kmin, kmax),
                  TKR_STATUS_OUT_OF_RANGE);
+
+    /* Top-4 blocks per query and head (block 0 and the last one forced), then attention
+     * over them. */
+    enum { KB = 4 };
+    static uint32_t ids[NQ * HQ * KB];
+    static size_t offs[NQ * HQ + 1];
+    static float out[NQ * HQ * D];
+    size_t k_eff = 0;
+    CHECK_STATUS(tkr_quest_select_blocks(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, kmin, kmax, NB, HKV, KB,
+                                         1, 1, ids, offs, &k_eff),
+                 TKR_STATUS_OK);
+    CHECK(k_eff == KB);
+    for (int l = 0; l < NQ * HQ; l++) {
+        CHECK(offs[l] == (size_t)l * KB);
+        CHECK(ids[l * KB] == 0 && ids[l * KB + KB - 1] == NB - 1);
+        for (int j = 1; j < KB; j++) CHECK(ids[l * KB + j] > ids[l * KB + j - 1]);
+    }
+    tkr_attention_keys keys;
+    tkr_attention_keys_init(&keys);
+    keys.kind = TKR_KEYS_BLOCKS;
+    keys.block_lists = TKR_BLOCK_LISTS_PER_Q_HEAD;
+    keys.block_size = B;
+    keys.query_block_size = 1;
+    keys.block_offsets = offs;
+    keys.block_ids = ids;
+    keys.n_block_ids = NQ * HQ * KB;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, NULL, out), TKR_STATUS_OK);
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++) {
+            uint32_t sel[KB * B];
+            int n = 0;
+            const uint32_t *l = ids + (h * NQ + i) * KB;
+            for (int j = 0; j < KB; j++)
+                for (int t = (int)l[j] * B; t < ((int)l[j] + 1) * B && t < NK; t++) sel[n++] = (uint32_t)t;
+            double want[D];
+            reference(i, h, sel, n, 0, k, v, want);
+            for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+        }
+    CHECK_STATUS(tkr_quest_select_blocks(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, kmin, kmax, NB, HKV, 2, 2,
+                                         1, ids, offs, NULL),
+                 TKR_STATUS_INVALID_ARGUMENT);
 }
 
 int main(void) {

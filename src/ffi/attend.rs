@@ -895,3 +895,189 @@ impl RawBound {
         )
     }
 }
+
+/// Quest's query-aware block selection, end to end: the bounds of tkr_key_block_bound
+/// for every query i < n_q and query head h over the n_blocks key blocks of its KV head,
+/// then the exact top-k blocks by bound (the selection family's top-k: ties to the lower
+/// block, NaN bounds last), with the first keep_first and the last keep_last blocks
+/// always included (attention sink, newest keys); ids ascending.
+///
+/// The result is ready for tkr_attention with keys.kind = TKR_KEYS_BLOCKS,
+/// block_lists = TKR_BLOCK_LISTS_PER_Q_HEAD, query_block_size = 1, block_size = the
+/// summaries' block size: list L = h * n_q + i is
+/// block_ids[block_offsets[L] .. block_offsets[L + 1]], block_offsets[L] = L * k_eff,
+/// k_eff = min(k, n_blocks), written to *out_k (may be NULL).
+///
+/// - `q`: as in tkr_key_block_bound; `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim
+///   floats each (tkr_key_block_summary).
+/// - `block_ids`: n_q * n_heads_q * k_eff entries; `block_offsets`: n_q * n_heads_q + 1.
+///   Neither may overlap the inputs or each other.
+/// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+///   dtype, head_dim = 0, head counts 0 or not dividing, keep_first + keep_last > k_eff,
+///   misaligned pointer), TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW,
+///   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+/// - Thread-safe; uses per-thread scratch (4 * n_q * n_heads_q * (n_blocks + k_eff)
+///   bytes), no allocation once it has grown.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_quest_select_blocks(
+    dtype: u32,
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    kmin: *const f32,
+    kmax: *const f32,
+    n_blocks: usize,
+    n_heads_kv: usize,
+    k: usize,
+    keep_first: usize,
+    keep_last: usize,
+    block_ids: *mut u32,
+    block_offsets: *mut usize,
+    out_k: *mut usize,
+) -> tkr_status {
+    guard(|| {
+        let raw = RawQuest {
+            q,
+            n_q,
+            n_heads_q,
+            head_dim,
+            q_token_stride,
+            q_head_stride,
+            kmin,
+            kmax,
+            n_blocks,
+            n_heads_kv,
+            k,
+            keep_first,
+            keep_last,
+            block_ids,
+            block_offsets,
+            out_k,
+        };
+        // SAFETY: the caller's promises, passed on.
+        unsafe {
+            match dtype_of(dtype)? {
+                DType::F32 => raw.run::<f32>(),
+                DType::F16 => raw.run::<f16>(),
+                DType::BF16 => raw.run::<bf16>(),
+            }
+        }
+    })
+}
+
+struct RawQuest {
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    kmin: *const f32,
+    kmax: *const f32,
+    n_blocks: usize,
+    n_heads_kv: usize,
+    k: usize,
+    keep_first: usize,
+    keep_last: usize,
+    block_ids: *mut u32,
+    block_offsets: *mut usize,
+    out_k: *mut usize,
+}
+
+impl RawQuest {
+    /// # Safety
+    /// The buffers hold what the tkr_quest_select_blocks documentation says.
+    unsafe fn run<T: AttendElement>(&self) -> Result<()> {
+        let kern = Kernels::active()?;
+        ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
+        ensure!(
+            self.n_heads_q > 0 && self.n_heads_kv > 0,
+            InvalidArgument,
+            "zero heads"
+        );
+        ensure!(
+            self.n_heads_q % self.n_heads_kv == 0,
+            InvalidArgument,
+            "query heads are not a multiple of KV heads"
+        );
+        let qn = span3(
+            self.n_q,
+            self.n_heads_q,
+            self.head_dim,
+            self.q_token_stride,
+            self.q_head_stride,
+        )?;
+        let sn = self
+            .n_blocks
+            .checked_mul(self.n_heads_kv)
+            .and_then(|x| x.checked_mul(self.head_dim))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        let rows = self
+            .n_q
+            .checked_mul(self.n_heads_q)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
+        let k_eff = self.k.min(self.n_blocks);
+        let n_ids = rows
+            .checked_mul(k_eff)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
+        let (qs, mn, mx) = unsafe {
+            (
+                slice(self.q as *const T, qn)?,
+                slice(self.kmin, sn)?,
+                slice(self.kmax, sn)?,
+            )
+        };
+        let ir = range(self.block_ids as *const u32, n_ids)?;
+        let or = range(self.block_offsets as *const usize, rows + 1)?;
+        let kr = if self.out_k.is_null() {
+            (0, 0)
+        } else {
+            range(self.out_k as *const usize, 1)?
+        };
+        for x in [ir, or, kr] {
+            for y in [byte_range(qs), byte_range(mn), byte_range(mx)] {
+                disjoint(x, y)?;
+            }
+        }
+        disjoint(ir, or)?;
+        disjoint(ir, kr)?;
+        disjoint(or, kr)?;
+        // SAFETY: checked disjoint above.
+        let (ids, offs) = unsafe {
+            (
+                slice_mut(self.block_ids, n_ids)?,
+                slice_mut(self.block_offsets, rows + 1)?,
+            )
+        };
+        let k_eff = kern.quest_select_blocks(
+            Heads::new(
+                qs,
+                self.n_q,
+                self.n_heads_q,
+                self.head_dim,
+                self.q_token_stride,
+                self.q_head_stride,
+            )?,
+            mn,
+            mx,
+            self.n_blocks,
+            self.n_heads_kv,
+            self.k,
+            self.keep_first,
+            self.keep_last,
+            ids,
+            offs,
+        )?;
+        if !self.out_k.is_null() {
+            // SAFETY: checked above (aligned, disjoint).
+            unsafe { *self.out_k = k_eff };
+        }
+        Ok(())
+    }
+}

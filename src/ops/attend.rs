@@ -755,6 +755,158 @@ impl Kernels {
     }
 }
 
+impl Kernels {
+    /// Quest's query-aware block selection, end to end: for every query `i < n_q` and
+    /// query head `h`, the bounds of [`Kernels::key_block_bound`] over the `n_blocks` key
+    /// blocks of its KV head, then the exact top-`k` blocks by bound through the
+    /// selection family ([`Kernels::topk_f32`]: ties to the lower block, NaN bounds
+    /// last), the first `keep_first` and last `keep_last` blocks always included (the
+    /// attention sink and the block holding the newest keys), ids ascending.
+    ///
+    /// Writes the lists in the layout of [`KeySubset::Blocks`] with
+    /// `per: ListsPer::QHead` and `query_block: 1`: list `h * n_q + i` is
+    /// `ids[offsets[L] .. offsets[L + 1]]`, `offsets[L] = L * k_eff` with
+    /// `k_eff = min(k, n_blocks)`; `ids` needs `n_q * H_q * k_eff` entries and `offsets`
+    /// `n_q * H_q + 1`. Returns `k_eff`.
+    ///
+    /// Errors: those of the bound and of top-k (`INVALID_ARGUMENT` when
+    /// `keep_first + keep_last > k_eff`), `BUFFER_TOO_SMALL` for short outputs. Uses the
+    /// thread's reusable scratch (`4 * n_q * H_q * n_blocks` bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn quest_select_blocks<T: AttendElement>(
+        &self,
+        q: Heads<'_, T>,
+        kmin: &[f32],
+        kmax: &[f32],
+        n_blocks: usize,
+        n_heads_kv: usize,
+        k: usize,
+        keep_first: usize,
+        keep_last: usize,
+        ids: &mut [u32],
+        offsets: &mut [usize],
+    ) -> Result<usize> {
+        let (n_q, h_q, d) = (q.n_tokens, q.n_heads, q.head_dim);
+        ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        ensure!(h_q > 0 && n_heads_kv > 0, InvalidArgument, "zero heads");
+        ensure!(
+            h_q % n_heads_kv == 0,
+            InvalidArgument,
+            "query heads are not a multiple of KV heads"
+        );
+        let rows = n_q
+            .checked_mul(h_q)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
+        let k_eff = k.min(n_blocks);
+        ensure!(
+            keep_first.saturating_add(keep_last) <= k_eff,
+            InvalidArgument,
+            "forced blocks exceed k"
+        );
+        let n_ids = rows
+            .checked_mul(k_eff)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
+        ensure!(
+            ids.len() >= n_ids,
+            BufferTooSmall,
+            "ids shorter than n_q * H_q * k"
+        );
+        ensure!(
+            offsets.len() > rows,
+            BufferTooSmall,
+            "offsets shorter than n_q * H_q + 1"
+        );
+        let need = n_blocks
+            .checked_mul(n_heads_kv)
+            .and_then(|x| x.checked_mul(d))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        ensure!(
+            kmin.len() >= need && kmax.len() >= need,
+            BufferTooSmall,
+            "summaries shorter than n_blocks * heads * head_dim"
+        );
+        let nb_bytes = rows
+            .checked_mul(n_blocks)
+            .and_then(|x| x.checked_mul(4))
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "bounds size overflows"))?;
+        if rows == 0 || n_blocks == 0 {
+            for (l, o) in offsets.iter_mut().enumerate().take(rows + 1) {
+                *o = l * k_eff;
+            }
+            return Ok(k_eff);
+        }
+        let ids_bytes = n_ids
+            .checked_mul(4)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
+        // Scratch: the bounds (rows x n_blocks f32, rows in (i, h) order), the selected
+        // ids in that order, then the bound kernel's query row.
+        let d16 = (d + 15) & !15;
+        let total = nb_bytes
+            .checked_add(ids_bytes)
+            .and_then(|x| x.checked_add(d16 * 4 + 128))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "scratch size overflows",
+            ))?;
+        with_workspace(total, |w| -> Result<usize> {
+            let ws = w as usize;
+            // SAFETY: the scratch holds `total` bytes, 64-byte aligned, for this call.
+            let bounds =
+                unsafe { core::slice::from_raw_parts_mut(ws as *mut f32, rows * n_blocks) };
+            let sel =
+                unsafe { core::slice::from_raw_parts_mut((ws + nb_bytes) as *mut u32, n_ids) };
+            let qws = ((ws + nb_bytes + ids_bytes + 63) & !63) as *mut f32;
+            let a = BoundArgs {
+                q: q.data.as_ptr(),
+                n_q,
+                h_q,
+                d,
+                q_tok: q.token_stride,
+                q_head: q.head_stride,
+                kmin: kmin.as_ptr(),
+                kmax: kmax.as_ptr(),
+                n_blocks,
+                h_kv: n_heads_kv,
+                out: bounds.as_mut_ptr(),
+                out_stride: n_blocks,
+                workspace: qws,
+            };
+            // SAFETY: checked above: q's rows, the summaries and the scratch.
+            unsafe { (T::bound_fn(self))(&a) };
+            self.topk_f32(
+                crate::Matrix::new(bounds, rows, n_blocks, n_blocks)?,
+                crate::ops::select::TopK::Fixed(k_eff),
+                crate::ops::select::Order::Position,
+                &crate::ops::select::RowSpec {
+                    keep_first,
+                    keep_last,
+                    ..Default::default()
+                },
+                crate::ops::select::TopkOut {
+                    indices: crate::MatrixMut::new(sel, rows, k_eff, k_eff)?,
+                    scores: None,
+                    counts: None,
+                },
+                None,
+            )?;
+            // Lists in (query head, query) order.
+            for i in 0..n_q {
+                for h in 0..h_q {
+                    let (src, dst) = ((i * h_q + h) * k_eff, (h * n_q + i) * k_eff);
+                    ids[dst..dst + k_eff].copy_from_slice(&sel[src..src + k_eff]);
+                }
+            }
+            for (l, o) in offsets.iter_mut().enumerate().take(rows + 1) {
+                *o = l * k_eff;
+            }
+            Ok(k_eff)
+        })?
+    }
+}
+
 /// [`Kernels::attention`] on the active level.
 pub fn attention<T: AttendElement, O: OutElement>(
     q: Heads<'_, T>,

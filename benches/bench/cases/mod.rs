@@ -1,6 +1,7 @@
 //! The benchmark cases of every kernel family. Each family module returns its cases;
 //! shapes are the ones the issues set targets for.
 
+mod attend;
 mod score;
 
 use crate::Case;
@@ -8,6 +9,7 @@ use crate::Case;
 pub fn all(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
     v.extend(score::cases(quick));
+    v.extend(attend::cases(quick));
     v
 }
 
