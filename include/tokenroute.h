@@ -34,6 +34,22 @@
 // Activation code: the logistic sigmoid `1 / (1 + exp(-(w . h + b)))`.
 #define TKR_ACT_SIGMOID 1
 
+// tkr_attention_options.flags: allow the AVX512-BF16 dot-product path for bf16 inputs
+// on CPUs that have it (faster; not bit-identical to the other ISA levels).
+#define TKR_ATTENTION_BF16_DOT 2
+
+// tkr_attention_options.flags: mask keys after the query, by position.
+#define TKR_ATTENTION_CAUSAL 1
+
+// tkr_attention_keys.block_lists: one list per (KV head, query block).
+#define TKR_BLOCK_LISTS_PER_KV_HEAD 1
+
+// tkr_attention_keys.block_lists: one list per (query head, query block).
+#define TKR_BLOCK_LISTS_PER_Q_HEAD 2
+
+// tkr_attention_keys.block_lists: one list per query block, shared by all heads.
+#define TKR_BLOCK_LISTS_SHARED 0
+
 // Element type code: bfloat16, passed as uint16_t bit patterns.
 #define TKR_DTYPE_BF16 3
 
@@ -58,6 +74,15 @@
 
 // Portable code; always available.
 #define TKR_ISA_SCALAR 1
+
+// tkr_attention_keys.kind: per query block, a list of key blocks.
+#define TKR_KEYS_BLOCKS 2
+
+// tkr_attention_keys.kind: every key row, in order.
+#define TKR_KEYS_DENSE 0
+
+// tkr_attention_keys.kind: a list of key rows shared by every query and head.
+#define TKR_KEYS_INDICES 1
 
 // KV-cache layout code: `[n_heads, n_tokens, head_dim]` (head-major).
 #define TKR_KV_HEAD_MAJOR 2
@@ -101,6 +126,65 @@
 // The result of every fallible call: `TKR_STATUS_OK` (0) or an error code.
 // A fixed-width integer, not a C enum, so its size never depends on the compiler.
 typedef uint32_t tkr_status;
+
+// Which keys every (query, head) row attends over (tkr_attention). Zero (or a NULL
+// pointer) means dense attention over all n_k keys.
+typedef struct tkr_attention_keys {
+  // sizeof(tkr_attention_keys).
+  size_t struct_size;
+  // TKR_KEYS_DENSE, TKR_KEYS_INDICES or TKR_KEYS_BLOCKS.
+  uint32_t kind;
+  // TKR_KEYS_BLOCKS: TKR_BLOCK_LISTS_SHARED, _PER_KV_HEAD or _PER_Q_HEAD.
+  uint32_t block_lists;
+  // TKR_KEYS_INDICES: n_indices K rows (each < n_k; duplicates count twice), read in
+  // place (nothing is gathered).
+  const uint32_t *indices;
+  size_t n_indices;
+  // TKR_KEYS_BLOCKS: keys per key block; block b is K rows
+  // b * block_size .. min((b + 1) * block_size, n_k).
+  size_t block_size;
+  // TKR_KEYS_BLOCKS: queries per query block.
+  size_t query_block_size;
+  // TKR_KEYS_BLOCKS: n_lists + 1 nondecreasing offsets into block_ids, where n_lists =
+  // ceil(n_q / query_block_size) times 1 (shared), n_heads_kv or n_heads_q. List L is
+  // block_ids[block_offsets[L] .. block_offsets[L + 1]], with L = qb, g * n_qblocks + qb
+  // or h * n_qblocks + qb.
+  const size_t *block_offsets;
+  // TKR_KEYS_BLOCKS: key block ids (each < ceil(n_k / block_size)).
+  const uint32_t *block_ids;
+  size_t n_block_ids;
+} tkr_attention_keys;
+
+// Options of tkr_attention. Zero (or a NULL pointer) means the default for every field;
+// set struct_size to sizeof(tkr_attention_options) (tkr_attention_options_init does).
+typedef struct tkr_attention_options {
+  // sizeof(tkr_attention_options), so the struct can grow.
+  size_t struct_size;
+  // Softmax scale; 0 means 1 / sqrt(head_dim). Must be finite.
+  float scale;
+  // TKR_ATTENTION_CAUSAL and/or TKR_ATTENTION_BF16_DOT.
+  uint32_t flags;
+  // Sliding window: with window w > 0 a key is visible when
+  // q_pos - w < k_pos <= q_pos (implies causal masking). 0: no window.
+  uint32_t window;
+  // Output element type: 0 = the input dtype, else TKR_DTYPE_F32/F16/BF16.
+  uint32_t out_dtype;
+  // n_q original positions of the queries (required when causal or windowed).
+  const uint32_t *q_positions;
+  // n_k original positions, one per K row (required when causal or windowed).
+  const uint32_t *k_positions;
+  // NULL, or the natural log-sum-exp of row (i, h) at lse[i * lse_token_stride + h]
+  // (-inf for a row that sees no key).
+  float *lse;
+  // Floats between tokens in lse; 0 means n_heads_q.
+  size_t lse_token_stride;
+  // NULL, or per-key attention mass (sum over queries and heads of the softmax
+  // probability), ADDED to mass[g * mass_head_stride + k] for K row k and KV head g.
+  float *mass;
+  // 0: every head adds into the same n_k floats; else floats between KV heads' arrays
+  // (>= n_k).
+  size_t mass_head_stride;
+} tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options
 // pointer means all defaults; so does an all-zero struct with struct_size set
@@ -253,6 +337,121 @@ extern "C" {
 // The ABI version of the loaded library (compare with TKR_ABI_VERSION).
 uint32_t tkr_abi_version(void);
 
+// Attention of queries over a subset of keys, flash-style, with optional causal and
+// windowed masking by original positions, GQA, log-sum-exp and attention-mass outputs.
+//
+// For every query token i < n_q and query head h < n_heads_q, with KV head
+// g = h / (n_heads_q / n_heads_kv):
+// out[i][h] = sum_j softmax_j(scale * q[i][h] . k[j][g]) v[j][g] over the visible keys j
+// of the row's key sequence (see tkr_attention_keys).
+//
+// - `dtype`: TKR_DTYPE_F32, TKR_DTYPE_F16 or TKR_DTYPE_BF16 for q, k and v (f16/bf16 as
+//   uint16_t bit patterns); arithmetic is f32.
+// - `q`: [n_q, n_heads_q, head_dim], element (t, h, e) at
+//   q[t * q_token_stride + h * q_head_stride + e] (strides in elements). Rows may not
+//   overlap: the smaller stride must hold head_dim elements, the larger one all rows of
+//   the smaller (both token-major and head-major layouts work).
+// - `k`, `v`: [n_k, n_heads_kv, head_dim] each, with their own strides.
+//   n_heads_q must be a multiple of n_heads_kv (GQA; MQA with n_heads_kv = 1).
+// - `keys`: NULL (dense) or the key subset. `options`: NULL (defaults) or the options.
+// - `out`: [n_q, n_heads_q, head_dim] of options->out_dtype (default: dtype), with its
+//   strides; only the head_dim elements of each row are written.
+//
+// Numerics: keys are taken in fixed blocks of 64 with an online softmax (never an
+// n_q x n_k matrix; stable for large logits); a row with no visible key gets zeros and a
+// log-sum-exp of -inf, never NaN; a masked key contributes nothing even if its K or V
+// holds inf or NaN; a NaN logit makes its row NaN. Results are bit-identical on every
+// ISA level and do not depend on n_q, on the row's position in the call or on n_k
+// beyond the row's keys (except with TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16).
+// Against an exact evaluation the error is at most
+// 2^-17 (1 + A + n/64) vmax + u_out |exact| (A: the largest scale * sum_e |q_e k_e| over
+// the row's visible keys, n their number, vmax the largest |v| among them, u_out: 2^-24
+// f32, 2^-11 f16, 2^-8 bf16 output); log-sum-exp within 2^-17 (1 + A + |lse|). With
+// TKR_ATTENTION_BF16_DOT add 2^-8 (1 + A) vmax.
+//
+// Aliasing: out, lse and mass must not overlap each other or any input
+// (TKR_STATUS_OVERLAP). (NULL, 0) is a valid empty buffer.
+//
+// Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
+// or positions missing when causal/windowed); TKR_STATUS_INVALID_ARGUMENT (unknown
+// dtype, out_dtype, flags, key kind or block_lists; head_dim = 0; head counts that are
+// 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or query_block_size 0;
+// block offsets not nondecreasing; misaligned pointer or options struct_size too small);
+// TKR_STATUS_OUT_OF_RANGE (a key index >= n_k, a block id >= ceil(n_k / block_size), a
+// block offset past n_block_ids); TKR_STATUS_BAD_STRIDE (overlapping rows);
+// TKR_STATUS_SIZE_OVERFLOW; TKR_STATUS_OVERLAP; TKR_STATUS_UNSUPPORTED (unknown nonzero
+// fields in a larger options or keys struct); TKR_STATUS_ISA_UNAVAILABLE. On error
+// nothing is written.
+//
+// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
+// allocates a per-thread scratch buffer of about 128 * head_dim bytes, kept for reuse;
+// later calls do not allocate.
+tkr_status tkr_attention(uint32_t dtype,
+                         const void *q,
+                         size_t n_q,
+                         size_t n_heads_q,
+                         size_t head_dim,
+                         size_t q_token_stride,
+                         size_t q_head_stride,
+                         const void *k,
+                         const void *v,
+                         size_t n_k,
+                         size_t n_heads_kv,
+                         size_t k_token_stride,
+                         size_t k_head_stride,
+                         size_t v_token_stride,
+                         size_t v_head_stride,
+                         const struct tkr_attention_keys *keys,
+                         const struct tkr_attention_options *options,
+                         void *out,
+                         size_t out_token_stride,
+                         size_t out_head_stride);
+
+// Fills `*keys` with the defaults (dense; all zero, struct_size set). NULL is ignored.
+// Thread-safe.
+void tkr_attention_keys_init(struct tkr_attention_keys *keys);
+
+// Merges partial attention results computed over disjoint key chunks (flash-decoding):
+// for every row r < n_rows, out[r] = sum_i w_i part_out[i][r] with
+// w_i = exp(part_lse[i][r] - M) / sum_j exp(part_lse[j][r] - M), M = max_i part_lse[i][r],
+// and out_lse[r] = M + ln(sum_j exp(part_lse[j][r] - M)). Exact up to rounding: the
+// merge of tkr_attention calls over disjoint key chunks (each with its lse) equals one
+// call over all the keys within the tkr_attention bound plus 2^-22 vmax.
+//
+// - `part_out`: element e of row r of part i at
+//   part_out[i * part_stride + r * row_stride + e] (floats; f32 partials, normalized as
+//   tkr_attention writes them). Rows of a part are (query, head) rows in any order the
+//   caller chose, e.g. row = i * n_heads_q + h for a dense [n_q, n_heads_q, head_dim].
+// - `part_lse`: part_lse[i * lse_part_stride + r].
+// - A row whose parts all have lse = -inf gets zeros and -inf; a NaN lse makes its row
+//   NaN. Parts with zero weight are skipped (their values never read into the sum).
+// - `out`: n_rows rows of head_dim elements of `out_dtype` (TKR_DTYPE_F32/F16/BF16),
+//   out_row_stride apart. `out_lse`: NULL or n_rows floats.
+// - Bit-identical on every ISA level (weights in f64 by a portable recipe, then one
+//   fused multiply-add per part and element, in part order).
+// - Aliasing: out and out_lse must not overlap each other or the inputs.
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT
+//   (unknown out_dtype, head_dim = 0, misaligned pointer), TKR_STATUS_BAD_STRIDE,
+//   TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error
+//   nothing is written.
+// - Thread-safe; uses the per-thread scratch buffer (head_dim floats).
+tkr_status tkr_attention_merge(size_t n_parts,
+                               size_t n_rows,
+                               size_t head_dim,
+                               const float *part_out,
+                               size_t part_stride,
+                               size_t row_stride,
+                               const float *part_lse,
+                               size_t lse_part_stride,
+                               uint32_t out_dtype,
+                               void *out,
+                               size_t out_row_stride,
+                               float *out_lse);
+
+// Fills `*options` with the defaults (all zero, struct_size set). NULL is ignored.
+// Thread-safe.
+void tkr_attention_options_init(struct tkr_attention_options *options);
+
 // In-place stable compaction (token pruning): moves rows `keep[0], keep[1], ...` of
 // `data` to rows `0, 1, ...`, in order, and reports the new row count (`n_keep`).
 //
@@ -339,6 +538,64 @@ tkr_status tkr_indices_to_mask(const uint32_t *indices,
 // by TOKENROUTE_ISA, or "unknown". Static string, never NULL. Thread-safe.
 const char *tkr_isa_name(uint32_t isa);
 
+// Quest bounds: for every query row (i, h) of q [n_q, n_heads_q, head_dim] and key
+// block b < n_blocks of its KV head g = h / (n_heads_q / n_heads_kv),
+// bound[(i * n_heads_q + h) * bound_row_stride + b] = sum_e max(q_e * kmin_e, q_e * kmax_e)
+// (with the block's summaries from tkr_key_block_summary) plus a margin covering every
+// rounding error, so that it is never below the exact maximum of q . k over the
+// block's keys. Rank blocks by it (top-k) to choose the key blocks of a
+// TKR_KEYS_BLOCKS attention call.
+//
+// - `dtype`: of q. `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim floats each.
+// - `bound`: n_q * n_heads_q rows of n_blocks floats, bound_row_stride apart.
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+//   dtype, head_dim = 0, head counts 0 or not dividing, misaligned pointer),
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP (bound must not
+//   overlap the inputs), TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Bit-identical on every ISA level. Thread-safe; uses the per-thread scratch buffer.
+tkr_status tkr_key_block_bound(uint32_t dtype,
+                               const void *q,
+                               size_t n_q,
+                               size_t n_heads_q,
+                               size_t head_dim,
+                               size_t q_token_stride,
+                               size_t q_head_stride,
+                               const float *kmin,
+                               const float *kmax,
+                               size_t n_blocks,
+                               size_t n_heads_kv,
+                               float *bound,
+                               size_t bound_row_stride);
+
+// Quest key-block summaries: for key blocks block_begin .. block_end of block_size keys
+// of k [n_k, n_heads_kv, head_dim] (element (t, g, e) at
+// k[t * k_token_stride + g * k_head_stride + e]), the elementwise minimum and maximum
+// over each block's keys (block b: K rows b * block_size .. min((b + 1) * block_size,
+// n_k)), per KV head, written as f32 to kmin[(b * n_heads_kv + g) * head_dim + e] and
+// kmax[...] (layout [n_blocks, n_heads_kv, head_dim], like K; exact). A NaN element
+// makes both NaN. As keys are appended, recompute only the last block.
+//
+// - `dtype`: TKR_DTYPE_F32/F16/BF16. `kmin`, `kmax`: at least
+//   block_end * n_heads_kv * head_dim floats each; only the described blocks are written.
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+//   dtype, head_dim = 0, n_heads_kv = 0, block_size = 0, block_begin > block_end,
+//   misaligned pointer), TKR_STATUS_OUT_OF_RANGE (block_end > ceil(n_k / block_size)),
+//   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP (kmin, kmax and k
+//   must not overlap), TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Bit-identical on every ISA level. Thread-safe; no allocation.
+tkr_status tkr_key_block_summary(uint32_t dtype,
+                                 const void *k,
+                                 size_t n_k,
+                                 size_t n_heads_kv,
+                                 size_t head_dim,
+                                 size_t k_token_stride,
+                                 size_t k_head_stride,
+                                 size_t block_size,
+                                 size_t block_begin,
+                                 size_t block_end,
+                                 float *kmin,
+                                 float *kmax);
+
 // KV-cache compaction in place (H2O / SnapKV-style eviction): keeps the tokens listed
 // in `keep`, stable, moving them to token positions `0, 1, ...` of every head, and
 // reports the new token count (`n_keep`). Call it once for the keys and once for the
@@ -396,6 +653,46 @@ tkr_status tkr_mask_to_indices(const uint8_t *mask,
                                size_t n,
                                uint32_t *out_idx,
                                size_t *out_count);
+
+// Quest's query-aware block selection, end to end: the bounds of tkr_key_block_bound
+// for every query i < n_q and query head h over the n_blocks key blocks of its KV head,
+// then the exact top-k blocks by bound (the selection family's top-k: ties to the lower
+// block, NaN bounds last), with the first keep_first and the last keep_last blocks
+// always included (attention sink, newest keys); ids ascending.
+//
+// The result is ready for tkr_attention with keys.kind = TKR_KEYS_BLOCKS,
+// block_lists = TKR_BLOCK_LISTS_PER_Q_HEAD, query_block_size = 1, block_size = the
+// summaries' block size: list L = h * n_q + i is
+// block_ids[block_offsets[L] .. block_offsets[L + 1]], block_offsets[L] = L * k_eff,
+// k_eff = min(k, n_blocks), written to *out_k (may be NULL).
+//
+// - `q`: as in tkr_key_block_bound; `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim
+//   floats each (tkr_key_block_summary).
+// - `block_ids`: n_q * n_heads_q * k_eff entries; `block_offsets`: n_q * n_heads_q + 1.
+//   Neither may overlap the inputs or each other.
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+//   dtype, head_dim = 0, head counts 0 or not dividing, keep_first + keep_last > k_eff,
+//   misaligned pointer), TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW,
+//   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe; uses per-thread scratch (4 * n_q * n_heads_q * (n_blocks + k_eff)
+//   bytes), no allocation once it has grown.
+tkr_status tkr_quest_select_blocks(uint32_t dtype,
+                                   const void *q,
+                                   size_t n_q,
+                                   size_t n_heads_q,
+                                   size_t head_dim,
+                                   size_t q_token_stride,
+                                   size_t q_head_stride,
+                                   const float *kmin,
+                                   const float *kmax,
+                                   size_t n_blocks,
+                                   size_t n_heads_kv,
+                                   size_t k,
+                                   size_t keep_first,
+                                   size_t keep_last,
+                                   uint32_t *block_ids,
+                                   size_t *block_offsets,
+                                   size_t *out_k);
 
 // The fused route call for one sequence: router scores, selection, and the compacted
 // rows, in one call. Identical to tkr_score (one router) -> tkr_topk_f32 or

@@ -2,6 +2,7 @@
 //! policy: which registry entry each level uses.
 
 use tokenroute_kernels::compact::{self, CopyRowsFn, ScatterAddFn};
+use tokenroute_kernels::attend::{self, AttendFn, BoundFn, MergeFn, SummaryFn};
 use tokenroute_kernels::score::{self, ScoreFn};
 use tokenroute_kernels::select::{
     self, CountNonzeroFn, IndicesToMaskFn, MaskToIndicesFn, ThresholdFn, TopkFn,
@@ -29,6 +30,16 @@ pub struct Kernels {
     pub(crate) select_mask_to_indices: MaskToIndicesFn,
     pub(crate) select_indices_to_mask: IndicesToMaskFn,
     pub(crate) select_count_nonzero_u8: CountNonzeroFn,
+    pub(crate) attend_f32: AttendFn<f32>,
+    pub(crate) attend_f16: AttendFn<f16>,
+    pub(crate) attend_bf16: AttendFn<bf16>,
+    pub(crate) attend_merge: MergeFn,
+    pub(crate) key_summary_f32: SummaryFn<f32>,
+    pub(crate) key_summary_f16: SummaryFn<f16>,
+    pub(crate) key_summary_bf16: SummaryFn<bf16>,
+    pub(crate) key_bound_f32: BoundFn<f32>,
+    pub(crate) key_bound_f16: BoundFn<f16>,
+    pub(crate) key_bound_bf16: BoundFn<bf16>,
 }
 
 static SCALAR: Kernels = Kernels {
@@ -46,6 +57,16 @@ static SCALAR: Kernels = Kernels {
     select_mask_to_indices: select::scalar::u8_mask_to_indices_u1,
     select_indices_to_mask: select::scalar::u32_indices_to_mask_u1,
     select_count_nonzero_u8: select::scalar::u8_count_nonzero_u1,
+    attend_f32: attend::scalar::f32_fma16_b64,
+    attend_f16: attend::scalar::f16_fma16_b64,
+    attend_bf16: attend::scalar::bf16_fma16_b64,
+    attend_merge: attend::scalar::f32_merge_u1,
+    key_summary_f32: attend::scalar::f32_summary_u1,
+    key_summary_f16: attend::scalar::f16_summary_u1,
+    key_summary_bf16: attend::scalar::bf16_summary_u1,
+    key_bound_f32: attend::scalar::f32_bound_u1,
+    key_bound_f16: attend::scalar::f16_bound_u1,
+    key_bound_bf16: attend::scalar::bf16_bound_u1,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -64,6 +85,16 @@ static AVX2: Kernels = Kernels {
     select_mask_to_indices: select::avx2::u8_mask_to_indices_lut_u8,
     select_indices_to_mask: select::avx2::u32_indices_to_mask_u1,
     select_count_nonzero_u8: select::avx2::u8_count_nonzero_u8,
+    attend_f32: attend::avx2::f32_fma16_b64,
+    attend_f16: attend::avx2::f16_fma16_b64,
+    attend_bf16: attend::avx2::bf16_fma16_b64,
+    attend_merge: attend::avx2::f32_merge_u8,
+    key_summary_f32: attend::avx2::f32_summary_v16,
+    key_summary_f16: attend::avx2::f16_summary_v16,
+    key_summary_bf16: attend::avx2::bf16_summary_v16,
+    key_bound_f32: attend::avx2::f32_bound_v16,
+    key_bound_f16: attend::avx2::f16_bound_v16,
+    key_bound_bf16: attend::avx2::bf16_bound_v16,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -82,6 +113,16 @@ static AVX512: Kernels = Kernels {
     select_mask_to_indices: select::avx512::u8_mask_to_indices_vcompress_u16,
     select_indices_to_mask: select::avx512::u32_indices_to_mask_u1,
     select_count_nonzero_u8: select::avx512::u8_count_nonzero_u16,
+    attend_f32: attend::avx512::f32_fma16_b64,
+    attend_f16: attend::avx512::f16_fma16_b64,
+    attend_bf16: attend::avx512::bf16_fma16_b64,
+    attend_merge: attend::avx512::f32_merge_u16,
+    key_summary_f32: attend::avx512::f32_summary_v16,
+    key_summary_f16: attend::avx512::f16_summary_v16,
+    key_summary_bf16: attend::avx512::bf16_summary_v16,
+    key_bound_f32: attend::avx512::f32_bound_v16,
+    key_bound_f16: attend::avx512::f16_bound_v16,
+    key_bound_bf16: attend::avx512::bf16_bound_v16,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -100,6 +141,16 @@ static NEON: Kernels = Kernels {
     select_mask_to_indices: select::neon::u8_mask_to_indices_tbl_u4,
     select_indices_to_mask: select::neon::u32_indices_to_mask_u1,
     select_count_nonzero_u8: select::neon::u8_count_nonzero_u4,
+    attend_f32: attend::neon::f32_fma16_b64,
+    attend_f16: attend::neon::f16_fma16_b64,
+    attend_bf16: attend::neon::bf16_fma16_b64,
+    attend_merge: attend::neon::f32_merge_u4,
+    key_summary_f32: attend::neon::f32_summary_v16,
+    key_summary_f16: attend::neon::f16_summary_v16,
+    key_summary_bf16: attend::neon::bf16_summary_v16,
+    key_bound_f32: attend::neon::f32_bound_v16,
+    key_bound_f16: attend::neon::f16_bound_v16,
+    key_bound_bf16: attend::neon::bf16_bound_v16,
 };
 
 impl Kernels {
@@ -134,6 +185,16 @@ impl Kernels {
     /// This table's ISA level.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The opt-in bf16 attention kernel built on AVX512-BF16 dot products, when this
+    /// level has one and the CPU supports it (runtime detection; not a separate level).
+    pub(crate) fn attend_bf16_dot(&self) -> Option<AttendFn<bf16>> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16") {
+            return Some(attend::avx512::bf16_dpbf16_b64);
+        }
+        None
     }
 }
 

@@ -9,7 +9,8 @@
 //! Every operation is available two ways:
 //! - as a method of [`Kernels`], the table of one ISA level ([`Kernels::for_isa`] or
 //!   [`Kernels::active`]): tests and benchmarks reach each level directly this way;
-//! - as a free function ([`score`], [`sigmoid_f32`], ...) that uses the active level.
+//! - as a free function ([`score`], [`sigmoid_f32`], [`attention`], ...) that uses the
+//!   active level.
 //!
 //! Data flows one way: C ABI -> safe API (validation) -> dispatch table -> kernel.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -28,6 +29,10 @@ pub use ops::compact::{
     KvLayout,
 };
 pub use ops::route::{route, route_workspace_len, RouteOut, RouteSelect};
+pub use ops::attend::{
+    attention, attention_merge, key_block_bound, key_block_summary, AttendElement, AttendExtras,
+    AttendOptions, Heads, HeadsMut, KeySubset, ListsPer, OutElement,
+};
 pub use ops::score::{score, sigmoid_f32, sigmoid_f32_in_place, Activation};
 pub use ops::select::{
     indices_to_mask, mask_to_indices, threshold_f32, topk_f32, topk_workspace_len, Order, RowSpec,

@@ -1,6 +1,8 @@
 /* tkr-test: std=c11 (uses _Static_assert) */
 /* The ABI's numbers, restated by hand: changing any of them needs an edit here too,
  * which review can see. Compiled (and run) as part of the C tests. */
+#include <stddef.h>
+
 #include "check.h"
 
 _Static_assert(sizeof(tkr_status) == 4, "tkr_status is uint32_t");
@@ -24,6 +26,21 @@ _Static_assert(TKR_DTYPE_F32 == 1 && TKR_DTYPE_F16 == 2 && TKR_DTYPE_BF16 == 3, 
 _Static_assert(TKR_ACT_NONE == 0 && TKR_ACT_SIGMOID == 1, "activation codes");
 _Static_assert(TKR_KV_TOKEN_MAJOR == 1 && TKR_KV_HEAD_MAJOR == 2, "kv layout codes");
 _Static_assert(TKR_KV_KEEP_SHARED == 0 && TKR_KV_KEEP_PER_HEAD == 1, "kv keep modes");
+_Static_assert(TKR_ATTENTION_CAUSAL == 1 && TKR_ATTENTION_BF16_DOT == 2, "attention flags");
+_Static_assert(TKR_KEYS_DENSE == 0 && TKR_KEYS_INDICES == 1 && TKR_KEYS_BLOCKS == 2, "key set kinds");
+_Static_assert(TKR_BLOCK_LISTS_SHARED == 0 && TKR_BLOCK_LISTS_PER_KV_HEAD == 1 &&
+                   TKR_BLOCK_LISTS_PER_Q_HEAD == 2,
+               "block list groups");
+_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_options) == 72, "options size");
+_Static_assert(offsetof(tkr_attention_options, struct_size) == 0, "options layout");
+_Static_assert(offsetof(tkr_attention_options, scale) == sizeof(size_t), "options layout");
+_Static_assert(offsetof(tkr_attention_options, out_dtype) == sizeof(size_t) + 12, "options layout");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, q_positions) == 24, "options layout");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, mass_head_stride) == 64, "options layout");
+_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_keys) == 72, "keys size");
+_Static_assert(offsetof(tkr_attention_keys, kind) == sizeof(size_t), "keys layout");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, indices) == 16, "keys layout");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, n_block_ids) == 64, "keys layout");
 _Static_assert(TKR_ABI_VERSION == 1, "abi version");
 _Static_assert(TKR_TOPK_ORDER_SCORE == 1 && TKR_TOPK_CAPACITY == 2, "top-k flags");
 _Static_assert(TKR_ROUTE_TOPK == 1 && TKR_ROUTE_THRESHOLD == 2, "route select modes");

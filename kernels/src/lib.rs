@@ -16,6 +16,7 @@
 extern crate std;
 
 pub mod compact;
+pub mod attend;
 pub mod isa;
 pub mod registry;
 pub mod score;

@@ -6,6 +6,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod compact;
+pub mod attend;
 pub mod isa;
 pub mod route;
 pub mod score;

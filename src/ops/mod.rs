@@ -3,6 +3,7 @@
 
 pub mod compact;
 pub mod route;
+pub mod attend;
 pub mod score;
 pub mod select;
 

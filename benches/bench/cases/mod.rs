@@ -2,6 +2,7 @@
 //! shapes are the ones the issues set targets for.
 
 mod compact;
+mod attend;
 mod score;
 mod select;
 
@@ -12,6 +13,7 @@ pub fn all(quick: bool) -> Vec<Box<dyn Case>> {
     v.extend(score::cases(quick));
     v.extend(select::cases(quick));
     v.extend(compact::cases(quick));
+    v.extend(attend::cases(quick));
     v
 }
 

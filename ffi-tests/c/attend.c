@@ -1,0 +1,298 @@
+/* Sparse attention, merge and Quest bounds through the C API, as a C99 user calls it. */
+#include <math.h>
+
+#include "check.h"
+
+enum { NQ = 5, HQ = 4, HKV = 2, D = 24, NK = 70 };
+
+static float q[NQ * HQ * D], k[NK * HKV * D], v[NK * HKV * D];
+static uint32_t qpos[NQ], kpos[NK];
+
+static unsigned long long rng_state = 88172645463325252ull;
+static float rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+}
+
+static uint16_t bf16_of(float f) {
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return (uint16_t)(b >> 16);
+}
+
+static float f32_of_bf16(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+/* Reference attention of row (i, h) over keys sel[0..n) (visible by causal positions
+ * when causal), into out[D]; returns the log-sum-exp. */
+static double reference(int i, int h, const uint32_t *sel, int n, int causal, const float *kk,
+                        const float *vv, double *out) {
+    int g = h / (HQ / HKV);
+    double m = -INFINITY, l = 0.0, x[NK];
+    for (int e = 0; e < D; e++) out[e] = 0.0;
+    for (int j = 0; j < n; j++) {
+        int t = (int)sel[j];
+        x[j] = -INFINITY;
+        if (causal && kpos[t] > qpos[i]) continue;
+        double dot = 0.0;
+        for (int e = 0; e < D; e++) dot += (double)q[(i * HQ + h) * D + e] * kk[(t * HKV + g) * D + e];
+        x[j] = dot / sqrt((double)D);
+        if (x[j] > m) m = x[j];
+    }
+    if (m == -INFINITY) return -INFINITY;
+    for (int j = 0; j < n; j++) {
+        if (x[j] == -INFINITY) continue;
+        double p = exp(x[j] - m);
+        l += p;
+        for (int e = 0; e < D; e++) out[e] += p * vv[((int)sel[j] * HKV + g) * D + e];
+    }
+    for (int e = 0; e < D; e++) out[e] /= l;
+    return m + log(l);
+}
+
+static tkr_status attend(uint32_t dtype, const void *qq, const void *kk, const void *vv,
+                         const tkr_attention_keys *keys, const tkr_attention_options *opts,
+                         void *out) {
+    return tkr_attention(dtype, qq, NQ, HQ, D, HQ * D, D, kk, vv, NK, HKV, HKV * D, D, HKV * D, D,
+                         keys, opts, out, HQ * D, D);
+}
+
+static void test_dense_indices_causal_lse_mass(void) {
+    static float out[NQ * HQ * D];
+    float lse[NQ * HQ], mass[NK];
+    uint32_t sel[40];
+    double want[D];
+    for (int j = 0; j < 40; j++) sel[j] = (uint32_t)((j * 7) % NK);
+
+    tkr_attention_keys keys;
+    tkr_attention_options opts;
+    tkr_attention_keys_init(&keys);
+    tkr_attention_options_init(&opts);
+    CHECK(keys.struct_size == sizeof keys && keys.kind == TKR_KEYS_DENSE);
+    CHECK(opts.struct_size == sizeof opts && opts.flags == 0 && opts.scale == 0.0f);
+
+    /* Dense, no options. */
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, NULL, NULL, out), TKR_STATUS_OK);
+    uint32_t all[NK];
+    for (int j = 0; j < NK; j++) all[j] = (uint32_t)j;
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++) {
+            reference(i, h, all, NK, 0, k, v, want);
+            for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+        }
+
+    /* Selected keys, causal by positions, log-sum-exp and attention mass. */
+    keys.kind = TKR_KEYS_INDICES;
+    keys.indices = sel;
+    keys.n_indices = 40;
+    opts.flags = TKR_ATTENTION_CAUSAL;
+    opts.q_positions = qpos;
+    opts.k_positions = kpos;
+    opts.lse = lse;
+    memset(mass, 0, sizeof mass);
+    opts.mass = mass;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, out), TKR_STATUS_OK);
+    double total = 0.0;
+    int rows = 0;
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++) {
+            double l = reference(i, h, sel, 40, 1, k, v, want);
+            if (l == -INFINITY) {
+                CHECK(lse[i * HQ + h] == -INFINITY);
+                for (int e = 0; e < D; e++) CHECK(out[(i * HQ + h) * D + e] == 0.0f);
+                continue;
+            }
+            rows++;
+            CHECK(fabs(lse[i * HQ + h] - l) < 1e-5 * (1.0 + fabs(l)));
+            for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+        }
+    for (int j = 0; j < NK; j++) total += mass[j];
+    CHECK(fabs(total - rows) < 1e-4);
+    CHECK(rows > 0 && rows < NQ * HQ); /* query 0 sees nothing */
+
+    /* Bad input: causal without positions, indices out of range, heads not dividing. */
+    for (int e = 0; e < NQ * HQ * D; e++) out[e] = 7.0f;
+    opts.q_positions = NULL;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, out), TKR_STATUS_NULL_POINTER);
+    opts.q_positions = qpos;
+    sel[3] = NK;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, out), TKR_STATUS_OUT_OF_RANGE);
+    sel[3] = 0;
+    CHECK_STATUS(tkr_attention(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, k, v, NK, 3, HKV * D, D,
+                               HKV * D, D, NULL, NULL, out, HQ * D, D),
+                 TKR_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tkr_attention(TKR_DTYPE_F32, q, NQ, HQ, 0, HQ * D, D, k, v, NK, HKV, HKV * D, D,
+                               HKV * D, D, NULL, NULL, out, HQ * D, D),
+                 TKR_STATUS_INVALID_ARGUMENT);
+    opts.lse = (float *)out;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, out), TKR_STATUS_OVERLAP);
+    for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
+}
+
+static void test_bf16_blocks(void) {
+    static uint16_t qb[NQ * HQ * D], kb[NK * HKV * D], vb[NK * HKV * D];
+    static float kf[NK * HKV * D], vf[NK * HKV * D], qkeep[NQ * HQ * D];
+    static uint16_t out[NQ * HQ * D];
+    double want[D];
+    memcpy(qkeep, q, sizeof q);
+    for (int e = 0; e < NQ * HQ * D; e++) {
+        qb[e] = bf16_of(q[e]);
+        q[e] = f32_of_bf16(qb[e]);
+    }
+    for (int e = 0; e < NK * HKV * D; e++) {
+        kb[e] = bf16_of(k[e]);
+        vb[e] = bf16_of(v[e]);
+        kf[e] = f32_of_bf16(kb[e]);
+        vf[e] = f32_of_bf16(vb[e]);
+    }
+    /* Two query blocks of 3 queries; blocks of 16 keys: {0, 4} and {2}. */
+    size_t offsets[3] = {0, 2, 3};
+    uint32_t ids[3] = {0, 4, 2};
+    tkr_attention_keys keys;
+    tkr_attention_keys_init(&keys);
+    keys.kind = TKR_KEYS_BLOCKS;
+    keys.block_size = 16;
+    keys.query_block_size = 3;
+    keys.block_offsets = offsets;
+    keys.block_ids = ids;
+    keys.n_block_ids = 3;
+    CHECK_STATUS(attend(TKR_DTYPE_BF16, qb, kb, vb, &keys, NULL, out), TKR_STATUS_OK);
+    uint32_t sel0[22], sel1[16];
+    for (int j = 0; j < 16; j++) sel0[j] = (uint32_t)j;
+    for (int j = 0; j < 6; j++) sel0[16 + j] = (uint32_t)(64 + j); /* the last block is partial */
+    for (int j = 0; j < 16; j++) sel1[j] = (uint32_t)(32 + j);
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++) {
+            if (i < 3)
+                reference(i, h, sel0, 22, 0, kf, vf, want);
+            else
+                reference(i, h, sel1, 16, 0, kf, vf, want);
+            for (int e = 0; e < D; e++) {
+                float got = f32_of_bf16(out[(i * HQ + h) * D + e]);
+                CHECK(fabs(got - want[e]) <= 1e-5 + fabs(want[e]) / 256.0);
+            }
+        }
+    ids[1] = 5; /* ceil(70 / 16) = 5 blocks: id 5 is out of range */
+    CHECK_STATUS(attend(TKR_DTYPE_BF16, qb, kb, vb, &keys, NULL, out), TKR_STATUS_OUT_OF_RANGE);
+    memcpy(q, qkeep, sizeof q);
+}
+
+static void test_merge(void) {
+    /* Two chunks of keys, each with its lse, merge into the full call. */
+    static float full[NQ * HQ * D], parts[2 * NQ * HQ * D], merged[NQ * HQ * D];
+    float lse_full[NQ * HQ], lses[2 * NQ * HQ], lse_m[NQ * HQ];
+    uint32_t a[30], b[NK - 30];
+    for (int j = 0; j < 30; j++) a[j] = (uint32_t)j;
+    for (int j = 30; j < NK; j++) b[j - 30] = (uint32_t)j;
+    tkr_attention_options opts;
+    tkr_attention_options_init(&opts);
+    tkr_attention_keys keys;
+    tkr_attention_keys_init(&keys);
+    opts.lse = lse_full;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, full), TKR_STATUS_OK);
+    keys.kind = TKR_KEYS_INDICES;
+    keys.indices = a;
+    keys.n_indices = 30;
+    opts.lse = lses;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, parts), TKR_STATUS_OK);
+    keys.indices = b;
+    keys.n_indices = NK - 30;
+    opts.lse = lses + NQ * HQ;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, parts + NQ * HQ * D), TKR_STATUS_OK);
+    CHECK_STATUS(tkr_attention_merge(2, NQ * HQ, D, parts, NQ * HQ * D, D, lses, NQ * HQ,
+                                     TKR_DTYPE_F32, merged, D, lse_m),
+                 TKR_STATUS_OK);
+    for (int e = 0; e < NQ * HQ * D; e++) CHECK(fabs(merged[e] - full[e]) < 2e-6);
+    for (int r = 0; r < NQ * HQ; r++) CHECK(fabs(lse_m[r] - lse_full[r]) < 1e-5);
+    CHECK_STATUS(tkr_attention_merge(2, NQ * HQ, D, parts, NQ * HQ * D, D, lses, NQ * HQ, 0,
+                                     merged, D, lse_m),
+                 TKR_STATUS_INVALID_ARGUMENT);
+}
+
+static void test_quest(void) {
+    enum { B = 8, NB = (NK + B - 1) / B };
+    static float kmin[NB * HKV * D], kmax[NB * HKV * D], bound[NQ * HQ * NB];
+    CHECK_STATUS(tkr_key_block_summary(TKR_DTYPE_F32, k, NK, HKV, D, HKV * D, D, B, 0, NB, kmin, kmax),
+                 TKR_STATUS_OK);
+    CHECK_STATUS(tkr_key_block_bound(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, kmin, kmax, NB, HKV,
+                                     bound, NB),
+                 TKR_STATUS_OK);
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++)
+            for (int b = 0; b < NB; b++) {
+                int g = h / (HQ / HKV);
+                double best = -INFINITY;
+                for (int t = b * B; t < (b + 1) * B && t < NK; t++) {
+                    double dot = 0.0;
+                    for (int e = 0; e < D; e++) dot += (double)q[(i * HQ + h) * D + e] * k[(t * HKV + g) * D + e];
+                    if (dot > best) best = dot;
+                }
+                CHECK(bound[(i * HQ + h) * NB + b] >= best);
+            }
+    CHECK_STATUS(tkr_key_block_summary(TKR_DTYPE_F32, k, NK, HKV, D, HKV * D, D, B, 0, NB + 1, kmin, kmax),
+                 TKR_STATUS_OUT_OF_RANGE);
+
+    /* Top-4 blocks per query and head (block 0 and the last one forced), then attention
+     * over them. */
+    enum { KB = 4 };
+    static uint32_t ids[NQ * HQ * KB];
+    static size_t offs[NQ * HQ + 1];
+    static float out[NQ * HQ * D];
+    size_t k_eff = 0;
+    CHECK_STATUS(tkr_quest_select_blocks(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, kmin, kmax, NB, HKV, KB,
+                                         1, 1, ids, offs, &k_eff),
+                 TKR_STATUS_OK);
+    CHECK(k_eff == KB);
+    for (int l = 0; l < NQ * HQ; l++) {
+        CHECK(offs[l] == (size_t)l * KB);
+        CHECK(ids[l * KB] == 0 && ids[l * KB + KB - 1] == NB - 1);
+        for (int j = 1; j < KB; j++) CHECK(ids[l * KB + j] > ids[l * KB + j - 1]);
+    }
+    tkr_attention_keys keys;
+    tkr_attention_keys_init(&keys);
+    keys.kind = TKR_KEYS_BLOCKS;
+    keys.block_lists = TKR_BLOCK_LISTS_PER_Q_HEAD;
+    keys.block_size = B;
+    keys.query_block_size = 1;
+    keys.block_offsets = offs;
+    keys.block_ids = ids;
+    keys.n_block_ids = NQ * HQ * KB;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, NULL, out), TKR_STATUS_OK);
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++) {
+            uint32_t sel[KB * B];
+            int n = 0;
+            const uint32_t *l = ids + (h * NQ + i) * KB;
+            for (int j = 0; j < KB; j++)
+                for (int t = (int)l[j] * B; t < ((int)l[j] + 1) * B && t < NK; t++) sel[n++] = (uint32_t)t;
+            double want[D];
+            reference(i, h, sel, n, 0, k, v, want);
+            for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+        }
+    CHECK_STATUS(tkr_quest_select_blocks(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, kmin, kmax, NB, HKV, 2, 2,
+                                         1, ids, offs, NULL),
+                 TKR_STATUS_INVALID_ARGUMENT);
+}
+
+int main(void) {
+    check_expected_isa();
+    for (int e = 0; e < NQ * HQ * D; e++) q[e] = rnd();
+    for (int e = 0; e < NK * HKV * D; e++) {
+        k[e] = rnd();
+        v[e] = rnd();
+    }
+    for (int i = 0; i < NQ; i++) qpos[i] = (uint32_t)(i * 30);
+    for (int t = 0; t < NK; t++) kpos[t] = (uint32_t)(2 * t + 1);
+    test_dense_indices_causal_lse_mass();
+    test_bf16_blocks();
+    test_merge();
+    test_quest();
+    return finish_tests("attend");
+}

@@ -1,0 +1,1083 @@
+//! Sparse attention, merging, attention mass and Quest bounds through the C ABI.
+
+use super::{
+    byte_range, disjoint, guard, range, read_options, slice, slice_mut, tkr_status, OptionsStruct,
+};
+use crate::error::{ensure, Error, ErrorKind, Result};
+use crate::ops::attend::{span3, AttendElement, OutElement};
+use crate::ops::{span, DType};
+use crate::{
+    AttendExtras, AttendOptions, Heads, HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut,
+};
+use core::ffi::c_void;
+use half::{bf16, f16};
+
+/// tkr_attention_options.flags: mask keys after the query, by position.
+pub const TKR_ATTENTION_CAUSAL: u32 = 1;
+/// tkr_attention_options.flags: allow the AVX512-BF16 dot-product path for bf16 inputs
+/// on CPUs that have it (faster; not bit-identical to the other ISA levels).
+pub const TKR_ATTENTION_BF16_DOT: u32 = 2;
+
+/// tkr_attention_keys.kind: every key row, in order.
+pub const TKR_KEYS_DENSE: u32 = 0;
+/// tkr_attention_keys.kind: a list of key rows shared by every query and head.
+pub const TKR_KEYS_INDICES: u32 = 1;
+/// tkr_attention_keys.kind: per query block, a list of key blocks.
+pub const TKR_KEYS_BLOCKS: u32 = 2;
+
+/// tkr_attention_keys.block_lists: one list per query block, shared by all heads.
+pub const TKR_BLOCK_LISTS_SHARED: u32 = 0;
+/// tkr_attention_keys.block_lists: one list per (KV head, query block).
+pub const TKR_BLOCK_LISTS_PER_KV_HEAD: u32 = 1;
+/// tkr_attention_keys.block_lists: one list per (query head, query block).
+pub const TKR_BLOCK_LISTS_PER_Q_HEAD: u32 = 2;
+
+/// Options of tkr_attention. Zero (or a NULL pointer) means the default for every field;
+/// set struct_size to sizeof(tkr_attention_options) (tkr_attention_options_init does).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tkr_attention_options {
+    /// sizeof(tkr_attention_options), so the struct can grow.
+    pub struct_size: usize,
+    /// Softmax scale; 0 means 1 / sqrt(head_dim). Must be finite.
+    pub scale: f32,
+    /// TKR_ATTENTION_CAUSAL and/or TKR_ATTENTION_BF16_DOT.
+    pub flags: u32,
+    /// Sliding window: with window w > 0 a key is visible when
+    /// q_pos - w < k_pos <= q_pos (implies causal masking). 0: no window.
+    pub window: u32,
+    /// Output element type: 0 = the input dtype, else TKR_DTYPE_F32/F16/BF16.
+    pub out_dtype: u32,
+    /// n_q original positions of the queries (required when causal or windowed).
+    pub q_positions: *const u32,
+    /// n_k original positions, one per K row (required when causal or windowed).
+    pub k_positions: *const u32,
+    /// NULL, or the natural log-sum-exp of row (i, h) at lse[i * lse_token_stride + h]
+    /// (-inf for a row that sees no key).
+    pub lse: *mut f32,
+    /// Floats between tokens in lse; 0 means n_heads_q.
+    pub lse_token_stride: usize,
+    /// NULL, or per-key attention mass (sum over queries and heads of the softmax
+    /// probability), ADDED to mass[g * mass_head_stride + k] for K row k and KV head g.
+    pub mass: *mut f32,
+    /// 0: every head adds into the same n_k floats; else floats between KV heads' arrays
+    /// (>= n_k).
+    pub mass_head_stride: usize,
+}
+unsafe impl OptionsStruct for tkr_attention_options {}
+
+/// Which keys every (query, head) row attends over (tkr_attention). Zero (or a NULL
+/// pointer) means dense attention over all n_k keys.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tkr_attention_keys {
+    /// sizeof(tkr_attention_keys).
+    pub struct_size: usize,
+    /// TKR_KEYS_DENSE, TKR_KEYS_INDICES or TKR_KEYS_BLOCKS.
+    pub kind: u32,
+    /// TKR_KEYS_BLOCKS: TKR_BLOCK_LISTS_SHARED, _PER_KV_HEAD or _PER_Q_HEAD.
+    pub block_lists: u32,
+    /// TKR_KEYS_INDICES: n_indices K rows (each < n_k; duplicates count twice), read in
+    /// place (nothing is gathered).
+    pub indices: *const u32,
+    pub n_indices: usize,
+    /// TKR_KEYS_BLOCKS: keys per key block; block b is K rows
+    /// b * block_size .. min((b + 1) * block_size, n_k).
+    pub block_size: usize,
+    /// TKR_KEYS_BLOCKS: queries per query block.
+    pub query_block_size: usize,
+    /// TKR_KEYS_BLOCKS: n_lists + 1 nondecreasing offsets into block_ids, where n_lists =
+    /// ceil(n_q / query_block_size) times 1 (shared), n_heads_kv or n_heads_q. List L is
+    /// block_ids[block_offsets[L] .. block_offsets[L + 1]], with L = qb, g * n_qblocks + qb
+    /// or h * n_qblocks + qb.
+    pub block_offsets: *const usize,
+    /// TKR_KEYS_BLOCKS: key block ids (each < ceil(n_k / block_size)).
+    pub block_ids: *const u32,
+    pub n_block_ids: usize,
+}
+unsafe impl OptionsStruct for tkr_attention_keys {}
+
+/// Fills `*options` with the defaults (all zero, struct_size set). NULL is ignored.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_attention_options_init(options: *mut tkr_attention_options) {
+    if !options.is_null() {
+        // SAFETY: all-zero is the default (OptionsStruct); the caller passes a writable
+        // tkr_attention_options.
+        unsafe {
+            let mut o: tkr_attention_options = core::mem::zeroed();
+            o.struct_size = core::mem::size_of::<tkr_attention_options>();
+            options.write_unaligned(o);
+        }
+    }
+}
+
+/// Fills `*keys` with the defaults (dense; all zero, struct_size set). NULL is ignored.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_attention_keys_init(keys: *mut tkr_attention_keys) {
+    if !keys.is_null() {
+        // SAFETY: all-zero is the default (OptionsStruct); the caller passes a writable
+        // tkr_attention_keys.
+        unsafe {
+            let mut k: tkr_attention_keys = core::mem::zeroed();
+            k.struct_size = core::mem::size_of::<tkr_attention_keys>();
+            keys.write_unaligned(k);
+        }
+    }
+}
+
+fn dtype_of(code: u32) -> Result<DType> {
+    DType::from_code(code).ok_or(Error::new(ErrorKind::InvalidArgument, "unknown dtype"))
+}
+
+/// Attention of queries over a subset of keys, flash-style, with optional causal and
+/// windowed masking by original positions, GQA, log-sum-exp and attention-mass outputs.
+///
+/// For every query token i < n_q and query head h < n_heads_q, with KV head
+/// g = h / (n_heads_q / n_heads_kv):
+/// out[i][h] = sum_j softmax_j(scale * q[i][h] . k[j][g]) v[j][g] over the visible keys j
+/// of the row's key sequence (see tkr_attention_keys).
+///
+/// - `dtype`: TKR_DTYPE_F32, TKR_DTYPE_F16 or TKR_DTYPE_BF16 for q, k and v (f16/bf16 as
+///   uint16_t bit patterns); arithmetic is f32.
+/// - `q`: [n_q, n_heads_q, head_dim], element (t, h, e) at
+///   q[t * q_token_stride + h * q_head_stride + e] (strides in elements). Rows may not
+///   overlap: the smaller stride must hold head_dim elements, the larger one all rows of
+///   the smaller (both token-major and head-major layouts work).
+/// - `k`, `v`: [n_k, n_heads_kv, head_dim] each, with their own strides.
+///   n_heads_q must be a multiple of n_heads_kv (GQA; MQA with n_heads_kv = 1).
+/// - `keys`: NULL (dense) or the key subset. `options`: NULL (defaults) or the options.
+/// - `out`: [n_q, n_heads_q, head_dim] of options->out_dtype (default: dtype), with its
+///   strides; only the head_dim elements of each row are written.
+///
+/// Numerics: keys are taken in fixed blocks of 64 with an online softmax (never an
+/// n_q x n_k matrix; stable for large logits); a row with no visible key gets zeros and a
+/// log-sum-exp of -inf, never NaN; a masked key contributes nothing even if its K or V
+/// holds inf or NaN; a NaN logit makes its row NaN. Results are bit-identical on every
+/// ISA level and do not depend on n_q, on the row's position in the call or on n_k
+/// beyond the row's keys (except with TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16).
+/// Against an exact evaluation the error is at most
+/// 2^-17 (1 + A + n/64) vmax + u_out |exact| (A: the largest scale * sum_e |q_e k_e| over
+/// the row's visible keys, n their number, vmax the largest |v| among them, u_out: 2^-24
+/// f32, 2^-11 f16, 2^-8 bf16 output); log-sum-exp within 2^-17 (1 + A + |lse|). With
+/// TKR_ATTENTION_BF16_DOT add 2^-8 (1 + A) vmax.
+///
+/// Aliasing: out, lse and mass must not overlap each other or any input
+/// (TKR_STATUS_OVERLAP). (NULL, 0) is a valid empty buffer.
+///
+/// Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
+/// or positions missing when causal/windowed); TKR_STATUS_INVALID_ARGUMENT (unknown
+/// dtype, out_dtype, flags, key kind or block_lists; head_dim = 0; head counts that are
+/// 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or query_block_size 0;
+/// block offsets not nondecreasing; misaligned pointer or options struct_size too small);
+/// TKR_STATUS_OUT_OF_RANGE (a key index >= n_k, a block id >= ceil(n_k / block_size), a
+/// block offset past n_block_ids); TKR_STATUS_BAD_STRIDE (overlapping rows);
+/// TKR_STATUS_SIZE_OVERFLOW; TKR_STATUS_OVERLAP; TKR_STATUS_UNSUPPORTED (unknown nonzero
+/// fields in a larger options or keys struct); TKR_STATUS_ISA_UNAVAILABLE. On error
+/// nothing is written.
+///
+/// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
+/// allocates a per-thread scratch buffer of about 128 * head_dim bytes, kept for reuse;
+/// later calls do not allocate.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_attention(
+    dtype: u32,
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    k: *const c_void,
+    v: *const c_void,
+    n_k: usize,
+    n_heads_kv: usize,
+    k_token_stride: usize,
+    k_head_stride: usize,
+    v_token_stride: usize,
+    v_head_stride: usize,
+    keys: *const tkr_attention_keys,
+    options: *const tkr_attention_options,
+    out: *mut c_void,
+    out_token_stride: usize,
+    out_head_stride: usize,
+) -> tkr_status {
+    guard(|| {
+        let dtype = dtype_of(dtype)?;
+        // SAFETY: NULL or a struct of at least struct_size readable bytes (caller).
+        let opts = unsafe { read_options(options)? };
+        let ks = unsafe { read_options(keys)? };
+        let out_dtype = if opts.out_dtype == 0 {
+            dtype
+        } else {
+            dtype_of(opts.out_dtype)?
+        };
+        let raw = RawAttention {
+            q,
+            n_q,
+            n_heads_q,
+            head_dim,
+            q_token_stride,
+            q_head_stride,
+            k,
+            v,
+            n_k,
+            n_heads_kv,
+            k_token_stride,
+            k_head_stride,
+            v_token_stride,
+            v_head_stride,
+            keys: ks,
+            opts,
+            out,
+            out_token_stride,
+            out_head_stride,
+        };
+        // SAFETY: the caller's promises about the buffers, passed on.
+        unsafe {
+            match (dtype, out_dtype) {
+                (DType::F32, DType::F32) => raw.run::<f32, f32>(),
+                (DType::F32, DType::F16) => raw.run::<f32, f16>(),
+                (DType::F32, DType::BF16) => raw.run::<f32, bf16>(),
+                (DType::F16, DType::F32) => raw.run::<f16, f32>(),
+                (DType::F16, DType::F16) => raw.run::<f16, f16>(),
+                (DType::F16, DType::BF16) => raw.run::<f16, bf16>(),
+                (DType::BF16, DType::F32) => raw.run::<bf16, f32>(),
+                (DType::BF16, DType::F16) => raw.run::<bf16, f16>(),
+                (DType::BF16, DType::BF16) => raw.run::<bf16, bf16>(),
+            }
+        }
+    })
+}
+
+struct RawAttention {
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    k: *const c_void,
+    v: *const c_void,
+    n_k: usize,
+    n_heads_kv: usize,
+    k_token_stride: usize,
+    k_head_stride: usize,
+    v_token_stride: usize,
+    v_head_stride: usize,
+    keys: tkr_attention_keys,
+    opts: tkr_attention_options,
+    out: *mut c_void,
+    out_token_stride: usize,
+    out_head_stride: usize,
+}
+
+impl RawAttention {
+    /// # Safety
+    /// The buffers hold what the tkr_attention documentation says.
+    unsafe fn run<T: AttendElement, O: OutElement>(&self) -> Result<()> {
+        let kern = Kernels::active()?;
+        let o = &self.opts;
+        ensure!(
+            o.flags & !(TKR_ATTENTION_CAUSAL | TKR_ATTENTION_BF16_DOT) == 0,
+            InvalidArgument,
+            "unknown attention flags"
+        );
+        ensure!(
+            self.keys.kind <= TKR_KEYS_BLOCKS,
+            InvalidArgument,
+            "unknown key set kind"
+        );
+        let d = self.head_dim;
+        // Shape rules first, so that they get their own status before any buffer check.
+        ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        ensure!(
+            self.n_heads_q > 0 && self.n_heads_kv > 0,
+            InvalidArgument,
+            "zero heads"
+        );
+        ensure!(
+            self.n_heads_q % self.n_heads_kv == 0,
+            InvalidArgument,
+            "query heads are not a multiple of KV heads"
+        );
+        let qn = span3(
+            self.n_q,
+            self.n_heads_q,
+            d,
+            self.q_token_stride,
+            self.q_head_stride,
+        )?;
+        let kn = span3(
+            self.n_k,
+            self.n_heads_kv,
+            d,
+            self.k_token_stride,
+            self.k_head_stride,
+        )?;
+        let vn = span3(
+            self.n_k,
+            self.n_heads_kv,
+            d,
+            self.v_token_stride,
+            self.v_head_stride,
+        )?;
+        let on = span3(
+            self.n_q,
+            self.n_heads_q,
+            d,
+            self.out_token_stride,
+            self.out_head_stride,
+        )?;
+        // SAFETY (all slices): sizes come from the documented shapes; validity is the
+        // caller's promise.
+        let (qs, ks, vs) = unsafe {
+            (
+                slice(self.q as *const T, qn)?,
+                slice(self.k as *const T, kn)?,
+                slice(self.v as *const T, vn)?,
+            )
+        };
+        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0;
+        let (mut qp, mut kp) = (None, None);
+        if masked {
+            // NULL with a non-zero count is NULL_POINTER (slice's rule).
+            qp = Some(unsafe { slice(o.q_positions, self.n_q)? });
+            kp = Some(unsafe { slice(o.k_positions, self.n_k)? });
+        }
+        // Byte ranges of every input (fixed capacity: no allocation on this path).
+        let mut inputs = [(0usize, 0usize); 7];
+        let mut n_in = 0;
+        let mut push = |r: (usize, usize)| {
+            inputs[n_in] = r;
+            n_in += 1;
+        };
+        push(byte_range(qs));
+        push(byte_range(ks));
+        push(byte_range(vs));
+        if let Some(p) = qp {
+            push(byte_range(p));
+        }
+        if let Some(p) = kp {
+            push(byte_range(p));
+        }
+        let subset = match self.keys.kind {
+            TKR_KEYS_INDICES => {
+                let idx = unsafe { slice(self.keys.indices, self.keys.n_indices)? };
+                push(byte_range(idx));
+                KeySubset::Indices(idx)
+            }
+            TKR_KEYS_BLOCKS => {
+                let per = match self.keys.block_lists {
+                    TKR_BLOCK_LISTS_SHARED => ListsPer::Shared,
+                    TKR_BLOCK_LISTS_PER_KV_HEAD => ListsPer::KvHead,
+                    TKR_BLOCK_LISTS_PER_Q_HEAD => ListsPer::QHead,
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidArgument,
+                            "unknown block_lists",
+                        ))
+                    }
+                };
+                ensure!(
+                    self.keys.query_block_size > 0,
+                    InvalidArgument,
+                    "query_block_size = 0"
+                );
+                let groups = match per {
+                    ListsPer::Shared => 1,
+                    ListsPer::KvHead => self.n_heads_kv,
+                    ListsPer::QHead => self.n_heads_q,
+                };
+                let n_offsets = self
+                    .n_q
+                    .div_ceil(self.keys.query_block_size)
+                    .checked_mul(groups)
+                    .and_then(|x| x.checked_add(1))
+                    .ok_or(Error::new(
+                        ErrorKind::SizeOverflow,
+                        "number of block lists overflows",
+                    ))?;
+                let offsets = unsafe { slice(self.keys.block_offsets, n_offsets)? };
+                let ids = unsafe { slice(self.keys.block_ids, self.keys.n_block_ids)? };
+                push(byte_range(offsets));
+                push(byte_range(ids));
+                KeySubset::Blocks {
+                    block_size: self.keys.block_size,
+                    query_block: self.keys.query_block_size,
+                    offsets,
+                    ids,
+                    per,
+                }
+            }
+            _ => KeySubset::Dense,
+        };
+        // Outputs: their ranges, disjoint from every input and from each other.
+        let mut outs = [(0usize, 0usize); 3];
+        outs[0] = range(self.out as *const O, on)?;
+        let lse_stride = if o.lse_token_stride == 0 {
+            self.n_heads_q
+        } else {
+            o.lse_token_stride
+        };
+        let lse_n = if o.lse.is_null() {
+            0
+        } else {
+            span(self.n_q, self.n_heads_q, lse_stride)?
+        };
+        if !o.lse.is_null() {
+            outs[1] = range(o.lse as *const f32, lse_n)?;
+        }
+        let mass_n = if o.mass.is_null() {
+            0
+        } else if o.mass_head_stride == 0 {
+            self.n_k
+        } else {
+            span(self.n_heads_kv, self.n_k, o.mass_head_stride)?
+        };
+        if !o.mass.is_null() {
+            outs[2] = range(o.mass as *const f32, mass_n)?;
+        }
+        for (i, a) in outs.iter().enumerate() {
+            for b in &inputs[..n_in] {
+                disjoint(*a, *b)?;
+            }
+            for b in &outs[i + 1..] {
+                disjoint(*a, *b)?;
+            }
+        }
+        let scale = if o.scale == 0.0 { None } else { Some(o.scale) };
+        let opts = AttendOptions {
+            scale,
+            causal: o.flags & TKR_ATTENTION_CAUSAL != 0,
+            window: o.window,
+            q_positions: qp,
+            k_positions: kp,
+            bf16_dot: o.flags & TKR_ATTENTION_BF16_DOT != 0,
+        };
+        // SAFETY: the output ranges were checked disjoint from every input and from
+        // each other.
+        let out = unsafe { slice_mut(self.out as *mut O, on)? };
+        let extras = AttendExtras {
+            lse: if o.lse.is_null() {
+                None
+            } else {
+                Some((unsafe { slice_mut(o.lse, lse_n)? }, lse_stride))
+            },
+            mass: if o.mass.is_null() {
+                None
+            } else {
+                Some((unsafe { slice_mut(o.mass, mass_n)? }, o.mass_head_stride))
+            },
+        };
+        kern.attention(
+            Heads::new(
+                qs,
+                self.n_q,
+                self.n_heads_q,
+                d,
+                self.q_token_stride,
+                self.q_head_stride,
+            )?,
+            Heads::new(
+                ks,
+                self.n_k,
+                self.n_heads_kv,
+                d,
+                self.k_token_stride,
+                self.k_head_stride,
+            )?,
+            Heads::new(
+                vs,
+                self.n_k,
+                self.n_heads_kv,
+                d,
+                self.v_token_stride,
+                self.v_head_stride,
+            )?,
+            subset,
+            &opts,
+            HeadsMut::new(
+                out,
+                self.n_q,
+                self.n_heads_q,
+                d,
+                self.out_token_stride,
+                self.out_head_stride,
+            )?,
+            extras,
+        )
+    }
+}
+
+/// Merges partial attention results computed over disjoint key chunks (flash-decoding):
+/// for every row r < n_rows, out[r] = sum_i w_i part_out[i][r] with
+/// w_i = exp(part_lse[i][r] - M) / sum_j exp(part_lse[j][r] - M), M = max_i part_lse[i][r],
+/// and out_lse[r] = M + ln(sum_j exp(part_lse[j][r] - M)). Exact up to rounding: the
+/// merge of tkr_attention calls over disjoint key chunks (each with its lse) equals one
+/// call over all the keys within the tkr_attention bound plus 2^-22 vmax.
+///
+/// - `part_out`: element e of row r of part i at
+///   part_out[i * part_stride + r * row_stride + e] (floats; f32 partials, normalized as
+///   tkr_attention writes them). Rows of a part are (query, head) rows in any order the
+///   caller chose, e.g. row = i * n_heads_q + h for a dense [n_q, n_heads_q, head_dim].
+/// - `part_lse`: part_lse[i * lse_part_stride + r].
+/// - A row whose parts all have lse = -inf gets zeros and -inf; a NaN lse makes its row
+///   NaN. Parts with zero weight are skipped (their values never read into the sum).
+/// - `out`: n_rows rows of head_dim elements of `out_dtype` (TKR_DTYPE_F32/F16/BF16),
+///   out_row_stride apart. `out_lse`: NULL or n_rows floats.
+/// - Bit-identical on every ISA level (weights in f64 by a portable recipe, then one
+///   fused multiply-add per part and element, in part order).
+/// - Aliasing: out and out_lse must not overlap each other or the inputs.
+/// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT
+///   (unknown out_dtype, head_dim = 0, misaligned pointer), TKR_STATUS_BAD_STRIDE,
+///   TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error
+///   nothing is written.
+/// - Thread-safe; uses the per-thread scratch buffer (head_dim floats).
+#[no_mangle]
+pub unsafe extern "C" fn tkr_attention_merge(
+    n_parts: usize,
+    n_rows: usize,
+    head_dim: usize,
+    part_out: *const f32,
+    part_stride: usize,
+    row_stride: usize,
+    part_lse: *const f32,
+    lse_part_stride: usize,
+    out_dtype: u32,
+    out: *mut c_void,
+    out_row_stride: usize,
+    out_lse: *mut f32,
+) -> tkr_status {
+    guard(|| {
+        let raw = RawMerge {
+            n_parts,
+            n_rows,
+            head_dim,
+            part_out,
+            part_stride,
+            row_stride,
+            part_lse,
+            lse_part_stride,
+            out,
+            out_row_stride,
+            out_lse,
+        };
+        // SAFETY: the caller's promises, passed on.
+        unsafe {
+            match dtype_of(out_dtype)? {
+                DType::F32 => raw.run::<f32>(),
+                DType::F16 => raw.run::<f16>(),
+                DType::BF16 => raw.run::<bf16>(),
+            }
+        }
+    })
+}
+
+struct RawMerge {
+    n_parts: usize,
+    n_rows: usize,
+    head_dim: usize,
+    part_out: *const f32,
+    part_stride: usize,
+    row_stride: usize,
+    part_lse: *const f32,
+    lse_part_stride: usize,
+    out: *mut c_void,
+    out_row_stride: usize,
+    out_lse: *mut f32,
+}
+
+impl RawMerge {
+    /// # Safety
+    /// The buffers hold what the tkr_attention_merge documentation says.
+    unsafe fn run<O: OutElement>(&self) -> Result<()> {
+        let kern = Kernels::active()?;
+        ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
+        let pn = span3(
+            self.n_parts,
+            self.n_rows,
+            self.head_dim,
+            self.part_stride,
+            self.row_stride,
+        )?;
+        let ln = span(self.n_parts, self.n_rows, self.lse_part_stride)?;
+        let on = span(self.n_rows, self.head_dim, self.out_row_stride)?;
+        let (parts, lse) = unsafe { (slice(self.part_out, pn)?, slice(self.part_lse, ln)?) };
+        let o = range(self.out as *const O, on)?;
+        let ol = if self.out_lse.is_null() {
+            (0, 0)
+        } else {
+            range(self.out_lse as *const f32, self.n_rows)?
+        };
+        for x in [o, ol] {
+            disjoint(x, byte_range(parts))?;
+            disjoint(x, byte_range(lse))?;
+        }
+        disjoint(o, ol)?;
+        // SAFETY: checked disjoint above.
+        let out = unsafe { slice_mut(self.out as *mut O, on)? };
+        let out_lse = if self.out_lse.is_null() {
+            None
+        } else {
+            Some(unsafe { slice_mut(self.out_lse, self.n_rows)? })
+        };
+        kern.attention_merge(
+            self.n_parts,
+            parts,
+            self.part_stride,
+            self.row_stride,
+            lse,
+            self.lse_part_stride,
+            MatrixMut::new(out, self.n_rows, self.head_dim, self.out_row_stride)?,
+            out_lse,
+        )
+    }
+}
+
+/// Quest key-block summaries: for key blocks block_begin .. block_end of block_size keys
+/// of k [n_k, n_heads_kv, head_dim] (element (t, g, e) at
+/// k[t * k_token_stride + g * k_head_stride + e]), the elementwise minimum and maximum
+/// over each block's keys (block b: K rows b * block_size .. min((b + 1) * block_size,
+/// n_k)), per KV head, written as f32 to kmin[(b * n_heads_kv + g) * head_dim + e] and
+/// kmax[...] (layout [n_blocks, n_heads_kv, head_dim], like K; exact). A NaN element
+/// makes both NaN. As keys are appended, recompute only the last block.
+///
+/// - `dtype`: TKR_DTYPE_F32/F16/BF16. `kmin`, `kmax`: at least
+///   block_end * n_heads_kv * head_dim floats each; only the described blocks are written.
+/// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+///   dtype, head_dim = 0, n_heads_kv = 0, block_size = 0, block_begin > block_end,
+///   misaligned pointer), TKR_STATUS_OUT_OF_RANGE (block_end > ceil(n_k / block_size)),
+///   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP (kmin, kmax and k
+///   must not overlap), TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+/// - Bit-identical on every ISA level. Thread-safe; no allocation.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_key_block_summary(
+    dtype: u32,
+    k: *const c_void,
+    n_k: usize,
+    n_heads_kv: usize,
+    head_dim: usize,
+    k_token_stride: usize,
+    k_head_stride: usize,
+    block_size: usize,
+    block_begin: usize,
+    block_end: usize,
+    kmin: *mut f32,
+    kmax: *mut f32,
+) -> tkr_status {
+    guard(|| {
+        let raw = RawSummary {
+            k,
+            n_k,
+            n_heads_kv,
+            head_dim,
+            k_token_stride,
+            k_head_stride,
+            block_size,
+            block_begin,
+            block_end,
+            kmin,
+            kmax,
+        };
+        // SAFETY: the caller's promises, passed on.
+        unsafe {
+            match dtype_of(dtype)? {
+                DType::F32 => raw.run::<f32>(),
+                DType::F16 => raw.run::<f16>(),
+                DType::BF16 => raw.run::<bf16>(),
+            }
+        }
+    })
+}
+
+struct RawSummary {
+    k: *const c_void,
+    n_k: usize,
+    n_heads_kv: usize,
+    head_dim: usize,
+    k_token_stride: usize,
+    k_head_stride: usize,
+    block_size: usize,
+    block_begin: usize,
+    block_end: usize,
+    kmin: *mut f32,
+    kmax: *mut f32,
+}
+
+impl RawSummary {
+    /// # Safety
+    /// The buffers hold what the tkr_key_block_summary documentation says.
+    unsafe fn run<T: AttendElement>(&self) -> Result<()> {
+        let kern = Kernels::active()?;
+        ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
+        ensure!(self.n_heads_kv > 0, InvalidArgument, "zero heads");
+        ensure!(self.block_size > 0, InvalidArgument, "block_size = 0");
+        ensure!(
+            self.block_begin <= self.block_end,
+            InvalidArgument,
+            "block range is reversed"
+        );
+        ensure!(
+            self.block_end <= self.n_k.div_ceil(self.block_size),
+            OutOfRange,
+            "block_end past the last block"
+        );
+        let kn = span3(
+            self.n_k,
+            self.n_heads_kv,
+            self.head_dim,
+            self.k_token_stride,
+            self.k_head_stride,
+        )?;
+        let sn = self
+            .block_end
+            .checked_mul(self.n_heads_kv)
+            .and_then(|x| x.checked_mul(self.head_dim))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        let ks = unsafe { slice(self.k as *const T, kn)? };
+        let (a, b) = (
+            range(self.kmin as *const f32, sn)?,
+            range(self.kmax as *const f32, sn)?,
+        );
+        disjoint(a, b)?;
+        disjoint(a, byte_range(ks))?;
+        disjoint(b, byte_range(ks))?;
+        // SAFETY: checked disjoint above.
+        let (mn, mx) = unsafe { (slice_mut(self.kmin, sn)?, slice_mut(self.kmax, sn)?) };
+        kern.key_block_summary(
+            Heads::new(
+                ks,
+                self.n_k,
+                self.n_heads_kv,
+                self.head_dim,
+                self.k_token_stride,
+                self.k_head_stride,
+            )?,
+            self.block_size,
+            self.block_begin..self.block_end,
+            mn,
+            mx,
+        )
+    }
+}
+
+/// Quest bounds: for every query row (i, h) of q [n_q, n_heads_q, head_dim] and key
+/// block b < n_blocks of its KV head g = h / (n_heads_q / n_heads_kv),
+/// bound[(i * n_heads_q + h) * bound_row_stride + b] = sum_e max(q_e * kmin_e, q_e * kmax_e)
+/// (with the block's summaries from tkr_key_block_summary) plus a margin covering every
+/// rounding error, so that it is never below the exact maximum of q . k over the
+/// block's keys. Rank blocks by it (top-k) to choose the key blocks of a
+/// TKR_KEYS_BLOCKS attention call.
+///
+/// - `dtype`: of q. `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim floats each.
+/// - `bound`: n_q * n_heads_q rows of n_blocks floats, bound_row_stride apart.
+/// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+///   dtype, head_dim = 0, head counts 0 or not dividing, misaligned pointer),
+///   TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP (bound must not
+///   overlap the inputs), TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+/// - Bit-identical on every ISA level. Thread-safe; uses the per-thread scratch buffer.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_key_block_bound(
+    dtype: u32,
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    kmin: *const f32,
+    kmax: *const f32,
+    n_blocks: usize,
+    n_heads_kv: usize,
+    bound: *mut f32,
+    bound_row_stride: usize,
+) -> tkr_status {
+    guard(|| {
+        let raw = RawBound {
+            q,
+            n_q,
+            n_heads_q,
+            head_dim,
+            q_token_stride,
+            q_head_stride,
+            kmin,
+            kmax,
+            n_blocks,
+            n_heads_kv,
+            bound,
+            bound_row_stride,
+        };
+        // SAFETY: the caller's promises, passed on.
+        unsafe {
+            match dtype_of(dtype)? {
+                DType::F32 => raw.run::<f32>(),
+                DType::F16 => raw.run::<f16>(),
+                DType::BF16 => raw.run::<bf16>(),
+            }
+        }
+    })
+}
+
+struct RawBound {
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    kmin: *const f32,
+    kmax: *const f32,
+    n_blocks: usize,
+    n_heads_kv: usize,
+    bound: *mut f32,
+    bound_row_stride: usize,
+}
+
+impl RawBound {
+    /// # Safety
+    /// The buffers hold what the tkr_key_block_bound documentation says.
+    unsafe fn run<T: AttendElement>(&self) -> Result<()> {
+        let kern = Kernels::active()?;
+        ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
+        let qn = span3(
+            self.n_q,
+            self.n_heads_q,
+            self.head_dim,
+            self.q_token_stride,
+            self.q_head_stride,
+        )?;
+        let sn = self
+            .n_blocks
+            .checked_mul(self.n_heads_kv)
+            .and_then(|x| x.checked_mul(self.head_dim))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        let rows = self
+            .n_q
+            .checked_mul(self.n_heads_q)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
+        let bn = span(rows, self.n_blocks, self.bound_row_stride)?;
+        let (qs, mn, mx) = unsafe {
+            (
+                slice(self.q as *const T, qn)?,
+                slice(self.kmin, sn)?,
+                slice(self.kmax, sn)?,
+            )
+        };
+        let b = range(self.bound as *const f32, bn)?;
+        for x in [byte_range(qs), byte_range(mn), byte_range(mx)] {
+            disjoint(b, x)?;
+        }
+        // SAFETY: checked disjoint above.
+        let out = unsafe { slice_mut(self.bound, bn)? };
+        kern.key_block_bound(
+            Heads::new(
+                qs,
+                self.n_q,
+                self.n_heads_q,
+                self.head_dim,
+                self.q_token_stride,
+                self.q_head_stride,
+            )?,
+            mn,
+            mx,
+            self.n_blocks,
+            self.n_heads_kv,
+            out,
+            self.bound_row_stride,
+        )
+    }
+}
+
+/// Quest's query-aware block selection, end to end: the bounds of tkr_key_block_bound
+/// for every query i < n_q and query head h over the n_blocks key blocks of its KV head,
+/// then the exact top-k blocks by bound (the selection family's top-k: ties to the lower
+/// block, NaN bounds last), with the first keep_first and the last keep_last blocks
+/// always included (attention sink, newest keys); ids ascending.
+///
+/// The result is ready for tkr_attention with keys.kind = TKR_KEYS_BLOCKS,
+/// block_lists = TKR_BLOCK_LISTS_PER_Q_HEAD, query_block_size = 1, block_size = the
+/// summaries' block size: list L = h * n_q + i is
+/// block_ids[block_offsets[L] .. block_offsets[L + 1]], block_offsets[L] = L * k_eff,
+/// k_eff = min(k, n_blocks), written to *out_k (may be NULL).
+///
+/// - `q`: as in tkr_key_block_bound; `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim
+///   floats each (tkr_key_block_summary).
+/// - `block_ids`: n_q * n_heads_q * k_eff entries; `block_offsets`: n_q * n_heads_q + 1.
+///   Neither may overlap the inputs or each other.
+/// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (unknown
+///   dtype, head_dim = 0, head counts 0 or not dividing, keep_first + keep_last > k_eff,
+///   misaligned pointer), TKR_STATUS_BAD_STRIDE, TKR_STATUS_SIZE_OVERFLOW,
+///   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+/// - Thread-safe; uses per-thread scratch (4 * n_q * n_heads_q * (n_blocks + k_eff)
+///   bytes), no allocation once it has grown.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_quest_select_blocks(
+    dtype: u32,
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    kmin: *const f32,
+    kmax: *const f32,
+    n_blocks: usize,
+    n_heads_kv: usize,
+    k: usize,
+    keep_first: usize,
+    keep_last: usize,
+    block_ids: *mut u32,
+    block_offsets: *mut usize,
+    out_k: *mut usize,
+) -> tkr_status {
+    guard(|| {
+        let raw = RawQuest {
+            q,
+            n_q,
+            n_heads_q,
+            head_dim,
+            q_token_stride,
+            q_head_stride,
+            kmin,
+            kmax,
+            n_blocks,
+            n_heads_kv,
+            k,
+            keep_first,
+            keep_last,
+            block_ids,
+            block_offsets,
+            out_k,
+        };
+        // SAFETY: the caller's promises, passed on.
+        unsafe {
+            match dtype_of(dtype)? {
+                DType::F32 => raw.run::<f32>(),
+                DType::F16 => raw.run::<f16>(),
+                DType::BF16 => raw.run::<bf16>(),
+            }
+        }
+    })
+}
+
+struct RawQuest {
+    q: *const c_void,
+    n_q: usize,
+    n_heads_q: usize,
+    head_dim: usize,
+    q_token_stride: usize,
+    q_head_stride: usize,
+    kmin: *const f32,
+    kmax: *const f32,
+    n_blocks: usize,
+    n_heads_kv: usize,
+    k: usize,
+    keep_first: usize,
+    keep_last: usize,
+    block_ids: *mut u32,
+    block_offsets: *mut usize,
+    out_k: *mut usize,
+}
+
+impl RawQuest {
+    /// # Safety
+    /// The buffers hold what the tkr_quest_select_blocks documentation says.
+    unsafe fn run<T: AttendElement>(&self) -> Result<()> {
+        let kern = Kernels::active()?;
+        ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
+        ensure!(
+            self.n_heads_q > 0 && self.n_heads_kv > 0,
+            InvalidArgument,
+            "zero heads"
+        );
+        ensure!(
+            self.n_heads_q % self.n_heads_kv == 0,
+            InvalidArgument,
+            "query heads are not a multiple of KV heads"
+        );
+        let qn = span3(
+            self.n_q,
+            self.n_heads_q,
+            self.head_dim,
+            self.q_token_stride,
+            self.q_head_stride,
+        )?;
+        let sn = self
+            .n_blocks
+            .checked_mul(self.n_heads_kv)
+            .and_then(|x| x.checked_mul(self.head_dim))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        let rows = self
+            .n_q
+            .checked_mul(self.n_heads_q)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
+        let k_eff = self.k.min(self.n_blocks);
+        let n_ids = rows
+            .checked_mul(k_eff)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
+        let (qs, mn, mx) = unsafe {
+            (
+                slice(self.q as *const T, qn)?,
+                slice(self.kmin, sn)?,
+                slice(self.kmax, sn)?,
+            )
+        };
+        let ir = range(self.block_ids as *const u32, n_ids)?;
+        let or = range(self.block_offsets as *const usize, rows + 1)?;
+        let kr = if self.out_k.is_null() {
+            (0, 0)
+        } else {
+            range(self.out_k as *const usize, 1)?
+        };
+        for x in [ir, or, kr] {
+            for y in [byte_range(qs), byte_range(mn), byte_range(mx)] {
+                disjoint(x, y)?;
+            }
+        }
+        disjoint(ir, or)?;
+        disjoint(ir, kr)?;
+        disjoint(or, kr)?;
+        // SAFETY: checked disjoint above.
+        let (ids, offs) = unsafe {
+            (
+                slice_mut(self.block_ids, n_ids)?,
+                slice_mut(self.block_offsets, rows + 1)?,
+            )
+        };
+        let k_eff = kern.quest_select_blocks(
+            Heads::new(
+                qs,
+                self.n_q,
+                self.n_heads_q,
+                self.head_dim,
+                self.q_token_stride,
+                self.q_head_stride,
+            )?,
+            mn,
+            mx,
+            self.n_blocks,
+            self.n_heads_kv,
+            self.k,
+            self.keep_first,
+            self.keep_last,
+            ids,
+            offs,
+        )?;
+        if !self.out_k.is_null() {
+            // SAFETY: checked above (aligned, disjoint).
+            unsafe { *self.out_k = k_eff };
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,969 @@
+//! Sparse attention: attention over selected keys or key blocks, merging of partial
+//! results, attention mass, and Quest key-block summaries and bounds.
+//!
+//! Numerics (see `tokenroute_kernels::attend` for the exact recipe): inputs are
+//! converted exactly to f32, dot products and the online softmax follow one canonical
+//! order of f32 operations, so every ISA level returns **bit-identical** results, and a
+//! (query, head) row's result does not depend on the other queries of the call, on
+//! `n_k` or on how an engine splits the queries. Against an exact (f64) evaluation of
+//! the same inputs the output error is at most
+//! `2^-17 (1 + A + n / 64) vmax + u_out |ref|`, where `A` is the largest
+//! `scale * sum_e |q_e k_e|` of the row's visible keys, `n` their number, `vmax` the
+//! largest `|v|` among them, and `u_out` the output rounding (f32 2^-24, f16 2^-11,
+//! bf16 2^-8); the log-sum-exp within `2^-17 (1 + A + |lse|)`.
+
+use crate::error::{ensure, Error, ErrorKind, Result};
+use crate::ops::{span, Element};
+use crate::Kernels;
+use core::cell::RefCell;
+use half::{bf16, f16};
+use tokenroute_kernels::attend::{
+    self as ka, AttendArgs, AttendFn, BoundArgs, BoundFn, KeySet, MergeArgs, OutType, SummaryArgs,
+    SummaryFn,
+};
+
+pub use tokenroute_kernels::attend::ListsPer;
+
+/// A read-only `[tokens, heads, head_dim]` tensor: element `(t, h, e)` at
+/// `data[t * token_stride + h * head_stride + e]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) n_tokens: usize,
+    pub(crate) n_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) token_stride: usize,
+    pub(crate) head_stride: usize,
+}
+
+/// A mutable `[tokens, heads, head_dim]` tensor; only the `head_dim` elements of each
+/// (token, head) row are written.
+#[derive(Debug)]
+pub struct HeadsMut<'a, T> {
+    pub(crate) data: &'a mut [T],
+    pub(crate) n_tokens: usize,
+    pub(crate) n_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) token_stride: usize,
+    pub(crate) head_stride: usize,
+}
+
+/// Elements spanned by a `[tokens, heads, head_dim]` layout, after checking that its
+/// rows do not overlap (`BAD_STRIDE`: the smaller stride must hold a row, the larger one
+/// all rows of the smaller) and that nothing overflows (`SIZE_OVERFLOW`).
+pub(crate) fn span3(
+    n_tokens: usize,
+    n_heads: usize,
+    d: usize,
+    token_stride: usize,
+    head_stride: usize,
+) -> Result<usize> {
+    if n_tokens == 0 || n_heads == 0 {
+        return Ok(0);
+    }
+    // Dimensions of size 1 impose nothing on their stride.
+    let mut dims = [(token_stride, n_tokens), (head_stride, n_heads)];
+    dims.sort();
+    let mut extent = d;
+    for &(stride, n) in &dims {
+        if n > 1 {
+            ensure!(
+                stride >= extent,
+                BadStride,
+                "token/head strides make rows overlap"
+            );
+            extent = span(n, extent, stride)?;
+        }
+    }
+    Ok(extent)
+}
+
+impl<'a, T> Heads<'a, T> {
+    /// Checks the layout (rows may not overlap) and that `data` holds every row.
+    pub fn new(
+        data: &'a [T],
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+        token_stride: usize,
+        head_stride: usize,
+    ) -> Result<Self> {
+        let need = span3(n_tokens, n_heads, head_dim, token_stride, head_stride)?;
+        ensure!(
+            data.len() >= need,
+            BufferTooSmall,
+            "tensor data shorter than its layout"
+        );
+        Ok(Heads {
+            data,
+            n_tokens,
+            n_heads,
+            head_dim,
+            token_stride,
+            head_stride,
+        })
+    }
+    /// A dense `[tokens, heads, head_dim]` tensor.
+    pub fn dense(data: &'a [T], n_tokens: usize, n_heads: usize, head_dim: usize) -> Result<Self> {
+        let ts = n_heads.checked_mul(head_dim).ok_or(Error::new(
+            ErrorKind::SizeOverflow,
+            "heads * head_dim overflows",
+        ))?;
+        Self::new(data, n_tokens, n_heads, head_dim, ts, head_dim)
+    }
+    pub fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+}
+
+impl<'a, T> HeadsMut<'a, T> {
+    /// Checks the layout (rows may not overlap) and that `data` holds every row.
+    pub fn new(
+        data: &'a mut [T],
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+        token_stride: usize,
+        head_stride: usize,
+    ) -> Result<Self> {
+        let need = span3(n_tokens, n_heads, head_dim, token_stride, head_stride)?;
+        ensure!(
+            data.len() >= need,
+            BufferTooSmall,
+            "tensor data shorter than its layout"
+        );
+        Ok(HeadsMut {
+            data,
+            n_tokens,
+            n_heads,
+            head_dim,
+            token_stride,
+            head_stride,
+        })
+    }
+    /// A dense `[tokens, heads, head_dim]` tensor.
+    pub fn dense(
+        data: &'a mut [T],
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<Self> {
+        let ts = n_heads.checked_mul(head_dim).ok_or(Error::new(
+            ErrorKind::SizeOverflow,
+            "heads * head_dim overflows",
+        ))?;
+        Self::new(data, n_tokens, n_heads, head_dim, ts, head_dim)
+    }
+}
+
+/// Which keys every (query, head) row attends over.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum KeySubset<'a> {
+    /// Every key, in order.
+    #[default]
+    Dense,
+    /// The listed K rows (each `< n_k`; duplicates allowed, counted twice), the same
+    /// for every query and head; read in place, never gathered.
+    Indices(&'a [u32]),
+    /// Block-sparse: per query block of `query_block` queries (and per list group, see
+    /// [`ListsPer`]) a list of key blocks of `block_size` keys; block `b` stands for K
+    /// rows `b * block_size .. min((b + 1) * block_size, n_k)`. List `L` is
+    /// `ids[offsets[L] .. offsets[L + 1]]`, with `L = qb` (shared), `g * n_qblocks + qb`
+    /// (per KV head `g`) or `h * n_qblocks + qb` (per query head `h`).
+    Blocks {
+        block_size: usize,
+        query_block: usize,
+        offsets: &'a [usize],
+        ids: &'a [u32],
+        per: ListsPer,
+    },
+}
+
+/// Masking and scaling of an attention call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttendOptions<'a> {
+    /// The softmax scale; `None` means `1 / sqrt(head_dim)`.
+    pub scale: Option<f32>,
+    /// Mask keys after the query, by position (`k_pos[k] <= q_pos[i]` is visible).
+    pub causal: bool,
+    /// With a window `w > 0` (implies causal masking), keys at or before
+    /// `q_pos[i] - w` are masked too.
+    pub window: u32,
+    /// `n_q` query positions and `n_k` key positions (one per K row), required when
+    /// masking.
+    pub q_positions: Option<&'a [u32]>,
+    pub k_positions: Option<&'a [u32]>,
+    /// Allow the AVX512-BF16 dot-product path for bf16 inputs where the CPU has it
+    /// (not bit-identical to the other levels; see `Kernels::attention`).
+    pub bf16_dot: bool,
+}
+
+/// Optional outputs of an attention call.
+#[derive(Debug, Default)]
+pub struct AttendExtras<'a> {
+    /// The natural log-sum-exp of every row: `lse[i * lse_token_stride + h]`
+    /// (`-inf` for a row that sees no key).
+    pub lse: Option<(&'a mut [f32], usize)>,
+    /// Attention mass, **added** to `mass[g * mass_head_stride + k]` for K row `k` and
+    /// KV head `g` (`mass_head_stride = 0`: every head into the same `n_k` floats).
+    pub mass: Option<(&'a mut [f32], usize)>,
+}
+
+/// A reusable per-thread, grow-only, 64-byte aligned scratch buffer (no allocation once
+/// it is large enough).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+thread_local! {
+    static WORKSPACE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch.
+fn with_workspace<R>(bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
+    let lines = bytes.div_ceil(64).max(1);
+    let grow = |v: &mut Vec<Line>| -> Result<()> {
+        if v.len() < lines {
+            v.try_reserve_exact(lines - v.len())
+                .map_err(|_| Error::new(ErrorKind::SizeOverflow, "workspace allocation failed"))?;
+            v.resize(lines, Line([0; 64]));
+        }
+        Ok(())
+    };
+    WORKSPACE.with(|w| match w.try_borrow_mut() {
+        Ok(mut v) => {
+            grow(&mut v)?;
+            Ok(f(v.as_mut_ptr() as *mut u8))
+        }
+        // Only reachable through reentrancy, which the kernels never do: use a
+        // one-off buffer rather than fail.
+        Err(_) => {
+            let mut v = Vec::new();
+            grow(&mut v)?;
+            Ok(f(v.as_mut_ptr() as *mut u8))
+        }
+    })
+}
+
+/// The element types attention supports (f32, f16, bf16).
+pub trait AttendElement: Element + ka::Elem {
+    #[doc(hidden)]
+    fn attend_fn(k: &Kernels) -> AttendFn<Self>;
+    #[doc(hidden)]
+    fn summary_fn(k: &Kernels) -> SummaryFn<Self>;
+    #[doc(hidden)]
+    fn bound_fn(k: &Kernels) -> BoundFn<Self>;
+    #[doc(hidden)]
+    fn out_type() -> OutType;
+    /// The opt-in AVX512-BF16 kernel where this type and CPU allow it.
+    #[doc(hidden)]
+    fn dot_fn(_k: &Kernels) -> Option<AttendFn<Self>> {
+        None
+    }
+}
+
+impl AttendElement for f32 {
+    fn attend_fn(k: &Kernels) -> AttendFn<f32> {
+        k.attend_f32
+    }
+    fn summary_fn(k: &Kernels) -> SummaryFn<f32> {
+        k.key_summary_f32
+    }
+    fn bound_fn(k: &Kernels) -> BoundFn<f32> {
+        k.key_bound_f32
+    }
+    fn out_type() -> OutType {
+        OutType::F32
+    }
+}
+impl AttendElement for f16 {
+    fn attend_fn(k: &Kernels) -> AttendFn<f16> {
+        k.attend_f16
+    }
+    fn summary_fn(k: &Kernels) -> SummaryFn<f16> {
+        k.key_summary_f16
+    }
+    fn bound_fn(k: &Kernels) -> BoundFn<f16> {
+        k.key_bound_f16
+    }
+    fn out_type() -> OutType {
+        OutType::F16
+    }
+}
+impl AttendElement for bf16 {
+    fn attend_fn(k: &Kernels) -> AttendFn<bf16> {
+        k.attend_bf16
+    }
+    fn summary_fn(k: &Kernels) -> SummaryFn<bf16> {
+        k.key_summary_bf16
+    }
+    fn bound_fn(k: &Kernels) -> BoundFn<bf16> {
+        k.key_bound_bf16
+    }
+    fn out_type() -> OutType {
+        OutType::BF16
+    }
+    fn dot_fn(k: &Kernels) -> Option<AttendFn<bf16>> {
+        k.attend_bf16_dot()
+    }
+}
+
+/// The output element types (f32, f16, bf16).
+pub trait OutElement: Element {
+    #[doc(hidden)]
+    fn out_type() -> OutType;
+}
+impl OutElement for f32 {
+    fn out_type() -> OutType {
+        OutType::F32
+    }
+}
+impl OutElement for f16 {
+    fn out_type() -> OutType {
+        OutType::F16
+    }
+}
+impl OutElement for bf16 {
+    fn out_type() -> OutType {
+        OutType::BF16
+    }
+}
+
+impl Kernels {
+    /// Attention of `q` `[n_q, H_q, d]` over a subset of the keys of `k`, `v`
+    /// `[n_k, H_kv, d]`, written to `out` `[n_q, H_q, d]` (any of f32, f16, bf16).
+    ///
+    /// Query head `h` reads KV head `h / (H_q / H_kv)`; `H_q` must be a multiple of
+    /// `H_kv`. Flash-style: keys are taken in fixed blocks of 64 with an online softmax,
+    /// the `n_q x n_k` scores are never materialized, large logits are stable, and a row
+    /// that sees no key gets zeros (and a log-sum-exp of `-inf`), never NaN. A NaN logit
+    /// makes its row NaN; a masked key contributes nothing even when its K or V holds
+    /// infinities or NaNs.
+    ///
+    /// Results are bit-identical on every ISA level, except with
+    /// [`AttendOptions::bf16_dot`] on a CPU with AVX512-BF16 (bf16 products summed by
+    /// `vdpbf16ps`, probabilities rounded to bf16 for P.V): see the crate docs for its
+    /// bound.
+    ///
+    /// Errors: `INVALID_ARGUMENT` (head dims differ or are 0, `H_q % H_kv != 0`, `K`/`V`
+    /// or `out` shapes differ, a non-finite scale, malformed block
+    /// lists, `n_k >= 2^32`), `OUT_OF_RANGE` (a key index or block id), `NULL_POINTER`
+    /// (positions missing when masking), `BUFFER_TOO_SMALL`, `BAD_STRIDE`,
+    /// `SIZE_OVERFLOW`. Nothing is written on error.
+    pub fn attention<T: AttendElement, O: OutElement>(
+        &self,
+        q: Heads<'_, T>,
+        k: Heads<'_, T>,
+        v: Heads<'_, T>,
+        keys: KeySubset<'_>,
+        opts: &AttendOptions<'_>,
+        out: HeadsMut<'_, O>,
+        extras: AttendExtras<'_>,
+    ) -> Result<()> {
+        let d = q.head_dim;
+        ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        ensure!(
+            k.head_dim == d && v.head_dim == d && out.head_dim == d,
+            InvalidArgument,
+            "q, k, v and out head dims differ"
+        );
+        ensure!(
+            k.n_tokens == v.n_tokens && k.n_heads == v.n_heads,
+            InvalidArgument,
+            "k and v shapes differ"
+        );
+        ensure!(
+            out.n_tokens == q.n_tokens && out.n_heads == q.n_heads,
+            InvalidArgument,
+            "out must have q's tokens and heads"
+        );
+        let (n_q, h_q, n_k, h_kv) = (q.n_tokens, q.n_heads, k.n_tokens, k.n_heads);
+        ensure!(h_q > 0 && h_kv > 0, InvalidArgument, "zero heads");
+        ensure!(
+            h_q % h_kv == 0,
+            InvalidArgument,
+            "query heads are not a multiple of KV heads"
+        );
+        ensure!(
+            n_k <= u32::MAX as usize,
+            InvalidArgument,
+            "n_k must be below 2^32 (key indices are 32-bit)"
+        );
+        let scale = match opts.scale {
+            None => (1.0 / (d as f64).sqrt()) as f32,
+            Some(s) => {
+                ensure!(s.is_finite(), InvalidArgument, "scale must be finite");
+                s
+            }
+        };
+        let masked = opts.causal || opts.window > 0;
+        let (mut q_pos, mut k_pos) = (core::ptr::null(), core::ptr::null());
+        if masked {
+            let qp = opts.q_positions.ok_or(Error::new(
+                ErrorKind::NullPointer,
+                "query positions are required for causal masking",
+            ))?;
+            let kp = opts.k_positions.ok_or(Error::new(
+                ErrorKind::NullPointer,
+                "key positions are required for causal masking",
+            ))?;
+            ensure!(
+                qp.len() == n_q,
+                InvalidArgument,
+                "need one position per query"
+            );
+            ensure!(
+                kp.len() == n_k,
+                InvalidArgument,
+                "need one position per K row"
+            );
+            (q_pos, k_pos) = (qp.as_ptr(), kp.as_ptr());
+        }
+        let keyset = match keys {
+            KeySubset::Dense => KeySet::Dense,
+            KeySubset::Indices(idx) => {
+                ensure!(
+                    idx.iter().all(|&i| (i as usize) < n_k),
+                    OutOfRange,
+                    "key index >= n_k"
+                );
+                KeySet::Indices {
+                    idx: idx.as_ptr(),
+                    n: idx.len(),
+                }
+            }
+            KeySubset::Blocks {
+                block_size,
+                query_block,
+                offsets,
+                ids,
+                per,
+            } => {
+                ensure!(block_size > 0, InvalidArgument, "block_size = 0");
+                ensure!(query_block > 0, InvalidArgument, "query_block = 0");
+                let n_qb = n_q.div_ceil(query_block);
+                let groups = match per {
+                    ListsPer::Shared => 1,
+                    ListsPer::KvHead => h_kv,
+                    ListsPer::QHead => h_q,
+                };
+                let n_lists = n_qb.checked_mul(groups).ok_or(Error::new(
+                    ErrorKind::SizeOverflow,
+                    "number of block lists overflows",
+                ))?;
+                ensure!(
+                    offsets.len() == n_lists + 1,
+                    InvalidArgument,
+                    "block offsets must have n_lists + 1 entries"
+                );
+                ensure!(
+                    offsets.windows(2).all(|w| w[0] <= w[1]),
+                    InvalidArgument,
+                    "block offsets must be nondecreasing"
+                );
+                ensure!(
+                    offsets[n_lists] <= ids.len(),
+                    OutOfRange,
+                    "block offsets point past the block ids"
+                );
+                let n_blocks = n_k.div_ceil(block_size);
+                ensure!(
+                    ids[offsets[0]..offsets[n_lists]]
+                        .iter()
+                        .all(|&b| (b as usize) < n_blocks),
+                    OutOfRange,
+                    "key block id >= ceil(n_k / block_size)"
+                );
+                KeySet::Blocks {
+                    block: block_size,
+                    q_block: query_block,
+                    offsets: offsets.as_ptr(),
+                    ids: ids.as_ptr(),
+                    per,
+                }
+            }
+        };
+        let (mut lse, mut lse_tok) = (core::ptr::null_mut(), 0);
+        if let Some((buf, stride)) = extras.lse {
+            let stride = if stride == 0 { h_q } else { stride };
+            let need = span(n_q, h_q, stride)?;
+            ensure!(buf.len() >= need, BufferTooSmall, "lse buffer too small");
+            (lse, lse_tok) = (buf.as_mut_ptr(), stride);
+        }
+        let (mut mass, mut mass_head) = (core::ptr::null_mut(), 0);
+        if let Some((buf, stride)) = extras.mass {
+            let need = if stride == 0 {
+                n_k
+            } else {
+                span(h_kv, n_k, stride)?
+            };
+            ensure!(buf.len() >= need, BufferTooSmall, "mass buffer too small");
+            (mass, mass_head) = (buf.as_mut_ptr(), stride);
+        }
+        let ws = ka::workspace_bytes(d).ok_or(Error::new(
+            ErrorKind::SizeOverflow,
+            "workspace size overflows",
+        ))?;
+        if n_q == 0 {
+            return Ok(());
+        }
+        // The dot-product path fills 16 query rows per KV head in its vector lanes; with
+        // fewer (decoding) the canonical path is as fast.
+        let f = match T::dot_fn(self) {
+            Some(f) if opts.bf16_dot && n_q.saturating_mul(h_q / h_kv) >= ka::TILE_ROWS => f,
+            _ => T::attend_fn(self),
+        };
+        let mut args = AttendArgs {
+            q: q.data.as_ptr(),
+            n_q,
+            h_q,
+            d,
+            q_tok: q.token_stride,
+            q_head: q.head_stride,
+            k: k.data.as_ptr(),
+            n_k,
+            h_kv,
+            k_tok: k.token_stride,
+            k_head: k.head_stride,
+            v: v.data.as_ptr(),
+            v_tok: v.token_stride,
+            v_head: v.head_stride,
+            keys: keyset,
+            scale,
+            causal: masked,
+            window: opts.window,
+            q_pos,
+            k_pos,
+            out: out.data.as_mut_ptr() as *mut u8,
+            out_type: O::out_type(),
+            o_tok: out.token_stride,
+            o_head: out.head_stride,
+            lse,
+            lse_tok,
+            mass,
+            mass_head,
+            workspace: core::ptr::null_mut(),
+        };
+        with_workspace(ws, |w| {
+            args.workspace = w;
+            // SAFETY: every view was checked to hold the rows it describes, every index
+            // and block id is in range, positions are present when masking, outputs are
+            // unique borrows (disjoint from the inputs), and the workspace is large and
+            // aligned enough.
+            unsafe { f(&args) }
+        })
+    }
+
+    /// Combines partial attention results over disjoint key chunks (flash-decoding):
+    /// `parts` holds `n_parts` blocks of `n_rows` rows of `d` normalized outputs
+    /// (element `(i, r, e)` at `parts[i * part_stride + r * row_stride + e]`), `lse`
+    /// their log-sum-exps (`lse[i * lse_part_stride + r]`). Writes the exact combination
+    /// to `out` (rows x d) and its log-sum-exp to `out_lse`. Equal to one call over all
+    /// the keys within rounding (weights computed in f64); bit-identical on every level.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_merge<O: OutElement>(
+        &self,
+        n_parts: usize,
+        parts: &[f32],
+        part_stride: usize,
+        row_stride: usize,
+        lse: &[f32],
+        lse_part_stride: usize,
+        out: crate::MatrixMut<'_, O>,
+        out_lse: Option<&mut [f32]>,
+    ) -> Result<()> {
+        let (n_rows, d) = (out.rows, out.cols);
+        ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        let need_o = span3(n_parts, n_rows, d, part_stride, row_stride)?;
+        ensure!(
+            parts.len() >= need_o,
+            BufferTooSmall,
+            "partial outputs too short"
+        );
+        let need_l = span(n_parts, n_rows, lse_part_stride)?;
+        ensure!(lse.len() >= need_l, BufferTooSmall, "partial lse too short");
+        let mut lse_out = core::ptr::null_mut();
+        if let Some(l) = out_lse {
+            ensure!(l.len() >= n_rows, BufferTooSmall, "out_lse too short");
+            lse_out = l.as_mut_ptr();
+        }
+        let ws = d.checked_mul(4).ok_or(Error::new(
+            ErrorKind::SizeOverflow,
+            "workspace size overflows",
+        ))?;
+        let mut args = MergeArgs {
+            n_parts,
+            n_rows,
+            d,
+            o: parts.as_ptr(),
+            part_stride,
+            row_stride,
+            lse: lse.as_ptr(),
+            lse_part_stride,
+            out: out.data.as_mut_ptr() as *mut u8,
+            out_type: O::out_type(),
+            out_row_stride: out.stride,
+            out_lse: lse_out,
+            workspace: core::ptr::null_mut(),
+        };
+        let f = self.attend_merge;
+        with_workspace(ws, |w| {
+            args.workspace = w as *mut f32;
+            // SAFETY: the spans were checked; outputs are unique borrows.
+            unsafe { f(&args) }
+        })
+    }
+
+    /// Quest key-block summaries: for key blocks `blocks` of `block_size` keys of `k`
+    /// `[n_k, H_kv, d]`, the elementwise minimum and maximum of each block's keys per KV
+    /// head, written (as f32, exactly) to `kmin`/`kmax[(b * H_kv + g) * d + e]` (layout
+    /// `[n_blocks, H_kv, d]`; the last block may be partial). A NaN element makes both
+    /// NaN. Update only the last block as keys are appended.
+    pub fn key_block_summary<T: AttendElement>(
+        &self,
+        k: Heads<'_, T>,
+        block_size: usize,
+        blocks: core::ops::Range<usize>,
+        kmin: &mut [f32],
+        kmax: &mut [f32],
+    ) -> Result<()> {
+        let d = k.head_dim;
+        ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        ensure!(block_size > 0, InvalidArgument, "block_size = 0");
+        ensure!(k.n_heads > 0, InvalidArgument, "zero heads");
+        let n_blocks = k.n_tokens.div_ceil(block_size);
+        ensure!(
+            blocks.start <= blocks.end,
+            InvalidArgument,
+            "block range is reversed"
+        );
+        ensure!(
+            blocks.end <= n_blocks,
+            OutOfRange,
+            "block range past the last block"
+        );
+        let need = blocks
+            .end
+            .checked_mul(k.n_heads)
+            .and_then(|x| x.checked_mul(d))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        ensure!(
+            kmin.len() >= need && kmax.len() >= need,
+            BufferTooSmall,
+            "summary buffers shorter than block_end * heads * head_dim"
+        );
+        let a = SummaryArgs {
+            k: k.data.as_ptr(),
+            n_k: k.n_tokens,
+            h_kv: k.n_heads,
+            d,
+            k_tok: k.token_stride,
+            k_head: k.head_stride,
+            block: block_size,
+            b0: blocks.start,
+            b1: blocks.end,
+            kmin: kmin.as_mut_ptr(),
+            kmax: kmax.as_mut_ptr(),
+        };
+        // SAFETY: checked above; kmin and kmax are distinct unique borrows.
+        unsafe { (T::summary_fn(self))(&a) };
+        Ok(())
+    }
+
+    /// Quest bounds: for every query row `(i, h)` of `q` and key block `b < n_blocks` of
+    /// its KV head, `out[(i * H_q + h) * out_stride + b]` = an upper bound of `q . k`
+    /// over the block's keys, `sum_e max(q_e min_e, q_e max_e)` plus a margin that
+    /// covers every rounding error: never below the exact block maximum.
+    #[allow(clippy::too_many_arguments)]
+    pub fn key_block_bound<T: AttendElement>(
+        &self,
+        q: Heads<'_, T>,
+        kmin: &[f32],
+        kmax: &[f32],
+        n_blocks: usize,
+        n_heads_kv: usize,
+        out: &mut [f32],
+        out_stride: usize,
+    ) -> Result<()> {
+        let d = q.head_dim;
+        ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        ensure!(
+            q.n_heads > 0 && n_heads_kv > 0,
+            InvalidArgument,
+            "zero heads"
+        );
+        ensure!(
+            q.n_heads % n_heads_kv == 0,
+            InvalidArgument,
+            "query heads are not a multiple of KV heads"
+        );
+        let need = n_blocks
+            .checked_mul(n_heads_kv)
+            .and_then(|x| x.checked_mul(d))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        ensure!(
+            kmin.len() >= need && kmax.len() >= need,
+            BufferTooSmall,
+            "summaries shorter than n_blocks * heads * head_dim"
+        );
+        let rows = q
+            .n_tokens
+            .checked_mul(q.n_heads)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
+        let need = span(rows, n_blocks, out_stride)?;
+        ensure!(out.len() >= need, BufferTooSmall, "bound buffer too small");
+        let ws = d
+            .checked_add(15)
+            .and_then(|x| x.checked_mul(4))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "workspace size overflows",
+            ))?;
+        let mut a = BoundArgs {
+            q: q.data.as_ptr(),
+            n_q: q.n_tokens,
+            h_q: q.n_heads,
+            d,
+            q_tok: q.token_stride,
+            q_head: q.head_stride,
+            kmin: kmin.as_ptr(),
+            kmax: kmax.as_ptr(),
+            n_blocks,
+            h_kv: n_heads_kv,
+            out: out.as_mut_ptr(),
+            out_stride,
+            workspace: core::ptr::null_mut(),
+        };
+        let f = T::bound_fn(self);
+        with_workspace(ws, |w| {
+            a.workspace = w as *mut f32;
+            // SAFETY: checked above; out is a unique borrow.
+            unsafe { f(&a) }
+        })
+    }
+}
+
+impl Kernels {
+    /// Quest's query-aware block selection, end to end: for every query `i < n_q` and
+    /// query head `h`, the bounds of [`Kernels::key_block_bound`] over the `n_blocks` key
+    /// blocks of its KV head, then the exact top-`k` blocks by bound through the
+    /// selection family ([`Kernels::topk_f32`]: ties to the lower block, NaN bounds
+    /// last), the first `keep_first` and last `keep_last` blocks always included (the
+    /// attention sink and the block holding the newest keys), ids ascending.
+    ///
+    /// Writes the lists in the layout of [`KeySubset::Blocks`] with
+    /// `per: ListsPer::QHead` and `query_block: 1`: list `h * n_q + i` is
+    /// `ids[offsets[L] .. offsets[L + 1]]`, `offsets[L] = L * k_eff` with
+    /// `k_eff = min(k, n_blocks)`; `ids` needs `n_q * H_q * k_eff` entries and `offsets`
+    /// `n_q * H_q + 1`. Returns `k_eff`.
+    ///
+    /// Errors: those of the bound and of top-k (`INVALID_ARGUMENT` when
+    /// `keep_first + keep_last > k_eff`), `BUFFER_TOO_SMALL` for short outputs. Uses the
+    /// thread's reusable scratch (`4 * n_q * H_q * n_blocks` bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn quest_select_blocks<T: AttendElement>(
+        &self,
+        q: Heads<'_, T>,
+        kmin: &[f32],
+        kmax: &[f32],
+        n_blocks: usize,
+        n_heads_kv: usize,
+        k: usize,
+        keep_first: usize,
+        keep_last: usize,
+        ids: &mut [u32],
+        offsets: &mut [usize],
+    ) -> Result<usize> {
+        let (n_q, h_q, d) = (q.n_tokens, q.n_heads, q.head_dim);
+        ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        ensure!(h_q > 0 && n_heads_kv > 0, InvalidArgument, "zero heads");
+        ensure!(
+            h_q % n_heads_kv == 0,
+            InvalidArgument,
+            "query heads are not a multiple of KV heads"
+        );
+        let rows = n_q
+            .checked_mul(h_q)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
+        let k_eff = k.min(n_blocks);
+        ensure!(
+            keep_first.saturating_add(keep_last) <= k_eff,
+            InvalidArgument,
+            "forced blocks exceed k"
+        );
+        let n_ids = rows
+            .checked_mul(k_eff)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
+        ensure!(
+            ids.len() >= n_ids,
+            BufferTooSmall,
+            "ids shorter than n_q * H_q * k"
+        );
+        ensure!(
+            offsets.len() > rows,
+            BufferTooSmall,
+            "offsets shorter than n_q * H_q + 1"
+        );
+        let need = n_blocks
+            .checked_mul(n_heads_kv)
+            .and_then(|x| x.checked_mul(d))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "summary size overflows",
+            ))?;
+        ensure!(
+            kmin.len() >= need && kmax.len() >= need,
+            BufferTooSmall,
+            "summaries shorter than n_blocks * heads * head_dim"
+        );
+        let nb_bytes = rows
+            .checked_mul(n_blocks)
+            .and_then(|x| x.checked_mul(4))
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "bounds size overflows"))?;
+        if rows == 0 || n_blocks == 0 {
+            for (l, o) in offsets.iter_mut().enumerate().take(rows + 1) {
+                *o = l * k_eff;
+            }
+            return Ok(k_eff);
+        }
+        let ids_bytes = n_ids
+            .checked_mul(4)
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
+        // Scratch: the bounds (rows x n_blocks f32, rows in (i, h) order), the selected
+        // ids in that order, then the bound kernel's query row.
+        let d16 = (d + 15) & !15;
+        let total = nb_bytes
+            .checked_add(ids_bytes)
+            .and_then(|x| x.checked_add(d16 * 4 + 128))
+            .ok_or(Error::new(
+                ErrorKind::SizeOverflow,
+                "scratch size overflows",
+            ))?;
+        with_workspace(total, |w| -> Result<usize> {
+            let ws = w as usize;
+            // SAFETY: the scratch holds `total` bytes, 64-byte aligned, for this call.
+            let bounds =
+                unsafe { core::slice::from_raw_parts_mut(ws as *mut f32, rows * n_blocks) };
+            let sel =
+                unsafe { core::slice::from_raw_parts_mut((ws + nb_bytes) as *mut u32, n_ids) };
+            let qws = ((ws + nb_bytes + ids_bytes + 63) & !63) as *mut f32;
+            let a = BoundArgs {
+                q: q.data.as_ptr(),
+                n_q,
+                h_q,
+                d,
+                q_tok: q.token_stride,
+                q_head: q.head_stride,
+                kmin: kmin.as_ptr(),
+                kmax: kmax.as_ptr(),
+                n_blocks,
+                h_kv: n_heads_kv,
+                out: bounds.as_mut_ptr(),
+                out_stride: n_blocks,
+                workspace: qws,
+            };
+            // SAFETY: checked above: q's rows, the summaries and the scratch.
+            unsafe { (T::bound_fn(self))(&a) };
+            self.topk_f32(
+                crate::Matrix::new(bounds, rows, n_blocks, n_blocks)?,
+                crate::ops::select::TopK::Fixed(k_eff),
+                crate::ops::select::Order::Position,
+                &crate::ops::select::RowSpec {
+                    keep_first,
+                    keep_last,
+                    ..Default::default()
+                },
+                crate::ops::select::TopkOut {
+                    indices: crate::MatrixMut::new(sel, rows, k_eff, k_eff)?,
+                    scores: None,
+                    counts: None,
+                },
+                None,
+            )?;
+            // Lists in (query head, query) order.
+            for i in 0..n_q {
+                for h in 0..h_q {
+                    let (src, dst) = ((i * h_q + h) * k_eff, (h * n_q + i) * k_eff);
+                    ids[dst..dst + k_eff].copy_from_slice(&sel[src..src + k_eff]);
+                }
+            }
+            for (l, o) in offsets.iter_mut().enumerate().take(rows + 1) {
+                *o = l * k_eff;
+            }
+            Ok(k_eff)
+        })?
+    }
+}
+
+/// [`Kernels::attention`] on the active level.
+pub fn attention<T: AttendElement, O: OutElement>(
+    q: Heads<'_, T>,
+    k: Heads<'_, T>,
+    v: Heads<'_, T>,
+    keys: KeySubset<'_>,
+    opts: &AttendOptions<'_>,
+    out: HeadsMut<'_, O>,
+    extras: AttendExtras<'_>,
+) -> Result<()> {
+    Kernels::active()?.attention(q, k, v, keys, opts, out, extras)
+}
+
+/// [`Kernels::attention_merge`] on the active level.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_merge<O: OutElement>(
+    n_parts: usize,
+    parts: &[f32],
+    part_stride: usize,
+    row_stride: usize,
+    lse: &[f32],
+    lse_part_stride: usize,
+    out: crate::MatrixMut<'_, O>,
+    out_lse: Option<&mut [f32]>,
+) -> Result<()> {
+    Kernels::active()?.attention_merge(
+        n_parts,
+        parts,
+        part_stride,
+        row_stride,
+        lse,
+        lse_part_stride,
+        out,
+        out_lse,
+    )
+}
+
+/// [`Kernels::key_block_summary`] on the active level.
+pub fn key_block_summary<T: AttendElement>(
+    k: Heads<'_, T>,
+    block_size: usize,
+    blocks: core::ops::Range<usize>,
+    kmin: &mut [f32],
+    kmax: &mut [f32],
+) -> Result<()> {
+    Kernels::active()?.key_block_summary(k, block_size, blocks, kmin, kmax)
+}
+
+/// [`Kernels::key_block_bound`] on the active level.
+pub fn key_block_bound<T: AttendElement>(
+    q: Heads<'_, T>,
+    kmin: &[f32],
+    kmax: &[f32],
+    n_blocks: usize,
+    n_heads_kv: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<()> {
+    Kernels::active()?.key_block_bound(q, kmin, kmax, n_blocks, n_heads_kv, out, out_stride)
+}
