@@ -8,6 +8,8 @@
 pub mod isa;
 pub mod score;
 pub mod status;
+#[cfg(feature = "test-hooks")]
+pub mod testing;
 pub mod version;
 
 use crate::error::{Error, ErrorKind, Result};
