@@ -40,10 +40,22 @@ fn jobs() -> Vec<(&'static str, Job)> {
     let h32: Vec<f32> = (0..n * hs).map(|_| r.f32()).collect();
     let w32: Vec<f32> = (0..e * d).map(|_| r.f32() * 0.1).collect();
     let bias: Vec<f32> = (0..e).map(|_| r.f32()).collect();
-    let h16: Vec<u16> = h32.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
-    let w16: Vec<u16> = w32.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
-    let hb: Vec<u16> = h32.iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect();
-    let wb: Vec<u16> = w32.iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect();
+    let h16: Vec<u16> = h32
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_bits())
+        .collect();
+    let w16: Vec<u16> = w32
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_bits())
+        .collect();
+    let hb: Vec<u16> = h32
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_bits())
+        .collect();
+    let wb: Vec<u16> = w32
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_bits())
+        .collect();
     let (h32, w32, bias) = (Arc::new(h32), Arc::new(w32), Arc::new(bias));
     let score = move |dtype: u32, h: Arc<dyn AsPtr>, w: Arc<dyn AsPtr>, b: bool, act: u32| -> Job {
         let bias = bias.clone();
@@ -52,7 +64,20 @@ fn jobs() -> Vec<(&'static str, Job)> {
             let bp = if b { bias.as_ptr() } else { core::ptr::null() };
             // SAFETY: buffers of the documented sizes.
             unsafe {
-                tkr_score(dtype, h.ptr(), n, d, hs, w.ptr(), e, d, bp, act, out.as_mut_ptr(), e)
+                tkr_score(
+                    dtype,
+                    h.ptr(),
+                    n,
+                    d,
+                    hs,
+                    w.ptr(),
+                    e,
+                    d,
+                    bp,
+                    act,
+                    out.as_mut_ptr(),
+                    e,
+                )
             }
         })
     };
@@ -65,15 +90,33 @@ fn jobs() -> Vec<(&'static str, Job)> {
         ("sigmoid_f32", sig),
         (
             "score f32 sigmoid",
-            score(TKR_DTYPE_F32, h32.clone(), w32.clone(), true, TKR_ACT_SIGMOID),
+            score(
+                TKR_DTYPE_F32,
+                h32.clone(),
+                w32.clone(),
+                true,
+                TKR_ACT_SIGMOID,
+            ),
         ),
         (
             "score f16 none",
-            score(TKR_DTYPE_F16, Arc::new(h16), Arc::new(w16), true, TKR_ACT_NONE),
+            score(
+                TKR_DTYPE_F16,
+                Arc::new(h16),
+                Arc::new(w16),
+                true,
+                TKR_ACT_NONE,
+            ),
         ),
         (
             "score bf16 sigmoid",
-            score(TKR_DTYPE_BF16, Arc::new(hb), Arc::new(wb), false, TKR_ACT_SIGMOID),
+            score(
+                TKR_DTYPE_BF16,
+                Arc::new(hb),
+                Arc::new(wb),
+                false,
+                TKR_ACT_SIGMOID,
+            ),
         ),
     ]
 }

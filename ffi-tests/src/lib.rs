@@ -115,8 +115,17 @@ pub fn build_program_in(
     std::fs::create_dir_all(&out_dir).unwrap();
     let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
     let exe = out_dir.join(format!("{stem}-{std}-{link:?}{tag}").replace('+', "x"));
+    // Link to a unique temporary name, then rename: tests running in parallel build the
+    // same program, and writing over an executable that another test is running fails
+    // with ETXTBSY ("Text file busy"); a rename leaves the running one its old file.
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let tmp = exe.with_extension(format!(
+        "tmp{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let mut cmd = compiler(cpp, std);
-    cmd.args(extra).arg(&src).arg("-o").arg(&exe);
+    cmd.args(extra).arg(&src).arg("-o").arg(&tmp);
     match link {
         Link::Shared => {
             cmd.arg(lib.join("libtokenroute.so"));
@@ -137,6 +146,7 @@ pub fn build_program_in(
         cmd,
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::rename(&tmp, &exe).expect("renaming the test program into place");
     exe
 }
 
