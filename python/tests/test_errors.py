@@ -12,7 +12,7 @@ from tokenroute import TokenrouteError, _ffi
 
 lib = tokenroute.lib()
 F32, F16, BF16 = _ffi.TKR_DTYPE_F32, _ffi.TKR_DTYPE_F16, _ffi.TKR_DTYPE_BF16
-SIG, NONE = _ffi.TKR_ACT_SIGMOID, _ffi.TKR_ACT_NONE
+SIG, NONE = _ffi.CONSTANTS["TKR_ACT_SIGMOID"], _ffi.CONSTANTS["TKR_ACT_NONE"]
 SIZE_MAX = ctypes.c_size_t(-1).value
 
 

@@ -92,13 +92,14 @@ def test_constants_match_the_header():
     )
     status = {k: v for k, v in defines.items() if k.startswith("TKR_STATUS_")}
     assert status, "no status codes in the header"
-    for k, v in defines.items():
-        if k.startswith(("TKR_VERSION_")):
-            continue
-        if k == "TKR_ABI_VERSION":
-            assert _ffi.EXPECTED_ABI_VERSION == v
-            continue
-        assert getattr(_ffi, k) == v, f"{k}: python {getattr(_ffi, k, None)} vs header {v}"
+    assert _ffi.EXPECTED_ABI_VERSION == defines.pop("TKR_ABI_VERSION")
+    want = {k: v for k, v in defines.items() if not k.startswith("TKR_VERSION_")}
+    missing = sorted(set(want) - set(_ffi.CONSTANTS))
+    assert not missing, f"header macros the package does not define: {missing}"
+    extra = sorted(set(_ffi.CONSTANTS) - set(want))
+    assert not extra, f"package constants the header lacks: {extra}"
+    for k, v in want.items():
+        assert _ffi.CONSTANTS[k] == v, f"{k}: python {_ffi.CONSTANTS[k]} vs header {v}"
     # Status names: the Python table, the library and the header agree.
     for k, v in status.items():
         assert tokenroute.status_string(v) == k

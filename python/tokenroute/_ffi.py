@@ -21,6 +21,18 @@ EXPECTED_ABI_VERSION = 1
 
 # --- constants (the TKR_* macros of tokenroute.h; tests compare them with the header)
 
+#: Every TKR_* macro value this package knows, by name: the foundation's below, each
+#: family's registered by its module through :func:`constant`. The test suite requires
+#: exactly the header's macros (except the version numbers).
+CONSTANTS: Dict[str, int] = {}
+
+
+def constant(name: str, value: int) -> int:
+    """Registers a TKR_* macro value (by the module of its family) and returns it."""
+    CONSTANTS[name] = value
+    return value
+
+
 TKR_STATUS_OK = 0
 TKR_STATUS_NULL_POINTER = 1
 TKR_STATUS_INVALID_ARGUMENT = 2
@@ -45,8 +57,9 @@ TKR_DTYPE_F32 = 1
 TKR_DTYPE_F16 = 2
 TKR_DTYPE_BF16 = 3
 
-TKR_ACT_NONE = 0
-TKR_ACT_SIGMOID = 1
+CONSTANTS.update(
+    (k, v) for k, v in dict(globals()).items() if k.startswith("TKR_") and isinstance(v, int)
+)
 
 #: Status names without the prefix, by code (the library's tkr_status_string is the
 #: authority once loaded; this table serves errors raised before a call).

@@ -15,15 +15,10 @@ from ._arrays import (
     output_matrix,
     output_vector,
 )
-from ._ffi import (
-    TKR_ACT_NONE,
-    TKR_ACT_SIGMOID,
-    c_size_t,
-    c_uint32,
-    c_void_p,
-    check,
-    declare,
-)
+from ._ffi import c_size_t, c_uint32, c_void_p, check, constant, declare
+
+TKR_ACT_NONE = constant("TKR_ACT_NONE", 0)
+TKR_ACT_SIGMOID = constant("TKR_ACT_SIGMOID", 1)
 
 _sigmoid_f32 = declare("tkr_sigmoid_f32", c_uint32, [c_void_p, c_void_p, c_size_t])
 _score = declare(
