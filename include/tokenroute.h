@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+// Top-k is given at most this many tokens per row (indices are `u32`).
+#define MAX_ROW (size_t)UINT32_MAX
+
 // The ABI version: bumped only on a breaking change of this header's ABI. Compare it
 // with tkr_abi_version() at load time (dynamic loaders such as Python ctypes).
 #define TKR_ABI_VERSION 1
@@ -56,6 +59,14 @@
 // Portable code; always available.
 #define TKR_ISA_SCALAR 1
 
+// tkr_topk_options.flags: take each row's k from tkr_topk_options.capacity:
+// k_row = ceil(capacity * valid_len_row).
+#define TKR_TOPK_CAPACITY 2
+
+// tkr_topk_options.flags: order each row's indices by descending score (ties by
+// ascending index, NaN last) instead of ascending token position.
+#define TKR_TOPK_ORDER_SCORE 1
+
 // Major version of the library (semver).
 #define TKR_VERSION_MAJOR 0
 
@@ -71,6 +82,79 @@
 // The result of every fallible call: `TKR_STATUS_OK` (0) or an error code.
 // A fixed-width integer, not a C enum, so its size never depends on the compiler.
 typedef uint32_t tkr_status;
+
+// Options of tkr_threshold_f32. A NULL options pointer means all defaults; so does an
+// all-zero struct with struct_size set (tkr_threshold_options_init fills exactly
+// that). Every field's zero value is its default.
+typedef struct tkr_threshold_options {
+  // sizeof(tkr_threshold_options) as the caller was compiled (see tkr_topk_options).
+  size_t struct_size;
+  // No flags are defined yet: must be 0 (TKR_STATUS_INVALID_ARGUMENT otherwise).
+  uint32_t flags;
+  // Must be 0.
+  uint32_t reserved;
+  // The first keep_first tokens of every row are always selected (clamped to the
+  // row's valid length).
+  size_t keep_first;
+  // The last keep_last tokens of every row's valid part are always selected (clamped
+  // to what keep_first leaves).
+  size_t keep_last;
+  // NULL, or batch rows of n bytes, keep_mask_row_stride apart: a non-zero byte
+  // forces its token (bytes past a row's valid length are ignored).
+  const uint8_t *keep_mask;
+  // Row stride of keep_mask in bytes; 0 means n.
+  size_t keep_mask_row_stride;
+  // NULL, or batch valid lengths, each <= n: tokens at or past a row's valid length
+  // are padding, never read nor selected. NULL means n for every row.
+  const size_t *valid_lens;
+  // NULL, or batch thresholds (one per row; the tau argument is then ignored).
+  const float *row_tau;
+  // NULL, or batch rows of n bytes, out_mask_row_stride apart: 1 for a selected
+  // token, 0 otherwise (0 for padding past a row's valid length).
+  uint8_t *out_mask;
+  // Row stride of out_mask in bytes; 0 means n.
+  size_t out_mask_row_stride;
+} tkr_threshold_options;
+
+// Options of tkr_topk_f32. A NULL options pointer means all defaults; so does an
+// all-zero struct with struct_size set (tkr_topk_options_init fills exactly that).
+// Every field's zero value is its default.
+typedef struct tkr_topk_options {
+  // sizeof(tkr_topk_options) as the caller was compiled (older, smaller structs are
+  // accepted; a larger one must have an all-zero tail this library does not know).
+  size_t struct_size;
+  // TKR_TOPK_ORDER_SCORE, TKR_TOPK_CAPACITY, or 0. Other bits:
+  // TKR_STATUS_INVALID_ARGUMENT.
+  uint32_t flags;
+  // Must be 0.
+  uint32_t reserved;
+  // The first keep_first tokens of every row are always selected (clamped to the
+  // row's valid length).
+  size_t keep_first;
+  // The last keep_last tokens of every row's valid part are always selected (clamped
+  // to what keep_first leaves).
+  size_t keep_last;
+  // NULL, or batch rows of n bytes, keep_mask_row_stride apart: a non-zero byte
+  // forces its token (bytes past a row's valid length are ignored).
+  const uint8_t *keep_mask;
+  // Row stride of keep_mask in bytes; 0 means n.
+  size_t keep_mask_row_stride;
+  // NULL, or batch valid lengths, each <= n: tokens at or past a row's valid length
+  // are padding, never read nor selected. NULL means n for every row.
+  const size_t *valid_lens;
+  // NULL, or batch values of k (one per row; the k argument must then be 0).
+  const size_t *row_k;
+  // With TKR_TOPK_CAPACITY: a ratio in [0, 1]; k_row = ceil(capacity *
+  // valid_len_row), the product rounded in IEEE double precision (the same as C's
+  // ceil(capacity * (double)len) or Python's math.ceil(capacity * n)). Must be 0
+  // without the flag.
+  double capacity;
+  // NULL, or batch rows of floats, out_scores_row_stride apart: out_scores[r][j] gets
+  // the score of out_idx[r][j] (j < k_row).
+  float *out_scores;
+  // Row stride of out_scores in floats; 0 means out_row_stride.
+  size_t out_scores_row_stride;
+} tkr_topk_options;
 
 
 
@@ -129,9 +213,38 @@ uint32_t tkr_abi_version(void);
 // TOKENROUTE_ISA_MAX. Thread-safe.
 uint32_t tkr_get_isa(void);
 
+// out_mask[0..n] = 0, then out_mask[indices[j]] = 1 for every j < count (duplicates
+// allowed, any order).
+//
+// - indices: count uint32_t, each < n (TKR_STATUS_OUT_OF_RANGE otherwise, with nothing
+//   written); out_mask: n bytes, not overlapping indices.
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_OUT_OF_RANGE,
+//   TKR_STATUS_INVALID_ARGUMENT (a misaligned pointer), TKR_STATUS_SIZE_OVERFLOW,
+//   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_indices_to_mask(const uint32_t *indices,
+                               size_t count,
+                               uint8_t *out_mask,
+                               size_t n);
+
 // The name of a level ("scalar", "avx2", "avx512", "neon"; "auto" for 0), as accepted
 // by TOKENROUTE_ISA, or "unknown". Static string, never NULL. Thread-safe.
 const char *tkr_isa_name(uint32_t isa);
+
+// The positions of the non-zero bytes of mask[0..n], ascending: *out_count = c and
+// out_idx[0..c] holds them; out_idx[c..n] may be overwritten (whole vectors are
+// stored), nothing past n.
+//
+// - mask: n bytes; out_idx: room for n uint32_t; out_count: one size_t.
+// - Aliasing: out_idx and out_count must not overlap mask nor each other.
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT (n >
+//   2^32 - 1, a misaligned pointer), TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
+//   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_mask_to_indices(const uint8_t *mask,
+                               size_t n,
+                               uint32_t *out_idx,
+                               size_t *out_count);
 
 // Fused router scores: `scores[i * scores_row_stride + e] =
 // act(sum_j h[i * h_row_stride + j] * w[e * w_row_stride + j] + bias[e])` for every
@@ -208,6 +321,121 @@ const char *tkr_status_string(uint32_t status);
 // Bit mask of the levels this build and CPU support: bit (1 << TKR_ISA_x) is set for
 // each. TKR_ISA_SCALAR is always present. Thread-safe.
 uint32_t tkr_supported_isas(void);
+
+// Threshold selection over a batch of f32 scores: the tokens with score > tau
+// (strict, as route_i = [S_i > tau]) of every row, plus the forced keeps, as ascending
+// indices with per-row counts and/or as a per-token byte mask.
+//
+// Comparison (identical on every ISA level, independent of the FPU's flush-to-zero
+// modes): IEEE s > tau on the exact values; -0.0 == +0.0, denormals are ordinary,
+// a NaN score is never above tau, a NaN tau selects nothing (but the forced keeps).
+//
+// Forced keeps (options): the first keep_first tokens, the last keep_last tokens of the
+// valid part and the tokens whose keep_mask byte is non-zero are always selected, in
+// ADDITION to the tokens above tau (each token appears once).
+//
+// - scores: batch rows of n floats, scores_row_stride (>= n) floats apart. Row r's
+//   tokens at or past valid_lens[r] (options) are never read nor selected.
+// - tau: every row's threshold, unless options->row_tau gives one per row.
+// - options: NULL for defaults (no forced keeps, every token valid, no mask output);
+//   see tkr_threshold_options.
+// - out_idx: NULL, or batch rows, out_row_stride uint32_t apart, each with room for
+//   the row's valid length (out_row_stride >= the largest valid length): row r's first
+//   out_counts[r] entries are its selected positions, ascending; the entries after them
+//   up to the row's valid length may be overwritten (whole vectors are stored),
+//   nothing past it. out_row_stride is ignored when out_idx is NULL.
+// - out_counts: NULL, or batch size_t: the number of selected tokens of each row.
+// - Aliasing: the outputs (out_idx, out_counts, out_mask) must not overlap each other
+//   nor any input (scores, keep_mask, valid_lens, row_tau): TKR_STATUS_OVERLAP.
+// - (NULL, 0) is a valid empty buffer; batch = 0 does nothing.
+// - Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER; TKR_STATUS_INVALID_ARGUMENT (a
+//   valid length > n, n > 2^32 - 1, flags or reserved != 0, a misaligned pointer);
+//   TKR_STATUS_BAD_STRIDE (a stride smaller than its row); TKR_STATUS_SIZE_OVERFLOW;
+//   TKR_STATUS_OVERLAP; TKR_STATUS_UNSUPPORTED (options fields this library does not
+//   know are set); TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
+// - Thread-safe; no allocation.
+tkr_status tkr_threshold_f32(const float *scores,
+                             size_t batch,
+                             size_t n,
+                             size_t scores_row_stride,
+                             float tau,
+                             const struct tkr_threshold_options *options,
+                             uint32_t *out_idx,
+                             size_t out_row_stride,
+                             size_t *out_counts);
+
+// Fills *options with the defaults: every field 0, struct_size =
+// sizeof(tkr_threshold_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
+// Thread-safe.
+tkr_status tkr_threshold_options_init(struct tkr_threshold_options *options);
+
+// Exact top-k of every row of a batch of f32 scores: the k_row highest scores of each
+// row, with forced keeps, per-row valid lengths and per-row k.
+//
+// Order of scores (identical on every ISA level): numbers by value, -0.0 == +0.0,
+// denormals ordinary, -inf and +inf the extremes; every NaN ranks below every number
+// (a NaN token is chosen only when k_row exceeds the row's count of non-NaN
+// candidates) and all NaNs are equal; among equal scores the lower index wins. The
+// result is exactly the same on every ISA level.
+//
+// Forced keeps (options): the first keep_first tokens, the last keep_last tokens of the
+// valid part and the tokens whose keep_mask byte is non-zero are always selected, and
+// they COUNT WITHIN k: each row selects its forced tokens plus the k_row - forced best
+// other tokens. k_row smaller than the row's forced count is
+// TKR_STATUS_INVALID_ARGUMENT.
+//
+// - scores: batch rows of n floats, scores_row_stride (>= n) floats apart. Row r's
+//   tokens at or past valid_lens[r] (options) are never read.
+// - k: every row's k (0 <= k <= the row's valid length; k = 0 and k = n are valid),
+//   or 0 when options->row_k or TKR_TOPK_CAPACITY gives each row its own.
+// - options: NULL for defaults (ascending positions, no forced keeps, every token
+//   valid, no scores output); see tkr_topk_options.
+// - out_idx: batch rows, out_row_stride uint32_t apart: row r gets its k_row selected
+//   token positions (0 <= i < valid_len), ascending, or by descending score with
+//   TKR_TOPK_ORDER_SCORE. Nothing else is written. out_row_stride must be at least the
+//   largest k_row.
+// - out_counts: NULL, or batch size_t: out_counts[r] = k_row.
+// - workspace, workspace_size: scratch of tkr_topk_workspace_size(largest valid
+//   length) bytes, 8-byte aligned; or (NULL, 0) to use a buffer owned by the calling
+//   thread, which grows to the largest row seen and is then reused (no heap allocation
+//   per call once grown; freed when the thread exits).
+// - Aliasing: the outputs (out_idx, out_counts, out_scores, workspace) must not
+//   overlap each other nor any input (scores, keep_mask, valid_lens, row_k):
+//   TKR_STATUS_OVERLAP.
+// - (NULL, 0) is a valid empty buffer; batch = 0 does nothing.
+// - Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer of non-zero size);
+//   TKR_STATUS_INVALID_ARGUMENT (k_row > valid length, forced keeps exceeding k_row,
+//   k != 0 together with row_k or TKR_TOPK_CAPACITY, row_k together with
+//   TKR_TOPK_CAPACITY, a capacity outside [0, 1] or set without the flag, unknown flag
+//   bits, reserved != 0, a valid length > n, n > 2^32 - 1, a misaligned pointer or
+//   workspace); TKR_STATUS_BAD_STRIDE (a stride smaller than its row);
+//   TKR_STATUS_BUFFER_TOO_SMALL (workspace smaller than needed);
+//   TKR_STATUS_SIZE_OVERFLOW; TKR_STATUS_OVERLAP; TKR_STATUS_UNSUPPORTED (options
+//   fields this library does not know are set); TKR_STATUS_ISA_UNAVAILABLE. On error
+//   nothing is written.
+// - Thread-safe, single-threaded: split the batch across threads by rows.
+tkr_status tkr_topk_f32(const float *scores,
+                        size_t batch,
+                        size_t n,
+                        size_t scores_row_stride,
+                        size_t k,
+                        const struct tkr_topk_options *options,
+                        uint32_t *out_idx,
+                        size_t out_row_stride,
+                        size_t *out_counts,
+                        void *workspace,
+                        size_t workspace_size);
+
+// Fills *options with the defaults: every field 0, struct_size =
+// sizeof(tkr_topk_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
+// Thread-safe.
+tkr_status tkr_topk_options_init(struct tkr_topk_options *options);
+
+// The workspace tkr_topk_f32 needs for rows of up to n tokens: *out_bytes = 8 * n
+// (to be passed 8-byte aligned). Returns TKR_STATUS_NULL_POINTER for a NULL
+// out_bytes, TKR_STATUS_SIZE_OVERFLOW when 8 * n overflows. Thread-safe.
+tkr_status tkr_topk_workspace_size(size_t n,
+                                   size_t *out_bytes);
 
 // The library version as MAJOR * 10000 + MINOR * 100 + PATCH (compare with
 // TKR_VERSION_NUMBER to detect a header/library mismatch). Thread-safe.

@@ -2,6 +2,9 @@
 //! policy: which registry entry each level uses.
 
 use tokenroute_kernels::score::{self, ScoreFn};
+use tokenroute_kernels::select::{
+    self, CountNonzeroFn, IndicesToMaskFn, MaskToIndicesFn, ThresholdFn, TopkFn,
+};
 use tokenroute_kernels::sigmoid::{self, SigmoidF32};
 use tokenroute_kernels::Isa;
 
@@ -16,6 +19,11 @@ pub struct Kernels {
     pub(crate) score_f32: ScoreFn<f32>,
     pub(crate) score_f16: ScoreFn<f16>,
     pub(crate) score_bf16: ScoreFn<bf16>,
+    pub(crate) select_threshold_f32: ThresholdFn,
+    pub(crate) select_topk_f32: TopkFn,
+    pub(crate) select_mask_to_indices: MaskToIndicesFn,
+    pub(crate) select_indices_to_mask: IndicesToMaskFn,
+    pub(crate) select_count_nonzero_u8: CountNonzeroFn,
 }
 
 static SCALAR: Kernels = Kernels {
@@ -24,6 +32,11 @@ static SCALAR: Kernels = Kernels {
     score_f32: score::scalar::f32_fma16_u1,
     score_f16: score::scalar::f16_fma16_u1,
     score_bf16: score::scalar::bf16_fma16_u1,
+    select_threshold_f32: select::scalar::f32_threshold_u4,
+    select_topk_f32: select::scalar::f32_topk_band_u4,
+    select_mask_to_indices: select::scalar::u8_mask_to_indices_u1,
+    select_indices_to_mask: select::scalar::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::scalar::u8_count_nonzero_u1,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -33,6 +46,11 @@ static AVX2: Kernels = Kernels {
     score_f32: score::avx2::f32_fma16_r4e2,
     score_f16: score::avx2::f16_fma16_r4e2,
     score_bf16: score::avx2::bf16_fma16_r4e2,
+    select_threshold_f32: select::avx2::f32_threshold_lut_u32,
+    select_topk_f32: select::avx2::f32_topk_band_lut_u32,
+    select_mask_to_indices: select::avx2::u8_mask_to_indices_lut_u8,
+    select_indices_to_mask: select::avx2::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::avx2::u8_count_nonzero_u8,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -42,6 +60,11 @@ static AVX512: Kernels = Kernels {
     score_f32: score::avx512::f32_fma16_r4e4_r2e8,
     score_f16: score::avx512::f16_fma16_sized,
     score_bf16: score::avx512::bf16_fma16_sized,
+    select_threshold_f32: select::avx512::f32_threshold_vcompress_u64,
+    select_topk_f32: select::avx512::f32_topk_band_vcompress_u64,
+    select_mask_to_indices: select::avx512::u8_mask_to_indices_vcompress_u16,
+    select_indices_to_mask: select::avx512::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::avx512::u8_count_nonzero_u16,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -51,6 +74,11 @@ static NEON: Kernels = Kernels {
     score_f32: score::neon::f32_fma16_r4e2,
     score_f16: score::neon::f16_fma16_r4e2,
     score_bf16: score::neon::bf16_fma16_r4e2,
+    select_threshold_f32: select::neon::f32_threshold_tbl_u16,
+    select_topk_f32: select::neon::f32_topk_band_tbl_u16,
+    select_mask_to_indices: select::neon::u8_mask_to_indices_tbl_u4,
+    select_indices_to_mask: select::neon::u32_indices_to_mask_u1,
+    select_count_nonzero_u8: select::neon::u8_count_nonzero_u4,
 };
 
 impl Kernels {

@@ -24,6 +24,10 @@ pub use dispatch::Kernels;
 pub use error::{Error, ErrorKind, Result};
 pub use isa::{active_isa, set_isa, supported_isas};
 pub use ops::score::{score, sigmoid_f32, sigmoid_f32_in_place, Activation};
+pub use ops::select::{
+    indices_to_mask, mask_to_indices, threshold_f32, topk_f32, topk_workspace_len, Order, RowSpec,
+    Tau, ThresholdOut, TopK, TopkOut,
+};
 pub use ops::{DType, Element, Matrix, MatrixMut};
 pub use tokenroute_kernels::Isa;
 

@@ -23,6 +23,33 @@ _Static_assert(TKR_ISA_AUTO == 0 && TKR_ISA_SCALAR == 1 && TKR_ISA_AVX2 == 2 && 
 _Static_assert(TKR_DTYPE_F32 == 1 && TKR_DTYPE_F16 == 2 && TKR_DTYPE_BF16 == 3, "dtype codes");
 _Static_assert(TKR_ACT_NONE == 0 && TKR_ACT_SIGMOID == 1, "activation codes");
 _Static_assert(TKR_ABI_VERSION == 1, "abi version");
+_Static_assert(TKR_TOPK_ORDER_SCORE == 1 && TKR_TOPK_CAPACITY == 2, "top-k flags");
+
+#include <stddef.h>
+#if UINTPTR_MAX == UINT64_MAX
+/* The option structs on 64-bit targets: no implicit padding anywhere. */
+_Static_assert(sizeof(tkr_topk_options) == 88, "tkr_topk_options size");
+_Static_assert(offsetof(tkr_topk_options, struct_size) == 0 && offsetof(tkr_topk_options, flags) == 8 &&
+                   offsetof(tkr_topk_options, reserved) == 12 && offsetof(tkr_topk_options, keep_first) == 16 &&
+                   offsetof(tkr_topk_options, keep_last) == 24 && offsetof(tkr_topk_options, keep_mask) == 32 &&
+                   offsetof(tkr_topk_options, keep_mask_row_stride) == 40 &&
+                   offsetof(tkr_topk_options, valid_lens) == 48 && offsetof(tkr_topk_options, row_k) == 56 &&
+                   offsetof(tkr_topk_options, capacity) == 64 && offsetof(tkr_topk_options, out_scores) == 72 &&
+                   offsetof(tkr_topk_options, out_scores_row_stride) == 80,
+               "tkr_topk_options layout");
+_Static_assert(sizeof(tkr_threshold_options) == 80, "tkr_threshold_options size");
+_Static_assert(offsetof(tkr_threshold_options, struct_size) == 0 && offsetof(tkr_threshold_options, flags) == 8 &&
+                   offsetof(tkr_threshold_options, reserved) == 12 &&
+                   offsetof(tkr_threshold_options, keep_first) == 16 &&
+                   offsetof(tkr_threshold_options, keep_last) == 24 &&
+                   offsetof(tkr_threshold_options, keep_mask) == 32 &&
+                   offsetof(tkr_threshold_options, keep_mask_row_stride) == 40 &&
+                   offsetof(tkr_threshold_options, valid_lens) == 48 &&
+                   offsetof(tkr_threshold_options, row_tau) == 56 &&
+                   offsetof(tkr_threshold_options, out_mask) == 64 &&
+                   offsetof(tkr_threshold_options, out_mask_row_stride) == 72,
+               "tkr_threshold_options layout");
+#endif
 
 int main(void) {
     check_expected_isa();

@@ -115,16 +115,14 @@ pub fn build_program_in(
     std::fs::create_dir_all(&out_dir).unwrap();
     let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
     let exe = out_dir.join(format!("{stem}-{std}-{link:?}{tag}").replace('+', "x"));
-    // Link to a unique temporary name, then rename: tests running in parallel build the
-    // same program, and writing over an executable that another test is running fails
-    // with ETXTBSY ("Text file busy"); a rename leaves the running one its old file.
-    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let tmp = exe.with_extension(format!(
-        "tmp{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
     let mut cmd = compiler(cpp, std);
+    // Tests that build the same program run in parallel: link to a private name, then
+    // rename over the shared one (atomic; a copy already running keeps its file).
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let tmp = exe.with_extension(format!(
+        "tmp{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     cmd.args(extra).arg(&src).arg("-o").arg(&tmp);
     match link {
         Link::Shared => {
@@ -146,7 +144,7 @@ pub fn build_program_in(
         cmd,
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::rename(&tmp, &exe).expect("renaming the test program into place");
+    std::fs::rename(&tmp, &exe).expect("renaming the built test program");
     exe
 }
 

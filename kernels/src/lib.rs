@@ -16,6 +16,7 @@ extern crate std;
 pub mod isa;
 pub mod registry;
 pub mod score;
+pub mod select;
 pub mod sigmoid;
 
 pub use isa::Isa;

@@ -7,6 +7,7 @@
 
 pub mod isa;
 pub mod score;
+pub mod select;
 pub mod status;
 #[cfg(feature = "test-hooks")]
 pub mod testing;
@@ -125,7 +126,6 @@ pub(crate) use cstr;
 /// # Safety
 /// Implementors are `#[repr(C)]`, start with a `struct_size: usize` field, and are valid
 /// (and mean "defaults") when all their bytes are zero.
-#[allow(dead_code)] // used by the option structs of the selection family onwards
 pub(crate) unsafe trait OptionsStruct: Copy {}
 
 /// Reads a caller's options struct by the [`OptionsStruct`] rules; the returned copy
@@ -133,7 +133,6 @@ pub(crate) unsafe trait OptionsStruct: Copy {}
 ///
 /// # Safety
 /// `p` is NULL or points to at least `*(p as *const size_t)` readable bytes.
-#[allow(dead_code)]
 pub(crate) unsafe fn read_options<T: OptionsStruct>(p: *const T) -> Result<T> {
     let ours = core::mem::size_of::<T>();
     // SAFETY: all-zero is a valid T (OptionsStruct contract).

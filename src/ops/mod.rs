@@ -2,6 +2,7 @@
 //! kernel family.
 
 pub mod score;
+pub mod select;
 
 use crate::error::{ensure, Result};
 use half::{bf16, f16};
