@@ -22,6 +22,7 @@ from .core import (
     version_number,
 )
 from .score import score, sigmoid
+from .select import indices_to_mask, mask_to_indices, threshold, topk, topk_workspace_size
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,8 @@ __all__ = [
     "abi_version",
     "get_isa",
     "get_isa_id",
+    "indices_to_mask",
+    "mask_to_indices",
     "isa_name",
     "lib",
     "score",
@@ -40,6 +43,9 @@ __all__ = [
     "sigmoid",
     "status_string",
     "supported_isas",
+    "threshold",
+    "topk",
+    "topk_workspace_size",
     "version",
     "version_number",
 ]
