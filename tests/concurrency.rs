@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokenroute::ffi::isa::*;
 use tokenroute::ffi::score::*;
+use tokenroute::ffi::select::*;
 use tokenroute::ffi::*;
 
 type Job = Box<dyn Fn(&mut Vec<f32>) -> tkr_status + Send + Sync>;
@@ -86,8 +87,67 @@ fn jobs() -> Vec<(&'static str, Job)> {
         // SAFETY: both hold x.len() floats.
         unsafe { tkr_sigmoid_f32(x.as_ptr(), out.as_mut_ptr(), x.len()) }
     });
+    // Selection over the f32 rows of h32 (d valid tokens, hs apart); indices and counts
+    // are returned as raw 32-bit words.
+    let (h_sel, batch, k) = (h32.clone(), 9usize, 17usize);
+    let topk: Job = Box::new(move |out: &mut Vec<f32>| {
+        let mut idx = vec![0u32; batch * k];
+        // SAFETY: all-zero then init: a valid options struct.
+        let mut o: tkr_topk_options = unsafe { core::mem::zeroed() };
+        // SAFETY: o is one options struct; buffers of the documented sizes.
+        let st = unsafe {
+            tkr_topk_options_init(&mut o);
+            o.flags = TKR_TOPK_ORDER_SCORE;
+            o.keep_first = 2;
+            tkr_topk_f32(
+                h_sel.as_ptr(),
+                batch,
+                d,
+                hs,
+                k,
+                &o,
+                idx.as_mut_ptr(),
+                k,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+        out.extend(idx.iter().map(|&i| f32::from_bits(i)));
+        st
+    });
+    let h_thr = h32.clone();
+    let threshold: Job = Box::new(move |out: &mut Vec<f32>| {
+        let mut idx = vec![0u32; batch * d];
+        let mut counts = vec![0usize; batch];
+        // SAFETY: buffers of the documented sizes.
+        let st = unsafe {
+            tkr_threshold_f32(
+                h_thr.as_ptr(),
+                batch,
+                d,
+                hs,
+                0.25,
+                core::ptr::null(),
+                idx.as_mut_ptr(),
+                d,
+                counts.as_mut_ptr(),
+            )
+        };
+        for r in 0..batch {
+            out.extend(
+                idx[r * d..r * d + counts[r]]
+                    .iter()
+                    .map(|&i| f32::from_bits(i)),
+            );
+            out.push(f32::from_bits(counts[r] as u32));
+        }
+        st
+    });
     vec![
         ("sigmoid_f32", sig),
+        ("topk f32 by score, keep_first", topk),
+        ("threshold f32", threshold),
         (
             "score f32 sigmoid",
             score(

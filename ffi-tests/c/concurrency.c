@@ -81,11 +81,32 @@ static tkr_status job_score_bf16(float *out) {
     return tkr_score(TKR_DTYPE_BF16, hb16, N, D, HS, wb16, E, D, NULL, TKR_ACT_SIGMOID, out, E);
 }
 
+/* Selection over the f32 scores of h32 (rows of D valid tokens, HS apart): idx and
+ * counts land in `out` as raw 32-bit words. */
+enum { TOPK_K = 17, BATCH = 9 };
+static tkr_status job_topk(float *out) {
+    tkr_topk_options o;
+    tkr_topk_options_init(&o);
+    o.flags = TKR_TOPK_ORDER_SCORE;
+    o.keep_first = 2;
+    return tkr_topk_f32(h32, BATCH, D, HS, TOPK_K, &o, (uint32_t *)out, TOPK_K, NULL, NULL, 0);
+}
+static tkr_status job_threshold(float *out) {
+    size_t counts[BATCH];
+    tkr_status st = tkr_threshold_f32(h32, BATCH, D, HS, 0.25f, NULL, (uint32_t *)out, D, counts);
+    /* The entries past each row's count may hold anything: clear them. */
+    for (int r = 0; r < BATCH; r++)
+        for (size_t j = counts[r]; j < D; j++) ((uint32_t *)out)[r * D + j] = 0;
+    return st;
+}
+
 static const job JOBS[] = {
     {"sigmoid_f32", SN, job_sigmoid},
     {"score f32 sigmoid", N * E, job_score_f32},
     {"score f16 none", N * E, job_score_f16},
     {"score bf16 sigmoid", N * E, job_score_bf16},
+    {"topk f32 by score, keep_first", BATCH * TOPK_K, job_topk},
+    {"threshold f32", BATCH * D, job_threshold},
 };
 enum { NJOBS = sizeof JOBS / sizeof JOBS[0] };
 

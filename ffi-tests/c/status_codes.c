@@ -88,6 +88,46 @@ static tkr_status overlap_sigmoid(void) { return tkr_sigmoid_f32(buf_y, buf_y + 
 static tkr_status overlap_score(void) {
     return tkr_score(TKR_DTYPE_F32, buf_y, 2, 4, 4, buf_x, 1, 4, NULL, TKR_ACT_NONE, buf_y + 2, 1);
 }
+/* Selection. */
+static uint32_t idx_buf[8] = {0, 2, 5, 1, 1, 7, 3, 4};
+static tkr_status out_of_range_index(void) {
+    return tkr_indices_to_mask(idx_buf, 8, (uint8_t *)buf_y, 6); /* 7 >= n = 6 */
+}
+static uint64_t ws_buf[8];
+static tkr_status buffer_too_small_workspace(void) {
+    /* Rows of 8 tokens need 64 bytes of workspace; 56 are given. */
+    return tkr_topk_f32(buf_x, 1, 8, 8, 2, NULL, (uint32_t *)buf_y, 2, NULL, ws_buf, 56);
+}
+static tkr_status unsupported_options(void) {
+    /* A caller compiled against a newer header: a larger struct with a field set
+     * that this library does not know. */
+    struct {
+        tkr_topk_options known;
+        uint64_t future;
+    } newer;
+    memset(&newer, 0, sizeof newer);
+    newer.known.struct_size = sizeof newer;
+    newer.future = 1;
+    return tkr_topk_f32(buf_x, 1, 8, 8, 2, &newer.known, (uint32_t *)buf_y, 2, NULL, NULL, 0);
+}
+static tkr_status ok_topk(void) {
+    tkr_topk_options o;
+    CHECK_STATUS(tkr_topk_options_init(&o), TKR_STATUS_OK);
+    return tkr_topk_f32(buf_x, 1, 8, 8, 2, &o, (uint32_t *)buf_y, 2, NULL, NULL, 0);
+}
+static tkr_status null_options_init(void) { return tkr_threshold_options_init(NULL); }
+static tkr_status invalid_k(void) {
+    return tkr_topk_f32(buf_x, 1, 8, 8, 9, NULL, (uint32_t *)buf_y, 9, NULL, NULL, 0);
+}
+static tkr_status overlap_mask(void) {
+    size_t count;
+    return tkr_mask_to_indices((const uint8_t *)buf_y, 8, (uint32_t *)buf_y, &count);
+}
+static tkr_status size_overflow_workspace(void) {
+    size_t bytes;
+    return tkr_topk_workspace_size(SIZE_MAX / 4, &bytes);
+}
+
 #ifdef TKR_TEST_HOOKS
 static tkr_status panic_static(void) { return tkr_test_panic(0, buf_y, 8); }
 static tkr_status panic_formatted(void) { return tkr_test_panic(1, NULL, 0); }
@@ -119,6 +159,14 @@ static const producer PRODUCERS[] = {
     {"score out stride < routers", TKR_STATUS_BAD_STRIDE, bad_stride_out, 0},
     {"sigmoid y = x + 1", TKR_STATUS_OVERLAP, overlap_sigmoid, 0},
     {"score out inside h", TKR_STATUS_OVERLAP, overlap_score, 0},
+    {"topk with default options", TKR_STATUS_OK, ok_topk, 1},
+    {"topk k > n", TKR_STATUS_INVALID_ARGUMENT, invalid_k, 0},
+    {"threshold_options_init(NULL)", TKR_STATUS_NULL_POINTER, null_options_init, 0},
+    {"indices_to_mask index >= n", TKR_STATUS_OUT_OF_RANGE, out_of_range_index, 0},
+    {"topk workspace too small", TKR_STATUS_BUFFER_TOO_SMALL, buffer_too_small_workspace, 0},
+    {"topk options with an unknown field set", TKR_STATUS_UNSUPPORTED, unsupported_options, 0},
+    {"mask_to_indices out_idx over mask", TKR_STATUS_OVERLAP, overlap_mask, 0},
+    {"topk_workspace_size(SIZE_MAX / 4)", TKR_STATUS_SIZE_OVERFLOW, size_overflow_workspace, 0},
 #ifdef TKR_TEST_HOOKS
     {"tkr_test_panic (static message)", TKR_STATUS_PANIC, panic_static, 0},
     {"tkr_test_panic (formatted message)", TKR_STATUS_PANIC, panic_formatted, 0},
