@@ -19,6 +19,7 @@
 
 pub mod foundation;
 pub mod score;
+pub mod select;
 
 use crate::{Guarded, Input, Place};
 use std::collections::BTreeSet;
@@ -35,6 +36,9 @@ pub static CASES: &[(&str, Case)] = &[
     ("tkr_sigmoid_f32", score::sigmoid),
     ("tkr_score", score::score),
     ("tkr_score", score::score),
+    ("tkr_mask_to_indices", select::mask_to_indices),
+    ("tkr_indices_to_mask", select::indices_to_mask),
+    ("tkr_topk_workspace_size", select::workspace_size),
 ];
 
 /// Runs the case chosen by the first byte.
