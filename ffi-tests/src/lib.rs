@@ -95,12 +95,26 @@ pub enum Link {
 
 /// Compiles `source` (under ffi-tests/) into an executable in a scratch directory.
 pub fn build_program(source: &str, cpp: bool, std: &str, link: Link, extra: &[&str]) -> PathBuf {
-    let lib = built_library();
+    build_program_in(built_library(), "", source, cpp, std, link, extra)
+}
+
+/// [`build_program`] against the library files in `lib` (e.g. [`hooks_library`]), the
+/// executable's name suffixed with `tag` (so that variants, e.g. sanitizer builds, do
+/// not overwrite each other).
+pub fn build_program_in(
+    lib: &Path,
+    tag: &str,
+    source: &str,
+    cpp: bool,
+    std: &str,
+    link: Link,
+    extra: &[&str],
+) -> PathBuf {
     let src = root().join("ffi-tests").join(source);
     let out_dir = lib.join("ffi-test-programs");
     std::fs::create_dir_all(&out_dir).unwrap();
     let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
-    let exe = out_dir.join(format!("{stem}-{std}-{link:?}").replace('+', "x"));
+    let exe = out_dir.join(format!("{stem}-{std}-{link:?}{tag}").replace('+', "x"));
     let mut cmd = compiler(cpp, std);
     // Tests that build the same program run in parallel: link to a private name, then
     // rename over the shared one (atomic; a copy already running keeps its file).
@@ -132,6 +146,68 @@ pub fn build_program(source: &str, cpp: bool, std: &str, link: Link, extra: &[&s
     );
     std::fs::rename(&tmp, &exe).expect("renaming the built test program");
     exe
+}
+
+/// Builds the library with the `test-hooks` cargo feature (src/ffi/testing.rs:
+/// `tkr_test_panic`) into its own target directory, `target/test-hooks` (debug
+/// profile: it only serves the status tests), so the release library, whose exported
+/// symbols are checked, never carries the hooks. Returns the directory holding
+/// `libtokenroute.{so,a}`.
+pub fn hooks_library() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target_dir = profile_dir().parent().unwrap().join("test-hooks");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--lib",
+                "-p",
+                "tokenroute",
+                "--features",
+                "test-hooks",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(root())
+            .status()
+            .expect("running cargo build for the test-hooks library");
+        assert!(
+            status.success(),
+            "cargo build of the test-hooks library failed"
+        );
+        let dir = target_dir.join("debug");
+        assert!(dir.join("libtokenroute.so").exists());
+        dir
+    })
+}
+
+/// A C source whose file contains `tkr-test: std=c11` is compiled as C11, else C99.
+pub fn c_std(text: &str) -> &'static str {
+    if text.contains("tkr-test: std=c11") {
+        "c11"
+    } else {
+        "c99"
+    }
+}
+
+/// The C (`c/*.c`) or C++ (`cpp/*.cpp`) test sources, as (path under ffi-tests, text).
+pub fn sources(dir: &str, ext: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(root().join("ffi-tests").join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (
+                format!("{dir}/{}", p.file_name().unwrap().to_str().unwrap()),
+                text,
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no test programs in ffi-tests/{dir}");
+    out
 }
 
 /// Runs a test program with `TOKENROUTE_ISA=<isa>` and returns its stdout; fails the

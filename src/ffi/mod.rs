@@ -12,6 +12,8 @@ pub mod route;
 pub mod score;
 pub mod select;
 pub mod status;
+#[cfg(feature = "test-hooks")]
+pub mod testing;
 pub mod version;
 
 use crate::error::{Error, ErrorKind, Result};

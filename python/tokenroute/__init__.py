@@ -1,0 +1,51 @@
+"""tokenroute: numpy bindings (ctypes) for the tokenroute C library, SIMD kernels for
+dynamic token routing in transformer inference.
+
+The shared library is found through ``TOKENROUTE_LIB``, next to this package, or in
+the cargo target directory (see :func:`tokenroute._ffi.candidate_paths`); its ABI
+version is checked at import. Each kernel family is one module (``score``, ...), whose
+functions are re-exported here. Errors raise :class:`TokenrouteError`, carrying the C
+status code and its name.
+"""
+
+from ._ffi import EXPECTED_ABI_VERSION, LIBRARY_PATH, TokenrouteError, lib
+from .core import (
+    ISA_IDS,
+    abi_version,
+    get_isa,
+    get_isa_id,
+    isa_name,
+    set_isa,
+    status_string,
+    supported_isas,
+    version,
+    version_number,
+)
+from .score import score, sigmoid
+from .select import indices_to_mask, mask_to_indices, threshold, topk, topk_workspace_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EXPECTED_ABI_VERSION",
+    "ISA_IDS",
+    "LIBRARY_PATH",
+    "TokenrouteError",
+    "abi_version",
+    "get_isa",
+    "get_isa_id",
+    "indices_to_mask",
+    "mask_to_indices",
+    "isa_name",
+    "lib",
+    "score",
+    "set_isa",
+    "sigmoid",
+    "status_string",
+    "supported_isas",
+    "threshold",
+    "topk",
+    "topk_workspace_size",
+    "version",
+    "version_number",
+]
