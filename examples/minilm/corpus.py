@@ -46,13 +46,25 @@ def docstrings():
     return out
 
 
-def texts(tokenizer, length, count):
-    """`count` texts of exactly `length` tokens (with CLS and SEP): docstrings are
-    concatenated in order until the text is long enough, then cut at `length`.
-    Returns a list of int32 token id arrays."""
+def split(docs, part):
+    """`part` = "all", or the disjoint halves of the corpus: "train" (every 4th
+    docstring, from the 4th on) and "eval" (the others)."""
+    if part == "all":
+        return docs
+    if part == "train":
+        return [d for i, d in enumerate(docs) if i % 4 == 3]
+    if part == "eval":
+        return [d for i, d in enumerate(docs) if i % 4 != 3]
+    raise ValueError(f"part must be 'all', 'train' or 'eval', not {part!r}")
+
+
+def texts(tokenizer, length, count, part="all"):
+    """`count` texts of exactly `length` tokens (with CLS and SEP): docstrings (of
+    `part`, see split) are concatenated in order until the text is long enough, then
+    cut at `length`. Returns a list of int32 token id arrays."""
     import numpy as np
 
-    docs = docstrings()
+    docs = split(docstrings(), part)
     body = length - 2
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     out = []

@@ -23,10 +23,36 @@ from .core import (
 )
 from .score import score, sigmoid
 from .select import indices_to_mask, mask_to_indices, threshold, topk, topk_workspace_size
+from .compact import compact_rows, gather_rows, kv_compact, scatter_add_rows, scatter_rows
+from .route import Routed, route, route_workspace_size
+from .attend import (
+    AttentionResult,
+    QuestBlocks,
+    attention,
+    attention_merge,
+    key_block_bound,
+    key_block_summary,
+    quest_select_blocks,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionResult",
+    "QuestBlocks",
+    "Routed",
+    "attention",
+    "attention_merge",
+    "compact_rows",
+    "gather_rows",
+    "key_block_bound",
+    "key_block_summary",
+    "kv_compact",
+    "quest_select_blocks",
+    "route",
+    "route_workspace_size",
+    "scatter_add_rows",
+    "scatter_rows",
     "EXPECTED_ABI_VERSION",
     "ISA_IDS",
     "LIBRARY_PATH",
