@@ -34,6 +34,14 @@ PRUNE = {
     "P4 {0:.5,2:.3,3:.2}": {0: 0.5, 2: 0.3, 3: 0.2},
 }
 UNIFORM = ["P2 {2:.6,4:.4}", "P3 {1:.5,3:.3}"]
+NEAREST = ["P3 {1:.5,3:.3}", "P4 {0:.5,2:.3,3:.2}"]
+MERGE = {
+    "M1 {0:.9,1:.8,2:.7,3:.6,4:.5}": {0: 0.9, 1: 0.8, 2: 0.7, 3: 0.6, 4: 0.5},
+    "M2 {0:.85,1:.7,2:.6,3:.5,4:.4}": {0: 0.85, 1: 0.7, 2: 0.6, 3: 0.5, 4: 0.4},
+    "M3 {0:.7,1:.55,2:.45,3:.4,4:.35}": {0: 0.7, 1: 0.55, 2: 0.45, 3: 0.4, 4: 0.35},
+    "M4 {0:.6,1:.45,3:.35}": {0: 0.6, 1: 0.45, 3: 0.35},
+}
+NOPROP = ["M3 {0:.7,1:.55,2:.45,3:.4,4:.35}"]
 SKIP = {
     "S1 {2,4:.5}": {2: 0.5, 4: 0.5},
     "S2 {1,3,5:.5}": {1: 0.5, 3: 0.5, 5: 0.5},
@@ -56,9 +64,9 @@ def nn(emb):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--counts", default="128:200,256:120,512:64",
+    ap.add_argument("--counts", default="128:120,256:80,512:56",
                     help="length:texts pairs (evaluation texts per length)")
-    ap.add_argument("--train", default="128:109,256:74,512:47",
+    ap.add_argument("--train", default="128:80,256:55,512:35",
                     help="length:texts pairs of router training texts (disjoint docstrings)")
     ap.add_argument("--ref-texts", type=int, default=8, help="texts per length also run through model.forward_numpy")
     ap.add_argument("--agree-texts", type=int, default=20, help="texts per length for the router agreement pass")
@@ -80,6 +88,8 @@ def main(argv=None):
         log(f"router {name}: fitted in {dt:.1f}s, training accuracy {acc}")
 
     methods = ["dense-numpy-attn"] + [f"prune {s}" for s in PRUNE] + [f"prune-uniform {s}" for s in UNIFORM] \
+        + [f"prune-nearest {s}" for s in NEAREST] + [f"merge {s}" for s in MERGE] \
+        + [f"merge-noprop {s}" for s in NOPROP] \
         + [f"skip {s}" for s in SKIP] + [f"router {s}" for s in ROUTER]
     rows = []
     extra = {}
@@ -108,6 +118,21 @@ def main(argv=None):
                 emb[f"prune-uniform {s}"].append(r["survivors"])
                 secs[f"prune-uniform {s}"] += dt
                 toks[f"prune-uniform {s}"].append(np.mean(r["tokens"]) / length)
+            for s in NEAREST:
+                r, dt = timed(lambda: E.prune(ids, PRUNE[s], carry=True))
+                emb[f"prune-nearest {s}"].append(r["nearest"])
+                secs[f"prune-nearest {s}"] += dt
+                toks[f"prune-nearest {s}"].append(np.mean(r["tokens"]) / length)
+            for s, sched in MERGE.items():
+                r, dt = timed(lambda: E.merge(ids, sched))
+                emb[f"merge {s}"].append(r["all"])
+                secs[f"merge {s}"] += dt
+                toks[f"merge {s}"].append(np.mean(r["tokens"]) / length)
+            for s in NOPROP:
+                r, dt = timed(lambda: E.merge(ids, MERGE[s], proportional=False))
+                emb[f"merge-noprop {s}"].append(r["all"])
+                secs[f"merge-noprop {s}"] += dt
+                toks[f"merge-noprop {s}"].append(np.mean(r["tokens"]) / length)
             for s, sched in SKIP.items():
                 r, dt = timed(lambda: E.skip(ids, sched))
                 emb[f"skip {s}"].append(r["all"])
@@ -182,7 +207,15 @@ def write(args, rows, extra, router_fit, n_train, total):
         "original tokens (prune, prune-uniform, router: the router's tau is calibrated to that "
         "ratio on its training texts); skip: at those layers only ceil(ratio * n) tokens go "
         "through the layer. prune-uniform is a baseline that keeps evenly spaced tokens "
-        "instead of the highest attention mass.",
+        "instead of the highest attention mass. prune-nearest: the same pruning, but each "
+        "pruned token hands its pooling weight to its most similar kept token (cosine of the "
+        "states), so the mean still counts every original token. merge (ToMe-style, "
+        "training-free): after layer l, ceil(ratio * n) tokens remain, the others (odd "
+        "positions best matched to an even position by cosine of the states; CLS never "
+        "merged) are merged into their match by a size-weighted average (gather_rows + gated "
+        "scatter_add_rows, compact_rows); one step removes at most half the current tokens; "
+        "attention adds log(size) to each key's logits (proportional attention; "
+        "merge-noprop: without it); the embedding is the size-weighted mean.",
         "",
         "| method | schedule | length | texts | speedup | cos mean | cos p5 | NN agree | tokens | ms/text |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -224,7 +257,8 @@ def write(args, rows, extra, router_fit, n_train, total):
         print("matplotlib missing: results.png not written", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    colors = {"prune": "C0", "prune-uniform": "C7", "skip": "C1", "router": "C2", "dense-numpy-attn": "C3"}
+    colors = {"prune": "C0", "prune-uniform": "C7", "prune-nearest": "C9", "merge": "C4", "merge-noprop": "C6",
+              "skip": "C1", "router": "C2", "dense-numpy-attn": "C3"}
     marks = {128: "o", 256: "s", 512: "^"}
     for r in rows:
         ax.scatter(r["speedup"], 100 * r["cos_mean"], c=colors.get(r["method"], "k"), marker=marks.get(r["length"], "x"))

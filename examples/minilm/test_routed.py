@@ -1,6 +1,7 @@
-"""Quick tests of the routed encoder (a few texts): keep ratio 1.0 equals dense, the
-library's dense pass matches the numpy model, routing really runs fewer tokens, and bad
-input raises clear errors.
+"""Quick tests of the routed encoder (a few texts): keep ratio 1.0 (or no merge) equals
+dense, the library's dense pass matches the numpy model, routing and merging really run
+fewer tokens, merged sizes sum to n, the merge step and proportional attention match
+naive numpy, and bad input raises clear errors.
 Run: PYTHONPATH=python python -m pytest examples/minilm/test_routed.py"""
 import pathlib
 import sys
@@ -65,6 +66,80 @@ def test_pruning_runs_fewer_tokens(enc, texts):
     assert li == 1 and mask[0] and set(np.flatnonzero(mask)) == set(order) | {0}
     s = enc.skip(ids, {2: 0.5})
     assert s["tokens"] == [n, n, n // 2, n, n, n]
+
+
+def test_merge_nothing_equals_dense(enc, texts):
+    for ids in texts:
+        d = enc.dense(ids)
+        for sched in ({}, {i: 1.0 for i in range(6)}):
+            r = enc.merge(ids, sched)
+            assert np.array_equal(r["all"], d) and r["tokens"] == [len(ids)] * 6
+            assert np.array_equal(r["sizes"], np.ones(len(ids), np.float32))
+        p = enc.prune(ids, {i: 1.0 for i in range(6)}, carry=True)
+        assert np.array_equal(p["nearest"], d) and np.array_equal(p["follow"], d)
+
+
+def test_merge_sizes_and_counts(enc, texts):
+    ids = texts[3]  # 256 tokens
+    n = len(ids)
+    trace = []
+    r = enc.merge(ids, {0: 0.75, 2: 0.5, 3: 0.2}, trace=trace)
+    # 0.2 * n is below half of the 0.5 * n tokens left: clipped to (m - 1) // 2 merges.
+    assert trace == [(0, n // 4), (2, n // 4), (3, (n // 2 - 1) // 2)]
+    k = n // 2 - (n // 2 - 1) // 2
+    assert r["tokens"] == [n, 3 * n // 4, 3 * n // 4, n // 2, k, k]
+    assert r["sizes"].sum() == n and r["sizes"].min() >= 1 and r["sizes"].size == k
+    assert r["positions"][0] == 0 and r["sizes"][0] == 1  # CLS never merged
+    assert np.all(np.diff(r["positions"]) > 0)
+    assert abs(np.linalg.norm(r["all"]) - 1) < 1e-5
+    assert float(r["all"] @ enc.dense(ids)) > 0.9
+    p = enc.prune(ids, {1: 0.5, 3: 0.25}, carry=True)
+    assert p["weights"].sum() == n and p["weights"].size == n // 4
+    with pytest.raises(ValueError, match="metric"):
+        enc.merge(ids, {0: 0.5}, metric="values")
+
+
+def test_merge_step_matches_numpy(enc):
+    rng = np.random.default_rng(7)
+    n, d, r = 41, 16, 15
+    h = rng.standard_normal((n, d)).astype(np.float32)
+    size = rng.integers(1, 4, n).astype(np.float32)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    h2, s2, p2 = enc._merge_step(h.copy(), size.copy(), np.arange(n), x, r)
+    # Naive reference: match odd rows to even rows (not 0) by cosine, merge the r best.
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = xn[1::2] @ xn[0::2].T
+    sim[:, 0] = -np.inf
+    best, score = sim.argmax(1), sim.max(1)
+    chosen = np.sort(np.argsort(-score, kind="stable")[:r])
+    acc = {j: (size[j] * h[j].astype(np.float64), size[j]) for j in range(n)}
+    for c in chosen:
+        s, t = 2 * c + 1, 2 * best[c]
+        acc[t] = (acc[t][0] + size[s] * h[s], acc[t][1] + size[s])
+        del acc[s]
+    keep = sorted(acc)
+    assert np.array_equal(p2, keep) and s2.sum() == size.sum()
+    assert np.array_equal(s2, [acc[j][1] for j in keep])
+    assert np.allclose(h2, [acc[j][0] / acc[j][1] for j in keep], rtol=1e-5, atol=1e-5)
+
+
+def test_proportional_attention_matches_numpy(enc, texts):
+    h = enc.embed(texts[0])
+    n = h.shape[0]
+    qkv = h @ enc.m.layers[0]["wqkv"] + enc.m.layers[0]["bqkv"]
+    bias = np.log(np.random.default_rng(3).integers(1, 5, n)).astype(np.float32)
+    out, mass = enc.attention(qkv, True, log_size=bias)
+    H, dh, D = enc.H, enc.dh, enc.D
+    q, k, v = (qkv[:, i * D:(i + 1) * D].reshape(n, H, dh).transpose(1, 0, 2).astype(np.float64) for i in range(3))
+    s = q @ k.transpose(0, 2, 1) / np.sqrt(dh) + bias
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ref = (p @ v).transpose(1, 0, 2).reshape(n, D)
+    assert np.allclose(out, ref, rtol=1e-4, atol=1e-5)
+    assert np.allclose(mass, p.sum((0, 1)), rtol=1e-3, atol=1e-4)
+    zero, _ = enc.attention(qkv, False, log_size=np.zeros(n, np.float32))
+    plain, _ = enc.attention(qkv, False)
+    assert np.allclose(zero, plain, rtol=1e-5, atol=1e-6)
 
 
 def test_router_fit_and_route(enc, texts):
