@@ -18,7 +18,7 @@ Shapes:
   cached keys. torch must gather (index_select, allocating or into preallocated buffers)
   then run SDPA, or run dense SDPA over all keys; tokenroute reads the selected rows in
   place. The decode step is timed with cold caches (a 96 MiB eviction before every call,
-  not timed) and warm. Dense attention over all 8192 keys is timed against the 25% subset.
+  not timed) and warm (right after an untimed call of the same implementation). Dense attention over all 8192 keys is timed against the 25% subset.
 
 All the implementations of a case are timed interleaved, round after round (medians).
 With threads > 1, torch uses that many threads and tokenroute splits the KV heads (with
@@ -246,7 +246,7 @@ def decode(h_kv, threads, quick, log=print):
             tag = "cold" if cold else "warm"
             t = interleaved({"ours": ours, "ours dense": ours_dense, "torch index_select + SDPA": t_alloc,
                              "torch index_select(out=) + SDPA": t_reuse, "torch dense SDPA (all keys)": t_dense},
-                            rounds=rounds, budget=2.0, before=evict if cold else None)
+                            rounds=rounds, budget=2.0, before=evict if cold else None, repeat=1 if cold else 2)
             peers = {k: t[k] for k in ("torch index_select + SDPA", "torch index_select(out=) + SDPA",
                                        "torch dense SDPA (all keys)")}
             note = (f"dense over all keys / 25% sparse: {t['ours dense'] / t['ours']:.2f}x; "

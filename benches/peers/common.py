@@ -35,11 +35,14 @@ def median_time(fn, min_reps=5, budget=1.0, max_reps=200):
     return ts[len(ts) // 2]
 
 
-def interleaved(fns, rounds=15, budget=4.0, before=None):
+def interleaved(fns, rounds=15, budget=4.0, before=None, repeat=1):
     """Median seconds of each callable in `fns` (name -> fn or None), timed round-robin:
     one warm-up call each, then rounds of one call each, until `rounds` rounds or the
     budget (at least 5 rounds), so that a busy machine slows them alike and the ratios
-    hold. `before` (untimed) runs before every timed call, e.g. a cache eviction."""
+    hold. `before` (untimed) runs before every timed call, e.g. a cache eviction.
+    repeat > 1: each timed call follows repeat - 1 untimed calls of the same function,
+    so that it finds the caches as a hot loop leaves them (its own data, not the previous
+    implementation's)."""
     live = {k: f for k, f in fns.items() if f is not None}
     for f in live.values():
         f()
@@ -48,6 +51,8 @@ def interleaved(fns, rounds=15, budget=4.0, before=None):
     r = 0
     while r < rounds and (r < 5 or time.perf_counter() - start < budget):
         for k, f in live.items():
+            for _ in range(repeat - 1):
+                f()
             if before is not None:
                 before()
             t = time.perf_counter()

@@ -18,7 +18,9 @@
 Every case also times np.copyto of the same bytes between the same buffers (the copy
 ceiling, in the note); `__main__` adds a 1 GiB copy. All the implementations of a case
 are timed interleaved, round after round (medians), so that a busy machine slows them
-alike and the ratios hold. GB/s = bytes moved once (rows x row bytes).
+alike and the ratios hold; each timed call follows an untimed call of the same
+implementation (steady state, as in a hot loop). GB/s = bytes moved once (rows x row
+bytes).
 `run(threads, quick)` returns Result rows (benches/peers/run.py drives every family).
 Usage: taskset -c 1 python benches/peers/compact_peers.py [threads] [--quick]
 """
@@ -120,7 +122,7 @@ def gather_scatter(rows, cols, dt, label, threads):
         "onnxruntime": ort_gather(src, idx64, dst, threads),
         "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
         "numpy src[idx]": lambda: src[idx64],
-    })
+    }, repeat=2)
     t_ours, t_copy = t.pop("ours"), t.pop("copy")
     peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
@@ -137,7 +139,7 @@ def gather_scatter(rows, cols, dt, label, threads):
         "copy": lambda: np.copyto(full[:k], dst),
         "torch index_copy_": lambda: tfull.index_copy_(0, tidx, tdst),
         "numpy full[idx] = y": lambda: full.__setitem__(idx64, dst),
-    })
+    }, repeat=2)
     t_ours, t_copy = t.pop("ours"), t.pop("copy")
     peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
@@ -169,7 +171,7 @@ def scatter_add(rows, cols, dt, label, threads):
         "torch index_add_(premultiplied)": lambda: th.index_add_(0, tidx, yg),
         "torch index_add_(0,idx,g[:,None]*Y)": lambda: th.index_add_(0, tidx, tg[:, None] * ty),
         "torch h[idx] += g[:,None]*Y": lambda: th.__setitem__(tidx, th[tidx] + tg[:, None] * ty),
-    }, rounds=9)
+    }, rounds=9, repeat=2)
     t_ours, t_plain = t.pop("ours"), t.pop("ours, gate NULL")
     peers = t
     peers["numpy np.add.at"] = (median_time(lambda: np.add.at(h, idx.astype(np.int64), g[:, None] * y), min_reps=3,
@@ -197,7 +199,7 @@ def small_rows(cols, dt, label, threads):
         "onnxruntime": ort_gather(src, idx64, dst, threads),
         "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
         "numpy src[idx]": lambda: src[idx64],
-    }, rounds=401, budget=1.0)
+    }, rounds=401, budget=1.0, repeat=2)
     t_ours = t.pop("ours")
     peers = t
     return [Result("compact", f"gather {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes,
@@ -253,7 +255,8 @@ def route_cases(n, d, dt, label):
         three()
         assert np.array_equal(idx[: cnt[0]], want[0]) and np.array_equal(rows[: cnt[0]].view(np.uint8),
                                                                           want[1].view(np.uint8))
-        t = interleaved({"ours": fused, "tokenroute: the three calls": three, "torch": torch_route}, rounds=21)
+        t = interleaved({"ours": fused, "tokenroute: the three calls": three, "torch": torch_route}, rounds=21,
+                        repeat=2)
         t_ours = t.pop("ours")
         out.append(Result("compact", f"route {name} {label}", f"{n}x{d}", 1, t_ours, t, n * d * es,
                           "GB/s counts the hidden states once"))
