@@ -25,6 +25,7 @@ With threads > 1, torch uses that many threads and tokenroute splits the KV head
 their query heads) across that many Python threads (one call each).
 `run(threads, quick)` returns Result rows (benches/peers/run.py drives every family).
 """
+import common  # noqa: F401 (first: it removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before numpy loads)
 import ctypes
 import sys
 

@@ -24,6 +24,7 @@ bytes).
 `run(threads, quick)` returns Result rows (benches/peers/run.py drives every family).
 Usage: taskset -c 1 python benches/peers/compact_peers.py [threads] [--quick]
 """
+import common  # noqa: F401 (first: it removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before numpy loads)
 import ctypes
 import sys
 

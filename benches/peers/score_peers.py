@@ -9,6 +9,7 @@
 and tokenroute splits the elements/rows across that many Python threads.
 Usage: python benches/peers/score_peers.py [threads] [--quick]
 """
+import common  # noqa: F401 (first: it removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before numpy loads)
 import ctypes
 import sys
 
