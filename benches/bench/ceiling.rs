@@ -70,6 +70,20 @@ unsafe fn read_sum_avx(x: &[f32]) -> f32 {
     out.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
+/// The flops `fma_loop(iters)` does on this CPU.
+pub fn fma_loop_flops(iters: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return iters * 12 * 16 * 2;
+        }
+        if std::is_x86_feature_detected!("fma") {
+            return iters * 12 * 8 * 2;
+        }
+    }
+    iters * 12 * 4 * 2
+}
+
 /// Twelve independent FMA chains on `iters` rounds: returns the flops done
 /// (2 per lane per FMA). Register-resident: no memory traffic.
 pub fn fma_loop(iters: u64) -> u64 {

@@ -107,27 +107,36 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs `f` repeatedly, interleaved with `ceiling`, until `budget` is spent (at least
-/// `min_reps`, at most `max_reps`): the kernel's times and the ceiling's times.
+/// Runs `f` repeatedly, each run preceded by one run of each ceiling, until `budget`
+/// is spent (at least `min_reps`, at most `max_reps`): the kernel's times and each
+/// ceiling's times (so that a busy machine slows both alike and the ratio holds).
 fn timed(
     budget: Duration,
     min_reps: usize,
     max_reps: usize,
     mut f: impl FnMut(),
     mut ceiling: impl FnMut(),
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut ts, mut cs) = (Vec::new(), Vec::new());
+    mut fma: impl FnMut(),
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut ts, mut cs, mut fs) = (Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
     while ts.len() < max_reps && (ts.len() < min_reps || start.elapsed() < budget) {
         let t = Instant::now();
         ceiling();
         cs.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
+        fma();
+        fs.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
         f();
         ts.push(t.elapsed().as_secs_f64());
     }
-    (ts, cs)
+    (ts, cs, fs)
 }
+
+/// Rounds of the register-resident FMA loop interleaved with compute-bound cases
+/// (about 1 ms at 100 GFLOP/s).
+const FMA_ITERS: u64 = 250_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -234,7 +243,16 @@ fn main() {
                 results.push(report::untimed(&**case, k.isa(), check, ok));
                 continue;
             }
-            let (mut ts, mut cs) = match bound {
+            // The FMA peak is measured interleaved with every case that is held to it
+            // (the start-up measurement only reports it): on a shared machine a peak
+            // measured once, minutes earlier, gives ratios above 100%.
+            let uses_fma = matches!(bound, Bound::Fma | Bound::Roofline(_)) && case.flops() > 0;
+            let fma_round = || {
+                if uses_fma {
+                    std::hint::black_box(ceiling::fma_loop(std::hint::black_box(FMA_ITERS)));
+                }
+            };
+            let (mut ts, mut cs, mut fs) = match bound {
                 Bound::Read(_) | Bound::Roofline(_) => timed(
                     budget,
                     3,
@@ -243,6 +261,7 @@ fn main() {
                     || {
                         std::hint::black_box(ceiling::read_sum(&ceiling_buf));
                     },
+                    fma_round,
                 ),
                 Bound::Copy(_) => timed(
                     budget,
@@ -253,8 +272,14 @@ fn main() {
                         copy_dst.copy_from_slice(&ceiling_buf);
                         std::hint::black_box(&copy_dst);
                     },
+                    fma_round,
                 ),
-                Bound::Fma => timed(budget, 3, 200, || case.run(k), || {}),
+                Bound::Fma => timed(budget, 3, 200, || case.run(k), || {}, fma_round),
+            };
+            let fma_rate = if uses_fma {
+                ceiling::fma_loop_flops(FMA_ITERS) as f64 / median(&mut fs)
+            } else {
+                fma_rate
             };
             let med = median(&mut ts);
             let (ceiling_name, ceiling_rate, of_ceiling) = match bound {

@@ -141,7 +141,7 @@ fn fmt_time(s: f64) -> String {
 
 pub fn print_results(results: &[Result_]) {
     println!(
-        "{:<22} {:<16} {:<7} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8}  {:<18} check",
+        "{:<28} {:<26} {:<7} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8}  {:<18} check",
         "kernel",
         "shape",
         "level",
@@ -176,7 +176,7 @@ pub fn print_results(results: &[Result_]) {
             .speedup_vs_scalar
             .map_or("-".into(), |s| format!("{s:.1}x"));
         println!(
-            "{:<22} {:<16} {:<7} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8}  {:<18} {}",
+            "{:<28} {:<26} {:<7} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8}  {:<18} {}",
             r.name,
             r.shape,
             r.level,
@@ -295,7 +295,7 @@ pub fn compare(a_path: &str, b_path: &str) -> i32 {
         );
     }
     println!(
-        "\n{:<22} {:<16} {:<7} {:>10} {:>10} {:>8} {:>7} {:>7}",
+        "\n{:<28} {:<26} {:<7} {:>10} {:>10} {:>8} {:>7} {:>7}",
         "kernel", "shape", "level", "A", "B", "A/B", "A %ceil", "B %ceil"
     );
     let empty = Vec::new();
@@ -315,7 +315,7 @@ pub fn compare(a_path: &str, b_path: &str) -> i32 {
                 .map_or("-".into(), |p| format!("{:.0}%", p * 100.0))
         };
         println!(
-            "{:<22} {:<16} {:<7} {:>10} {:>10} {:>7.2}x {:>7} {:>7}",
+            "{:<28} {:<26} {:<7} {:>10} {:>10} {:>7.2}x {:>7} {:>7}",
             r["kernel"].as_str().unwrap_or(""),
             r["shape"].as_str().unwrap_or(""),
             r["level"].as_str().unwrap_or(""),

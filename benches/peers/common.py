@@ -35,6 +35,40 @@ def median_time(fn, min_reps=5, budget=1.0, max_reps=200):
     return ts[len(ts) // 2]
 
 
+def interleaved(fns, rounds=15, budget=4.0, before=None, repeat=1):
+    """Median seconds of each callable in `fns` (name -> fn or None), timed round-robin:
+    one warm-up call each, then rounds of one call each, until `rounds` rounds or the
+    budget (at least 5 rounds), so that a busy machine slows them alike and the ratios
+    hold. `before` (untimed) runs before every timed call, e.g. a cache eviction.
+    repeat > 1: each timed call follows repeat - 1 untimed calls of the same function,
+    so that it finds the caches as a hot loop leaves them (its own data, not the previous
+    implementation's)."""
+    live = {k: f for k, f in fns.items() if f is not None}
+    for f in live.values():
+        f()
+    ts = {k: [] for k in live}
+    start = time.perf_counter()
+    r = 0
+    while r < rounds and (r < 5 or time.perf_counter() - start < budget):
+        for k, f in live.items():
+            for _ in range(repeat - 1):
+                f()
+            if before is not None:
+                before()
+            t = time.perf_counter()
+            f()
+            ts[k].append(time.perf_counter() - t)
+        r += 1
+    out = {}
+    for k in fns:
+        if k in ts:
+            v = sorted(ts[k])
+            out[k] = v[len(v) // 2]
+        else:
+            out[k] = None
+    return out
+
+
 def set_threads(n):
     """Peers single-threaded (n = 1) or on n cores."""
     import torch
@@ -83,11 +117,20 @@ def chunks(n, parts):
 
 class Result:
     """One workload: our time, each peer's time (None when a peer lacks the op), and
-    the bytes the workload reads (for GB/s)."""
+    the work it does for the throughput: bytes (unit "GB/s") or flops ("GFLOP/s")."""
 
-    def __init__(self, family, workload, size, threads, ours, peers, nbytes, note=""):
+    def __init__(self, family, workload, size, threads, ours, peers, nbytes, note="", unit="GB/s"):
         self.family, self.workload, self.size, self.threads = family, workload, size, threads
-        self.ours, self.peers, self.nbytes, self.note = ours, peers, nbytes, note
+        self.ours, self.peers, self.nbytes, self.note, self.unit = ours, peers, nbytes, note, unit
+
+    def to_dict(self):
+        return {"family": self.family, "workload": self.workload, "size": self.size, "threads": self.threads,
+                "ours": self.ours, "peers": self.peers, "work": self.nbytes, "unit": self.unit, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["family"], d["workload"], d["size"], d["threads"], d["ours"], d["peers"], d["work"],
+                   d.get("note", ""), d.get("unit", "GB/s"))
 
     def best_peer(self):
         times = [(t, name) for name, t in self.peers.items() if t is not None]

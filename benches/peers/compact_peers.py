@@ -18,19 +18,23 @@
 Every case also times np.copyto of the same bytes between the same buffers (the copy
 ceiling, in the note); `__main__` adds a 1 GiB copy. All the implementations of a case
 are timed interleaved, round after round (medians), so that a busy machine slows them
-alike and the ratios hold. GB/s = bytes moved once (rows x row bytes).
-Usage: taskset -c 1 python benches/peers/compact_peers.py [threads]
+alike and the ratios hold; each timed call follows an untimed call of the same
+implementation (steady state, as in a hot loop). GB/s = bytes moved once (rows x row
+bytes).
+`run(threads, quick)` returns Result rows (benches/peers/run.py drives every family).
+Usage: taskset -c 1 python benches/peers/compact_peers.py [threads] [--quick]
 """
+import common  # noqa: F401 (first: it removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before numpy loads)
 import ctypes
 import sys
-import time
 
 import ml_dtypes
 import numpy as np
 import torch
 from onnx import TensorProto, helper
 
-from common import Result, chunks, load_library, median_time, ort_session, run_parallel, set_threads, table
+from common import (Result, chunks, interleaved, load_library, median_time, ort_session, run_parallel, set_threads,
+                    table)
 
 lib = load_library()
 _SZ, _U32, _P = ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p
@@ -48,32 +52,6 @@ for _f in ("tkr_gather_rows", "tkr_scatter_rows", "tkr_scatter_add_rows", "tkr_s
 ACT_SIGMOID, ROUTE_TOPK, ROUTE_THRESHOLD = 1, 1, 2
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPE_CODE = {np.dtype(np.float32): 1, np.dtype(np.float16): 2, BF16: 3}
-
-
-def interleaved(fns, rounds=15, budget=4.0):
-    """Median seconds of each callable in `fns` (name -> fn or None), timed round-robin:
-    one warm-up call each, then rounds of one call each, until `rounds` rounds or the
-    budget (at least 5 rounds)."""
-    live = {k: f for k, f in fns.items() if f is not None}
-    for f in live.values():
-        f()
-    ts = {k: [] for k in live}
-    start = time.perf_counter()
-    r = 0
-    while r < rounds and (r < 5 or time.perf_counter() - start < budget):
-        for k, f in live.items():
-            t = time.perf_counter()
-            f()
-            ts[k].append(time.perf_counter() - t)
-        r += 1
-    out = {}
-    for k in fns:
-        if k in ts:
-            v = sorted(ts[k])
-            out[k] = v[len(v) // 2]
-        else:
-            out[k] = None
-    return out
 
 
 def addr(a, byte_offset=0):
@@ -145,7 +123,7 @@ def gather_scatter(rows, cols, dt, label, threads):
         "onnxruntime": ort_gather(src, idx64, dst, threads),
         "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
         "numpy src[idx]": lambda: src[idx64],
-    })
+    }, repeat=2)
     t_ours, t_copy = t.pop("ours"), t.pop("copy")
     peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
@@ -162,7 +140,7 @@ def gather_scatter(rows, cols, dt, label, threads):
         "copy": lambda: np.copyto(full[:k], dst),
         "torch index_copy_": lambda: tfull.index_copy_(0, tidx, tdst),
         "numpy full[idx] = y": lambda: full.__setitem__(idx64, dst),
-    })
+    }, repeat=2)
     t_ours, t_copy = t.pop("ours"), t.pop("copy")
     peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
@@ -194,7 +172,7 @@ def scatter_add(rows, cols, dt, label, threads):
         "torch index_add_(premultiplied)": lambda: th.index_add_(0, tidx, yg),
         "torch index_add_(0,idx,g[:,None]*Y)": lambda: th.index_add_(0, tidx, tg[:, None] * ty),
         "torch h[idx] += g[:,None]*Y": lambda: th.__setitem__(tidx, th[tidx] + tg[:, None] * ty),
-    }, rounds=9)
+    }, rounds=9, repeat=2)
     t_ours, t_plain = t.pop("ours"), t.pop("ours, gate NULL")
     peers = t
     peers["numpy np.add.at"] = (median_time(lambda: np.add.at(h, idx.astype(np.int64), g[:, None] * y), min_reps=3,
@@ -222,7 +200,7 @@ def small_rows(cols, dt, label, threads):
         "onnxruntime": ort_gather(src, idx64, dst, threads),
         "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
         "numpy src[idx]": lambda: src[idx64],
-    }, rounds=401, budget=1.0)
+    }, rounds=401, budget=1.0, repeat=2)
     t_ours = t.pop("ours")
     peers = t
     return [Result("compact", f"gather {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes,
@@ -278,34 +256,39 @@ def route_cases(n, d, dt, label):
         three()
         assert np.array_equal(idx[: cnt[0]], want[0]) and np.array_equal(rows[: cnt[0]].view(np.uint8),
                                                                           want[1].view(np.uint8))
-        t = interleaved({"ours": fused, "tokenroute: the three calls": three, "torch": torch_route}, rounds=21)
+        t = interleaved({"ours": fused, "tokenroute: the three calls": three, "torch": torch_route}, rounds=21,
+                        repeat=2)
         t_ours = t.pop("ours")
         out.append(Result("compact", f"route {name} {label}", f"{n}x{d}", 1, t_ours, t, n * d * es,
                           "GB/s counts the hidden states once"))
     return out
 
 
-def run(threads=1):
+def run(threads=1, quick=False):
+    """Result rows of every case; quick: the [4096, 768] shapes only."""
     set_threads(threads)
     rows = []
-    for r, c in ((4096, 4096), (4096, 768)):
+    shapes = ((4096, 768),) if quick else ((4096, 4096), (4096, 768))
+    for r, c in shapes:
         for dt, label in ((np.float32, "f32"), (BF16, "bf16")):
             rows += gather_scatter(r, c, dt, label, threads)
-    for r, c in ((4096, 4096), (4096, 768)):
+    for r, c in shapes:
         for dt, label in ((np.float32, "f32"), (BF16, "bf16")):
             rows += scatter_add(r, c, dt, label, threads)
     for cols, dt, label in ((1, np.int32, "int32 position ids"), (1, np.int64, "int64 position ids"),
                             (1, np.uint8, "uint8 mask"), (16, np.float32, "16 x f32 rows")):
         rows += small_rows(cols, dt, label, threads)
     if threads == 1:
-        for n, d, dt, label in ((4096, 4096, np.float32, "f32"), (4096, 4096, BF16, "bf16"),
-                                (4096, 768, BF16, "bf16")):
+        route_shapes = ((4096, 768, BF16, "bf16"),) if quick else (
+            (4096, 4096, np.float32, "f32"), (4096, 4096, BF16, "bf16"), (4096, 768, BF16, "bf16"))
+        for n, d, dt, label in route_shapes:
             rows += route_cases(n, d, dt, label)
     return rows
 
 
 def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    threads = int(args[0]) if args else 1
     lib.tkr_get_isa.restype = ctypes.c_uint32
     lib.tkr_isa_name.restype = ctypes.c_char_p
     a = np.ones(1 << 28, dtype=np.float32)
@@ -315,7 +298,7 @@ def main():
     print(f"tokenroute level: {lib.tkr_isa_name(lib.tkr_get_isa()).decode()}; threads: {threads}; torch "
           f"{torch.__version__}; 1 GiB np.copyto: {(1 << 30) / t_big / 1e9:.2f} GB/s; "
           f"GB/s = bytes moved once / time\n")
-    for r in run(threads):
+    for r in run(threads, quick="--quick" in sys.argv):
         gbs = lambda t: f"{r.nbytes / t / 1e9:.2f}" if t else "-"  # noqa: E731
         best, name = r.best_peer()
         print(f"### {r.workload}, {r.size}\n")

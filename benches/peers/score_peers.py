@@ -5,10 +5,11 @@
 - fused router scores S = sigmoid(H w + b) for H [n, d] f32: tkr_score vs torch
   (sigmoid(addmm)), ONNX Runtime (Gemm + Sigmoid) and numpy.
 
-`run(threads)` returns Result rows; with threads > 1 the peers use that many threads
+`run(threads, quick)` returns Result rows; with threads > 1 the peers use that many threads
 and tokenroute splits the elements/rows across that many Python threads.
-Usage: python benches/peers/score_peers.py [threads]
+Usage: python benches/peers/score_peers.py [threads] [--quick]
 """
+import common  # noqa: F401 (first: it removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before numpy loads)
 import ctypes
 import sys
 
@@ -31,9 +32,9 @@ def at(a, i):
     return ctypes.c_void_p(a.ctypes.data + i * a.itemsize)
 
 
-def sigmoid_cases(threads):
+def sigmoid_cases(threads, quick=False):
     rows = []
-    for n in (1 << 20, 16 << 20):
+    for n in (1 << 20,) if quick else (1 << 20, 16 << 20):
         x = (np.random.default_rng(0).standard_normal(n) * 6).astype(np.float32)
         y = np.empty_like(x)
         budget = 1.0 if n < 1 << 22 else 3.0
@@ -58,9 +59,9 @@ def sigmoid_cases(threads):
     return rows
 
 
-def score_cases(threads):
+def score_cases(threads, quick=False):
     rows = []
-    for (n, d) in ((512, 768), (4096, 4096)):
+    for (n, d) in ((512, 768),) if quick else ((512, 768), (4096, 4096)):
         rng = np.random.default_rng(1)
         h = rng.standard_normal((n, d)).astype(np.float32)
         w = (rng.standard_normal((1, d)) * 0.05).astype(np.float32)
@@ -92,19 +93,21 @@ def score_cases(threads):
     return rows
 
 
-def run(threads=1):
+def run(threads=1, quick=False):
+    """Result rows; quick: the small shapes only."""
     set_threads(threads)
-    return sigmoid_cases(threads) + score_cases(threads)
+    return sigmoid_cases(threads, quick) + score_cases(threads, quick)
 
 
 if __name__ == "__main__":
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    threads = int(args[0]) if args else 1
     lib.tkr_get_isa.restype = ctypes.c_uint32
     lib.tkr_isa_name.restype = ctypes.c_char_p
     print(f"tokenroute level: {lib.tkr_isa_name(lib.tkr_get_isa()).decode()}; threads: {threads}; "
           f"GB/s = input bytes / time\n")
     out = []
-    results = run(threads)
+    results = run(threads, quick="--quick" in sys.argv)
     for r in results:
         gbs = lambda t: f"{r.nbytes / t / 1e9:.2f}" if t else "-"  # noqa: E731
         best, name = r.best_peer()

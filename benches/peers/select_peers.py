@@ -16,6 +16,7 @@ tokenroute splits a batch's rows across that many Python threads (a single row s
 one thread: selection of one row is single-threaded by design).
 Usage: TOKENROUTE_ISA=avx512 python benches/peers/select_peers.py [threads] [--quick]
 """
+import common  # noqa: F401 (first: it removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before numpy loads)
 import ctypes
 import sys
 

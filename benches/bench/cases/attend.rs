@@ -1,9 +1,12 @@
-//! Sparse attention (bit-identical on every level, so checked bit-exact against scalar):
-//! decode over 2048 selected of 8192 cached keys (32 query heads over 8 and 32 KV heads,
-//! bound: reading the touched K/V bytes) and prefill of 512 queries over 1024 selected
-//! keys, causal by position (8 query heads over 2 KV heads here, so that the scalar
-//! check stays short; `cargo bench --bench attend` has the full 32-head shape; bound:
-//! the FMA peak).
+//! Sparse attention (bit-identical on every level, so checked bit-exact against scalar;
+//! the opt-in AVX512-BF16 path within its documented bound): decode over 2048 selected
+//! of 8192 cached keys (32 query heads over 8 and 32 KV heads, bound: reading the touched
+//! K/V bytes) and prefill of 512 queries over 1024 selected keys, causal by position and
+//! (full run) not, f32, bf16 and bf16 with the AVX512-BF16 dot products (8 query heads
+//! over 2 KV heads here, so that the scalar check stays short; `cargo bench --bench
+//! attend` has the full 32-head shape; bound: the FMA peak); and dense decode over all
+//! 8192 keys (full run), against which the 25% subset's time gives the speedup routing
+//! buys.
 
 use super::{bits, values};
 use crate::{Bound, Case};
@@ -26,6 +29,30 @@ struct Attend<T> {
     k_pos: Vec<u32>,
     out: Vec<f32>,
     visible: usize,
+    mode: Mode,
+    /// Upper bounds of |q|, |k|, |v| (for the bf16-dot check).
+    amax: [f32; 3],
+}
+
+/// How a case attends.
+#[derive(Clone, Copy, Default)]
+struct Mode {
+    /// All `n_k` keys (`KeySubset::Dense`) instead of the index list.
+    dense: bool,
+    /// Causal by position (the decode query follows every key, so it sees them all).
+    causal: bool,
+    /// The opt-in AVX512-BF16 dot-product path (bf16; other levels ignore it).
+    bf16_dot: bool,
+}
+
+impl<T> Attend<T> {
+    fn n_keys(&self) -> usize {
+        if self.mode.dense {
+            self.n_k
+        } else {
+            self.sel.len()
+        }
+    }
 }
 
 impl<T: AttendElement> Case for Attend<T> {
@@ -39,7 +66,7 @@ impl<T: AttendElement> Case for Attend<T> {
         format!(
             "{}q_{}of{}k_{}/{}h_d{}",
             self.n_q,
-            self.sel.len(),
+            self.n_keys(),
             self.n_k,
             self.h_q,
             self.h_kv,
@@ -47,7 +74,7 @@ impl<T: AttendElement> Case for Attend<T> {
         )
     }
     fn bytes(&self) -> u64 {
-        (2 * self.sel.len() * self.h_kv * self.d * std::mem::size_of::<T>()) as u64
+        (2 * self.n_keys() * self.h_kv * self.d * std::mem::size_of::<T>()) as u64
     }
     fn flops(&self) -> u64 {
         (4 * self.visible * self.d * self.h_q) as u64
@@ -61,16 +88,21 @@ impl<T: AttendElement> Case for Attend<T> {
     }
     fn run(&mut self, k: &'static Kernels) {
         let opts = AttendOptions {
-            causal: true,
+            causal: self.mode.causal,
             q_positions: Some(&self.q_pos),
             k_positions: Some(&self.k_pos),
+            bf16_dot: self.mode.bf16_dot,
             ..Default::default()
         };
         k.attention(
             Heads::dense(&self.q, self.n_q, self.h_q, self.d).unwrap(),
             Heads::dense(&self.k, self.n_k, self.h_kv, self.d).unwrap(),
             Heads::dense(&self.v, self.n_k, self.h_kv, self.d).unwrap(),
-            KeySubset::Indices(&self.sel),
+            if self.mode.dense {
+                KeySubset::Dense
+            } else {
+                KeySubset::Indices(&self.sel)
+            },
             &opts,
             HeadsMut::dense(&mut self.out, self.n_q, self.h_q, self.d).unwrap(),
             AttendExtras::default(),
@@ -79,6 +111,31 @@ impl<T: AttendElement> Case for Attend<T> {
     }
     fn output(&self) -> Vec<u32> {
         bits(&self.out)
+    }
+    /// Bit-exact, except the opt-in AVX512-BF16 path: within its documented bound
+    /// `2^-8 (1 + A) vmax` beyond the canonical path's `2^-17 (1 + A + n/64) vmax +
+    /// u_out |exact|` (twice that here: scalar has its own), with `A <= scale * d *
+    /// max|q| * max|k|` (a valid upper bound of the row's `scale * sum |q k|`).
+    fn check(&self, scalar: &[u32], got: &[u32]) -> Result<&'static str, String> {
+        if !self.mode.bf16_dot || scalar == got {
+            return if scalar == got {
+                Ok("bit-exact")
+            } else {
+                Err("outputs differ".into())
+            };
+        }
+        let [qmax, kmax, vmax] = self.amax;
+        let a = qmax * kmax * (self.d as f32).sqrt();
+        let n = self.n_keys() as f32;
+        let tol = 2f32.powi(-8) * (1.0 + a) * vmax
+            + 2.0 * (2f32.powi(-17) * (1.0 + a + n / 64.0) * vmax + 2f32.powi(-24) * vmax);
+        for (i, (&s, &g)) in scalar.iter().zip(got).enumerate() {
+            let (s, g) = (f32::from_bits(s), f32::from_bits(g));
+            if !((s - g).abs() <= tol) {
+                return Err(format!("element {i}: {g} vs scalar {s} (bound {tol:.3e})"));
+            }
+        }
+        Ok("within bf16-dot bound")
     }
     fn time_level(&self, isa: Isa) -> bool {
         isa != Isa::Scalar || self.n_q == 1
@@ -95,7 +152,14 @@ fn attend<T: AttendElement>(
     d: usize,
     n_k: usize,
     sel: Vec<u32>,
+    mode: Mode,
 ) -> Box<dyn Case> {
+    let (q, k, v) = (
+        values(n_q * h_q * d, 11),
+        values(n_k * h_kv * d, 12),
+        values(n_k * h_kv * d, 13),
+    );
+    let amax = |x: &[f32]| x.iter().fold(0f32, |m, y| m.max(y.abs()));
     let k_pos: Vec<u32> = (0..n_k as u32).collect();
     let q_pos: Vec<u32> = if n_q == 1 {
         vec![n_k as u32]
@@ -104,7 +168,14 @@ fn attend<T: AttendElement>(
     };
     let visible = q_pos
         .iter()
-        .map(|&p| sel.iter().filter(|&&t| k_pos[t as usize] <= p).count())
+        .map(|&p| {
+            let seen = |t: u32| !mode.causal || t <= p;
+            if mode.dense {
+                k_pos.iter().filter(|&&t| seen(t)).count()
+            } else {
+                sel.iter().filter(|&&t| seen(k_pos[t as usize])).count()
+            }
+        })
         .sum();
     Box::new(Attend::<T> {
         name,
@@ -113,19 +184,26 @@ fn attend<T: AttendElement>(
         h_kv,
         d,
         n_k,
-        q: values(n_q * h_q * d, 11).into_iter().map(conv).collect(),
-        k: values(n_k * h_kv * d, 12).into_iter().map(conv).collect(),
-        v: values(n_k * h_kv * d, 13).into_iter().map(conv).collect(),
+        q: q.iter().copied().map(conv).collect(),
+        k: k.iter().copied().map(conv).collect(),
+        v: v.iter().copied().map(conv).collect(),
         sel,
         q_pos,
         k_pos,
         out: vec![0.0; n_q * h_q * d],
         visible,
+        mode,
+        // The conversion to bf16 rounds to nearest: at most 2^-8 larger in magnitude.
+        amax: [amax(&q), amax(&k), amax(&v)].map(|m| m * (1.0 + 2f32.powi(-8))),
     })
 }
 
 pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
+    let causal = Mode {
+        causal: true,
+        ..Mode::default()
+    };
     let sel_d: Vec<u32> = (0..2048u32).map(|j| 4 * j + (j * 7919) % 4).collect();
     let kvs: &[usize] = if quick { &[8] } else { &[8, 32] };
     for &h_kv in kvs {
@@ -138,6 +216,7 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
             128,
             8192,
             sel_d.clone(),
+            causal,
         ));
         v.push(attend::<bf16>(
             "decode",
@@ -148,29 +227,83 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
             128,
             8192,
             sel_d.clone(),
+            causal,
+        ));
+    }
+    // Dense attention over all 8192 keys (4x the bytes of the 25% subset above): the
+    // speedup routing buys is the ratio of the two times.
+    if !quick {
+        v.push(attend::<f32>(
+            "decode_dense",
+            |x| x,
+            1,
+            32,
+            8,
+            128,
+            8192,
+            Vec::new(),
+            Mode {
+                dense: true,
+                ..causal
+            },
+        ));
+        v.push(attend::<bf16>(
+            "decode_dense",
+            bf16::from_f32,
+            1,
+            32,
+            8,
+            128,
+            8192,
+            Vec::new(),
+            Mode {
+                dense: true,
+                ..causal
+            },
         ));
     }
     let n_q = if quick { 128 } else { 512 };
     let sel_p: Vec<u32> = (0..1024u32).map(|j| 2 * j).collect();
-    v.push(attend::<f32>(
-        "prefill_causal",
-        |x| x,
-        n_q,
-        8,
-        2,
-        128,
-        2048,
-        sel_p.clone(),
-    ));
-    v.push(attend::<bf16>(
-        "prefill_causal",
-        bf16::from_f32,
-        n_q,
-        8,
-        2,
-        128,
-        2048,
-        sel_p,
-    ));
+    let dot = Mode {
+        bf16_dot: true,
+        ..causal
+    };
+    let full = Mode::default();
+    let mut prefill: Vec<(&'static str, Mode, bool)> = vec![
+        ("prefill_causal", causal, true),
+        ("prefill_causal", causal, false),
+        ("prefill_causal_dot", dot, false),
+    ];
+    if !quick {
+        prefill.extend([
+            ("prefill_full", full, true),
+            ("prefill_full", full, false),
+            (
+                "prefill_full_dot",
+                Mode {
+                    bf16_dot: true,
+                    ..full
+                },
+                false,
+            ),
+        ]);
+    }
+    for (name, mode, is_f32) in prefill {
+        v.push(if is_f32 {
+            attend::<f32>(name, |x| x, n_q, 8, 2, 128, 2048, sel_p.clone(), mode)
+        } else {
+            attend::<bf16>(
+                name,
+                bf16::from_f32,
+                n_q,
+                8,
+                2,
+                128,
+                2048,
+                sel_p.clone(),
+                mode,
+            )
+        });
+    }
     v
 }
