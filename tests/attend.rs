@@ -1153,3 +1153,89 @@ fn quest_pipeline_selects_top_blocks_and_attends_over_them() {
         ErrorKind::BufferTooSmall
     );
 }
+
+/// Found by the ffi_args fuzz target: NaN inputs with payloads reached the output
+/// through differently ordered operations on each level (x86 keeps one operand's
+/// payload), so the levels disagreed on a NaN's bits. Every NaN output, lse included,
+/// is now the canonical quiet NaN.
+#[test]
+fn nan_outputs_are_canonical_on_every_level() {
+    use half::f16;
+    let (n_q, h_q, h_kv, d, n_k) = (2usize, 4usize, 2usize, 5usize, 3usize);
+    let q: Vec<f16> = (0..n_q * h_q * d)
+        .map(|i| f16::from_f32(0.25 * (i % 7) as f32 - 0.5))
+        .collect();
+    let mut k: Vec<f16> = (0..n_k * h_kv * d)
+        .map(|i| f16::from_f32(0.125 * (i % 5) as f32))
+        .collect();
+    let mut v: Vec<f16> = (0..n_k * h_kv * d)
+        .map(|i| f16::from_f32((i % 3) as f32))
+        .collect();
+    // Payload NaNs of both signs in K and V.
+    k[3] = f16::from_bits(0x7fc0);
+    v[7] = f16::from_bits(0xfd01);
+    v[12] = f16::from_bits(0x7c21);
+    for kern in Kernels::all_supported() {
+        for out_f32 in [false, true] {
+            let mut lse = vec![0f32; n_q * h_q];
+            let mut o16 = vec![f16::ZERO; n_q * h_q * d];
+            let mut o32 = vec![0f32; n_q * h_q * d];
+            let (qv, kv, vv) = (
+                Heads::dense(&q, n_q, h_q, d).unwrap(),
+                Heads::dense(&k, n_k, h_kv, d).unwrap(),
+                Heads::dense(&v, n_k, h_kv, d).unwrap(),
+            );
+            let extras = AttendExtras {
+                lse: Some((&mut lse, 0)),
+                mass: None,
+            };
+            let opts = AttendOptions::default();
+            let r = if out_f32 {
+                kern.attention(
+                    qv,
+                    kv,
+                    vv,
+                    KeySubset::Dense,
+                    &opts,
+                    HeadsMut::dense(&mut o32, n_q, h_q, d).unwrap(),
+                    extras,
+                )
+            } else {
+                kern.attention(
+                    qv,
+                    kv,
+                    vv,
+                    KeySubset::Dense,
+                    &opts,
+                    HeadsMut::dense(&mut o16, n_q, h_q, d).unwrap(),
+                    extras,
+                )
+            };
+            r.unwrap();
+            let mut nans = 0;
+            for j in 0..n_q * h_q * d {
+                let bits = if out_f32 {
+                    o32[j].to_bits()
+                } else {
+                    o16[j].to_bits() as u32
+                };
+                let nan = if out_f32 {
+                    o32[j].is_nan()
+                } else {
+                    o16[j].is_nan()
+                };
+                if nan {
+                    nans += 1;
+                    let want = if out_f32 { 0x7fc0_0000 } else { 0x7e00 };
+                    assert_eq!(bits, want, "{:?}: NaN output {j} not canonical", kern.isa());
+                }
+            }
+            assert!(nans > 0, "the case must produce NaN rows");
+            for x in &lse {
+                if x.is_nan() {
+                    assert_eq!(x.to_bits(), 0x7fc0_0000, "{:?}: lse NaN", kern.isa());
+                }
+            }
+        }
+    }
+}

@@ -343,8 +343,9 @@ impl Kernels {
     /// `H_kv`. Flash-style: keys are taken in fixed blocks of 64 with an online softmax,
     /// the `n_q x n_k` scores are never materialized, large logits are stable, and a row
     /// that sees no key gets zeros (and a log-sum-exp of `-inf`), never NaN. A NaN logit
-    /// makes its row NaN; a masked key contributes nothing even when its K or V holds
-    /// infinities or NaNs.
+    /// makes its row NaN (every NaN output, the log-sum-exp included, is the canonical
+    /// quiet NaN of its type); a masked key contributes nothing even when its K or V
+    /// holds infinities or NaNs.
     ///
     /// Results are bit-identical on every ISA level, except with
     /// [`AttendOptions::bf16_dot`] on a CPU with AVX512-BF16 (bf16 products summed by
