@@ -1239,3 +1239,49 @@ fn nan_outputs_are_canonical_on_every_level() {
         }
     }
 }
+
+/// Found by the ffi_args fuzz target: a merge of zero rows (or bounds of zero query
+/// rows) sized a head_dim workspace before noticing there was nothing to do, so a huge
+/// head_dim with empty buffers failed (SIZE_OVERFLOW) or tried to allocate it.
+#[test]
+fn empty_merge_and_bound_never_size_a_workspace() {
+    for d in [1usize << 40, usize::MAX / 2] {
+        // SAFETY: every buffer is empty: (NULL, 0) is valid.
+        let st = unsafe {
+            tkr_attention_merge(
+                3,
+                0,
+                d,
+                core::ptr::null(),
+                0,
+                d,
+                core::ptr::null(),
+                0,
+                TKR_DTYPE_F32,
+                core::ptr::null_mut(),
+                d,
+                core::ptr::null_mut(),
+            )
+        };
+        assert_eq!(st, TKR_STATUS_OK, "merge of 0 rows, d = {d}");
+        // SAFETY: as above.
+        let st = unsafe {
+            tkr_key_block_bound(
+                TKR_DTYPE_F32,
+                core::ptr::null(),
+                0,
+                2,
+                d,
+                2 * d,
+                d,
+                core::ptr::null(),
+                core::ptr::null(),
+                0,
+                1,
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(st, TKR_STATUS_OK, "bound of 0 rows, d = {d}");
+    }
+}

@@ -594,6 +594,10 @@ impl Kernels {
             ensure!(l.len() >= n_rows, BufferTooSmall, "out_lse too short");
             lse_out = l.as_mut_ptr();
         }
+        if n_rows == 0 {
+            // Nothing to write: never size (or allocate) a workspace for head_dim.
+            return Ok(());
+        }
         let ws = d.checked_mul(4).ok_or(Error::new(
             ErrorKind::SizeOverflow,
             "workspace size overflows",
@@ -725,6 +729,10 @@ impl Kernels {
             .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
         let need = span(rows, n_blocks, out_stride)?;
         ensure!(out.len() >= need, BufferTooSmall, "bound buffer too small");
+        if rows == 0 || n_blocks == 0 {
+            // Nothing to write: never size (or allocate) a workspace for head_dim.
+            return Ok(());
+        }
         let ws = d
             .checked_add(15)
             .and_then(|x| x.checked_mul(4))
