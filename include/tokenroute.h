@@ -360,8 +360,9 @@ uint32_t tkr_abi_version(void);
 // Numerics: keys are taken in fixed blocks of 64 with an online softmax (never an
 // n_q x n_k matrix; stable for large logits); a row with no visible key gets zeros and a
 // log-sum-exp of -inf, never NaN; a masked key contributes nothing even if its K or V
-// holds inf or NaN; a NaN logit makes its row NaN. Results are bit-identical on every
-// ISA level and do not depend on n_q, on the row's position in the call or on n_k
+// holds inf or NaN; a NaN logit makes its row NaN (every NaN output, lse included, is
+// the canonical quiet NaN: f32 0x7fc00000, f16 0x7e00, bf16 0x7fc0). Results are
+// bit-identical on every ISA level and do not depend on n_q, on the row's position in the call or on n_k
 // beyond the row's keys (except with TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16).
 // Against an exact evaluation the error is at most
 // 2^-17 (1 + A + n/64) vmax + u_out |exact| (A: the largest scale * sum_e |q_e k_e| over

@@ -1153,3 +1153,135 @@ fn quest_pipeline_selects_top_blocks_and_attends_over_them() {
         ErrorKind::BufferTooSmall
     );
 }
+
+/// Found by the ffi_args fuzz target: NaN inputs with payloads reached the output
+/// through differently ordered operations on each level (x86 keeps one operand's
+/// payload), so the levels disagreed on a NaN's bits. Every NaN output, lse included,
+/// is now the canonical quiet NaN.
+#[test]
+fn nan_outputs_are_canonical_on_every_level() {
+    use half::f16;
+    let (n_q, h_q, h_kv, d, n_k) = (2usize, 4usize, 2usize, 5usize, 3usize);
+    let q: Vec<f16> = (0..n_q * h_q * d)
+        .map(|i| f16::from_f32(0.25 * (i % 7) as f32 - 0.5))
+        .collect();
+    let mut k: Vec<f16> = (0..n_k * h_kv * d)
+        .map(|i| f16::from_f32(0.125 * (i % 5) as f32))
+        .collect();
+    let mut v: Vec<f16> = (0..n_k * h_kv * d)
+        .map(|i| f16::from_f32((i % 3) as f32))
+        .collect();
+    // Payload NaNs of both signs in K and V.
+    k[3] = f16::from_bits(0x7fc0);
+    v[7] = f16::from_bits(0xfd01);
+    v[12] = f16::from_bits(0x7c21);
+    for kern in Kernels::all_supported() {
+        for out_f32 in [false, true] {
+            let mut lse = vec![0f32; n_q * h_q];
+            let mut o16 = vec![f16::ZERO; n_q * h_q * d];
+            let mut o32 = vec![0f32; n_q * h_q * d];
+            let (qv, kv, vv) = (
+                Heads::dense(&q, n_q, h_q, d).unwrap(),
+                Heads::dense(&k, n_k, h_kv, d).unwrap(),
+                Heads::dense(&v, n_k, h_kv, d).unwrap(),
+            );
+            let extras = AttendExtras {
+                lse: Some((&mut lse, 0)),
+                mass: None,
+            };
+            let opts = AttendOptions::default();
+            let r = if out_f32 {
+                kern.attention(
+                    qv,
+                    kv,
+                    vv,
+                    KeySubset::Dense,
+                    &opts,
+                    HeadsMut::dense(&mut o32, n_q, h_q, d).unwrap(),
+                    extras,
+                )
+            } else {
+                kern.attention(
+                    qv,
+                    kv,
+                    vv,
+                    KeySubset::Dense,
+                    &opts,
+                    HeadsMut::dense(&mut o16, n_q, h_q, d).unwrap(),
+                    extras,
+                )
+            };
+            r.unwrap();
+            let mut nans = 0;
+            for j in 0..n_q * h_q * d {
+                let bits = if out_f32 {
+                    o32[j].to_bits()
+                } else {
+                    o16[j].to_bits() as u32
+                };
+                let nan = if out_f32 {
+                    o32[j].is_nan()
+                } else {
+                    o16[j].is_nan()
+                };
+                if nan {
+                    nans += 1;
+                    let want = if out_f32 { 0x7fc0_0000 } else { 0x7e00 };
+                    assert_eq!(bits, want, "{:?}: NaN output {j} not canonical", kern.isa());
+                }
+            }
+            assert!(nans > 0, "the case must produce NaN rows");
+            for x in &lse {
+                if x.is_nan() {
+                    assert_eq!(x.to_bits(), 0x7fc0_0000, "{:?}: lse NaN", kern.isa());
+                }
+            }
+        }
+    }
+}
+
+/// Found by the ffi_args fuzz target: a merge of zero rows (or bounds of zero query
+/// rows) sized a head_dim workspace before noticing there was nothing to do, so a huge
+/// head_dim with empty buffers failed (SIZE_OVERFLOW) or tried to allocate it.
+#[test]
+fn empty_merge_and_bound_never_size_a_workspace() {
+    for d in [1usize << 40, usize::MAX / 2] {
+        // SAFETY: every buffer is empty: (NULL, 0) is valid.
+        let st = unsafe {
+            tkr_attention_merge(
+                3,
+                0,
+                d,
+                core::ptr::null(),
+                0,
+                d,
+                core::ptr::null(),
+                0,
+                TKR_DTYPE_F32,
+                core::ptr::null_mut(),
+                d,
+                core::ptr::null_mut(),
+            )
+        };
+        assert_eq!(st, TKR_STATUS_OK, "merge of 0 rows, d = {d}");
+        // SAFETY: as above.
+        let st = unsafe {
+            tkr_key_block_bound(
+                TKR_DTYPE_F32,
+                core::ptr::null(),
+                0,
+                2,
+                d,
+                2 * d,
+                d,
+                core::ptr::null(),
+                core::ptr::null(),
+                0,
+                1,
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(st, TKR_STATUS_OK, "bound of 0 rows, d = {d}");
+    }
+}

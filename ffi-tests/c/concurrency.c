@@ -100,6 +100,141 @@ static tkr_status job_threshold(float *out) {
     return st;
 }
 
+/* Compaction: gather, scatter-add (bf16, gated), in-place compaction with a side
+ * array, KV compaction (f16 head-major, per-head lists) and the fused route call. */
+enum { GN = 20 };
+static const uint32_t gidx[GN] = {3, 60, 7, 7, 0, 66, 12, 5, 40, 41, 2, 9, 9, 33, 50, 1, 65, 64, 20, 11};
+static const uint32_t sidx[GN] = {3, 60, 7, 8, 0, 66, 12, 5, 40, 41, 2, 9, 10, 33, 50, 1, 65, 64, 20, 11};
+static float gates[GN];
+static tkr_status job_gather(float *out) {
+    return tkr_gather_rows(4, D, h32, N, HS, gidx, GN, out, D);
+}
+static tkr_status job_scatter_add(float *out) {
+    enum { SD = 60 };
+    uint16_t *h = (uint16_t *)out; /* N rows of SD bf16, stride SD */
+    for (int r = 0; r < N; r++) memcpy(h + r * SD, hb16 + r * HS, SD * sizeof(uint16_t));
+    return tkr_scatter_add_rows(TKR_DTYPE_BF16, SD, h, N, SD, sidx, GN, hb16 + 3 * HS, HS, gates);
+}
+static tkr_status job_compact(float *out) {
+    enum { R = 28 };
+    memcpy(out, h32, (size_t)R * HS * sizeof(float));
+    uint32_t keep[R], pos[R];
+    size_t nk = 0, c1 = 0, c2 = 0;
+    for (uint32_t i = 0; i < R; i++) {
+        pos[i] = i * 3u + 1u;
+        if (i % 3 != 1) keep[nk++] = i;
+    }
+    tkr_status st = tkr_compact_rows(4, D, out, R, HS, keep, nk, &c1);
+    if (st != TKR_STATUS_OK) return st;
+    st = tkr_compact_rows(4, 1, pos, R, 1, keep, nk, &c2);
+    memcpy(out + R * HS, pos, sizeof pos);
+    out[R * HS + R] = (float)(c1 + 1000 * c2);
+    return st;
+}
+static tkr_status job_kv(float *out) {
+    enum { HEADS = 4, TOKS = 24, HD = 17, KEEP = 15 };
+    uint16_t *c = (uint16_t *)out;
+    memcpy(c, h16, (size_t)HEADS * TOKS * HD * sizeof(uint16_t));
+    uint32_t keep[HEADS * KEEP];
+    for (uint32_t g = 0; g < HEADS; g++) {
+        uint32_t j = 0;
+        for (uint32_t t = 0; t < TOKS && j < KEEP; t++)
+            if ((t + g) % 3 != 0) keep[g * KEEP + j++] = t;
+    }
+    size_t n = 0;
+    tkr_status st = tkr_kv_compact(TKR_KV_HEAD_MAJOR, 2, c, TOKS, HEADS, HD, HD, TOKS * HD, keep,
+                                   KEEP, TKR_KV_KEEP_PER_HEAD, &n);
+    out[HEADS * TOKS * HD / 2 + 1] = (float)n;
+    return st;
+}
+enum { RK = 9 };
+static tkr_status job_route(float *out) {
+    tkr_route_options o;
+    tkr_route_options_init(&o);
+    o.flags = TKR_TOPK_ORDER_SCORE;
+    o.keep_first = 1;
+    o.keep_last = 1;
+    size_t count = 0;
+    tkr_status st = tkr_route(TKR_DTYPE_F32, h32, N, D, HS, w32, bias, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK,
+                              RK, 0.0f, &o, (uint32_t *)out, out + RK, out + 2 * RK, D, RK, &count,
+                              NULL, 0);
+    out[2 * RK + RK * D] = (float)count;
+    return st;
+}
+static tkr_status job_route_threshold(float *out) {
+    size_t count = 0;
+    enum { RT = 40 };
+    tkr_status st = tkr_route(TKR_DTYPE_F16, h16, RT, D, HS, w16, NULL, TKR_ACT_NONE, TKR_ROUTE_THRESHOLD,
+                              0, 0.1f, NULL, (uint32_t *)out, out + RT, out + 2 * RT, D, RT,
+                              &count, NULL, 0);
+    out[2 * RT + RT * D / 2 + 1] = (float)count;
+    return st;
+}
+
+/* Attention: dense causal + window with lse and per-KV-head mass (f32), index keys
+ * (bf16 in, f16 out), block lists per KV head; merge, key-block summary and bound. */
+enum { AQ = 3, AHQ = 4, AHK = 2, AD = 33, AK = 60 };
+static uint32_t a_qpos[AQ] = {20, 40, 59}, a_kpos[AK], a_idx[40];
+static tkr_status job_attention_dense(float *out) {
+    tkr_attention_options o;
+    tkr_attention_options_init(&o);
+    o.flags = TKR_ATTENTION_CAUSAL;
+    o.window = 25;
+    o.q_positions = a_qpos;
+    o.k_positions = a_kpos;
+    o.lse = out + AQ * AHQ * AD;
+    o.mass = out + AQ * AHQ * AD + AQ * AHQ;
+    o.mass_head_stride = AK;
+    memset(o.mass, 0, AHK * AK * sizeof(float));
+    return tkr_attention(TKR_DTYPE_F32, h32, AQ, AHQ, AD, AHQ * AD, AD, h32 + 500, h32 + 4000, AK,
+                         AHK, AHK * AD, AD, AHK * AD, AD, NULL, &o, out, AHQ * AD, AD);
+}
+static tkr_status job_attention_idx(float *out) {
+    tkr_attention_keys k;
+    tkr_attention_keys_init(&k);
+    k.kind = TKR_KEYS_INDICES;
+    k.indices = a_idx;
+    k.n_indices = 40;
+    tkr_attention_options o;
+    tkr_attention_options_init(&o);
+    o.out_dtype = TKR_DTYPE_F16;
+    return tkr_attention(TKR_DTYPE_BF16, hb16, AQ, AHQ, AD, AHQ * AD, AD, hb16 + 500, hb16 + 4000,
+                         AK, AHK, AHK * AD, AD, AHK * AD, AD, &k, &o, out, AHQ * AD, AD);
+}
+static tkr_status job_attention_blocks(float *out) {
+    enum { LISTS = AQ * AHK };
+    size_t offs[LISTS + 1];
+    uint32_t ids[LISTS * 2];
+    for (int l = 0; l <= LISTS; l++) offs[l] = (size_t)l * 2;
+    for (int j = 0; j < LISTS * 2; j++) ids[j] = (uint32_t)((j * 3) % 8);
+    tkr_attention_keys k;
+    tkr_attention_keys_init(&k);
+    k.kind = TKR_KEYS_BLOCKS;
+    k.block_lists = TKR_BLOCK_LISTS_PER_KV_HEAD;
+    k.block_size = 8;
+    k.query_block_size = 1;
+    k.block_offsets = offs;
+    k.block_ids = ids;
+    k.n_block_ids = LISTS * 2;
+    return tkr_attention(TKR_DTYPE_F32, h32, AQ, AHQ, AD, AHQ * AD, AD, h32 + 500, h32 + 4000, AK,
+                         AHK, AHK * AD, AD, AHK * AD, AD, &k, NULL, out, AHQ * AD, AD);
+}
+static tkr_status job_merge(float *out) {
+    static const float lse[3 * 7] = {0.5f, -1.0f, 2.0f, -INFINITY, 0.0f, 1.0f, 3.0f,
+                                     1.5f, 0.25f, -2.0f, -INFINITY, 0.5f, 0.75f, -3.0f,
+                                     -0.5f, 4.0f, 1.0f, -INFINITY, 2.5f, -1.5f, 0.0f};
+    return tkr_attention_merge(3, 7, D, h32, 7 * HS, HS, lse, 7, TKR_DTYPE_F32, out, D, out + 7 * D);
+}
+static tkr_status job_summary_bound(float *out) {
+    enum { NB = (AK + 7) / 8 };
+    float *kmin = out, *kmax = out + NB * AHK * AD, *bound = out + 2 * NB * AHK * AD;
+    tkr_status st = tkr_key_block_summary(TKR_DTYPE_F16, h16 + 500, AK, AHK, AD, AHK * AD, AD, 8, 0, NB,
+                                          kmin, kmax);
+    if (st != TKR_STATUS_OK) return st;
+    return tkr_key_block_bound(TKR_DTYPE_F32, h32, AQ, AHQ, AD, AHQ * AD, AD, kmin, kmax, NB, AHK,
+                               bound, NB);
+}
+
 static const job JOBS[] = {
     {"sigmoid_f32", SN, job_sigmoid},
     {"score f32 sigmoid", N * E, job_score_f32},
@@ -107,6 +242,17 @@ static const job JOBS[] = {
     {"score bf16 sigmoid", N * E, job_score_bf16},
     {"topk f32 by score, keep_first", BATCH * TOPK_K, job_topk},
     {"threshold f32", BATCH * D, job_threshold},
+    {"gather_rows", GN * D, job_gather},
+    {"scatter_add bf16 gated", N * 60 / 2, job_scatter_add},
+    {"compact_rows + side array", 28 * HS + 29, job_compact},
+    {"kv_compact f16 head-major per head", 4 * 24 * 17 / 2 + 2, job_kv},
+    {"route f32 top-k by score", 2 * RK + RK * D + 1, job_route},
+    {"route f16 threshold", 2 * 40 + 40 * D / 2 + 2, job_route_threshold},
+    {"attention f32 causal window lse mass", AQ * AHQ * AD + AQ * AHQ + AHK * AK, job_attention_dense},
+    {"attention bf16 indices f16 out", AQ * AHQ * AD / 2, job_attention_idx},
+    {"attention f32 blocks per KV head", AQ * AHQ * AD, job_attention_blocks},
+    {"attention_merge", 7 * D + 7, job_merge},
+    {"key_block_summary f16 + bound", 2 * 8 * AHK * AD + AQ * AHQ * 8, job_summary_bound},
 };
 enum { NJOBS = sizeof JOBS / sizeof JOBS[0] };
 
@@ -164,10 +310,18 @@ int main(void) {
     const char *it = getenv("TKR_TEST_ITERS");
     if (it) iters = atoi(it);
     make_inputs();
+    for (int j = 0; j < GN; j++) gates[j] = rndf();
+    for (int t = 0; t < AK; t++) a_kpos[t] = (uint32_t)t;
+    for (int j = 0; j < 40; j++) a_idx[j] = (uint32_t)((j * 7 + 3) % AK);
     /* Single-threaded reference on the requested level; sigmoid inputs hold no NaN. */
     for (int k = 0; k < NJOBS; k++) {
         CHECK(JOBS[k].n_out <= MAXOUT);
-        CHECK_STATUS(JOBS[k].run(reference[k]), TKR_STATUS_OK);
+        /* As the workers do: bytes a job leaves alone hold 0xA5. */
+        memset(reference[k], 0xA5, sizeof reference[k]);
+        if (JOBS[k].run(reference[k]) != TKR_STATUS_OK) {
+            fprintf(stderr, "%s: reference run failed\n", JOBS[k].name);
+            tkr_test_failures++;
+        }
     }
     thrd_t threads[THREADS], sw;
     CHECK(thrd_create(&sw, switcher, NULL) == thrd_success);
@@ -186,6 +340,7 @@ int main(void) {
     CHECK_STATUS(tkr_set_isa(level), TKR_STATUS_OK);
     static float again[MAXOUT];
     for (int k = 0; k < NJOBS; k++) {
+        memset(again, 0xA5, sizeof again);
         CHECK_STATUS(JOBS[k].run(again), TKR_STATUS_OK);
         CHECK(memcmp(again, reference[k], JOBS[k].n_out * sizeof(float)) == 0);
     }

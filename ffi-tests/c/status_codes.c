@@ -138,6 +138,135 @@ static tkr_status unsorted_compact(void) {
     size_t n = 99;
     return tkr_compact_rows(sizeof(float), 4, buf_y, 16, 4, unsorted_keep, 3, &n);
 }
+
+/* The compaction, route and attention families' distinctive errors (each output in
+ * buf_y, which must stay untouched). */
+static const uint32_t oor_idx[2] = {3, 16};
+static tkr_status gather_out_of_range(void) {
+    return tkr_gather_rows(sizeof(float), 4, buf_x, 16, 4, oor_idx, 2, buf_y, 4);
+}
+static tkr_status gather_elem_size_0(void) {
+    return tkr_gather_rows(0, 4, buf_x, 16, 4, oor_idx, 1, buf_y, 4);
+}
+static tkr_status scatter_add_out_of_range(void) {
+    return tkr_scatter_add_rows(TKR_DTYPE_F32, 4, buf_y, 16, 4, oor_idx, 2, buf_x, 4, NULL);
+}
+static const uint32_t dup_keep[3] = {1, 1, 2};
+static tkr_status compact_duplicate(void) {
+    size_t n = 99;
+    return tkr_compact_rows(sizeof(float), 4, buf_y, 16, 4, dup_keep, 3, &n);
+}
+static tkr_status compact_keep_inside_data(void) {
+    return tkr_compact_rows(sizeof(float), 4, buf_y, 16, 4, (const uint32_t *)(buf_y + 8), 2, NULL);
+}
+static tkr_status kv_unknown_layout(void) {
+    return tkr_kv_compact(7, 4, buf_y, 4, 2, 8, 16, 8, dup_keep + 1, 2, TKR_KV_KEEP_SHARED, NULL);
+}
+static const uint32_t per_head_keep[4] = {0, 2, 3, 1}; /* head 1 descends */
+static tkr_status kv_per_head_unsorted(void) {
+    return tkr_kv_compact(TKR_KV_HEAD_MAJOR, 4, buf_y, 4, 2, 8, 8, 32, per_head_keep, 2,
+                          TKR_KV_KEEP_PER_HEAD, NULL);
+}
+static tkr_status kv_head_stride_small(void) {
+    /* Head-major: the head stride must hold n_tokens rows (4 * 8 = 32 > 31). */
+    return tkr_kv_compact(TKR_KV_HEAD_MAJOR, 4, buf_y, 4, 2, 8, 8, 31, per_head_keep, 2,
+                          TKR_KV_KEEP_SHARED, NULL);
+}
+static tkr_status kv_keep_inside_cache(void) {
+    return tkr_kv_compact(TKR_KV_TOKEN_MAJOR, 4, buf_y, 4, 2, 8, 16, 8, (const uint32_t *)(buf_y + 4),
+                          2, TKR_KV_KEEP_SHARED, NULL);
+}
+static tkr_status route_capacity_small(void) {
+    size_t c = 0;
+    return tkr_route(TKR_DTYPE_F32, buf_x, 16, 4, 4, buf_x, NULL, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 5,
+                     0.0f, NULL, (uint32_t *)buf_y, buf_y + 8, buf_y + 16, 4, 4, &c, NULL, 0);
+}
+static tkr_status route_k_above_n(void) {
+    size_t c = 0;
+    return tkr_route(TKR_DTYPE_F32, buf_x, 3, 4, 4, buf_x, NULL, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 4,
+                     0.0f, NULL, (uint32_t *)buf_y, buf_y + 8, buf_y + 16, 4, 4, &c, NULL, 0);
+}
+static tkr_status route_h_null(void) {
+    size_t c = 0;
+    return tkr_route(TKR_DTYPE_F32, NULL, 3, 4, 4, buf_x, NULL, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 2,
+                     0.0f, NULL, (uint32_t *)buf_y, buf_y + 8, buf_y + 16, 4, 4, &c, NULL, 0);
+}
+/* Attention on q = buf_x[0..16] ([2, 2, 4]), k = buf_x[16..48], v = buf_x[32..64]
+ * ([4, 2, 4]), out = buf_y. */
+static tkr_status attend(uint32_t hq, uint32_t hkv, size_t d, const tkr_attention_keys *k,
+                         const tkr_attention_options *o, const float *q) {
+    return tkr_attention(TKR_DTYPE_F32, q, 2, hq, d, hq * d, d, buf_x + 16, buf_x + 32, 4, hkv,
+                         hkv * d, d, hkv * d, d, k, o, buf_y, hq * d, d);
+}
+static const uint32_t key_idx[3] = {0, 4, 1};
+static tkr_status attention_key_out_of_range(void) {
+    tkr_attention_keys k;
+    tkr_attention_keys_init(&k);
+    k.kind = TKR_KEYS_INDICES;
+    k.indices = key_idx;
+    k.n_indices = 3;
+    return attend(2, 2, 4, &k, NULL, buf_x);
+}
+static tkr_status attention_block_out_of_range(void) {
+    static const size_t offs[2] = {0, 2};
+    static const uint32_t ids[2] = {0, 2}; /* 2 blocks of 2 keys */
+    tkr_attention_keys k;
+    tkr_attention_keys_init(&k);
+    k.kind = TKR_KEYS_BLOCKS;
+    k.block_size = 2;
+    k.query_block_size = 2;
+    k.block_offsets = offs;
+    k.block_ids = ids;
+    k.n_block_ids = 2;
+    return attend(2, 2, 4, &k, NULL, buf_x);
+}
+static tkr_status attention_heads_not_dividing(void) { return attend(3, 2, 4, NULL, NULL, buf_x); }
+static tkr_status attention_head_dim_0(void) { return attend(2, 2, 0, NULL, NULL, buf_x); }
+static tkr_status attention_causal_without_positions(void) {
+    tkr_attention_options o;
+    tkr_attention_options_init(&o);
+    o.flags = TKR_ATTENTION_CAUSAL;
+    return attend(2, 2, 4, NULL, &o, buf_x);
+}
+static tkr_status attention_scale_inf(void) {
+    tkr_attention_options o;
+    tkr_attention_options_init(&o);
+    o.scale = INFINITY;
+    return attend(2, 2, 4, NULL, &o, buf_x);
+}
+static tkr_status attention_lse_inside_out(void) {
+    tkr_attention_options o;
+    tkr_attention_options_init(&o);
+    o.lse = buf_y + 2;
+    return attend(2, 2, 4, NULL, &o, buf_x);
+}
+static tkr_status attention_out_over_q(void) {
+    /* out = buf_y, q = buf_y + 4 (q read where out is written). */
+    return attend(2, 2, 4, NULL, NULL, buf_y + 4);
+}
+static tkr_status attention_rows_overlap(void) {
+    return tkr_attention(TKR_DTYPE_F32, buf_x, 2, 2, 4, 4, 3, buf_x + 16, buf_x + 32, 4, 2, 8, 4, 8, 4,
+                         NULL, NULL, buf_y, 8, 4);
+}
+static tkr_status merge_head_dim_0(void) {
+    return tkr_attention_merge(2, 2, 0, buf_x, 8, 4, buf_x + 32, 2, TKR_DTYPE_F32, buf_y, 4, NULL);
+}
+static tkr_status summary_block_end_past(void) {
+    /* 4 keys in blocks of 2: block_end 3 > 2. */
+    return tkr_key_block_summary(TKR_DTYPE_F32, buf_x, 4, 2, 4, 8, 4, 2, 0, 3, buf_y, buf_y + 32);
+}
+static tkr_status summary_reversed(void) {
+    return tkr_key_block_summary(TKR_DTYPE_F32, buf_x, 4, 2, 4, 8, 4, 2, 2, 1, buf_y, buf_y + 32);
+}
+static tkr_status bound_heads_not_dividing(void) {
+    return tkr_key_block_bound(TKR_DTYPE_F32, buf_x, 2, 3, 4, 12, 4, buf_x + 24, buf_x + 40, 2, 2,
+                               buf_y, 2);
+}
+static tkr_status quest_keeps_above_k(void) {
+    size_t offs[5], kk = 0;
+    return tkr_quest_select_blocks(TKR_DTYPE_F32, buf_x, 2, 2, 4, 8, 4, buf_x + 24, buf_x + 40, 2, 2, 2,
+                                   2, 1, (uint32_t *)buf_y, offs, &kk);
+}
 #ifdef TKR_TEST_HOOKS
 static tkr_status panic_static(void) { return tkr_test_panic(0, buf_y, 8); }
 static tkr_status panic_formatted(void) { return tkr_test_panic(1, NULL, 0); }
@@ -179,6 +308,32 @@ static const producer PRODUCERS[] = {
     {"topk_workspace_size(SIZE_MAX / 4)", TKR_STATUS_SIZE_OVERFLOW, size_overflow_workspace, 0},
     {"scatter_rows with a repeated index", TKR_STATUS_DUPLICATE_INDEX, duplicate_scatter, 0},
     {"compact_rows keep not ascending", TKR_STATUS_UNSORTED_INDEX, unsorted_compact, 0},
+    {"gather_rows index >= n_src_rows", TKR_STATUS_OUT_OF_RANGE, gather_out_of_range, 0},
+    {"gather_rows elem_size 0", TKR_STATUS_INVALID_ARGUMENT, gather_elem_size_0, 0},
+    {"scatter_add_rows index >= n_h_rows", TKR_STATUS_OUT_OF_RANGE, scatter_add_out_of_range, 0},
+    {"compact_rows equal neighbours", TKR_STATUS_DUPLICATE_INDEX, compact_duplicate, 0},
+    {"compact_rows keep inside data", TKR_STATUS_OVERLAP, compact_keep_inside_data, 0},
+    {"kv_compact layout 7", TKR_STATUS_INVALID_ARGUMENT, kv_unknown_layout, 0},
+    {"kv_compact per-head list descending", TKR_STATUS_UNSORTED_INDEX, kv_per_head_unsorted, 0},
+    {"kv_compact head stride < n_tokens rows", TKR_STATUS_BAD_STRIDE, kv_head_stride_small, 0},
+    {"kv_compact keep inside the cache", TKR_STATUS_OVERLAP, kv_keep_inside_cache, 0},
+    {"route out_capacity < k", TKR_STATUS_BUFFER_TOO_SMALL, route_capacity_small, 0},
+    {"route k > n_tokens", TKR_STATUS_INVALID_ARGUMENT, route_k_above_n, 0},
+    {"route h NULL", TKR_STATUS_NULL_POINTER, route_h_null, 0},
+    {"attention key index >= n_k", TKR_STATUS_OUT_OF_RANGE, attention_key_out_of_range, 0},
+    {"attention block id >= n_blocks", TKR_STATUS_OUT_OF_RANGE, attention_block_out_of_range, 0},
+    {"attention 3 query heads over 2 KV heads", TKR_STATUS_INVALID_ARGUMENT, attention_heads_not_dividing, 0},
+    {"attention head_dim 0", TKR_STATUS_INVALID_ARGUMENT, attention_head_dim_0, 0},
+    {"attention causal without positions", TKR_STATUS_NULL_POINTER, attention_causal_without_positions, 0},
+    {"attention scale inf", TKR_STATUS_INVALID_ARGUMENT, attention_scale_inf, 0},
+    {"attention lse inside out", TKR_STATUS_OVERLAP, attention_lse_inside_out, 0},
+    {"attention out over q", TKR_STATUS_OVERLAP, attention_out_over_q, 0},
+    {"attention head stride < head_dim", TKR_STATUS_BAD_STRIDE, attention_rows_overlap, 0},
+    {"attention_merge head_dim 0", TKR_STATUS_INVALID_ARGUMENT, merge_head_dim_0, 0},
+    {"key_block_summary block_end past the last block", TKR_STATUS_OUT_OF_RANGE, summary_block_end_past, 0},
+    {"key_block_summary begin > end", TKR_STATUS_INVALID_ARGUMENT, summary_reversed, 0},
+    {"key_block_bound 3 query heads over 2 KV heads", TKR_STATUS_INVALID_ARGUMENT, bound_heads_not_dividing, 0},
+    {"quest_select_blocks keep_first + keep_last > k", TKR_STATUS_INVALID_ARGUMENT, quest_keeps_above_k, 0},
 #ifdef TKR_TEST_HOOKS
     {"tkr_test_panic (static message)", TKR_STATUS_PANIC, panic_static, 0},
     {"tkr_test_panic (formatted message)", TKR_STATUS_PANIC, panic_formatted, 0},

@@ -343,8 +343,9 @@ impl Kernels {
     /// `H_kv`. Flash-style: keys are taken in fixed blocks of 64 with an online softmax,
     /// the `n_q x n_k` scores are never materialized, large logits are stable, and a row
     /// that sees no key gets zeros (and a log-sum-exp of `-inf`), never NaN. A NaN logit
-    /// makes its row NaN; a masked key contributes nothing even when its K or V holds
-    /// infinities or NaNs.
+    /// makes its row NaN (every NaN output, the log-sum-exp included, is the canonical
+    /// quiet NaN of its type); a masked key contributes nothing even when its K or V
+    /// holds infinities or NaNs.
     ///
     /// Results are bit-identical on every ISA level, except with
     /// [`AttendOptions::bf16_dot`] on a CPU with AVX512-BF16 (bf16 products summed by
@@ -593,6 +594,10 @@ impl Kernels {
             ensure!(l.len() >= n_rows, BufferTooSmall, "out_lse too short");
             lse_out = l.as_mut_ptr();
         }
+        if n_rows == 0 {
+            // Nothing to write: never size (or allocate) a workspace for head_dim.
+            return Ok(());
+        }
         let ws = d.checked_mul(4).ok_or(Error::new(
             ErrorKind::SizeOverflow,
             "workspace size overflows",
@@ -724,6 +729,10 @@ impl Kernels {
             .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
         let need = span(rows, n_blocks, out_stride)?;
         ensure!(out.len() >= need, BufferTooSmall, "bound buffer too small");
+        if rows == 0 || n_blocks == 0 {
+            // Nothing to write: never size (or allocate) a workspace for head_dim.
+            return Ok(());
+        }
         let ws = d
             .checked_add(15)
             .and_then(|x| x.checked_mul(4))

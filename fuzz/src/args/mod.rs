@@ -17,6 +17,8 @@
 //!
 //! Adding a family: a module here with its cases, and its lines in [`CASES`].
 
+pub mod attend;
+pub mod compact;
 pub mod foundation;
 pub mod score;
 pub mod select;
@@ -39,6 +41,17 @@ pub static CASES: &[(&str, Case)] = &[
     ("tkr_mask_to_indices", select::mask_to_indices),
     ("tkr_indices_to_mask", select::indices_to_mask),
     ("tkr_topk_workspace_size", select::workspace_size),
+    ("tkr_gather_rows", compact::gather),
+    ("tkr_scatter_rows", compact::scatter),
+    ("tkr_scatter_add_rows", compact::scatter_add),
+    ("tkr_compact_rows", compact::compact_rows),
+    ("tkr_kv_compact", compact::kv_compact),
+    ("tkr_kv_compact", compact::kv_compact),
+    ("tkr_attention", attend::attention),
+    ("tkr_attention", attend::attention),
+    ("tkr_attention", attend::attention),
+    ("tkr_attention_merge", attend::merge),
+    ("tkr_key_block_summary", attend::summary),
 ];
 
 /// Runs the case chosen by the first byte.

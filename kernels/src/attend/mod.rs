@@ -370,12 +370,26 @@ pub fn exp_f64(x: f64) -> f64 {
     }
 }
 
-/// Rounds and stores `x` as the output type at `p` (element offset `e`).
+/// `x`, or the canonical quiet NaN (0x7fc00000) when `x` is a NaN: the tiers may reach
+/// a NaN through differently ordered operations, which on x86 keep different operands'
+/// payloads, so every NaN result is stored canonically to stay bit-identical.
+#[inline(always)]
+pub fn canon_nan(x: f32) -> f32 {
+    if x.is_nan() {
+        f32::from_bits(0x7fc0_0000)
+    } else {
+        x
+    }
+}
+
+/// Rounds and stores `x` as the output type at `p` (element offset `e`); a NaN is
+/// stored as the type's canonical quiet NaN (f32 0x7fc00000, f16 0x7e00, bf16 0x7fc0).
 ///
 /// # Safety
 /// `p` valid for element `e` of `t`.
 #[inline(always)]
 pub unsafe fn store_out(p: *mut u8, t: OutType, e: usize, x: f32) {
+    let x = canon_nan(x);
     // SAFETY: the caller guarantees element e of type t is writable at p (unaligned
     // writes, since the safe API only checks alignment of the element type).
     unsafe {
@@ -1104,7 +1118,7 @@ unsafe fn sub_finish<T: Elem>(a: &AttendArgs<T>, sub: &Sub) {
                 *a.lse.add(i * a.lse_tok + h) = if empty {
                     f32::NEG_INFINITY
                 } else {
-                    lse_of(m, l)
+                    canon_nan(lse_of(m, l))
                 };
             }
         }
@@ -1388,7 +1402,7 @@ pub(crate) unsafe fn merge<B: Axpy>(a: &MergeArgs) {
                 store_out(dst, a.out_type, e, *acc.add(e));
             }
             if !a.out_lse.is_null() {
-                *a.out_lse.add(r) = lse;
+                *a.out_lse.add(r) = canon_nan(lse);
             }
         }
     }

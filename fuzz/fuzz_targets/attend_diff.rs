@@ -1,0 +1,737 @@
+//! Differential target for the attention family: decodes small shapes (queries, heads
+//! with GQA groups, head dims of every tail length, keys), strides of either layout,
+//! the key set (dense, an index list with repeats and any order, block-sparse lists
+//! shared / per KV head / per query head), causal masking by positions, windows, the
+//! scale, the output type and the optional outputs (log-sum-exp with a token stride,
+//! attention mass shared or per KV head) from the input, runs every ISA level and
+//! requires:
+//! - bit-identical results on every level (outputs, log-sum-exps, masses, and every
+//!   byte around them), as the docs promise;
+//! - with finite moderate inputs, agreement with an f64 evaluation within the
+//!   documented bound `2^-17 (1 + A + n/64) vmax + u_out |ref|` (lse within
+//!   `2^-17 (1 + A + |lse|)`), zeros and `-inf` for a row that sees no key;
+//! - the documented error for an out-of-range key index or block id, with nothing
+//!   written;
+//! - merge: bit-identical on every level, within rounding of the f64 combination, zeros
+//!   and `-inf` for an all-empty row;
+//! - key-block summaries: exactly the elementwise min / max; bounds: bit-identical on
+//!   every level and never below the exact block maximum of `q . k`.
+#![no_main]
+
+use half::{bf16, f16};
+use libfuzzer_sys::fuzz_target;
+use tokenroute::{
+    AttendElement, AttendExtras, AttendOptions, ErrorKind, Heads, HeadsMut, Kernels, KeySubset,
+    ListsPer, MatrixMut, OutElement,
+};
+use tokenroute_fuzz::Input;
+
+fuzz_target!(|data: &[u8]| {
+    let mut inp = Input::new(data);
+    match inp.u8() % 12 {
+        0 | 1 => attention::<f32, f32>(&mut inp),
+        2 => attention::<f16, f16>(&mut inp),
+        3 => attention::<bf16, bf16>(&mut inp),
+        4 => attention::<f16, f32>(&mut inp),
+        5 => attention::<bf16, f32>(&mut inp),
+        6 => attention::<f32, bf16>(&mut inp),
+        7 => attention::<f32, f16>(&mut inp),
+        8 => merge(&mut inp),
+        9 => summary_bound::<f32>(&mut inp),
+        10 => summary_bound::<f16>(&mut inp),
+        _ => summary_bound::<bf16>(&mut inp),
+    }
+});
+
+trait Num: Copy + core::fmt::Debug + Default {
+    fn of32(x: f32) -> Self;
+    fn to32(self) -> f32;
+    fn bits(self) -> u32;
+    /// Output rounding unit.
+    const U: f64;
+}
+impl Num for f32 {
+    fn of32(x: f32) -> f32 {
+        x
+    }
+    fn to32(self) -> f32 {
+        self
+    }
+    fn bits(self) -> u32 {
+        self.to_bits()
+    }
+    const U: f64 = 5.960464477539063e-8; // 2^-24
+}
+impl Num for f16 {
+    fn of32(x: f32) -> f16 {
+        f16::from_f32(x)
+    }
+    fn to32(self) -> f32 {
+        self.to_f32()
+    }
+    fn bits(self) -> u32 {
+        self.to_bits() as u32
+    }
+    const U: f64 = 4.8828125e-4; // 2^-11
+}
+impl Num for bf16 {
+    fn of32(x: f32) -> bf16 {
+        bf16::from_f32(x)
+    }
+    fn to32(self) -> f32 {
+        self.to_f32()
+    }
+    fn bits(self) -> u32 {
+        self.to_bits() as u32
+    }
+    const U: f64 = 3.90625e-3; // 2^-8
+}
+
+/// A value: moderate (exact small multiples, values in about [-4, 4]) or, in special
+/// mode, anything of the palette (NaN, infinities, subnormals, huge values).
+fn value(inp: &mut Input, special: bool) -> f32 {
+    if special {
+        inp.f32()
+    } else {
+        match inp.u8() % 4 {
+            0 => (inp.u8() as i8) as f32 / 32.0,
+            _ => (inp.u16() as i16) as f32 / 8192.0,
+        }
+    }
+}
+
+/// A `[n, h, d]` tensor of either layout with padding.
+struct T3<T> {
+    n: usize,
+    h: usize,
+    d: usize,
+    ts: usize,
+    hs: usize,
+    data: Vec<T>,
+}
+
+impl<T: Copy> T3<T> {
+    fn layout(inp: &mut Input, n: usize, h: usize, d: usize) -> (usize, usize, usize) {
+        let pad = if inp.bool() { 0 } else { inp.below(3) };
+        let pad2 = if inp.bool() { 0 } else { inp.below(3) };
+        let (ts, hs) = if inp.u8() % 4 == 0 {
+            // Head-major.
+            let ts = d + pad;
+            (ts, n.max(1) * ts + pad2)
+        } else {
+            let hs = d + pad;
+            (h * hs + pad2, hs)
+        };
+        let span = if n == 0 || h == 0 {
+            0
+        } else {
+            (n - 1) * ts + (h - 1) * hs + d
+        };
+        (ts, hs, span)
+    }
+
+    fn new(
+        inp: &mut Input,
+        n: usize,
+        h: usize,
+        d: usize,
+        mut gen: impl FnMut(&mut Input) -> T,
+    ) -> T3<T> {
+        let (ts, hs, span) = Self::layout(inp, n, h, d);
+        let data = (0..span).map(|_| gen(inp)).collect();
+        T3 {
+            n,
+            h,
+            d,
+            ts,
+            hs,
+            data,
+        }
+    }
+
+    fn at(&self, t: usize, h: usize, e: usize) -> usize {
+        t * self.ts + h * self.hs + e
+    }
+
+    fn view(&self) -> Heads<'_, T> {
+        Heads::new(&self.data, self.n, self.h, self.d, self.ts, self.hs).unwrap()
+    }
+}
+
+const CANARY: f32 = 12345.5;
+
+fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
+    let special = inp.u8() % 8 == 0;
+    let n_q = inp.below(5);
+    let h_kv = 1 + inp.below(2);
+    let h_q = h_kv * (1 + inp.below(2));
+    let d = 1 + inp.len(69);
+    let n_k = inp.len(150);
+    let q = T3::new(inp, n_q, h_q, d, |i| T::of32(value(i, special)));
+    let k = T3::new(inp, n_k, h_kv, d, |i| T::of32(value(i, special)));
+    let v = T3::new(inp, n_k, h_kv, d, |i| T::of32(value(i, special)));
+    // Key set.
+    let mut want_err = None;
+    let (idx, offsets, ids, bs, qb, per);
+    let kind = inp.u8() % 3;
+    match kind {
+        1 => {
+            let c = inp.len(200);
+            let mut l: Vec<u32> = (0..c).map(|_| inp.below(n_k.max(1) - 1) as u32).collect();
+            if n_k == 0 {
+                l.clear();
+            }
+            if inp.u8() % 16 == 0 {
+                let at = inp.below(l.len());
+                l.insert(at, (n_k + inp.below(2)) as u32);
+                want_err = Some(ErrorKind::OutOfRange);
+            }
+            idx = l;
+            (offsets, ids, bs, qb, per) = (vec![], vec![], 0, 0, ListsPer::Shared);
+        }
+        2 => {
+            bs = 1 + inp.below(20);
+            qb = 1 + inp.below(3);
+            per = [ListsPer::Shared, ListsPer::KvHead, ListsPer::QHead][inp.below(2)];
+            let n_blocks = n_k.div_ceil(bs);
+            let groups = match per {
+                ListsPer::Shared => 1,
+                ListsPer::KvHead => h_kv,
+                ListsPer::QHead => h_q,
+            };
+            let n_lists = n_q.div_ceil(qb) * groups;
+            let mut o = vec![0usize];
+            let mut b = vec![];
+            for _ in 0..n_lists {
+                let c = if n_blocks == 0 {
+                    0
+                } else {
+                    inp.below(n_blocks.min(12))
+                };
+                for _ in 0..c {
+                    b.push(inp.below(n_blocks - 1) as u32);
+                }
+                o.push(b.len());
+            }
+            if inp.u8() % 16 == 0 && !b.is_empty() {
+                let at = inp.below(b.len() - 1);
+                b[at] = (n_blocks + inp.below(2)) as u32;
+                want_err = Some(ErrorKind::OutOfRange);
+            }
+            (offsets, ids, idx) = (o, b, vec![]);
+        }
+        _ => {
+            (idx, offsets, ids, bs, qb, per) = (vec![], vec![], vec![], 0, 0, ListsPer::Shared);
+        }
+    }
+    let keys = match kind {
+        1 => KeySubset::Indices(&idx),
+        2 => KeySubset::Blocks {
+            block_size: bs,
+            query_block: qb,
+            offsets: &offsets,
+            ids: &ids,
+            per,
+        },
+        _ => KeySubset::Dense,
+    };
+    // Masking and scale.
+    let causal = inp.bool();
+    let window = if inp.u8() % 4 == 0 {
+        inp.below(40) as u32
+    } else {
+        0
+    };
+    let masked = causal || window > 0;
+    let q_pos: Vec<u32> = (0..n_q).map(|_| inp.below(200) as u32).collect();
+    let k_pos: Vec<u32> = if inp.bool() {
+        (0..n_k as u32).collect()
+    } else {
+        (0..n_k).map(|_| inp.below(200) as u32).collect()
+    };
+    let scale = if inp.bool() {
+        None
+    } else {
+        Some(value(inp, false) * 0.5)
+    };
+    let sc = scale.unwrap_or((1.0 / (d as f64).sqrt()) as f32) as f64;
+    let opts = AttendOptions {
+        scale,
+        causal,
+        window,
+        q_positions: masked.then_some(&q_pos[..]),
+        k_positions: masked.then_some(&k_pos[..]),
+        bf16_dot: false,
+    };
+    // Outputs.
+    let (ots, ohs, ospan) = T3::<O>::layout(inp, n_q, h_q, d);
+    let olen = ospan + 2;
+    let want_lse = inp.bool();
+    let lse_tok = if inp.bool() { 0 } else { h_q + inp.below(2) };
+    let lse_eff = if lse_tok == 0 { h_q } else { lse_tok };
+    let lse_len = if n_q == 0 {
+        0
+    } else {
+        (n_q - 1) * lse_eff + h_q
+    } + 1;
+    let mass_mode = inp.u8() % 3; // 0: none, 1: shared, 2: per KV head
+    let mass_hs = n_k + inp.below(2);
+    let mass_len = match mass_mode {
+        1 => n_k + 1,
+        2 => (h_kv - 1) * mass_hs + n_k + 1,
+        _ => 0,
+    };
+    let mass0: Vec<f32> = (0..mass_len)
+        .map(|_| if inp.bool() { 0.0 } else { value(inp, false) })
+        .collect();
+
+    type Got = (Vec<u32>, Vec<u32>, Vec<u32>);
+    let mut first: Option<Got> = None;
+    for kern in Kernels::all_supported() {
+        let mut out = vec![O::of32(CANARY); olen];
+        let mut lse = vec![CANARY; lse_len];
+        let mut mass = mass0.clone();
+        let r = kern.attention(
+            q.view(),
+            k.view(),
+            v.view(),
+            keys,
+            &opts,
+            HeadsMut::new(&mut out, n_q, h_q, d, ots, ohs).unwrap(),
+            AttendExtras {
+                lse: want_lse.then_some((&mut lse[..], lse_tok)),
+                mass: match mass_mode {
+                    1 => Some((&mut mass[..], 0)),
+                    2 => Some((&mut mass[..], mass_hs)),
+                    _ => None,
+                },
+            },
+        );
+        assert_eq!(
+            r.as_ref().err().map(|e| e.kind),
+            want_err,
+            "{:?}: attention {r:?}",
+            kern.isa()
+        );
+        let got: Got = (
+            out.iter().map(|x| x.bits()).collect(),
+            lse.iter().map(|x| x.to_bits()).collect(),
+            mass.iter().map(|x| x.to_bits()).collect(),
+        );
+        if want_err.is_some() {
+            assert!(
+                got.0.iter().all(|&b| b == O::of32(CANARY).bits()),
+                "written on error"
+            );
+            assert!(
+                got.1.iter().all(|&b| b == CANARY.to_bits()),
+                "written on error"
+            );
+            assert!(
+                got.2 == mass0.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "written on error"
+            );
+            continue;
+        }
+        match &first {
+            Some(f) => {
+                assert!(got.0 == f.0, "{:?}: out differs from scalar", kern.isa());
+                assert!(got.1 == f.1, "{:?}: lse differs from scalar", kern.isa());
+                assert!(got.2 == f.2, "{:?}: mass differs from scalar", kern.isa());
+                continue;
+            }
+            None => first = Some(got),
+        }
+        // The first level (scalar): the layout and the f64 oracle.
+        let mut written = vec![false; olen];
+        let g = h_q / h_kv;
+        let mut mass_ref = vec![0f64; mass_len];
+        let mut amax = 0f64;
+        let mut rows = 0usize;
+        for i in 0..n_q {
+            for h in 0..h_q {
+                let kv = h / g;
+                let seq: Vec<usize> = match keys {
+                    KeySubset::Dense => (0..n_k).collect(),
+                    KeySubset::Indices(l) => l.iter().map(|&x| x as usize).collect(),
+                    KeySubset::Blocks { .. } => {
+                        let n_qb = n_q.div_ceil(qb);
+                        let l = match per {
+                            ListsPer::Shared => i / qb,
+                            ListsPer::KvHead => kv * n_qb + i / qb,
+                            ListsPer::QHead => h * n_qb + i / qb,
+                        };
+                        ids[offsets[l]..offsets[l + 1]]
+                            .iter()
+                            .flat_map(|&b| (b as usize * bs)..((b as usize + 1) * bs).min(n_k))
+                            .collect()
+                    }
+                };
+                let seq: Vec<usize> = seq
+                    .into_iter()
+                    .filter(|&t| {
+                        !masked || {
+                            let (qp, kp) = (q_pos[i] as i64, k_pos[t] as i64);
+                            kp <= qp && (window == 0 || qp - (window as i64) < kp)
+                        }
+                    })
+                    .collect();
+                for e in 0..d {
+                    written[out_at(i, h, e, ots, ohs)] = true;
+                }
+                let lse_got = want_lse.then(|| lse[i * lse_eff + h]);
+                if seq.is_empty() {
+                    for e in 0..d {
+                        assert_eq!(
+                            out[out_at(i, h, e, ots, ohs)].bits(),
+                            O::of32(0.0).bits(),
+                            "empty row not zero"
+                        );
+                    }
+                    if let Some(l) = lse_got {
+                        assert_eq!(l, f32::NEG_INFINITY, "lse of an empty row");
+                    }
+                    continue;
+                }
+                if special {
+                    continue;
+                }
+                rows += 1;
+                let (mut a, mut vmax) = (0f64, 0f64);
+                let mut xs = vec![];
+                for &t in &seq {
+                    let (mut dot, mut abs) = (0f64, 0f64);
+                    for e in 0..d {
+                        let p = q.data[q.at(i, h, e)].to32() as f64
+                            * k.data[k.at(t, kv, e)].to32() as f64;
+                        dot += p;
+                        abs += p.abs();
+                        vmax = vmax.max((v.data[v.at(t, kv, e)].to32() as f64).abs());
+                    }
+                    a = a.max(abs * sc.abs());
+                    xs.push(dot * sc);
+                }
+                amax = amax.max(a);
+                let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let ps: Vec<f64> = xs.iter().map(|x| (x - m).exp()).collect();
+                let l: f64 = ps.iter().sum();
+                let tol0 = 2f64.powi(-17) * (1.0 + a + seq.len() as f64 / 64.0) * vmax;
+                for e in 0..d {
+                    let want = seq
+                        .iter()
+                        .zip(&ps)
+                        .map(|(&t, p)| p * v.data[v.at(t, kv, e)].to32() as f64)
+                        .sum::<f64>()
+                        / l;
+                    let x = out[out_at(i, h, e, ots, ohs)].to32() as f64;
+                    let tol = tol0 + O::U * want.abs() + 1e-37;
+                    assert!(
+                        (x - want).abs() <= tol,
+                        "out ({i}, {h}, {e}): got {x}, want {want}, tol {tol}"
+                    );
+                }
+                if let Some(lg) = lse_got {
+                    let want = m + l.ln();
+                    let tol = 2f64.powi(-17) * (1.0 + a + want.abs());
+                    assert!(
+                        (lg as f64 - want).abs() <= tol,
+                        "lse ({i}, {h}): {lg} vs {want}"
+                    );
+                }
+                if mass_mode > 0 {
+                    let base = if mass_mode == 2 { kv * mass_hs } else { 0 };
+                    for (&t, p) in seq.iter().zip(&ps) {
+                        mass_ref[base + t] += p / l;
+                    }
+                }
+            }
+        }
+        for (j, w) in written.iter().enumerate() {
+            if !w {
+                assert_eq!(
+                    out[j].bits(),
+                    O::of32(CANARY).bits(),
+                    "written outside the rows at {j}"
+                );
+            }
+        }
+        if want_lse {
+            for (j, l) in lse.iter().enumerate() {
+                let inside = n_q > 0 && j < (n_q - 1) * lse_eff + h_q && j % lse_eff < h_q;
+                if !inside {
+                    assert_eq!(l.to_bits(), CANARY.to_bits(), "lse written outside at {j}");
+                }
+            }
+        }
+        if mass_mode > 0 && !special {
+            for (j, (&x, &add)) in mass.iter().zip(&mass_ref).enumerate() {
+                let want = mass0[j] as f64 + add;
+                let tol = 2f64.powi(-17) * (1.0 + amax) * (1.0 + add) * (1.0 + rows as f64 / 64.0)
+                    + 2f64.powi(-22) * (1.0 + mass0[j].abs() as f64);
+                assert!((x as f64 - want).abs() <= tol, "mass {j}: {x} vs {want}");
+            }
+            assert_eq!(
+                mass[mass_len - 1].to_bits(),
+                mass0[mass_len - 1].to_bits(),
+                "mass past the end"
+            );
+        }
+    }
+}
+
+fn out_at(i: usize, h: usize, e: usize, ts: usize, hs: usize) -> usize {
+    i * ts + h * hs + e
+}
+
+fn merge(inp: &mut Input) {
+    let special = inp.u8() % 8 == 0;
+    let n_parts = inp.below(4);
+    let n_rows = inp.below(6);
+    let d = 1 + inp.len(40);
+    let rs = d + inp.below(2);
+    let ps = n_rows * rs + inp.below(3);
+    let parts: Vec<f32> = (0..n_parts * ps + 1).map(|_| value(inp, special)).collect();
+    let lps = n_rows + inp.below(2);
+    let lse: Vec<f32> = (0..n_parts * lps + 1)
+        .map(|_| match inp.u8() % 6 {
+            0 => f32::NEG_INFINITY,
+            1 if special => inp.f32(),
+            _ => value(inp, false) * 8.0,
+        })
+        .collect();
+    let ors = d + inp.below(2);
+    let olen = if n_rows == 0 {
+        0
+    } else {
+        (n_rows - 1) * ors + d
+    } + 1;
+    let out_kind = inp.u8() % 3;
+    let with_lse = inp.bool();
+    let mut first: Option<(Vec<u32>, Vec<u32>)> = None;
+    for kern in Kernels::all_supported() {
+        let mut ol = vec![CANARY; n_rows + 1];
+        let run = |kern: &Kernels, ol: &mut [f32]| -> Vec<u32> {
+            macro_rules! go {
+                ($t:ty) => {{
+                    let mut out = vec![<$t as Num>::of32(CANARY); olen];
+                    kern.attention_merge::<$t>(
+                        n_parts,
+                        &parts,
+                        ps,
+                        rs,
+                        &lse,
+                        lps,
+                        MatrixMut::new(&mut out, n_rows, d, ors).unwrap(),
+                        with_lse.then_some(&mut ol[..n_rows]),
+                    )
+                    .unwrap();
+                    out.iter().map(|x| x.bits() as u32).collect::<Vec<u32>>()
+                }};
+            }
+            match out_kind {
+                0 => go!(f32),
+                1 => go!(f16),
+                _ => go!(bf16),
+            }
+        };
+        let out = run(kern, &mut ol);
+        let got = (out, ol.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        if let Some(f) = &first {
+            assert!(got == *f, "{:?}: merge differs from scalar", kern.isa());
+            continue;
+        }
+        // The oracle.
+        let u = [f32::U, f16::U, bf16::U][out_kind as usize];
+        let to32 = |b: u32| match out_kind {
+            0 => f32::from_bits(b),
+            1 => f16::from_bits(b as u16).to_f32(),
+            _ => bf16::from_bits(b as u16).to_f32(),
+        };
+        let canary_bits = match out_kind {
+            0 => CANARY.to_bits(),
+            1 => f16::of32(CANARY).bits(),
+            _ => bf16::of32(CANARY).bits(),
+        };
+        assert_eq!(
+            *got.0.last().unwrap(),
+            canary_bits,
+            "merge wrote past the rows"
+        );
+        assert_eq!(got.1[n_rows], CANARY.to_bits());
+        for r in 0..n_rows {
+            for e in d..ors.min(if r + 1 < n_rows { ors } else { d }) {
+                assert_eq!(got.0[r * ors + e], canary_bits, "merge wrote in a row gap");
+            }
+            let ls: Vec<f64> = (0..n_parts).map(|i| lse[i * lps + r] as f64).collect();
+            if special || ls.iter().any(|x| x.is_nan()) {
+                continue;
+            }
+            let m = ls.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            if m == f64::NEG_INFINITY {
+                for e in 0..d {
+                    assert_eq!(to32(got.0[r * ors + e]), 0.0, "empty merged row");
+                }
+                if with_lse {
+                    assert_eq!(f32::from_bits(got.1[r]), f32::NEG_INFINITY);
+                }
+                continue;
+            }
+            let ws: Vec<f64> = ls.iter().map(|l| (l - m).exp()).collect();
+            let sum: f64 = ws.iter().sum();
+            let omax = (0..n_parts)
+                .flat_map(|i| (0..d).map(move |e| (i, e)))
+                .map(|(i, e)| (parts[i * ps + r * rs + e] as f64).abs())
+                .fold(0.0, f64::max);
+            for e in 0..d {
+                let want: f64 = (0..n_parts)
+                    .map(|i| ws[i] / sum * parts[i * ps + r * rs + e] as f64)
+                    .sum();
+                let x = to32(got.0[r * ors + e]) as f64;
+                let tol = (n_parts as f64 + 1.0) * 2f64.powi(-22) * omax + u * want.abs() + 1e-37;
+                assert!(
+                    (x - want).abs() <= tol,
+                    "merge row {r} e {e}: {x} vs {want} (tol {tol})"
+                );
+            }
+            if with_lse {
+                let want = m + sum.ln();
+                let x = f32::from_bits(got.1[r]) as f64;
+                assert!(
+                    (x - want).abs() <= 2f64.powi(-20) * (1.0 + want.abs()),
+                    "merged lse {x} vs {want}"
+                );
+            }
+        }
+        first = Some(got);
+    }
+}
+
+fn summary_bound<T: AttendElement + Num>(inp: &mut Input) {
+    let special = inp.u8() % 8 == 0;
+    let n_k = inp.len(120);
+    let h_kv = 1 + inp.below(2);
+    let d = 1 + inp.len(69);
+    let bs = 1 + inp.below(20);
+    let k = T3::new(inp, n_k, h_kv, d, |i| T::of32(value(i, special)));
+    let n_blocks = n_k.div_ceil(bs);
+    let b0 = inp.below(n_blocks);
+    let b1 = b0 + inp.below(n_blocks - b0);
+    let slen = n_blocks * h_kv * d + 1;
+    let mut first: Option<(Vec<u32>, Vec<u32>)> = None;
+    for kern in Kernels::all_supported() {
+        let mut kmin = vec![CANARY; slen];
+        let mut kmax = vec![CANARY; slen];
+        kern.key_block_summary(k.view(), bs, b0..b1, &mut kmin, &mut kmax)
+            .unwrap();
+        let got = (
+            kmin.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            kmax.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        );
+        if let Some(f) = &first {
+            assert!(got == *f, "{:?}: summary differs", kern.isa());
+            continue;
+        }
+        for (j, (&mn, &mx)) in kmin.iter().zip(&kmax).enumerate() {
+            let b = j / (h_kv * d);
+            if b < b0 || b >= b1 || j == slen - 1 {
+                assert_eq!(
+                    mn.to_bits(),
+                    CANARY.to_bits(),
+                    "summary written outside at {j}"
+                );
+                assert_eq!(
+                    mx.to_bits(),
+                    CANARY.to_bits(),
+                    "summary written outside at {j}"
+                );
+                continue;
+            }
+            let (g, e) = ((j / d) % h_kv, j % d);
+            let vals: Vec<f32> = (b * bs..((b + 1) * bs).min(n_k))
+                .map(|t| k.data[k.at(t, g, e)].to32())
+                .collect();
+            if vals.iter().any(|x| x.is_nan()) {
+                assert!(
+                    mn.is_nan() && mx.is_nan(),
+                    "NaN in block {b} not propagated"
+                );
+            } else {
+                let lo = vals.iter().cloned().fold(f32::INFINITY, f32::min);
+                let hi = vals.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                assert!(
+                    mn == lo && mx == hi,
+                    "summary ({b}, {g}, {e}): {mn} {mx} vs {lo} {hi}"
+                );
+            }
+        }
+        first = Some(got);
+    }
+    // Bounds over the whole summary.
+    let n_q = inp.below(4);
+    let h_q = h_kv * (1 + inp.below(2));
+    let q = T3::new(inp, n_q, h_q, d, |i| T::of32(value(i, special)));
+    let scalar = Kernels::for_isa(tokenroute::Isa::Scalar).unwrap();
+    let mut kmin = vec![0f32; slen];
+    let mut kmax = vec![0f32; slen];
+    scalar
+        .key_block_summary(k.view(), bs, 0..n_blocks, &mut kmin, &mut kmax)
+        .unwrap();
+    let os = n_blocks + inp.below(2);
+    let blen = if n_q * h_q == 0 {
+        0
+    } else {
+        (n_q * h_q - 1) * os + n_blocks
+    } + 1;
+    let mut first: Option<Vec<u32>> = None;
+    for kern in Kernels::all_supported() {
+        let mut bound = vec![CANARY; blen];
+        kern.key_block_bound(q.view(), &kmin, &kmax, n_blocks, h_kv, &mut bound, os)
+            .unwrap();
+        let got: Vec<u32> = bound.iter().map(|x| x.to_bits()).collect();
+        if let Some(f) = &first {
+            assert!(got == *f, "{:?}: bound differs", kern.isa());
+            continue;
+        }
+        assert_eq!(
+            bound[blen - 1].to_bits(),
+            CANARY.to_bits(),
+            "bound written past the end"
+        );
+        for i in 0..n_q {
+            for h in 0..h_q {
+                let row = i * h_q + h;
+                let g = h / (h_q / h_kv);
+                for b in 0..n_blocks {
+                    let x = bound[row * os + b];
+                    if special {
+                        continue;
+                    }
+                    let exact = (b * bs..((b + 1) * bs).min(n_k))
+                        .map(|t| {
+                            (0..d)
+                                .map(|e| {
+                                    q.data[q.at(i, h, e)].to32() as f64
+                                        * k.data[k.at(t, g, e)].to32() as f64
+                                })
+                                .sum::<f64>()
+                        })
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    assert!(
+                        x as f64 >= exact,
+                        "bound ({i}, {h}, {b}) = {x} below the block max {exact}"
+                    );
+                }
+                for b in n_blocks..os {
+                    if row + 1 < n_q * h_q {
+                        assert_eq!(
+                            bound[row * os + b].to_bits(),
+                            CANARY.to_bits(),
+                            "bound gap written"
+                        );
+                    }
+                }
+            }
+        }
+        first = Some(got);
+    }
+}
