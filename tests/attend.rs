@@ -1240,8 +1240,8 @@ fn nan_outputs_are_canonical_on_every_level() {
     }
 }
 
-/// Found by the ffi_args fuzz target: a merge of zero rows (or bounds of zero query
-/// rows) sized a head_dim workspace before noticing there was nothing to do, so a huge
+/// Found by the ffi_args fuzz target: attention of zero queries, a merge of zero rows
+/// and bounds of zero query rows sized a head_dim workspace before noticing there was nothing to do, so a huge
 /// head_dim with empty buffers failed (SIZE_OVERFLOW) or tried to allocate it.
 #[test]
 fn empty_merge_and_bound_never_size_a_workspace() {
@@ -1283,5 +1283,31 @@ fn empty_merge_and_bound_never_size_a_workspace() {
             )
         };
         assert_eq!(st, TKR_STATUS_OK, "bound of 0 rows, d = {d}");
+        // SAFETY: as above.
+        let st = unsafe {
+            tkr_attention(
+                TKR_DTYPE_F32,
+                core::ptr::null(),
+                0,
+                1,
+                d,
+                d,
+                d,
+                core::ptr::null(),
+                core::ptr::null(),
+                0,
+                1,
+                d,
+                d,
+                d,
+                d,
+                core::ptr::null(),
+                core::ptr::null(),
+                core::ptr::null_mut(),
+                d,
+                d,
+            )
+        };
+        assert_eq!(st, TKR_STATUS_OK, "attention of 0 queries, d = {d}");
     }
 }

@@ -507,13 +507,14 @@ impl Kernels {
             ensure!(buf.len() >= need, BufferTooSmall, "mass buffer too small");
             (mass, mass_head) = (buf.as_mut_ptr(), stride);
         }
+        if n_q == 0 {
+            // Nothing to write: never size a workspace for head_dim.
+            return Ok(());
+        }
         let ws = ka::workspace_bytes(d).ok_or(Error::new(
             ErrorKind::SizeOverflow,
             "workspace size overflows",
         ))?;
-        if n_q == 0 {
-            return Ok(());
-        }
         // The dot-product path fills 16 query rows per KV head in its vector lanes; with
         // fewer (decoding) the canonical path is as fast.
         let f = match T::dot_fn(self) {

@@ -239,17 +239,14 @@ pub fn attention(inp: &mut Input) {
     };
     let lse_stride = if lse_tok == 0 { h_q } else { lse_tok };
     let mut late = Model::default();
+    let mut lse_err = None;
     let lse_n = match crate::span(n_q, h_q, lse_stride) {
         Err(()) => {
-            if with_lse {
-                late.err(TKR_STATUS_BAD_STRIDE);
-            }
+            lse_err = Some(TKR_STATUS_BAD_STRIDE);
             None
         }
         Ok(None) => {
-            if with_lse {
-                late.err(TKR_STATUS_SIZE_OVERFLOW);
-            }
+            lse_err = Some(TKR_STATUS_SIZE_OVERFLOW);
             None
         }
         Ok(s) => s,
@@ -260,6 +257,11 @@ pub fn attention(inp: &mut Input) {
         Mode::Null
     };
     let lse = Buf::new(inp, lse_n, 4, lm, &mut fill_random);
+    // A NULL lse means no lse output (its layout is then not checked either).
+    let with_lse = with_lse && !lse.ptr.is_null();
+    if let (true, Some(e)) = (with_lse, lse_err) {
+        late.err(e);
+    }
     let shapes_ok = m.errors.is_empty();
     if shapes_ok {
         for b in [&q, &k, &v, &out] {
