@@ -1,8 +1,8 @@
 //! One table of kernels per ISA level, switched as a unit. This file is the dispatch
 //! policy: which registry entry each level uses.
 
-use tokenroute_kernels::compact::{self, CopyRowsFn, ScatterAddFn};
 use tokenroute_kernels::attend::{self, AttendFn, BoundFn, MergeFn, SummaryFn};
+use tokenroute_kernels::compact::{self, CopyRowsFn, ScatterAddFn};
 use tokenroute_kernels::score::{self, ScoreFn};
 use tokenroute_kernels::select::{
     self, CountNonzeroFn, IndicesToMaskFn, MaskToIndicesFn, ThresholdFn, TopkFn,

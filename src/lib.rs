@@ -24,15 +24,15 @@ mod ops;
 pub use dispatch::Kernels;
 pub use error::{Error, ErrorKind, Result};
 pub use isa::{active_isa, set_isa, supported_isas};
+pub use ops::attend::{
+    attention, attention_merge, key_block_bound, key_block_summary, AttendElement, AttendExtras,
+    AttendOptions, Heads, HeadsMut, KeySubset, ListsPer, OutElement,
+};
 pub use ops::compact::{
     compact_rows, gather_rows, kv_compact, scatter_add_rows, scatter_rows, KvCacheMut, KvKeep,
     KvLayout,
 };
 pub use ops::route::{route, route_workspace_len, RouteOut, RouteSelect};
-pub use ops::attend::{
-    attention, attention_merge, key_block_bound, key_block_summary, AttendElement, AttendExtras,
-    AttendOptions, Heads, HeadsMut, KeySubset, ListsPer, OutElement,
-};
 pub use ops::score::{score, sigmoid_f32, sigmoid_f32_in_place, Activation};
 pub use ops::select::{
     indices_to_mask, mask_to_indices, threshold_f32, topk_f32, topk_workspace_len, Order, RowSpec,

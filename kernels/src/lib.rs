@@ -15,8 +15,8 @@
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod compact;
 pub mod attend;
+pub mod compact;
 pub mod isa;
 pub mod registry;
 pub mod score;

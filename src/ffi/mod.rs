@@ -5,8 +5,8 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
-pub mod compact;
 pub mod attend;
+pub mod compact;
 pub mod isa;
 pub mod route;
 pub mod score;

@@ -1,9 +1,9 @@
 //! The safe, validated API: shapes, strides and element types, then one module per
 //! kernel family.
 
+pub mod attend;
 pub mod compact;
 pub mod route;
-pub mod attend;
 pub mod score;
 pub mod select;
 

@@ -1,8 +1,8 @@
 //! The benchmark cases of every kernel family. Each family module returns its cases;
 //! shapes are the ones the issues set targets for.
 
-mod compact;
 mod attend;
+mod compact;
 mod score;
 mod select;
 
