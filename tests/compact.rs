@@ -467,3 +467,15 @@ proptest! {
         }
     }
 }
+
+/// Found by fuzzing (ffi_args timed out): empty per-head keep lists over a cache with
+/// a huge head count and no tokens must return at once, not check each empty list.
+#[test]
+fn kv_compaction_empty_per_head_lists_never_walk_the_heads() {
+    for k in levels() {
+        let mut data: [f32; 0] = [];
+        let heads = usize::MAX / 8;
+        let view = KvCacheMut::new(&mut data, KvLayout::HeadMajor, 0, heads, 1, 1, 1).unwrap();
+        assert_eq!(k.kv_compact(view, KvKeep::PerHead(&[])).unwrap(), 0);
+    }
+}

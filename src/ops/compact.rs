@@ -504,7 +504,9 @@ impl Kernels {
                     "per-head keep lists must have the same length in every head"
                 );
                 let n_keep = k.len() / c.n_heads;
-                for h in 0..c.n_heads {
+                // Empty lists hold nothing to check (and n_heads may be huge).
+                let checked = if n_keep == 0 { 0 } else { c.n_heads };
+                for h in 0..checked {
                     check_indices(
                         &k[h * n_keep..(h + 1) * n_keep],
                         c.n_tokens,

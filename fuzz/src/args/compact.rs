@@ -641,7 +641,8 @@ pub fn kv_compact(inp: &mut Input) {
     if let Some(v) = &kv {
         if m.errors.is_empty() {
             if per_head {
-                if n_heads > 0 {
+                // Empty per-head lists hold nothing to check (n_heads may be huge).
+                if n_heads > 0 && n_keep > 0 {
                     for h in 0..n_heads {
                         let before = m.errors.len();
                         index_errors(
@@ -698,7 +699,9 @@ pub fn kv_compact(inp: &mut Input) {
     let mut want = before;
     let row = |t: usize, h: usize| (t * ts + h * hs) * es;
     let db = head_dim * es;
-    for h in 0..n_heads {
+    // Empty keep lists move nothing: skip the per-head loop (n_heads may be huge).
+    let heads = if n_keep == 0 { 0 } else { n_heads };
+    for h in 0..heads {
         let list = if per_head {
             &v[h * n_keep..(h + 1) * n_keep]
         } else {
