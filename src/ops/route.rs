@@ -16,10 +16,11 @@
 
 use crate::error::{ensure, Result};
 use crate::ops::score::Activation;
-use crate::ops::select::{topk_workspace_len, Order, RowSpec, Tau, ThresholdOut, TopK, TopkOut};
+use crate::ops::select::{
+    topk_workspace_len, with_workspace, Order, RowSpec, Tau, ThresholdOut, TopK, TopkOut,
+};
 use crate::ops::{Element, Matrix, MatrixMut};
 use crate::Kernels;
-use core::cell::RefCell;
 use tokenroute_kernels::select::forced_ranges;
 
 /// How the route call selects tokens.
@@ -49,11 +50,6 @@ pub struct RouteOut<'a, T> {
 /// workspace plus the `n` scores (threshold routing needs none).
 pub const fn route_workspace_len(n: usize) -> usize {
     topk_workspace_len(n) + n.div_ceil(2)
-}
-
-thread_local! {
-    /// The calling thread's reusable scratch of the top-k route (grow-only).
-    static SCRATCH: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Bytes of hidden states the threshold route scores and gathers per block: small
@@ -158,30 +154,12 @@ impl Kernels {
         match select {
             RouteSelect::TopK(k, order) => {
                 let words = route_workspace_len(valid);
-                if let Some(ws) = workspace {
-                    ensure!(
-                        ws.len() >= words,
-                        BufferTooSmall,
-                        "workspace smaller than route_workspace_len(n)"
-                    );
-                    return self.route_topk(h, w, bias, act, k, order, keep, out, &mut ws[..words]);
-                }
-                let mut f = Some(|ws: &mut [u64]| {
-                    self.route_topk(h, w, bias, act, k, order, keep, out, ws)
-                });
-                let mut res = None;
-                let _ = SCRATCH.try_with(|cell| {
-                    if let Ok(mut buf) = cell.try_borrow_mut() {
-                        if buf.len() < words {
-                            buf.resize(words, 0);
-                        }
-                        res = Some((f.take().expect("called once"))(&mut buf[..words]));
-                    }
-                });
-                match res {
-                    Some(r) => r,
-                    None => (f.take().expect("not called yet"))(&mut vec![0u64; words]),
-                }
+                with_workspace(
+                    words,
+                    workspace,
+                    "workspace smaller than route_workspace_len(n)",
+                    |ws| self.route_topk(h, w, bias, act, k, order, keep, out, ws),
+                )?
             }
             RouteSelect::Threshold(tau) => self.route_threshold(h, w, bias, act, tau, keep, out),
         }

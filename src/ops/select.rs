@@ -134,17 +134,15 @@ thread_local! {
 
 /// Runs `f` on `words` words of scratch: the caller's, the thread's reusable buffer, or
 /// (only while the thread is being torn down, or re-entered) a temporary one.
-fn with_workspace<R>(
+/// `too_small` is the error message for a caller's workspace under `words`.
+pub(crate) fn with_workspace<R>(
     words: usize,
     caller: Option<&mut [u64]>,
+    too_small: &'static str,
     f: impl FnOnce(&mut [u64]) -> R,
 ) -> Result<R> {
     if let Some(ws) = caller {
-        ensure!(
-            ws.len() >= words,
-            BufferTooSmall,
-            "workspace smaller than topk_workspace_len(n)"
-        );
+        ensure!(ws.len() >= words, BufferTooSmall, too_small);
         return Ok(f(&mut ws[..words]));
     }
     let mut f = Some(f);
@@ -326,34 +324,39 @@ impl Kernels {
             );
         }
         let words = topk_workspace_len(b.max_valid());
-        with_workspace(words, workspace, |ws| {
-            for r in 0..b.rows {
-                let kr = k_of(r);
-                let args = TopkArgs {
-                    scores: scores.data[r * scores.stride..].as_ptr(),
-                    n: b.valid(r),
-                    k: kr,
-                    keep_first: spec.keep_first,
-                    keep_last: spec.keep_last,
-                    keep: b.keep_ptr(r),
-                    order,
-                    out_idx: row_mut(&mut out.indices, r),
-                    out_scores: out
-                        .scores
-                        .as_mut()
-                        .map_or(core::ptr::null_mut(), |s| row_mut(s, r)),
-                    scratch: ws.as_mut_ptr() as *mut u32,
-                };
-                // SAFETY: row r holds valid(r) scores and keep bytes; the output rows
-                // have room for k_r (checked); k_r <= valid(r) and >= the forced count
-                // (checked); the scratch holds topk_scratch_words(max valid) u32 words,
-                // 8-byte aligned; outputs are unique borrows, disjoint from the inputs.
-                unsafe { (self.select_topk_f32)(&args) };
-                if let Some(c) = out.counts.as_deref_mut() {
-                    c[r] = kr;
+        with_workspace(
+            words,
+            workspace,
+            "workspace smaller than topk_workspace_len(n)",
+            |ws| {
+                for r in 0..b.rows {
+                    let kr = k_of(r);
+                    let args = TopkArgs {
+                        scores: scores.data[r * scores.stride..].as_ptr(),
+                        n: b.valid(r),
+                        k: kr,
+                        keep_first: spec.keep_first,
+                        keep_last: spec.keep_last,
+                        keep: b.keep_ptr(r),
+                        order,
+                        out_idx: row_mut(&mut out.indices, r),
+                        out_scores: out
+                            .scores
+                            .as_mut()
+                            .map_or(core::ptr::null_mut(), |s| row_mut(s, r)),
+                        scratch: ws.as_mut_ptr() as *mut u32,
+                    };
+                    // SAFETY: row r holds valid(r) scores and keep bytes; the output rows
+                    // have room for k_r (checked); k_r <= valid(r) and >= the forced count
+                    // (checked); the scratch holds topk_scratch_words(max valid) u32 words,
+                    // 8-byte aligned; outputs are unique borrows, disjoint from the inputs.
+                    unsafe { (self.select_topk_f32)(&args) };
+                    if let Some(c) = out.counts.as_deref_mut() {
+                        c[r] = kr;
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 
     /// Threshold selection `s > tau` of every row of `scores`, plus the forced keeps
