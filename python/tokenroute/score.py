@@ -7,15 +7,23 @@ from typing import Optional
 import numpy as np
 
 from ._arrays import (
+    CA,
+    CAW,
+    ELEMENT_CODES,
+    F32,
+    NDARRAY,
+    addr,
     element_code,
+    flags,
     input_matrix,
     input_vector,
     invalid,
     output_column,
     output_matrix,
     output_vector,
+    slots,
 )
-from ._ffi import c_size_t, c_uint32, c_void_p, check, constant, declare
+from ._ffi import TokenrouteError, c_size_t, c_uint32, c_void_p, check, constant, declare
 
 TKR_ACT_NONE = constant("TKR_ACT_NONE", 0)
 TKR_ACT_SIGMOID = constant("TKR_ACT_SIGMOID", 1)
@@ -52,6 +60,23 @@ def sigmoid(x, out: Optional[np.ndarray] = None) -> np.ndarray:
     ``out``: a C-contiguous float32 array of ``x``'s shape, or ``x`` itself (in place);
     allocated when not given. Returns ``out``.
     """
+    if type(x) is NDARRAY and x.dtype is F32 and flags(x) & CA == CA:
+        if out is None:
+            out = np.empty(x.shape, F32)
+        elif not (
+            type(out) is NDARRAY and out.dtype is F32 and flags(out) & CAW == CAW
+            and out.shape == x.shape
+        ):
+            return _sigmoid(x, out)
+        st = _sigmoid_f32(addr(x), addr(out), x.size)
+        if st:
+            raise TokenrouteError(st, "tkr_sigmoid_f32")
+        return out
+    return _sigmoid(x, out)
+
+
+def _sigmoid(x, out):
+    """:func:`sigmoid` for every input the fast path does not take."""
     fn = "tkr_sigmoid_f32"
     if not isinstance(x, np.ndarray):
         x = np.asarray(x, dtype=np.float32)
@@ -87,6 +112,42 @@ def score(
     ``[n, E]`` (``[n]`` for a 1-D ``w``) with rows of contiguous elements, allocated
     when not given. Scores are bit-identical on every ISA level. Returns ``out``.
     """
+    if dtype is None and type(h) is NDARRAY and type(w) is NDARRAY and h.ndim == 2:
+        code = ELEMENT_CODES.get(h.dtype) if h.dtype is w.dtype else None
+        act = ACTIVATIONS.get(activation)
+        n, d = h.shape
+        one = w.ndim == 1
+        e, dw = (1, len(w)) if one else w.shape if w.ndim == 2 else (0, -1)
+        bp = -1  # stays -1 when the bias is not one the fast path takes
+        if bias is None:
+            bp = None
+        elif type(bias) is NDARRAY:
+            if bias.dtype is F32 and bias.ndim == 1 and len(bias) == e and flags(bias) & CA == CA:
+                bp = addr(bias)
+        elif one and type(bias) in (float, int):
+            _, _, slot, bp = slots()
+            slot.value = bias
+        if (
+            code is not None and act is not None and dw == d and bp != -1
+            and flags(h) & CA == CA and flags(w) & CA == CA
+        ):
+            shape = n if one else (n, e)
+            if out is None:
+                out = np.empty(shape, F32)
+            elif not (
+                type(out) is NDARRAY and out.dtype is F32 and flags(out) & CAW == CAW
+                and out.shape == ((n,) if one else shape)
+            ):
+                return _score_general(h, w, bias, activation, out, dtype)
+            st = _score(code, addr(h), n, d, d, addr(w), e, d, bp, act, addr(out), e)
+            if st:
+                raise TokenrouteError(st, "tkr_score")
+            return out
+    return _score_general(h, w, bias, activation, out, dtype)
+
+
+def _score_general(h, w, bias, activation, out, dtype) -> np.ndarray:
+    """:func:`score` for every input the fast path does not take."""
     fn = "tkr_score"
     if activation not in ACTIVATIONS:
         raise invalid(fn, f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
