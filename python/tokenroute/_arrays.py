@@ -342,6 +342,14 @@ def output_column(
     return _ptr(out), s // out.itemsize
 
 
+def options(cls):
+    """A zeroed options struct with ``struct_size`` set: the defaults, exactly what the
+    C ``*_options_init`` functions fill (a test compares them), built without a C call."""
+    o = cls()
+    o.struct_size = ctypes.sizeof(cls)
+    return o
+
+
 #: A result whose buffer would keep at least this many unused bytes is shrunk to its
 #: length (ndarray.resize: realloc, no copy); a smaller one is returned as a view.
 SHRINK_BYTES = 1 << 16

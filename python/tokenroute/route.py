@@ -25,13 +25,14 @@ from ._arrays import (
     input_matrix,
     input_vector,
     invalid,
+    options,
     output_matrix,
     output_vector,
     slots,
 )
 from ._ffi import TokenrouteError, check, constant, declare
 from .score import ACTIVATIONS
-from .select import TKR_TOPK_CAPACITY, TKR_TOPK_ORDER_SCORE, _real, _workspace, options
+from .select import TKR_TOPK_CAPACITY, TKR_TOPK_ORDER_SCORE, _real, _workspace
 
 TKR_ROUTE_TOPK = constant("TKR_ROUTE_TOPK", 1)
 TKR_ROUTE_THRESHOLD = constant("TKR_ROUTE_THRESHOLD", 2)

@@ -25,6 +25,7 @@ from ._arrays import (
     index,
     input_matrix,
     invalid,
+    options,
     output_matrix,
     output_vector,
     slots,
@@ -94,14 +95,6 @@ _indices_to_mask = declare("tkr_indices_to_mask", c_uint32, [c_void_p, c_size_t,
 
 _TOPK = "tkr_topk_f32"
 _THRESHOLD = "tkr_threshold_f32"
-
-
-def options(cls):
-    """A zeroed options struct with ``struct_size`` set: the defaults, exactly what the
-    C ``*_options_init`` functions fill (a test compares them), built without a C call."""
-    o = cls()
-    o.struct_size = ctypes.sizeof(cls)
-    return o
 
 
 def _ptr(a: Optional[np.ndarray]):
