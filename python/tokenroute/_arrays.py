@@ -72,7 +72,7 @@ if BFLOAT16 is not None:
 C_CONTIGUOUS = 0x1
 ALIGNED = 0x100
 WRITEABLE = 0x400
-#: flags(a) & CA == CA: an input the fast paths pass as it is.
+#: flags(a) & CA == CA: an input the fast paths pass as it is (see cptr).
 CA = C_CONTIGUOUS | ALIGNED
 #: flags(a) & CAW == CAW: an output the fast paths write as it is.
 CAW = CA | WRITEABLE
@@ -143,23 +143,49 @@ def _header_reader() -> Optional[Tuple[Callable[[np.ndarray], int], Callable[[np
     def flags(a, _i=ints, _o=off_flags):
         return _i[(id(a) + _o) >> 2]
 
+    def cptr(a, _w=words, _i=ints, _od=off_data, _of=off_flags, _s=shift):
+        i = id(a)
+        return _w[(i + _od) >> _s] if _i[(i + _of) >> 2] & CA == CA else 0
+
+    def wptr(a, _w=words, _i=ints, _od=off_data, _of=off_flags, _s=shift):
+        i = id(a)
+        return _w[(i + _od) >> _s] if _i[(i + _of) >> 2] & CAW == CAW else 0
+
     for a in _probe_arrays():
         if id(a) % word or addr(a) != _documented_addr(a):
             return None
         if flags(a) & CAW != _documented_flags(a):
             return None
-    return addr, flags
+        if cptr(a) != (addr(a) if flags(a) & CA == CA else 0) or addr(a) == 0:
+            return None
+        if wptr(a) != (addr(a) if flags(a) & CAW == CAW else 0):
+            return None
+    return addr, flags, cptr, wptr
+
+
+def _documented_cptr(a: np.ndarray) -> int:
+    return _documented_addr(a) if _documented_flags(a) & CA == CA else 0
+
+
+def _documented_wptr(a: np.ndarray) -> int:
+    return _documented_addr(a) if _documented_flags(a) & CAW == CAW else 0
 
 
 _reader = _header_reader()
-#: True when :func:`addr` and :func:`flags` read numpy's header (see the module doc).
+#: True when :func:`addr`, :func:`flags`, :func:`cptr` and :func:`wptr` read numpy's
+#: header (see the module doc).
 FAST_HEADER = _reader is not None
 if _reader is not None:
-    addr, flags = _reader
+    addr, flags, cptr, wptr = _reader
 else:  # pragma: no cover - other interpreters
     addr, flags = _documented_addr, _documented_flags
+    cptr, wptr = _documented_cptr, _documented_wptr
 addr.__doc__ = "The data address of an ndarray (an int; valid while the array lives)."
 flags.__doc__ = "numpy's flag bits of an ndarray (C_CONTIGUOUS, ALIGNED, WRITEABLE, ...)."
+cptr.__doc__ = """The data address of a C-contiguous, aligned ndarray (an input the fast
+paths pass as it is), else 0 (numpy's data pointer is never NULL). Only for ndarrays."""
+wptr.__doc__ = """The data address of a C-contiguous, aligned, writeable ndarray (an output
+the fast paths write as it is), else 0. Only for ndarrays."""
 
 
 def index(value, function: str, name: str) -> int:
@@ -359,7 +385,10 @@ def exact(buf: np.ndarray, count: int) -> np.ndarray:
     """The first ``count`` rows of a fresh buffer the wrapper allocated (and passed to C
     only by address), as an array of exactly that many rows: the buffer shrunk in place
     (realloc, no copy) when that frees at least SHRINK_BYTES, else a view."""
-    if count < len(buf) and (len(buf) - count) * (buf.nbytes // max(len(buf), 1)) >= SHRINK_BYTES:
+    rows = len(buf)
+    if count == rows:
+        return buf
+    if (rows - count) * (buf.nbytes // rows) >= SHRINK_BYTES:
         # No view of ``buf`` exists, so resizing without numpy's reference check is safe.
         buf.resize((count,) + buf.shape[1:], refcheck=False)
         return buf

@@ -20,8 +20,6 @@ import numpy as np
 
 from ._arrays import (
     BFLOAT16,
-    CA,
-    CAW,
     DTYPE_CODES,
     ELEMENT_CODES,
     F32,
@@ -29,12 +27,13 @@ from ._arrays import (
     U32,
     UINTP,
     addr,
+    cptr,
     element_code,
-    flags,
     index,
     invalid,
     options,
     slots,
+    wptr,
 )
 from ._ffi import (
     TKR_DTYPE_F16,
@@ -171,11 +170,12 @@ def _layout(shape, strides, item) -> Optional[Tuple[int, int]]:
 def _tensor(a, fn: str, name: str, dtype: Optional[str]):
     """(array kept alive, TKR dtype, pointer, n, heads, head_dim, token stride, head
     stride) of a 3-D input, copied to C order when its layout is not describable."""
-    if dtype is None and type(a) is NDARRAY and a.ndim == 3 and flags(a) & CA == CA:
+    if dtype is None and type(a) is NDARRAY and a.ndim == 3:
         code = ELEMENT_CODES.get(a.dtype)
-        if code is not None:
+        p = cptr(a)
+        if code and p:
             n, h, d = a.shape
-            return a, code, addr(a), n, h, d, h * d, d
+            return a, code, p, n, h, d, h * d, d
     if not isinstance(a, np.ndarray):
         raise invalid(fn, f"{name} must be a numpy array")
     if a.ndim != 3:
@@ -208,7 +208,7 @@ def _out_tensor(out, fn, shape, dtype):
 
 def _u32(a, fn, name):
     """A C-contiguous uint32 array of integer indices (range-checked when converted)."""
-    if type(a) is NDARRAY and a.dtype is U32 and a.ndim == 1 and flags(a) & CA == CA:
+    if type(a) is NDARRAY and a.dtype is U32 and a.ndim == 1 and cptr(a):
         return a
     x = np.asarray(a).reshape(-1)
     if x.size and not np.issubdtype(x.dtype, np.integer):
@@ -216,6 +216,9 @@ def _u32(a, fn, name):
     if x.size and x.dtype != np.uint32 and (x.min() < 0 or x.max() > 0xFFFFFFFF):
         raise TokenrouteError(TKR_STATUS_OUT_OF_RANGE, fn, f"{name} holds a value outside [0, 2^32)")
     return np.ascontiguousarray(x, dtype=np.uint32)
+
+
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
 
 class AttentionResult(NamedTuple):
@@ -281,15 +284,29 @@ def attention(
     given, nothing is allocated.
     """
     fn = "tkr_attention"
-    q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
-    k, kcode, kp, n_k, hkv, dk, kts, khs = _tensor(k, fn, "k", dtype)
-    v, vcode, vp, n_v, hv, dv, vts, vhs = _tensor(v, fn, "v", dtype)
-    if not (code == kcode == vcode) or not (q.dtype is k.dtype is v.dtype or q.dtype == k.dtype == v.dtype):
-        raise invalid(fn, f"q, k and v must share an element type ({q.dtype}, {k.dtype}, {v.dtype})")
-    if n_v != n_k or hv != hkv or dv != dk:
-        raise invalid(fn, f"k {k.shape} and v {v.shape} must have the same shape")
-    if dk != d:
-        raise invalid(fn, f"q has head_dim {d} but k has {dk}")
+    code = None
+    if dtype is None and type(q) is NDARRAY and type(k) is NDARRAY and type(v) is NDARRAY:
+        # Fast path: C-contiguous q, k, v of one element type and matching shapes.
+        dt = q.dtype
+        if dt is k.dtype and dt is v.dtype and q.ndim == 3 and k.ndim == 3:
+            qp, kp, vp = cptr(q), cptr(k), cptr(v)
+            n_q, hq, d = q.shape
+            n_k, hkv, dk = k.shape
+            if qp and kp and vp and dk == d and v.shape == k.shape:
+                code = ELEMENT_CODES.get(dt)
+                qts, qhs = hq * d, d
+                kts = vts = hkv * d
+                khs = vhs = d
+    if code is None:
+        q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
+        k, kcode, kp, n_k, hkv, dk, kts, khs = _tensor(k, fn, "k", dtype)
+        v, vcode, vp, n_v, hv, dv, vts, vhs = _tensor(v, fn, "v", dtype)
+        if not (code == kcode == vcode) or q.dtype != k.dtype or q.dtype != v.dtype:
+            raise invalid(fn, f"q, k and v must share an element type ({q.dtype}, {k.dtype}, {v.dtype})")
+        if n_v != n_k or hv != hkv or dv != dk:
+            raise invalid(fn, f"k {k.shape} and v {v.shape} must have the same shape")
+        if dk != d:
+            raise invalid(fn, f"q has head_dim {d} but k has {dk}")
     alive = None
     if indices is None and block_size is None and query_block_size is None and (
         block_offsets is None and block_ids is None
@@ -317,11 +334,13 @@ def attention(
         ocode, odt = code, q.dtype
     if out is None:
         out = np.empty((n_q, hq, d), dtype=odt)
+        op = addr(out)
         ots, ohs = hq * d, d
-    elif (type(out) is NDARRAY and out.dtype is odt and out.ndim == 3 and flags(out) & CAW == CAW
-          and out.shape == (n_q, hq, d)):
+    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (n_q, hq, d) and wptr(out):
+        op = addr(out)
         ots, ohs = hq * d, d
     else:
+        op = addr(out) if isinstance(out, np.ndarray) else 0
         if isinstance(out, np.ndarray) and out.dtype == np.uint16 and ocode != TKR_DTYPE_F32:
             odt = out.dtype  # bit patterns of the 16-bit output type
         ots, ohs = _out_tensor(out, fn, (n_q, hq, d), odt)
@@ -344,18 +363,18 @@ def attention(
             opts.mass = addr(mass)
             opts.mass_head_stride = n_k if mass_per_head else 0
     st = _attention(code, qp, n_q, hq, d, qts, qhs, kp, vp, n_k, hkv, kts, khs, vts, vhs,
-                    keys, opts, addr(out), ots, ohs)
+                    keys, opts, op, ots, ohs)
     del alive, positions
     if st:
         raise TokenrouteError(st, fn)
     if want_lse or want_mass:
-        return AttentionResult(out, lse, mass if want_mass else None)
+        return _new_tuple(AttentionResult, (out, lse, mass if want_mass else None))
     return out
 
 
 def _out_f32(a, fn, name, shape) -> None:
     """Checks a caller's C-contiguous float32 output of exactly ``shape``."""
-    if type(a) is NDARRAY and a.dtype is F32 and flags(a) & CAW == CAW and a.shape == shape:
+    if type(a) is NDARRAY and a.dtype is F32 and a.shape == shape and wptr(a):
         return
     if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.shape != shape:
         raise invalid(fn, f"{name} must be a float32 array of shape {shape}")
@@ -384,7 +403,7 @@ def _keys(fn, indices, block_size, query_block_size, block_offsets, block_ids, b
     qbs = index(query_block_size, fn, "query_block_size")
     ids = _u32(block_ids, fn, "block_ids")
     offs = block_offsets
-    if not (type(offs) is NDARRAY and offs.dtype is UINTP and offs.ndim == 1 and flags(offs) & CA == CA):
+    if not (type(offs) is NDARRAY and offs.dtype is UINTP and offs.ndim == 1 and cptr(offs)):
         offs = np.asarray(offs).reshape(-1)
         if offs.size and (not np.issubdtype(offs.dtype, np.integer) or offs.min() < 0):
             raise invalid(fn, "block_offsets must be non-negative integers")
@@ -473,29 +492,26 @@ def attention_merge(
     if ocode is None:
         raise invalid(fn, f"out_dtype must be one of {sorted(DTYPE_CODES)}, not {out_dtype!r}")
     nd = part_out.ndim if type(part_out) is NDARRAY else 0
+    op = 0
     if (
-        (nd == 3 or nd == 4) and part_out.dtype is F32 and flags(part_out) & CA == CA
-        and type(part_lse) is NDARRAY and part_lse.dtype is F32 and part_lse.ndim == nd - 1
-        and flags(part_lse) & CA == CA
+        (nd == 3 or nd == 4) and part_out.dtype is F32 and type(part_lse) is NDARRAY
+        and part_lse.dtype is F32 and part_lse.ndim == nd - 1
     ):
         if nd == 3:
             p, r, d = part_out.shape
         else:
             p, nq, nh, d = part_out.shape
             r = nq * nh
-        if part_lse.size == p * r and len(part_lse) == p:
-            op, ps, rs, lp, ls = addr(part_out), r * d, d, addr(part_lse), r
-        else:
-            op = None
-    else:
-        op = None
-    if op is None:
+        lp = cptr(part_lse)
+        if lp and part_lse.size == p * r and len(part_lse) == p:
+            op, ps, rs, ls = cptr(part_out), r * d, d, r
+    if not op:
         part_out, op, p, r, d, ps, rs, part_lse, lp, ls = _merge_inputs(fn, part_out, part_lse)
     odt = F32 if ocode == TKR_DTYPE_F32 else _np_dtype(ocode, F32)
     if out is None:
         out = np.empty((r, d), dtype=odt)
         ots = d
-    elif type(out) is NDARRAY and out.dtype is odt and flags(out) & CAW == CAW and out.shape == (r, d):
+    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (r, d) and wptr(out):
         ots = d
     else:
         if isinstance(out, np.ndarray) and out.dtype == np.uint16 and ocode != TKR_DTYPE_F32:
@@ -573,7 +589,7 @@ def key_block_summary(
     for name, a in (("kmin", kmin), ("kmax", kmax)):
         if a is None:
             a = np.zeros((end, g, d), dtype=np.float32)
-        elif not (type(a) is NDARRAY and a.dtype is F32 and flags(a) & CAW == CAW and a.size >= need):
+        elif not (type(a) is NDARRAY and a.dtype is F32 and a.size >= need and wptr(a)):
             if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous \
                     or not a.flags.writeable or a.size < need or not a.flags.aligned:
                 raise invalid(fn, f"{name} must be a writeable C-contiguous float32 array of at least {need} floats")
@@ -585,19 +601,20 @@ def key_block_summary(
 
 
 def _summaries(kmin, kmax, fn):
-    """kmin and kmax as C-contiguous float32 [n_blocks, n_heads_kv, head_dim] arrays."""
-    if (
-        type(kmin) is NDARRAY and type(kmax) is NDARRAY and kmin.dtype is F32
-        and kmax.dtype is F32 and kmin.ndim == 3 and flags(kmin) & CA == CA
-        and flags(kmax) & CA == CA and kmin.shape == kmax.shape
-    ):
-        return kmin, kmax
+    """(kmin, kmax, their pointers, their shape) as C-contiguous float32
+    [n_blocks, n_heads_kv, head_dim] arrays (copied when they are not)."""
+    if type(kmin) is NDARRAY and type(kmax) is NDARRAY and kmin.dtype is F32 and kmax.dtype is F32:
+        lo, hi = cptr(kmin), cptr(kmax)
+        shape = kmin.shape
+        if lo and hi and len(shape) == 3 and shape == kmax.shape:
+            return kmin, kmax, lo, hi, shape
     for name, a in (("kmin", kmin), ("kmax", kmax)):
         if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 3:
             raise invalid(fn, f"{name} must be a float32 [n_blocks, n_heads_kv, head_dim] array")
     if kmin.shape != kmax.shape:
         raise invalid(fn, f"kmin {kmin.shape} and kmax {kmax.shape} differ")
-    return np.ascontiguousarray(kmin), np.ascontiguousarray(kmax)
+    kmin, kmax = np.ascontiguousarray(kmin), np.ascontiguousarray(kmax)
+    return kmin, kmax, addr(kmin), addr(kmax), kmin.shape
 
 
 def key_block_bound(q, kmin, kmax, *, out: Optional[np.ndarray] = None, dtype: Optional[str] = None):
@@ -606,18 +623,16 @@ def key_block_bound(q, kmin, kmax, *, out: Optional[np.ndarray] = None, dtype: O
     caller's C-contiguous float32 array of that shape (returned)."""
     fn = "tkr_key_block_bound"
     q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
-    kmin, kmax = _summaries(kmin, kmax, fn)
-    nb, g, dk = kmin.shape
+    kmin, kmax, lo, hi, (nb, g, dk) = _summaries(kmin, kmax, fn)
     if dk != d:
         raise invalid(fn, f"summaries have head_dim {dk}, q has {d}")
     if out is None:
         out = np.empty((n_q, hq, nb), dtype=np.float32)
-    elif not (type(out) is NDARRAY and out.dtype is F32 and flags(out) & CAW == CAW
-              and out.shape == (n_q, hq, nb)):
+    elif not (type(out) is NDARRAY and out.dtype is F32 and out.shape == (n_q, hq, nb) and wptr(out)):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_q, hq, nb) \
                 or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
             raise invalid(fn, f"out must be a writeable C-contiguous float32 array of shape {(n_q, hq, nb)}")
-    st = _bound(code, qp, n_q, hq, d, qts, qhs, addr(kmin), addr(kmax), nb, g, addr(out), nb)
+    st = _bound(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, addr(out), nb)
     if st:
         raise TokenrouteError(st, fn)
     return out
@@ -645,8 +660,7 @@ def quest_select_blocks(
     ``n_q * n_heads_q + 1`` (the result holds views of them)."""
     fn = "tkr_quest_select_blocks"
     q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
-    kmin, kmax = _summaries(kmin, kmax, fn)
-    nb, g, dk = kmin.shape
+    kmin, kmax, lo, hi, (nb, g, dk) = _summaries(kmin, kmax, fn)
     if dk != d:
         raise invalid(fn, f"summaries have head_dim {dk}, q has {d}")
     k = k if type(k) is int and k >= 0 else index(k, fn, "k")
@@ -663,21 +677,19 @@ def quest_select_blocks(
         _out_1d(ids, fn, "out block_ids", n_ids, U32)
         _out_1d(offs, fn, "out block_offsets", n_lists, UINTP)
     count, cp, _, _ = slots()
-    st = _quest(code, qp, n_q, hq, d, qts, qhs, addr(kmin), addr(kmax), nb, g, k, kf, kl,
+    st = _quest(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, k, kf, kl,
                 addr(ids), addr(offs), count)
     if st:
         raise TokenrouteError(st, fn)
     if out is None:
-        return QuestBlocks(ids, offs, count.value)
-    return QuestBlocks(ids[:n_ids], offs[:n_lists], count.value)
+        return _new_tuple(QuestBlocks, (ids, offs, count.value))
+    return _new_tuple(QuestBlocks, (ids[:n_ids], offs[:n_lists], count.value))
 
 
 def _out_1d(a, fn, name, at_least, dtype) -> None:
     """Checks a caller's C-contiguous 1-D output of ``dtype`` with at least ``at_least``
     entries."""
-    if type(a) is NDARRAY and a.dtype is dtype and a.ndim == 1 and len(a) >= at_least and (
-        flags(a) & CAW == CAW
-    ):
+    if type(a) is NDARRAY and a.dtype is dtype and a.ndim == 1 and len(a) >= at_least and wptr(a):
         return
     if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 1 or len(a) < at_least:
         raise invalid(fn, f"{name} must be a 1-D {np.dtype(dtype)} array of at least {at_least} entries")

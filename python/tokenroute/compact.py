@@ -21,19 +21,18 @@ from typing import Optional
 import numpy as np
 
 from ._arrays import (
-    CA,
-    CAW,
     ELEMENT_CODES,
     F32,
     NDARRAY,
     U32,
     addr,
+    cptr,
     element_code,
-    flags,
     input_matrix,
     input_vector,
     invalid,
     output_matrix,
+    wptr,
 )
 from ._ffi import (
     TKR_STATUS_BAD_STRIDE,
@@ -129,24 +128,25 @@ def gather_rows(src, idx, out: Optional[np.ndarray] = None) -> np.ndarray:
     dtype, rows of contiguous elements, not overlapping ``src``; allocated when not
     given. Returns ``out``.
     """
-    if (
-        type(src) is NDARRAY and type(idx) is NDARRAY and idx.dtype is U32 and idx.ndim == 1
-        and 0 < src.ndim < 3 and flags(src) & CA == CA and flags(idx) & CA == CA
-        and not src.dtype.hasobject
-    ):
+    nd = src.ndim if type(src) is NDARRAY else 0
+    if (nd == 1 or nd == 2) and type(idx) is NDARRAY and idx.dtype is U32 and idx.ndim == 1:
         dt = src.dtype
-        n, cols = (len(src), 1) if src.ndim == 1 else src.shape
-        m = len(idx)
-        shape = (m,) if src.ndim == 1 else (m, cols)
-        if out is None:
-            out = np.empty(shape, dt)
-        elif not (type(out) is NDARRAY and out.dtype is dt and flags(out) & CAW == CAW
-                  and out.shape == shape):
-            return _gather_general(src, idx, out)
-        st = _gather(dt.itemsize, cols, addr(src), n, cols, addr(idx), m, addr(out), cols)
-        if st:
-            raise TokenrouteError(st, "tkr_gather_rows")
-        return out
+        sp, ip = cptr(src), cptr(idx)
+        if sp and ip and not dt.hasobject:
+            n, cols = (len(src), 1) if nd == 1 else src.shape
+            m = len(idx)
+            if out is None:
+                out = np.empty(m if nd == 1 else (m, cols), dt)
+                op = addr(out)
+            elif type(out) is NDARRAY and out.dtype is dt and out.shape == ((m,) if nd == 1 else (m, cols)):
+                op = wptr(out)
+            else:
+                op = 0
+            if op:
+                st = _gather(dt.itemsize, cols, sp, n, cols, ip, m, op, cols)
+                if st:
+                    raise TokenrouteError(st, "tkr_gather_rows")
+                return out
     return _gather_general(src, idx, out)
 
 
@@ -167,16 +167,16 @@ def scatter_rows(src, idx, dst: np.ndarray) -> np.ndarray:
     """``dst[idx[j]] = src[j]`` in place (rows copied bit for bit); other rows of
     ``dst`` keep their contents. ``idx``: distinct indices, each ``< len(dst)``, any
     order. ``src``: ``[len(idx), row_len]`` of ``dst``'s dtype. Returns ``dst``."""
+    nd = src.ndim if type(src) is NDARRAY else 0
     if (
-        type(src) is NDARRAY and type(dst) is NDARRAY and type(idx) is NDARRAY
-        and idx.dtype is U32 and idx.ndim == 1 and src.dtype is dst.dtype
-        and 0 < src.ndim < 3 and src.ndim == dst.ndim and not src.dtype.hasobject
-        and flags(src) & CA == CA and flags(dst) & CAW == CAW and flags(idx) & CA == CA
+        (nd == 1 or nd == 2) and type(dst) is NDARRAY and type(idx) is NDARRAY
+        and idx.dtype is U32 and idx.ndim == 1 and src.dtype is dst.dtype and nd == dst.ndim
     ):
-        m, cols = (len(src), 1) if src.ndim == 1 else src.shape
-        n, dcols = (len(dst), 1) if dst.ndim == 1 else dst.shape
-        if m == len(idx) and cols == dcols:
-            st = _scatter(src.itemsize, cols, addr(src), cols, addr(idx), m, addr(dst), n, cols)
+        sp, ip, dp = cptr(src), cptr(idx), wptr(dst)
+        m, cols = (len(src), 1) if nd == 1 else src.shape
+        n, dcols = (len(dst), 1) if nd == 1 else dst.shape
+        if sp and ip and dp and m == len(idx) and cols == dcols and not src.dtype.hasobject:
+            st = _scatter(src.itemsize, cols, sp, cols, ip, m, dp, n, cols)
             if st:
                 raise TokenrouteError(st, "tkr_scatter_rows")
             return dst
@@ -214,21 +214,19 @@ def scatter_add_rows(
     if (
         dtype is None and type(h) is NDARRAY and type(y) is NDARRAY and type(idx) is NDARRAY
         and h.dtype is y.dtype and idx.dtype is U32 and idx.ndim == 1 and h.ndim == 2
-        and y.ndim == 2 and flags(h) & CAW == CAW and flags(y) & CA == CA
-        and flags(idx) & CA == CA
     ):
         code = ELEMENT_CODES.get(h.dtype)
+        hp, yp, ip = wptr(h), cptr(y), cptr(idx)
         n, d = h.shape
         m = len(idx)
         if gate is None:
             gp = None
-        elif (type(gate) is NDARRAY and gate.dtype is F32 and gate.ndim == 1
-              and len(gate) == m and flags(gate) & CA == CA):
-            gp = addr(gate)
+        elif type(gate) is NDARRAY and gate.dtype is F32 and gate.ndim == 1 and len(gate) == m:
+            gp = cptr(gate) or -1
         else:
             gp = -1
-        if code is not None and gp != -1 and y.shape == (m, d):
-            st = _scatter_add(code, d, addr(h), n, d, addr(idx), m, addr(y), d, gp)
+        if code and hp and yp and ip and gp != -1 and y.shape == (m, d):
+            st = _scatter_add(code, d, hp, n, d, ip, m, yp, d, gp)
             if st:
                 raise TokenrouteError(st, "tkr_scatter_add_rows")
             return h
@@ -264,17 +262,16 @@ def compact_rows(data: np.ndarray, keep) -> int:
     ``data[:count]``). ``keep``: strictly ascending indices ``< len(data)``
     (TKR_STATUS_UNSORTED_INDEX / TKR_STATUS_DUPLICATE_INDEX otherwise). ``data``: 1-D or
     2-D of any element type, rows of contiguous elements, writeable."""
-    if (
-        type(data) is NDARRAY and type(keep) is NDARRAY and keep.dtype is U32
-        and keep.ndim == 1 and 0 < data.ndim < 3 and flags(data) & CAW == CAW
-        and flags(keep) & CA == CA and not data.dtype.hasobject
-    ):
-        n, cols = (len(data), 1) if data.ndim == 1 else data.shape
-        m = len(keep)
-        st = _compact(data.itemsize, cols, addr(data), n, cols, addr(keep), m, None)
-        if st:
-            raise TokenrouteError(st, "tkr_compact_rows")
-        return m
+    nd = data.ndim if type(data) is NDARRAY else 0
+    if (nd == 1 or nd == 2) and type(keep) is NDARRAY and keep.dtype is U32 and keep.ndim == 1:
+        dp, kp = wptr(data), cptr(keep)
+        if dp and kp and not data.dtype.hasobject:
+            n, cols = (len(data), 1) if nd == 1 else data.shape
+            m = len(keep)
+            st = _compact(data.itemsize, cols, dp, n, cols, kp, m, None)
+            if st:
+                raise TokenrouteError(st, "tkr_compact_rows")
+            return m
     return _compact_general(data, keep)
 
 
@@ -311,8 +308,7 @@ def kv_compact(cache: np.ndarray, keep, layout: str = "token_major", per_head: b
     if (
         lay is not None and type(cache) is NDARRAY and type(keep) is NDARRAY
         and keep.dtype is U32 and cache.ndim == 3 and keep.ndim == (2 if per_head else 1)
-        and cache.size and flags(cache) & CAW == CAW and flags(keep) & CA == CA
-        and not cache.dtype.hasobject
+        and cache.size and wptr(cache) and cptr(keep) and not cache.dtype.hasobject
     ):
         a, b, hd = cache.shape
         n_tokens, n_heads = (a, b) if lay == TKR_KV_TOKEN_MAJOR else (b, a)

@@ -11,16 +11,14 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from ._arrays import (
-    CA,
-    CAW,
     ELEMENT_CODES,
     F32,
     NDARRAY,
     U32,
     addr,
+    cptr,
     element_code,
     exact,
-    flags,
     index,
     input_matrix,
     input_vector,
@@ -29,6 +27,7 @@ from ._arrays import (
     output_matrix,
     output_vector,
     slots,
+    wptr,
 )
 from ._ffi import TokenrouteError, check, constant, declare
 from .score import ACTIVATIONS
@@ -80,6 +79,9 @@ _route = declare(
 )
 _route_init = declare("tkr_route_options_init", c_uint32, [POINTER(RouteOptions)])
 _route_ws = declare("tkr_route_workspace_size", c_uint32, [c_size_t, POINTER(c_size_t)])
+
+
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
 
 class Routed(NamedTuple):
@@ -145,13 +147,15 @@ def route(
     code = None
     if (
         dtype is None and type(h) is NDARRAY and type(w) is NDARRAY and h.dtype is w.dtype
-        and h.ndim == 2 and w.ndim == 1 and flags(h) & CA == CA and flags(w) & CA == CA
+        and h.ndim == 2 and w.ndim == 1
     ):
-        code = ELEMENT_CODES.get(h.dtype)
-        n, d = h.shape
-        hp, hs, wp = addr(h), d, addr(w)
-        if len(w) != d:
-            raise invalid(fn, f"w must have shape ({d},), got {w.shape}")
+        hp, wp = cptr(h), cptr(w)
+        if hp and wp:
+            code = ELEMENT_CODES.get(h.dtype)
+            n, d = h.shape
+            hs = d
+            if len(w) != d:
+                raise invalid(fn, f"w must have shape ({d},), got {w.shape}")
     if code is None:
         if not isinstance(h, np.ndarray) or not isinstance(w, np.ndarray):
             raise invalid(fn, "h and w must be numpy arrays")
@@ -211,9 +215,12 @@ def route(
         raise TokenrouteError(st, fn)
     c = count.value
     del alive
-    if out is None:
-        return Routed(exact(idx, c), exact(sc, c), exact(rows, c))
-    return Routed(idx[:c], sc[:c], rows[:c])
+    if c != len(idx):  # threshold selection: fewer than the room
+        if out is None:
+            idx, sc, rows = exact(idx, c), exact(sc, c), exact(rows, c)
+        else:
+            idx, sc, rows = idx[:c], sc[:c], rows[:c]
+    return _new_tuple(Routed, (idx, sc, rows))
 
 
 def _route_out(out, fn, d, dtype):
@@ -225,10 +232,11 @@ def _route_out(out, fn, d, dtype):
     if (
         type(idx) is NDARRAY and type(sc) is NDARRAY and type(rows) is NDARRAY
         and idx.dtype is U32 and sc.dtype is F32 and rows.dtype is dtype and idx.ndim == 1
-        and sc.ndim == 1 and rows.ndim == 2 and rows.shape[1] == d and flags(idx) & CAW == CAW
-        and flags(sc) & CAW == CAW and flags(rows) & CAW == CAW
+        and sc.ndim == 1 and rows.ndim == 2 and rows.shape[1] == d
     ):
-        return idx, sc, rows, addr(idx), addr(sc), addr(rows), d, min(len(idx), len(sc), len(rows))
+        ip, sp, rp = wptr(idx), wptr(sc), wptr(rows)
+        if ip and sp and rp:
+            return idx, sc, rows, ip, sp, rp, d, min(len(idx), len(sc), len(rows))
     room = min(len(a) if isinstance(a, np.ndarray) and a.ndim else 0 for a in out)
     ip = output_vector(idx, fn, "out indices", getattr(idx, "shape", ()), U32)
     sp = output_vector(sc, fn, "out scores", getattr(sc, "shape", ()), F32)

@@ -12,16 +12,15 @@ import numpy as np
 
 from ._arrays import (
     BOOL,
-    CA,
-    CAW,
     F32,
     NDARRAY,
+    SIZE_MAX,
     U8,
     U32,
     UINTP,
     addr,
+    cptr,
     exact,
-    flags,
     index,
     input_matrix,
     invalid,
@@ -29,6 +28,7 @@ from ._arrays import (
     output_matrix,
     output_vector,
     slots,
+    wptr,
 )
 from ._ffi import TKR_STATUS_OUT_OF_RANGE, TokenrouteError, check, constant, declare
 
@@ -103,13 +103,14 @@ def _ptr(a: Optional[np.ndarray]):
 
 def _scores(scores, fn):
     """(one row?, array kept alive, pointer, batch, n, row stride) of f32 scores."""
-    if type(scores) is NDARRAY and scores.dtype is F32 and flags(scores) & CA == CA:
-        if scores.ndim == 1:
+    if type(scores) is NDARRAY and scores.dtype is F32:
+        sp = cptr(scores)
+        if sp and scores.ndim == 1:
             n = len(scores)
-            return True, scores, addr(scores), 1, n, n
-        if scores.ndim == 2:
+            return True, scores, sp, 1, n, n
+        if sp and scores.ndim == 2:
             batch, n = scores.shape
-            return False, scores, addr(scores), batch, n, n
+            return False, scores, sp, batch, n, n
     if not isinstance(scores, np.ndarray):
         scores = np.asarray(scores, dtype=np.float32)
     if scores.dtype != np.float32:
@@ -124,10 +125,10 @@ def _scores(scores, fn):
 def _out_rows(out, fn, name, one, batch, width, dtype):
     """(pointer, row stride) of a caller's output of ``width`` entries per row: ``[width]``
     for one row of 1-D scores, else ``[batch, width]`` (rows of contiguous elements)."""
-    if type(out) is NDARRAY and out.dtype is dtype and flags(out) & CAW == CAW and (
-        out.shape == ((width,) if one else (batch, width))
-    ):
-        return addr(out), width
+    if type(out) is NDARRAY and out.dtype is dtype and out.shape == ((width,) if one else (batch, width)):
+        p = wptr(out)
+        if p:
+            return p, width
     if one:
         return output_vector(out, fn, name, (width,), dtype), width
     return output_matrix(out, fn, name, batch, width, dtype)
@@ -135,10 +136,10 @@ def _out_rows(out, fn, name, one, batch, width, dtype):
 
 def _out_vector(out, fn, name, at_least, dtype):
     """Pointer of a caller's C-contiguous 1-D output of at least ``at_least`` entries."""
-    if type(out) is NDARRAY and out.dtype is dtype and flags(out) & CAW == CAW and (
-        out.ndim == 1 and len(out) >= at_least
-    ):
-        return addr(out)
+    if type(out) is NDARRAY and out.dtype is dtype and out.ndim == 1 and len(out) >= at_least:
+        p = wptr(out)
+        if p:
+            return p
     if isinstance(out, np.ndarray) and out.dtype == dtype and (out.ndim != 1 or len(out) < at_least):
         raise invalid(fn, f"{name} must be 1-D with room for {at_least} entries, got shape {out.shape}")
     return output_vector(out, fn, name, getattr(out, "shape", ()), dtype)
@@ -182,8 +183,9 @@ def _workspace(workspace, fn):
     """(pointer, bytes) of a caller's workspace array, or (None, 0)."""
     if workspace is None:
         return None, 0
-    if type(workspace) is NDARRAY and flags(workspace) & CAW == CAW:
-        return addr(workspace), workspace.nbytes
+    p = wptr(workspace) if type(workspace) is NDARRAY else 0
+    if p:
+        return p, workspace.nbytes
     if not isinstance(workspace, np.ndarray) or not workspace.flags.c_contiguous:
         raise invalid(fn, "workspace must be a C-contiguous numpy array")
     if not workspace.flags.writeable:
@@ -231,23 +233,30 @@ def topk(
     ``return_scores``); ``out_counts``, uint64 ``[batch]`` (``capacity`` / ``row_k``).
     """
     fn = _TOPK
-    one, s2, sp, batch, n, ss = _scores(scores, fn)
+    sp = cptr(scores) if type(scores) is NDARRAY and scores.dtype is F32 else 0
+    nd = scores.ndim if sp else 0
     if (
-        capacity is None and row_k is None and keep_mask is None and valid_lens is None
-        and not keep_first and not keep_last and order == "position" and not return_scores
-        and out_scores is None and k is not None
+        (nd == 1 or nd == 2) and k is not None and capacity is None and row_k is None
+        and keep_mask is None and valid_lens is None and not keep_first and not keep_last
+        and order == "position" and not return_scores and out_scores is None
     ):
-        kk = k if type(k) is int and 0 <= k else index(k, fn, "k")
+        # Fast path: C-contiguous scores, one k, default options.
+        kk = k if type(k) is int and 0 <= k <= SIZE_MAX else index(k, fn, "k")
+        if nd == 1:
+            batch, n = 1, len(scores)
+        else:
+            batch, n = scores.shape
         if out is None:
-            out = np.empty(kk if one else (batch, kk), U32)
+            out = np.empty(kk if nd == 1 else (batch, kk), U32)
             op, os_ = addr(out), kk
         else:
-            op, os_ = _out_rows(out, fn, "out", one, batch, kk, U32)
+            op, os_ = _out_rows(out, fn, "out", nd == 1, batch, kk, U32)
         wp, wn = (None, 0) if workspace is None else _workspace(workspace, fn)
-        st = _topk(sp, batch, n, ss, kk, None, op, os_, None, wp, wn)
+        st = _topk(sp, batch, n, n, kk, None, op, os_, None, wp, wn)
         if st:
             raise TokenrouteError(st, fn)
         return out
+    one, s2, sp, batch, n, ss = _scores(scores, fn)
     return _topk_options(one, s2, sp, batch, n, ss, k, capacity, row_k, order, keep_first,
                          keep_last, keep_mask, valid_lens, return_scores, workspace, out,
                          out_scores, out_counts)
@@ -373,24 +382,27 @@ def threshold(
     ``out_mask``, bool or uint8 of the scores' shape (implies ``return_mask``).
     """
     fn = _THRESHOLD
-    one, s2, sp, batch, n, ss = _scores(scores, fn)
     if type(tau) is not float:
         tau = _real(tau, fn, "tau")
+    sp = cptr(scores) if type(scores) is NDARRAY and scores.dtype is F32 else 0
     if (
-        one and row_tau is None and keep_mask is None and valid_lens is None
+        sp and scores.ndim == 1 and row_tau is None and keep_mask is None and valid_lens is None
         and not keep_first and not keep_last and not return_mask and out_mask is None
     ):
+        # Fast path: one C-contiguous row, default options.
+        n = len(scores)
         count, cp, _, _ = slots()
         if out is None:
             buf = np.empty(n, U32)
-            st = _threshold(sp, 1, n, ss, tau, None, addr(buf), n, cp)
+            st = _threshold(sp, 1, n, n, tau, None, addr(buf), n, cp)
             if st:
                 raise TokenrouteError(st, fn)
             return exact(buf, count.value)
-        st = _threshold(sp, 1, n, ss, tau, None, _out_vector(out, fn, "out", n, U32), n, cp)
+        st = _threshold(sp, 1, n, n, tau, None, _out_vector(out, fn, "out", n, U32), n, cp)
         if st:
             raise TokenrouteError(st, fn)
         return out[: count.value]
+    one, s2, sp, batch, n, ss = _scores(scores, fn)
     return _threshold_options(one, s2, sp, batch, n, ss, tau, row_tau, keep_first, keep_last,
                               keep_mask, valid_lens, return_mask, out, out_counts, out_mask)
 
@@ -456,23 +468,22 @@ def mask_to_indices(mask, out: Optional[np.ndarray] = None) -> np.ndarray:
     entries to write them into (the result is a view of its first entries)."""
     fn = "tkr_mask_to_indices"
     m = mask
-    if not (
-        type(m) is NDARRAY and (m.dtype is BOOL or m.dtype is U8) and m.ndim == 1
-        and flags(m) & CA == CA
-    ):
+    mp = cptr(m) if type(m) is NDARRAY and (m.dtype is BOOL or m.dtype is U8) and m.ndim == 1 else 0
+    if not mp:
         m = np.asarray(m)
         if m.dtype not in (np.bool_, np.uint8) or m.ndim != 1:
             raise invalid(fn, f"mask must be a 1-D bool or uint8 array, got {m.dtype} {m.shape}")
         m = np.ascontiguousarray(m)
+        mp = addr(m)
     n = len(m)
     count, cp, _, _ = slots()
     if out is None:
         buf = np.empty(n, U32)
-        st = _mask_to_indices(addr(m), n, addr(buf), cp)
+        st = _mask_to_indices(mp, n, addr(buf), cp)
         if st:
             raise TokenrouteError(st, fn)
         return exact(buf, count.value)
-    st = _mask_to_indices(addr(m), n, _out_vector(out, fn, "out", n, U32), cp)
+    st = _mask_to_indices(mp, n, _out_vector(out, fn, "out", n, U32), cp)
     if st:
         raise TokenrouteError(st, fn)
     return out[: count.value]
@@ -485,13 +496,15 @@ def indices_to_mask(indices, n: int, out: Optional[np.ndarray] = None) -> np.nda
     fn = "tkr_indices_to_mask"
     n = n if type(n) is int and n >= 0 else index(n, fn, "n")
     ix = indices
-    if not (type(ix) is NDARRAY and ix.dtype is U32 and ix.ndim == 1 and flags(ix) & CA == CA):
+    ip = cptr(ix) if type(ix) is NDARRAY and ix.dtype is U32 and ix.ndim == 1 else 0
+    if not ip:
         ix = np.asarray(ix).reshape(-1)
         if ix.size and not np.issubdtype(ix.dtype, np.integer):
             raise invalid(fn, f"indices must be integers, got {ix.dtype}")
         if ix.size and (ix.min() < 0 or ix.max() > 0xFFFFFFFF):
             raise TokenrouteError(TKR_STATUS_OUT_OF_RANGE, fn, "an index outside [0, 2^32)")
         ix = np.ascontiguousarray(ix, dtype=np.uint32)
+        ip = addr(ix)
     if out is None:
         out = np.empty(n, BOOL)
         op = addr(out)
@@ -499,7 +512,7 @@ def indices_to_mask(indices, n: int, out: Optional[np.ndarray] = None) -> np.nda
         op, _ = _out_rows(out, fn, "out", True, 1, n, U8)
     else:
         op, _ = _out_rows(out, fn, "out", True, 1, n, BOOL)
-    st = _indices_to_mask(addr(ix), len(ix), op, n)
+    st = _indices_to_mask(ip, len(ix), op, n)
     if st:
         raise TokenrouteError(st, fn)
     return out
