@@ -121,13 +121,14 @@ def small_cases():
     tsc = torch.from_numpy(sc)
     k = 8
     idx = np.empty(n, np.uint32)
+    idx_k = np.empty(k, np.uint32)
     ws = np.empty(tr.topk_workspace_size(n), np.uint8)
     psc, pidx, pws = a(sc), a(idx), a(ws)
     cnt = (ctypes.c_size_t * 1)()
     pcnt = ctypes.addressof(cnt)
     cases.append(Case("select", "topk", "[64] f32, k = 8",
                       lambda: lib.tkr_topk_f32(psc, 1, n, n, k, None, pidx, k, None, None, 0),
-                      lambda: tr.topk(sc, k), lambda: tr.topk(sc, k, out=idx[:k], workspace=ws),
+                      lambda: tr.topk(sc, k), lambda: tr.topk(sc, k, out=idx_k, workspace=ws),
                       lambda: torch.topk(tsc, k), "torch.topk(s, 8)"))
     cases.append(Case("select", "threshold", "[64] f32, tau = 0.5",
                       lambda: lib.tkr_threshold_f32(psc, 1, n, n, 0.5, None, pidx, n, pcnt),

@@ -291,8 +291,9 @@ def attention(
         if dt is k.dtype and dt is v.dtype and q.ndim == 3 and k.ndim == 3:
             qp, kp, vp = cptr(q), cptr(k), cptr(v)
             n_q, hq, d = q.shape
-            n_k, hkv, dk = k.shape
-            if qp and kp and vp and dk == d and v.shape == k.shape:
+            ks = k.shape
+            n_k, hkv, dk = ks
+            if qp and kp and vp and dk == d and v.shape == ks:
                 code = ELEMENT_CODES.get(dt)
                 qts, qhs = hq * d, d
                 kts = vts = hkv * d
@@ -336,8 +337,7 @@ def attention(
         out = np.empty((n_q, hq, d), dtype=odt)
         op = addr(out)
         ots, ohs = hq * d, d
-    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (n_q, hq, d) and wptr(out):
-        op = addr(out)
+    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (n_q, hq, d) and (op := wptr(out)):
         ots, ohs = hq * d, d
     else:
         op = addr(out) if isinstance(out, np.ndarray) else 0
@@ -510,10 +510,11 @@ def attention_merge(
     odt = F32 if ocode == TKR_DTYPE_F32 else _np_dtype(ocode, F32)
     if out is None:
         out = np.empty((r, d), dtype=odt)
-        ots = d
-    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (r, d) and wptr(out):
+        outp, ots = addr(out), d
+    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (r, d) and (outp := wptr(out)):
         ots = d
     else:
+        outp = addr(out) if isinstance(out, np.ndarray) else 0
         if isinstance(out, np.ndarray) and out.dtype == np.uint16 and ocode != TKR_DTYPE_F32:
             odt = out.dtype
         o3 = out.reshape(r, 1, d) if isinstance(out, np.ndarray) and out.ndim == 2 else out
@@ -523,7 +524,7 @@ def attention_merge(
         return_lse = True
     elif return_lse:
         out_lse = np.empty(r, dtype=np.float32)
-    st = _merge(p, r, d, op, ps, rs, lp, ls, ocode, addr(out), ots,
+    st = _merge(p, r, d, op, ps, rs, lp, ls, ocode, outp, ots,
                 addr(out_lse) if return_lse else None)
     if st:
         raise TokenrouteError(st, fn)
@@ -585,19 +586,32 @@ def key_block_summary(
         block_begin, fn, "block_begin")
     end = (-(-n_k // bs) if bs > 0 else 0) if block_end is None else index(block_end, fn, "block_end")
     need = end * g * d
-    res = []
-    for name, a in (("kmin", kmin), ("kmax", kmax)):
-        if a is None:
-            a = np.zeros((end, g, d), dtype=np.float32)
-        elif not (type(a) is NDARRAY and a.dtype is F32 and a.size >= need and wptr(a)):
-            if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous \
-                    or not a.flags.writeable or a.size < need or not a.flags.aligned:
-                raise invalid(fn, f"{name} must be a writeable C-contiguous float32 array of at least {need} floats")
-        res.append(a)
-    st = _summary(code, kp, n_k, g, d, kts, khs, bs, begin, end, addr(res[0]), addr(res[1]))
+    if kmin is None:
+        kmin = np.zeros((end, g, d), dtype=np.float32)
+        lo = addr(kmin)
+    else:
+        lo = _summary_out(kmin, fn, "kmin", need)
+    if kmax is None:
+        kmax = np.zeros((end, g, d), dtype=np.float32)
+        hi = addr(kmax)
+    else:
+        hi = _summary_out(kmax, fn, "kmax", need)
+    st = _summary(code, kp, n_k, g, d, kts, khs, bs, begin, end, lo, hi)
     if st:
         raise TokenrouteError(st, fn)
-    return res[0], res[1]
+    return kmin, kmax
+
+
+def _summary_out(a, fn, name, need) -> int:
+    """Pointer of a caller's kmin / kmax: writeable C-contiguous float32, >= need floats."""
+    if type(a) is NDARRAY and a.dtype is F32 and a.size >= need:
+        p = wptr(a)
+        if p:
+            return p
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous \
+            or not a.flags.writeable or a.size < need or not a.flags.aligned:
+        raise invalid(fn, f"{name} must be a writeable C-contiguous float32 array of at least {need} floats")
+    return addr(a)
 
 
 def _summaries(kmin, kmax, fn):
@@ -628,11 +642,12 @@ def key_block_bound(q, kmin, kmax, *, out: Optional[np.ndarray] = None, dtype: O
         raise invalid(fn, f"summaries have head_dim {dk}, q has {d}")
     if out is None:
         out = np.empty((n_q, hq, nb), dtype=np.float32)
-    elif not (type(out) is NDARRAY and out.dtype is F32 and out.shape == (n_q, hq, nb) and wptr(out)):
+        bp = addr(out)
+    elif not (type(out) is NDARRAY and out.dtype is F32 and out.shape == (n_q, hq, nb) and (bp := wptr(out))):
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_q, hq, nb) \
                 or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
             raise invalid(fn, f"out must be a writeable C-contiguous float32 array of shape {(n_q, hq, nb)}")
-    st = _bound(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, addr(out), nb)
+    st = _bound(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, bp, nb)
     if st:
         raise TokenrouteError(st, fn)
     return out
@@ -670,28 +685,33 @@ def quest_select_blocks(
     if out is None:
         ids = np.empty(n_ids, dtype=np.uint32)
         offs = np.empty(n_lists, dtype=np.uintp)
+        ip, op = addr(ids), addr(offs)
     else:
         if not (isinstance(out, tuple) and len(out) == 2):
             raise invalid(fn, "out must be a tuple (block_ids, block_offsets)")
         ids, offs = out
-        _out_1d(ids, fn, "out block_ids", n_ids, U32)
-        _out_1d(offs, fn, "out block_offsets", n_lists, UINTP)
+        ip = _out_1d(ids, fn, "out block_ids", n_ids, U32)
+        op = _out_1d(offs, fn, "out block_offsets", n_lists, UINTP)
+        if len(ids) != n_ids:
+            ids = ids[:n_ids]
+        if len(offs) != n_lists:
+            offs = offs[:n_lists]
     count, cp, _, _ = slots()
-    st = _quest(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, k, kf, kl,
-                addr(ids), addr(offs), count)
+    st = _quest(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, k, kf, kl, ip, op, count)
     if st:
         raise TokenrouteError(st, fn)
-    if out is None:
-        return _new_tuple(QuestBlocks, (ids, offs, count.value))
-    return _new_tuple(QuestBlocks, (ids[:n_ids], offs[:n_lists], count.value))
+    return _new_tuple(QuestBlocks, (ids, offs, count.value))
 
 
-def _out_1d(a, fn, name, at_least, dtype) -> None:
-    """Checks a caller's C-contiguous 1-D output of ``dtype`` with at least ``at_least``
-    entries."""
-    if type(a) is NDARRAY and a.dtype is dtype and a.ndim == 1 and len(a) >= at_least and wptr(a):
-        return
+def _out_1d(a, fn, name, at_least, dtype) -> int:
+    """Pointer of a caller's C-contiguous 1-D output of ``dtype`` with at least
+    ``at_least`` entries."""
+    if type(a) is NDARRAY and a.dtype is dtype and a.ndim == 1 and len(a) >= at_least:
+        p = wptr(a)
+        if p:
+            return p
     if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 1 or len(a) < at_least:
         raise invalid(fn, f"{name} must be a 1-D {np.dtype(dtype)} array of at least {at_least} entries")
     if not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
         raise TokenrouteError(TKR_STATUS_BAD_STRIDE, fn, f"{name} must be C-contiguous and writeable")
+    return addr(a)

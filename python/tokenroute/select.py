@@ -249,9 +249,18 @@ def topk(
         if out is None:
             out = np.empty(kk if nd == 1 else (batch, kk), U32)
             op, os_ = addr(out), kk
+        elif type(out) is NDARRAY and out.dtype is U32 and out.shape == ((kk,) if nd == 1 else (batch, kk)) and (
+            op := wptr(out)
+        ):
+            os_ = kk
         else:
             op, os_ = _out_rows(out, fn, "out", nd == 1, batch, kk, U32)
-        wp, wn = (None, 0) if workspace is None else _workspace(workspace, fn)
+        if workspace is None:
+            wp, wn = None, 0
+        elif type(workspace) is NDARRAY and (wp := wptr(workspace)):
+            wn = workspace.nbytes
+        else:
+            wp, wn = _workspace(workspace, fn)
         st = _topk(sp, batch, n, n, kk, None, op, os_, None, wp, wn)
         if st:
             raise TokenrouteError(st, fn)
@@ -398,7 +407,11 @@ def threshold(
             if st:
                 raise TokenrouteError(st, fn)
             return exact(buf, count.value)
-        st = _threshold(sp, 1, n, n, tau, None, _out_vector(out, fn, "out", n, U32), n, cp)
+        if not (type(out) is NDARRAY and out.dtype is U32 and out.ndim == 1 and len(out) >= n and (
+            op := wptr(out)
+        )):
+            op = _out_vector(out, fn, "out", n, U32)
+        st = _threshold(sp, 1, n, n, tau, None, op, n, cp)
         if st:
             raise TokenrouteError(st, fn)
         return out[: count.value]
