@@ -267,10 +267,17 @@ def test_topk_per_row_outputs_are_padded(rng):
     assert got[0] is out and got[1] is counts and got[2] is vals
     assert np.array_equal(out, want_idx) and np.array_equal(counts, want_counts)
     assert np.array_equal(vals, want_vals, equal_nan=True)
-    idx, cnt = tr.threshold(s, 0.5)
+    idx, cnt, mask = tr.threshold(s, 0.5, return_mask=True)
     out2 = np.full((3, 20), 7, np.uint32)
     got = tr.threshold(s, 0.5, out=out2, out_counts=np.zeros(3, np.uint64))
     assert got[0] is out2 and np.array_equal(out2, idx) and np.array_equal(got[1], cnt)
+    # Outputs with strided rows (a column block of wider arrays): only the block is written.
+    wide = np.full((3, 30), 9, np.uint32)
+    mwide = np.full((3, 25), 5, np.uint8)
+    got = tr.threshold(s, 0.5, out=wide[:, 4:24], out_mask=mwide[:, 2:22])
+    assert np.array_equal(got[0], idx) and np.array_equal(got[2], mask.view(np.uint8))
+    assert np.all(wide[:, :4] == 9) and np.all(wide[:, 24:] == 9)
+    assert np.all(mwide[:, :2] == 5) and np.all(mwide[:, 22:] == 5)
 
 
 def test_per_thread_scratch_under_threads(rng):

@@ -240,8 +240,9 @@ def element_code(a: np.ndarray, dtype: Optional[str], function: str, name: str) 
     return DTYPE_CODES[own]
 
 
-def _ptr(a: np.ndarray) -> Optional[int]:
-    return None if a.size == 0 else a.ctypes.data
+def ptr_or_null(a: Optional[np.ndarray]) -> Optional[int]:
+    """The data address of an array, or None (NULL) for None or an empty array."""
+    return None if a is None or a.size == 0 else addr(a)
 
 
 def _row_layout_ok(a: np.ndarray) -> bool:
@@ -277,7 +278,7 @@ def input_matrix(
     if not _row_layout_ok(a):
         a = np.require(a, requirements=["C", "A"])
     rows, cols = a.shape
-    return a, _ptr(a), rows, cols, _row_stride(a)
+    return a, ptr_or_null(a), rows, cols, _row_stride(a)
 
 
 def input_vector(
@@ -290,7 +291,7 @@ def input_vector(
         raise invalid(function, f"{name} must have shape ({length},), got {a.shape}")
     if not (a.flags.c_contiguous and a.flags.aligned):
         a = np.require(a, requirements=["C", "A"])
-    return a, _ptr(a)
+    return a, ptr_or_null(a)
 
 
 def output_matrix(
@@ -316,7 +317,7 @@ def output_matrix(
             f"{name} needs rows of contiguous elements at a non-negative row stride of at "
             f"least one row (strides {out.strides})",
         )
-    return _ptr(out), _row_stride(out)
+    return ptr_or_null(out), _row_stride(out)
 
 
 def output_vector(
@@ -337,7 +338,7 @@ def output_vector(
         )
     if out.size and not out.flags.aligned:
         raise invalid(function, f"{name} is not aligned for {out.dtype}")
-    return _ptr(out)
+    return ptr_or_null(out)
 
 
 def output_column(
@@ -357,7 +358,7 @@ def output_column(
     if out.size and not out.flags.aligned:
         raise invalid(function, f"{name} is not aligned for {out.dtype}")
     if rows <= 1:
-        return _ptr(out), 1
+        return ptr_or_null(out), 1
     s = out.strides[0]
     if s <= 0 or s % out.itemsize != 0:
         raise TokenrouteError(
@@ -365,7 +366,7 @@ def output_column(
             function,
             f"{name} needs a positive stride of whole elements (strides {out.strides})",
         )
-    return _ptr(out), s // out.itemsize
+    return ptr_or_null(out), s // out.itemsize
 
 
 def options(cls):

@@ -32,6 +32,7 @@ from ._arrays import (
     index,
     invalid,
     options,
+    ptr_or_null,
     slots,
     wptr,
 )
@@ -128,10 +129,6 @@ _quest = declare(
 )
 
 
-def _ptr(a: Optional[np.ndarray]):
-    return None if a is None or a.size == 0 else a.ctypes.data
-
-
 def _np_dtype(code: int, like: np.dtype) -> np.dtype:
     """The numpy dtype of elements of TKR_DTYPE ``code`` (uint16 bit patterns when the
     input itself was uint16, or bf16 without ml_dtypes)."""
@@ -186,7 +183,7 @@ def _tensor(a, fn: str, name: str, dtype: Optional[str]):
         a = np.ascontiguousarray(a)
         lay = _layout(a.shape, a.strides, a.itemsize)
     n, h, d = a.shape
-    return a, code, _ptr(a), n, h, d, lay[0], lay[1]
+    return a, code, ptr_or_null(a), n, h, d, lay[0], lay[1]
 
 
 def _out_tensor(out, fn, shape, dtype):
@@ -561,7 +558,7 @@ def _merge_inputs(fn, part_out, part_lse):
             or not part_lse.flags.aligned):
         part_lse = np.ascontiguousarray(part_lse)
     ls = part_lse.strides[0] // 4 if p > 1 else r
-    return part_out, _ptr(part_out), p, r, d, ps, rs, part_lse, _ptr(part_lse), ls
+    return part_out, ptr_or_null(part_out), p, r, d, ps, rs, part_lse, ptr_or_null(part_lse), ls
 
 
 def key_block_summary(

@@ -32,6 +32,7 @@ from ._arrays import (
     input_vector,
     invalid,
     output_matrix,
+    ptr_or_null,
     wptr,
 )
 from ._ffi import (
@@ -75,10 +76,6 @@ _kv_compact = declare(
     [c_uint32, c_size_t, c_void_p, c_size_t, c_size_t, c_size_t, c_size_t, c_size_t, c_void_p,
      c_size_t, c_uint32, POINTER(c_size_t)],
 )
-
-
-def _ptr(a: Optional[np.ndarray]):
-    return None if a is None or a.size == 0 else a.ctypes.data
 
 
 def _indices(idx, fn: str, name: str = "idx") -> np.ndarray:
@@ -159,7 +156,7 @@ def _gather_general(src, idx, out):
     if out is None:
         out = np.empty((ix.size,) if one else (ix.size, cols), dtype=s2.dtype)
     _, op, os_ = _row_output(out, fn, "out", ix.size, cols, s2.dtype)
-    check(_gather(s2.itemsize, cols, sp, n, ss, _ptr(ix), ix.size, op, os_), fn)
+    check(_gather(s2.itemsize, cols, sp, n, ss, ptr_or_null(ix), ix.size, op, os_), fn)
     return out
 
 
@@ -196,7 +193,7 @@ def _scatter_general(src, idx, dst):
         raise invalid(fn, f"src has {m} rows but idx has {ix.size} entries")
     n_dst = dst.shape[0] if dst.ndim >= 1 else 0
     _, dp, ds = _row_output(dst, fn, "dst", n_dst, cols, dst.dtype)
-    check(_scatter(s2.itemsize, cols, sp, ss, _ptr(ix), ix.size, dp, n_dst, ds), fn)
+    check(_scatter(s2.itemsize, cols, sp, ss, ptr_or_null(ix), ix.size, dp, n_dst, ds), fn)
     return dst
 
 
@@ -252,7 +249,7 @@ def _scatter_add_general(h, idx, y, gate, dtype):
         g = gate if isinstance(gate, np.ndarray) else np.asarray(gate, dtype=np.float32)
         g, gp = input_vector(g, fn, "gate", ix.size, np.float32)
     hp, hs = output_matrix(h, fn, "h", n, d, h.dtype)
-    check(_scatter_add(code, d, hp, n, hs, _ptr(ix), ix.size, yp, ys, gp), fn)
+    check(_scatter_add(code, d, hp, n, hs, ptr_or_null(ix), ix.size, yp, ys, gp), fn)
     return h
 
 
@@ -290,7 +287,7 @@ def _compact_general(data, keep) -> int:
     dp, ds = output_matrix(d2, fn, "data", n, cols, d2.dtype)
     ix = _indices(keep, fn, "keep")
     count = c_size_t()
-    check(_compact(d2.itemsize, cols, dp, n, ds, _ptr(ix), ix.size, ctypes.byref(count)), fn)
+    check(_compact(d2.itemsize, cols, dp, n, ds, ptr_or_null(ix), ix.size, ctypes.byref(count)), fn)
     return int(count.value)
 
 
@@ -377,7 +374,7 @@ def _kv_compact_general(cache, keep, layout, per_head) -> int:
     mode = TKR_KV_KEEP_PER_HEAD if per_head else TKR_KV_KEEP_SHARED
     count = c_size_t()
     st = _kv_compact(
-        layouts[layout], item, _ptr(cache), n_tokens, n_heads, hd, ts, hs, _ptr(ix), n_keep,
+        layouts[layout], item, ptr_or_null(cache), n_tokens, n_heads, hd, ts, hs, ptr_or_null(ix), n_keep,
         mode, ctypes.byref(count),
     )
     check(st, fn)

@@ -25,6 +25,7 @@ from ._arrays import (
     input_matrix,
     invalid,
     options,
+    ptr_or_null,
     output_matrix,
     output_vector,
     slots,
@@ -37,6 +38,7 @@ TKR_TOPK_CAPACITY = constant("TKR_TOPK_CAPACITY", 2)
 
 #: Marks the entries of a padded index row past its count.
 PAD = np.uint32(0xFFFFFFFF)
+
 
 class ThresholdOptions(ctypes.Structure):
     """``struct tkr_threshold_options`` (field for field; tests compare with the header)."""
@@ -95,10 +97,6 @@ _indices_to_mask = declare("tkr_indices_to_mask", c_uint32, [c_void_p, c_size_t,
 
 _TOPK = "tkr_topk_f32"
 _THRESHOLD = "tkr_threshold_f32"
-
-
-def _ptr(a: Optional[np.ndarray]):
-    return None if a is None or a.size == 0 else a.ctypes.data
 
 
 def _scores(scores, fn):
@@ -166,7 +164,7 @@ def _keeps(opts, fn, batch, n, keep_first, keep_last, keep_mask, valid_lens, kee
         if not (m.flags.c_contiguous and m.flags.aligned):
             m = np.ascontiguousarray(m)
         keep_alive.append(m)
-        opts.keep_mask = _ptr(m)
+        opts.keep_mask = ptr_or_null(m)
         opts.keep_mask_row_stride = n
     lens = None
     if valid_lens is not None:
@@ -175,7 +173,7 @@ def _keeps(opts, fn, batch, n, keep_first, keep_last, keep_mask, valid_lens, kee
             raise invalid(fn, f"valid_lens must be {batch} non-negative lengths")
         lens = np.ascontiguousarray(lens, dtype=np.uint64)
         keep_alive.append(lens)
-        opts.valid_lens = _ptr(lens)
+        opts.valid_lens = ptr_or_null(lens)
     return lens
 
 
@@ -273,7 +271,8 @@ def topk(
 
 def _topk_options(one, s2, sp, batch, n, ss, k, capacity, row_k, order, keep_first, keep_last,
                   keep_mask, valid_lens, return_scores, workspace, out, out_scores, out_counts):
-    """:func:`topk` with options: order, forced keeps, valid lengths, per-row k."""
+    """:func:`topk` with options: order, forced keeps, valid lengths, per-row k. ``s2``
+    (the scores, possibly a copy) stays referenced here until the call returns."""
     fn = _TOPK
     if order not in ("position", "score"):
         raise invalid(fn, f"order must be 'position' or 'score', not {order!r}")
@@ -302,7 +301,7 @@ def _topk_options(one, s2, sp, batch, n, ss, k, capacity, row_k, order, keep_fir
             raise invalid(fn, f"row_k must be {batch} non-negative integers")
         rk = np.ascontiguousarray(rk, dtype=np.uint64)
         alive.append(rk)
-        opts.row_k = _ptr(rk)
+        opts.row_k = ptr_or_null(rk)
         kk = 0
         width = int(rk.max(initial=0))
     # 2-D per-row results are padded past each row's count; one row (1-D scores) is
@@ -423,7 +422,8 @@ def threshold(
 def _threshold_options(one, s2, sp, batch, n, ss, tau, row_tau, keep_first, keep_last,
                        keep_mask, valid_lens, return_mask, out, out_counts, out_mask):
     """:func:`threshold` of a batch, or with options (forced keeps, valid lengths, per-row
-    tau, the mask output)."""
+    tau, the mask output). ``s2`` (the scores, possibly a copy) stays referenced here
+    until the call returns."""
     fn = _THRESHOLD
     opts = options(ThresholdOptions)
     alive = []
@@ -434,18 +434,17 @@ def _threshold_options(one, s2, sp, batch, n, ss, tau, row_tau, keep_first, keep
             raise invalid(fn, f"row_tau must have {batch} values")
         rt = np.ascontiguousarray(rt)
         alive.append(rt)
-        opts.row_tau = _ptr(rt)
+        opts.row_tau = ptr_or_null(rt)
     want_mask = return_mask or out_mask is not None
     if want_mask:
         if out_mask is None:
             out_mask = np.empty(n if one else (batch, n), BOOL)
-            mp = addr(out_mask)
-        elif isinstance(out_mask, np.ndarray) and out_mask.dtype == U8:
-            mp, _ = _out_rows(out_mask, fn, "out_mask", one, batch, n, U8)
+            mp, ms = addr(out_mask), n
         else:
-            mp, _ = _out_rows(out_mask, fn, "out_mask", one, batch, n, BOOL)
+            mdt = U8 if isinstance(out_mask, np.ndarray) and out_mask.dtype == U8 else BOOL
+            mp, ms = _out_rows(out_mask, fn, "out_mask", one, batch, n, mdt)
         opts.out_mask = mp
-        opts.out_mask_row_stride = n
+        opts.out_mask_row_stride = ms
     if one:
         count, cp, _, _ = slots()
         if out is None:
