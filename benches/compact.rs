@@ -350,7 +350,7 @@ fn bench_route(c: &mut Criterion) {
                         RouteSelect::TopK(TopK::Fixed(k), Order::Position),
                         &spec,
                         RouteOut {
-                            indices: &mut idx,
+                            indices: Some(&mut idx),
                             scores: Some(&mut sel),
                             rows: MatrixMut::dense(&mut rows, n, d).unwrap(),
                         },
@@ -400,7 +400,7 @@ fn bench_route(c: &mut Criterion) {
                         RouteSelect::Threshold(tau),
                         &spec,
                         RouteOut {
-                            indices: &mut idx,
+                            indices: Some(&mut idx),
                             scores: Some(&mut sel),
                             rows: MatrixMut::dense(&mut rows, n, d).unwrap(),
                         },

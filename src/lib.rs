@@ -20,6 +20,7 @@ mod error;
 pub mod ffi;
 mod isa;
 mod ops;
+mod scratch;
 
 pub use dispatch::Kernels;
 pub use error::{Error, ErrorKind, Result};
@@ -39,6 +40,9 @@ pub use ops::select::{
     Tau, ThresholdOut, TopK, TopkOut,
 };
 pub use ops::{DType, Element, Matrix, MatrixMut};
+pub use scratch::{
+    release_thread_buffers, SPARE_CAP as SPARE_SCRATCH_CAP, THREAD_CAP as THREAD_SCRATCH_CAP,
+};
 pub use tokenroute_kernels::Isa;
 
 /// Half-precision element types accepted by the kernels (re-exported from `half`).

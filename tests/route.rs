@@ -206,12 +206,15 @@ impl<T: E> Case<T> {
 
     /// The fused call into canary-filled outputs with room for `cap` tokens; checks
     /// that nothing past the count is written and returns what the separate calls do.
+    /// Without `with_idx` the call gets no index output (`indices: None`) and the
+    /// returned indices are empty.
     fn fused(
         &self,
         k: &'static Kernels,
         how: RouteSelect<'_>,
         cap: usize,
         with_ws: bool,
+        with_idx: bool,
     ) -> Result<(Vec<u32>, Vec<u32>, Vec<u32>), ErrorKind> {
         let (n, d) = (self.n, self.d);
         let rs = d + 1;
@@ -228,7 +231,7 @@ impl<T: E> Case<T> {
             how,
             &self.spec(),
             RouteOut {
-                indices: &mut idx,
+                indices: with_idx.then_some(&mut idx[..]),
                 scores: Some(&mut sel),
                 rows: MatrixMut::new(&mut rows, cap, d, rs).unwrap(),
             },
@@ -274,8 +277,11 @@ impl<T: E> Case<T> {
         for j in 0..c {
             out_rows.extend(rows[j * rs..j * rs + d].iter().map(|x| x.bits()));
         }
+        if !with_idx {
+            assert!(idx.iter().all(|&x| x == CANARY), "indices written");
+        }
         Ok((
-            idx[..c].to_vec(),
+            if with_idx { idx[..c].to_vec() } else { Vec::new() },
             sel[..c].iter().map(|x| x.to_bits()).collect(),
             out_rows,
         ))
@@ -288,8 +294,12 @@ impl<T: E> Case<T> {
                 (Ok((i, _, _)), RouteSelect::TopK(..)) => i.len() + (seed as usize % 3),
                 _ => self.n + (seed as usize % 3),
             };
-            let got = self.fused(k, how, cap, seed % 2 == 0);
+            let got = self.fused(k, how, cap, seed % 2 == 0, true);
             assert_eq!(got, want, "{:?} n={} d={} {how:?}", k.isa(), self.n, self.d);
+            // Without the index output: the same scores and rows.
+            let got = self.fused(k, how, cap, seed % 4 < 2, false);
+            let want = want.map(|(_, s, r)| (Vec::new(), s, r));
+            assert_eq!(got, want, "{:?} no indices, n={} d={} {how:?}", k.isa(), self.n, self.d);
         }
     }
 }
@@ -357,6 +367,7 @@ fn bad_input_writes_nothing() {
             k,
             RouteSelect::TopK(TopK::Fixed(41), Order::Position),
             50,
+            true,
             true
         ),
         Err(ErrorKind::InvalidArgument)
@@ -366,6 +377,7 @@ fn bad_input_writes_nothing() {
             k,
             RouteSelect::TopK(TopK::Fixed(3), Order::Position),
             50,
+            true,
             true
         ),
         Err(ErrorKind::InvalidArgument)
@@ -375,7 +387,8 @@ fn bad_input_writes_nothing() {
             k,
             RouteSelect::TopK(TopK::Capacity(1.5), Order::Position),
             50,
-            false
+            false,
+            true
         ),
         Err(ErrorKind::InvalidArgument)
     );
@@ -384,12 +397,13 @@ fn bad_input_writes_nothing() {
             k,
             RouteSelect::TopK(TopK::Fixed(10), Order::Position),
             9,
+            true,
             true
         ),
         Err(ErrorKind::BufferTooSmall)
     );
     assert_eq!(
-        c.fused(k, RouteSelect::Threshold(0.5), 39, true),
+        c.fused(k, RouteSelect::Threshold(0.5), 39, true, false),
         Err(ErrorKind::BufferTooSmall)
     );
     assert_eq!(
@@ -397,6 +411,7 @@ fn bad_input_writes_nothing() {
             k,
             RouteSelect::TopK(TopK::PerRow(&[3, 4]), Order::Position),
             50,
+            true,
             true
         ),
         Err(ErrorKind::InvalidArgument)
@@ -412,7 +427,7 @@ fn bad_input_writes_nothing() {
         RouteSelect::Threshold(0.5),
         &RowSpec::default(),
         RouteOut {
-            indices: &mut idx,
+            indices: Some(&mut idx),
             scores: None,
             rows: MatrixMut::dense(&mut rows, 40, 9).unwrap(),
         },
@@ -428,7 +443,7 @@ fn bad_input_writes_nothing() {
         RouteSelect::TopK(TopK::Fixed(10), Order::Position),
         &RowSpec::default(),
         RouteOut {
-            indices: &mut idx,
+            indices: Some(&mut idx),
             scores: None,
             rows: MatrixMut::dense(&mut rows, 40, 9).unwrap(),
         },

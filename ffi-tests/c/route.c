@@ -46,7 +46,7 @@ static void test_topk_matches_separate_calls(void) {
     CHECK_STATUS(tkr_gather_rows(4, D, h, N, D, want_idx, 100, want_rows, D), TKR_STATUS_OK);
 
     CHECK_STATUS(tkr_route_workspace_size(N, &ws_bytes), TKR_STATUS_OK);
-    CHECK(ws_bytes == 12 * N);
+    CHECK(ws_bytes == 16 * N);
     {
         uint64_t *ws = (uint64_t *)malloc(ws_bytes);
         CHECK_STATUS(tkr_route(TKR_DTYPE_F32, h, N, D, D, w, &bias, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 100, 0.0f, &ro,
@@ -62,6 +62,25 @@ static void test_topk_matches_separate_calls(void) {
     memset(got_rows, 0, sizeof got_rows);
     CHECK_STATUS(tkr_route(TKR_DTYPE_F32, h, N, D, D, w, &bias, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 100, 0.0f, &ro,
                            got_idx, NULL, got_rows, D, CAP, &count, NULL, 0),
+                 TKR_STATUS_OK);
+    CHECK(same_bits(got_rows, want_rows, 100 * D * sizeof(float)));
+    /* out_idx = NULL (not wanted, as documented): the same scores and rows, through a
+     * caller workspace of tkr_route_workspace_size bytes and through the thread's own. */
+    memset(got_rows, 0, sizeof got_rows);
+    memset(got_sel, 0, sizeof got_sel);
+    {
+        uint64_t *ws = (uint64_t *)malloc(ws_bytes);
+        CHECK_STATUS(tkr_route(TKR_DTYPE_F32, h, N, D, D, w, &bias, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 100, 0.0f, &ro,
+                               NULL, got_sel, got_rows, D, CAP, &count, ws, ws_bytes),
+                     TKR_STATUS_OK);
+        free(ws);
+    }
+    CHECK(count == 100);
+    CHECK(same_bits(got_sel, want_sel, 100 * sizeof(float)));
+    CHECK(same_bits(got_rows, want_rows, 100 * D * sizeof(float)));
+    memset(got_rows, 0, sizeof got_rows);
+    CHECK_STATUS(tkr_route(TKR_DTYPE_F32, h, N, D, D, w, &bias, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 100, 0.0f, &ro,
+                           NULL, NULL, got_rows, D, CAP, &count, NULL, 0),
                  TKR_STATUS_OK);
     CHECK(same_bits(got_rows, want_rows, 100 * D * sizeof(float)));
 }
@@ -103,6 +122,13 @@ static void test_threshold_matches_separate_calls(void) {
                  TKR_STATUS_OK);
     CHECK(count == want_count);
     CHECK(same_bits(got_idx, want_idx, count * sizeof(uint32_t)));
+    CHECK(same_bits(rows_b, want_b, count * D * sizeof(uint16_t)));
+    /* out_idx = NULL: the same rows. */
+    memset(rows_b, 0, sizeof rows_b);
+    CHECK_STATUS(tkr_route(TKR_DTYPE_BF16, hb, N, D, D, wb, NULL, TKR_ACT_NONE, TKR_ROUTE_THRESHOLD, 0, 0.0f, NULL,
+                           NULL, NULL, rows_b, D, N, &count, NULL, 0),
+                 TKR_STATUS_OK);
+    CHECK(count == want_count);
     CHECK(same_bits(rows_b, want_b, count * D * sizeof(uint16_t)));
 }
 

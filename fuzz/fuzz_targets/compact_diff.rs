@@ -613,7 +613,7 @@ fn route<T: Num>(inp: &mut Input) {
             select,
             &spec,
             RouteOut {
-                indices: &mut idx,
+                indices: Some(&mut idx),
                 scores: with_scores.then_some(&mut sc[..]),
                 rows: MatrixMut::new(&mut rows, room, d, rs).unwrap(),
             },

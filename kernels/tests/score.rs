@@ -129,7 +129,9 @@ impl<T: Elem> Case<T> {
         self.run_rows(f, 0, self.n)
     }
 
-    /// The canonical order spelled out naively, with std's fused multiply-add.
+    /// The canonical order spelled out naively, with std's fused multiply-add; a
+    /// non-finite result recomputed in f64 (exact products summed in order, then the
+    /// bias, rounded once).
     fn oracle(&self, i: usize, e: usize) -> f32 {
         let mut lanes = [0f32; 16];
         for j in 0..self.d {
@@ -148,6 +150,16 @@ impl<T: Elem> Case<T> {
         if let Some(b) = &self.bias {
             s += b[e];
         }
+        if !s.is_finite() {
+            let mut t = 0f64;
+            for j in 0..self.d {
+                t += self.h[i * self.hs + j].to_f32() as f64 * self.w[e * self.ws + j].to_f32() as f64;
+            }
+            if let Some(b) = &self.bias {
+                t += b[e] as f64;
+            }
+            s = t as f32;
+        }
         if s.is_nan() {
             return f32::NAN;
         }
@@ -157,22 +169,29 @@ impl<T: Elem> Case<T> {
         }
     }
 
-    /// The f64 logit and the documented error bound of the f32 logit.
-    fn reference(&self, i: usize, e: usize) -> (f64, f64) {
-        let mut s = 0f64;
-        let mut mag = 0f64;
-        for j in 0..self.d {
-            let p =
-                self.h[i * self.hs + j].to_f32() as f64 * self.w[e * self.ws + j].to_f32() as f64;
-            s += p;
-            mag += p.abs();
-        }
+    /// The exact logit as an f64 pair `(hi, lo)` (every product is exact in f64, the
+    /// sum is compensated: Neumaier's two-sum, exact to far below the bound for the
+    /// sums checked here), and the documented error bound of the f32 logit.
+    fn reference(&self, i: usize, e: usize) -> ((f64, f64), f64) {
+        let mut terms: Vec<f64> = (0..self.d)
+            .map(|j| {
+                self.h[i * self.hs + j].to_f32() as f64 * self.w[e * self.ws + j].to_f32() as f64
+            })
+            .collect();
         if let Some(b) = &self.bias {
-            s += b[e] as f64;
-            mag += (b[e] as f64).abs();
+            terms.push(b[e] as f64);
         }
-        let bound = ((self.d.div_ceil(16) + 5) as f64) * f32::EPSILON as f64 / 2.0 * mag;
-        (s, bound)
+        let (mut s, mut c) = (0f64, 0f64);
+        for &t in &terms {
+            let u = s + t;
+            c += if s.abs() >= t.abs() { (s - u) + t } else { (t - u) + s };
+            s = u;
+        }
+        let mag: f64 = terms.iter().map(|t| t.abs()).sum();
+        (
+            (s, c),
+            documented_bound(self.d, mag),
+        )
     }
 
     fn check(&self, id: &str, out: &[f32], r0: usize, r1: usize) {
@@ -261,15 +280,21 @@ fn within_bound<T: Elem>(seed: u64) {
         let out = case.run(runnable(T::registry())[0].f);
         for i in 0..n {
             for c in 0..e {
-                let (s, bound) = case.reference(i, c);
+                let ((s, lo), bound) = case.reference(i, c);
                 let got = out[i * case.os + c] as f64;
                 assert!(
-                    (got - s).abs() <= bound,
+                    ((got - s) - lo).abs() <= bound,
                     "d={d}: {got} vs {s}, bound {bound}"
                 );
             }
         }
     }
+}
+
+/// The documented bound of the logit: `(ceil(d/16) + 5) * 2^-24 * (sum |h_j w_j| + |b|)
+/// + (d + 16) * 2^-149`.
+fn documented_bound(d: usize, mag: f64) -> f64 {
+    (d.div_ceil(16) + 5) as f64 * 2f64.powi(-24) * mag + (d + 16) as f64 * 2f64.powi(-149)
 }
 
 #[test]
@@ -378,5 +403,162 @@ proptest! {
         check_case(&case);
         let case: Case<bf16> = Case::random(&mut rng, n, d, e, pad, &mut |r| r.uniform(-8.0, 8.0));
         check_case(&case);
+    }
+}
+
+/// Runs `case` (activation none) on every tier: the oracle's bits, then against the exact
+/// logit: a finite result within [`documented_bound`], an infinite one only for an exact
+/// logit beyond the f32 range (same sign). Returns the scalar tier's output.
+fn check_against_exact<T: Elem>(case: &Case<T>) -> Vec<f32> {
+    assert_eq!(case.act, Activation::None);
+    let mut first = None;
+    for k in runnable(T::registry()) {
+        let out = case.run(k.f);
+        case.check(&k.id().to_string(), &out, 0, case.n);
+        for i in 0..case.n {
+            for c in 0..case.e {
+                let ((s, lo), bound) = case.reference(i, c);
+                let got = out[i * case.os + c];
+                if got.is_finite() {
+                    let err = ((got as f64 - s) - lo).abs();
+                    assert!(
+                        err <= bound,
+                        "{} d={}: got {got:e}, exact {s:e} + {lo:e}: error {err:e} > bound {bound:e} \
+                         ({:.2} x 2^-149)",
+                        k.id(),
+                        case.d,
+                        err / 2f64.powi(-149)
+                    );
+                } else {
+                    assert!(
+                        got.is_infinite()
+                            && (s + lo).abs() > f32::MAX as f64
+                            && (got > 0.0) == (s > 0.0),
+                        "{} d={}: got {got:e} for the exact logit {s:e}",
+                        k.id(),
+                        case.d
+                    );
+                }
+            }
+        }
+        first.get_or_insert(out);
+    }
+    first.unwrap()
+}
+
+/// A case of `n` tokens, one router, no bias, activation none, from explicit data.
+fn explicit<T: Elem>(n: usize, d: usize, h: &[f32], w: &[f32]) -> Case<T> {
+    Case {
+        n,
+        d,
+        e: 1,
+        hs: d,
+        ws: d,
+        os: 1,
+        h: h.iter().map(|&x| T::from_f32(x)).collect(),
+        w: w.iter().map(|&x| T::from_f32(x)).collect(),
+        bias: None,
+        act: Activation::None,
+    }
+}
+
+/// `m * 2^e` with a random sign and `m` in [1, 2).
+fn signed_pow2(r: &mut Rng, e: i32) -> f32 {
+    let x = r.uniform(1.0, 2.0) * 2f32.powi(e);
+    if r.below(2) == 0 {
+        x
+    } else {
+        -x
+    }
+}
+
+#[test]
+fn subnormal_products_within_the_absolute_term() {
+    // The issue's reproduction: one product below the normal range.
+    let case: Case<f32> = explicit(1, 1, &[1e-20], &[3e-21]);
+    let out = check_against_exact(&case);
+    assert!(out[0] != 0.0 && out[0].abs() < f32::MIN_POSITIVE);
+    let mut rng = Rng::new(60);
+    for d in [1, 2, 3, 15, 16, 17, 31, 100, 333, 1000] {
+        for round in 0..6 {
+            // Products from 2^-160 to 2^-110: many subnormal, the rest just above; lanes
+            // and tree sums cancel (random signs) and cross the normal boundary.
+            let mut case: Case<f32> = Case::random(&mut rng, 5, d, 3, round % 3, &mut |r| {
+                let e = -80 + r.below(25) as i32;
+                signed_pow2(r, e)
+            });
+            case.act = Activation::None;
+            if round % 2 == 1 {
+                case.bias = Some((0..3).map(|_| signed_pow2(&mut rng, -140)).collect());
+            }
+            check_against_exact(&case);
+        }
+    }
+}
+
+#[test]
+fn cancellation_near_the_overflow_threshold_stays_finite() {
+    // The issue's reproduction: three products of 2.25e38, alternating signs; the lanes'
+    // tree adds the two positive ones first (4.5e38 overflows f32).
+    let mut case: Case<f32> = explicit(1, 3, &[1.5e38; 3], &[1.5, -1.5, 1.5]);
+    let out = check_against_exact(&case);
+    assert_eq!(out[0], 2.25e38);
+    case.act = Activation::Sigmoid;
+    for k in runnable(SCORE_F32) {
+        assert_eq!(case.run(k.f)[0], 1.0, "{}", k.id());
+    }
+    let mut rng = Rng::new(61);
+    for d in [2, 3, 9, 16, 17, 18, 40, 100] {
+        for _ in 0..20 {
+            // Products near 2^127 with random signs, kept only when the exact sum is
+            // representable with room for the bound: partial sums overflow in f32 often.
+            let h: Vec<f32> = (0..d).map(|_| signed_pow2(&mut rng, 126)).collect();
+            let w: Vec<f32> = (0..d).map(|_| rng.uniform(0.5, 1.5)).collect();
+            let case: Case<f32> = explicit(1, d, &h, &w);
+            let ((s, _), bound) = case.reference(0, 0);
+            if s.abs() + bound < f32::MAX as f64 {
+                let out = check_against_exact(&case);
+                assert!(out[0].is_finite(), "d={d}: {} for {s:e}", out[0]);
+            }
+        }
+    }
+    // bf16 has the f32 exponent range: the same overflow and the same rescue.
+    let case: Case<bf16> = explicit(1, 3, &[1.5e38; 3], &[1.5, -1.5, 1.5]);
+    let out = check_against_exact(&case);
+    assert!(out[0].is_finite());
+}
+
+#[test]
+fn sums_crossing_flt_max() {
+    let max = f32::MAX;
+    let ulp_top = 2f32.powi(104); // the spacing of f32 just below 2^128
+    let cases: &[(&[f32], &[f32], bool)] = &[
+        // Exact sums beyond the range: +-inf.
+        (&[3e38, 3e38], &[1.0, 1.0], false),
+        (&[-3e38, -3e38], &[1.0, 1.0], false),
+        (&[max, max, -max], &[1.0, 1.0, 0.25], false),
+        (&[max, 1e38, 1e38, 1e38], &[1.0, 1.0, 1.0, 1.0], false),
+        // Exactly FLT_MAX reached through partial sums that overflow: finite.
+        (&[max, max, -max], &[1.0, 1.0, 1.0], true),
+        (&[3e38, 3e38, -3e38], &[1.0, 1.0, 1.0], true),
+        // Just below FLT_MAX: FLT_MAX - ulp + a quarter ulp rounds to FLT_MAX - ulp.
+        (&[max, -ulp_top, ulp_top], &[1.0, 1.0, 0.25], true),
+    ];
+    for &(h, w, finite) in cases {
+        let case: Case<f32> = explicit(1, h.len(), h, w);
+        let out = check_against_exact(&case);
+        assert_eq!(out[0].is_finite(), finite, "{h:?} . {w:?} = {}", out[0]);
+    }
+    // A bias that carries a finite dot product over the edge, and one that brings an
+    // overflowing tree back.
+    for (b, finite) in [(3e38f32, false), (-3e38, true)] {
+        let mut case: Case<f32> = explicit(1, 2, &[3e38, 1.0], &[1.0, 0.5]);
+        case.bias = Some(vec![b]);
+        let mut case2: Case<f32> = explicit(1, 3, &[3e38, 3e38, 1.0], &[1.0, 1.0, 1.0]);
+        case2.bias = Some(vec![b]);
+        let out = check_against_exact(&case);
+        assert_eq!(out[0].is_finite(), finite);
+        let out2 = check_against_exact(&case2);
+        assert_eq!(out2[0].is_finite(), b < 0.0);
     }
 }

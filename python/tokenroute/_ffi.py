@@ -203,6 +203,8 @@ declare("tkr_get_isa", c_uint32, [])
 declare("tkr_set_isa", c_uint32, [c_uint32])
 declare("tkr_supported_isas", c_uint32, [])
 declare("tkr_isa_name", c_char_p, [c_uint32])
+# The library's per-thread scratch.
+declare("tkr_release_thread_buffers", None, [])
 
 
 def check(status: int, function: str) -> None:

@@ -57,6 +57,13 @@ def supported_isas() -> List[str]:
     return [name for name, i in ISA_IDS.items() if i != TKR_ISA_AUTO and mask & (1 << i)]
 
 
+def release_thread_buffers() -> None:
+    """Frees the library's scratch buffers held by the calling thread (at most 1 MiB per
+    buffer kind, ``TKR_THREAD_SCRATCH_CAP``) and its process-wide spare (at most 64 MiB).
+    The next call that needs scratch allocates again."""
+    lib().tkr_release_thread_buffers()
+
+
 def status_string(status: int) -> str:
     """The name of a status code, e.g. ``"TKR_STATUS_OUT_OF_RANGE"``."""
     return lib().tkr_status_string(int(status) & 0xFFFFFFFF).decode()

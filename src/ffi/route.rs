@@ -65,8 +65,9 @@ pub unsafe extern "C" fn tkr_route_options_init(options: *mut tkr_route_options)
 }
 
 /// The workspace tkr_route needs for top-k over up to n_tokens tokens: *out_bytes =
-/// 12 * n_tokens rounded up to a multiple of 8 (the scores and the top-k scratch; to
-/// be passed 8-byte aligned). Threshold routing needs none. Returns
+/// 8 * (n_tokens + 2 * ceil(n_tokens / 2)), that is 16 * n_tokens rounded up to a
+/// multiple of 16 (the top-k scratch, the scores, and the indices when out_idx is NULL;
+/// to be passed 8-byte aligned). Threshold routing needs none. Returns
 /// TKR_STATUS_NULL_POINTER for a NULL out_bytes, TKR_STATUS_SIZE_OVERFLOW when the
 /// size overflows. Thread-safe.
 #[no_mangle]
@@ -76,7 +77,9 @@ pub unsafe extern "C" fn tkr_route_workspace_size(
 ) -> tkr_status {
     guard(|| {
         let bytes = n_tokens
-            .checked_add(n_tokens.div_ceil(2))
+            .div_ceil(2)
+            .checked_mul(2)
+            .and_then(|w| w.checked_add(n_tokens))
             .and_then(|w| w.checked_mul(8))
             .ok_or(Error::new(
                 ErrorKind::SizeOverflow,
@@ -109,14 +112,17 @@ pub unsafe extern "C" fn tkr_route_workspace_size(
 /// - activation: TKR_ACT_SIGMOID or TKR_ACT_NONE (then tau compares raw logits).
 /// - select: TKR_ROUTE_TOPK (k, or options->capacity with TKR_TOPK_CAPACITY) or
 ///   TKR_ROUTE_THRESHOLD (tau; k must be 0).
-/// - out_idx, out_scores (NULL: not wanted), out_rows (rows of d elements,
-///   out_rows_stride elements apart): room for out_capacity tokens each, which must be
-///   at least k (top-k) or n_tokens (threshold selection may select every token);
-///   entries past the count are left as they are.
+/// - out_idx, out_scores (each may be NULL: not wanted; top-k then keeps the indices in
+///   its workspace), out_rows (rows of d elements, out_rows_stride elements apart): room
+///   for out_capacity tokens each, which must be at least k (top-k) or n_tokens
+///   (threshold selection may select every token); entries past the count are left as
+///   they are.
 /// - out_count: receives the number of selected tokens.
 /// - workspace: top-k only, tkr_route_workspace_size(n_tokens) bytes, 8-byte aligned;
-///   (NULL, 0) uses a buffer owned by the calling thread that grows to the largest
-///   sequence and is reused (no allocation once grown). Threshold routing scores,
+///   (NULL, 0) uses the library's scratch: the calling thread's buffer, reused without
+///   allocation while it needs at most TKR_THREAD_SCRATCH_CAP bytes, above that the
+///   process-wide spare or a buffer freed after the call (see
+///   tkr_release_thread_buffers). Threshold routing scores,
 ///   selects and gathers block by block while the rows are in cache, on the stack, and
 ///   ignores it.
 /// - Outputs (out_idx, out_scores, out_rows, out_count, workspace) must not overlap each
@@ -301,10 +307,12 @@ impl RawRoute<'_> {
             Some(Matrix::new(m, 1, n, n)?)
         };
         let mut outs = vec![
-            range(self.out_idx as *const u32, cap)?,
             range(self.out_rows as *const T, on)?,
             range(self.out_count as *const usize, 1)?,
         ];
+        if !self.out_idx.is_null() {
+            outs.push(range(self.out_idx as *const u32, cap)?);
+        }
         if !self.out_scores.is_null() {
             outs.push(range(self.out_scores as *const f32, cap)?);
         }
@@ -325,12 +333,17 @@ impl RawRoute<'_> {
         }
         // SAFETY: checked above: every output is disjoint from the inputs and the
         // other outputs; sizes from the documented shapes.
-        let (idx, rows, count) = unsafe {
+        let (rows, count) = unsafe {
             (
-                slice_mut(self.out_idx, cap)?,
                 slice_mut(self.out_rows as *mut T, on)?,
                 slice_mut(self.out_count, 1)?,
             )
+        };
+        let idx = if self.out_idx.is_null() {
+            None
+        } else {
+            // SAFETY: as above.
+            Some(unsafe { slice_mut(self.out_idx, cap)? })
         };
         let scores = if self.out_scores.is_null() {
             None

@@ -66,9 +66,17 @@ pub unsafe extern "C" fn tkr_sigmoid_f32(x: *const f32, y: *mut f32, n: usize) -
 /// - `activation`: TKR_ACT_SIGMOID or TKR_ACT_NONE.
 /// - `scores`: `n_tokens` rows of `n_routers` floats, `scores_row_stride` apart; only
 ///   those floats are written. It must not overlap `h`, `w` or `bias`.
-/// - Accuracy: the logit is within (ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) of
-///   the exact value; the sigmoid adds at most 2 ulp. A NaN score (with either activation) is the quiet NaN
-///   0x7fc00000.
+/// - Accuracy: a finite logit is within
+///   (ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) + (d + 16) * 2^-149
+///   of the exact value (the second term bounds the rounding of results below the normal
+///   range, 2^-149 being the smallest subnormal); the sigmoid adds at most 2 ulp.
+///   Overflow: a logit whose canonical f32 evaluation is not finite (a partial sum
+///   overflowed, or an input is inf or NaN) is recomputed in f64 (every product exact,
+///   summed in order of j, then the bias, rounded once), identically on every level; so
+///   an overflowing partial sum never turns a representable logit into inf or NaN. The
+///   logit is +-inf only when the exact value lies outside the f32 range (up to the
+///   bound), and NaN only when an input is NaN or the exact sum has no value (inf - inf,
+///   0 * inf). A NaN score (with either activation) is the quiet NaN 0x7fc00000.
 /// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER,
 ///   TKR_STATUS_INVALID_ARGUMENT (unknown dtype or activation, n_routers = 0 with
 ///   n_tokens > 0, misaligned pointer), TKR_STATUS_BAD_STRIDE (a stride smaller than

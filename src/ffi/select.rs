@@ -253,9 +253,11 @@ unsafe fn c_rows<'a>(
 ///   largest k_row.
 /// - out_counts: NULL, or batch size_t: out_counts[r] = k_row.
 /// - workspace, workspace_size: scratch of tkr_topk_workspace_size(largest valid
-///   length) bytes, 8-byte aligned; or (NULL, 0) to use a buffer owned by the calling
-///   thread, which grows to the largest row seen and is then reused (no heap allocation
-///   per call once grown; freed when the thread exits).
+///   length) bytes, 8-byte aligned; or (NULL, 0) to use the library's scratch: the
+///   calling thread's buffer, reused without allocation while the workspace needs at
+///   most TKR_THREAD_SCRATCH_CAP bytes (131072 tokens); above that the process-wide
+///   spare or a buffer freed after the call, so that a thread keeps at most the cap (see
+///   tkr_release_thread_buffers).
 /// - Aliasing: the outputs (out_idx, out_counts, out_scores, workspace) must not
 ///   overlap each other nor any input (scores, keep_mask, valid_lens, row_k):
 ///   TKR_STATUS_OVERLAP.

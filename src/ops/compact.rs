@@ -28,7 +28,6 @@ use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::{Element, Matrix, MatrixMut};
 use crate::Kernels;
 use core::mem::size_of;
-use std::cell::RefCell;
 use tokenroute_kernels::compact::{CopyRowsArgs, ScatterAddArgs};
 
 /// What an index list must satisfy (besides being in range).
@@ -77,11 +76,6 @@ fn ascending_prefix(idx: &[u32]) -> usize {
     done
 }
 
-thread_local! {
-    /// Grow-only scratch for checking unsorted lists for duplicates.
-    static SCRATCH: RefCell<(Vec<u64>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
 /// Range and duplicates of an unsorted list.
 fn check_distinct_unsorted(idx: &[u32], n: usize) -> Result<()> {
     if !all_in_range(idx, n) {
@@ -90,30 +84,31 @@ fn check_distinct_unsorted(idx: &[u32], n: usize) -> Result<()> {
     let dup = Error::new(ErrorKind::DuplicateIndex, "duplicate index");
     // Every index is < min(n, 2^32).
     let words = n.min(1 << 32).div_ceil(64);
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if words <= 4 * idx.len() + 1024 {
-            let bits = &mut s.0;
-            bits.clear();
-            bits.resize(words, 0);
-            for &i in idx {
+    // A bitset over the index range when it is small next to the list, else a sorted
+    // copy; both in the thread's compaction scratch (crate::scratch).
+    let kind = crate::scratch::Kind::Compact;
+    let distinct = if words <= 4 * idx.len() + 1024 {
+        crate::scratch::with_scratch_of(kind, words, |bits: &mut [u64]| {
+            bits.fill(0);
+            idx.iter().all(|&i| {
                 let (w, b) = ((i >> 6) as usize, 1u64 << (i & 63));
-                if bits[w] & b != 0 {
-                    return Err(dup);
-                }
+                let fresh = bits[w] & b == 0;
                 bits[w] |= b;
-            }
-        } else {
-            let sorted = &mut s.1;
-            sorted.clear();
-            sorted.extend_from_slice(idx);
+                fresh
+            })
+        })?
+    } else {
+        crate::scratch::with_scratch_of(kind, idx.len(), |sorted: &mut [u32]| {
+            sorted.copy_from_slice(idx);
             sorted.sort_unstable();
-            if sorted.windows(2).any(|w| w[0] == w[1]) {
-                return Err(dup);
-            }
-        }
+            sorted.windows(2).all(|w| w[0] != w[1])
+        })?
+    };
+    if distinct {
         Ok(())
-    })
+    } else {
+        Err(dup)
+    }
 }
 
 /// Checks `idx` against `n` rows under `rule`; see the module documentation.

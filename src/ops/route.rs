@@ -38,8 +38,9 @@ pub enum RouteSelect<'a> {
 /// every token, for the valid length.
 #[derive(Debug)]
 pub struct RouteOut<'a, T> {
-    /// `indices[j]`: the position of the j-th selected token.
-    pub indices: &'a mut [u32],
+    /// Optional: `indices[j]`, the position of the j-th selected token (top-k without
+    /// it keeps the indices in its workspace).
+    pub indices: Option<&'a mut [u32]>,
     /// Optional: `scores[j]`, the router score of token `indices[j]`.
     pub scores: Option<&'a mut [f32]>,
     /// `rows[j] = h[indices[j]]`; as many columns as `h`.
@@ -47,9 +48,10 @@ pub struct RouteOut<'a, T> {
 }
 
 /// Scratch of a top-k route call over up to `n` tokens, in u64 words: the top-k
-/// workspace plus the `n` scores (threshold routing needs none).
+/// workspace, the `n` scores, and room for `n` indices (used when the caller does not
+/// want them; threshold routing needs none).
 pub const fn route_workspace_len(n: usize) -> usize {
-    topk_workspace_len(n) + n.div_ceil(2)
+    topk_workspace_len(n) + 2 * n.div_ceil(2)
 }
 
 /// Bytes of hidden states the threshold route scores and gathers per block: small
@@ -141,7 +143,8 @@ impl Kernels {
         };
         let room = out
             .indices
-            .len()
+            .as_ref()
+            .map_or(usize::MAX, |s| s.len())
             .min(out.rows.rows)
             .min(out.scores.as_ref().map_or(usize::MAX, |s| s.len()));
         ensure!(
@@ -179,11 +182,14 @@ impl Kernels {
         ws: &mut [u64],
     ) -> Result<usize> {
         let (n, d) = (h.rows, h.cols);
-        let (topk_ws, score_ws) = ws.split_at_mut(topk_workspace_len(n));
-        // SAFETY: n.div_ceil(2) u64 words hold n f32 (alignment 8 >= 4, no invalid
-        // bit patterns).
+        let (topk_ws, rest) = ws.split_at_mut(topk_workspace_len(n));
+        let (score_ws, idx_ws) = rest.split_at_mut(n.div_ceil(2));
+        // SAFETY: n.div_ceil(2) u64 words hold n f32, or n u32 (alignment 8 >= 4, no
+        // invalid bit patterns).
         let scores: &mut [f32] =
             unsafe { core::slice::from_raw_parts_mut(score_ws.as_mut_ptr() as *mut f32, n) };
+        let idx_scratch: &mut [u32] =
+            unsafe { core::slice::from_raw_parts_mut(idx_ws.as_mut_ptr() as *mut u32, n) };
         self.score(
             h,
             Matrix::new(w, 1, d, d)?,
@@ -205,7 +211,7 @@ impl Kernels {
             scores: out_scores,
             rows,
         } = out;
-        let idx = &mut indices[..kr];
+        let idx = &mut indices.unwrap_or(idx_scratch)[..kr];
         // Selects straight into the outputs; it validates (forced keeps <= k) before it
         // writes anything.
         self.topk_f32(
@@ -214,7 +220,7 @@ impl Kernels {
             order,
             &one_row,
             TopkOut {
-                indices: MatrixMut::new(idx, 1, kr, kr)?,
+                indices: MatrixMut::new(&mut *idx, 1, kr, kr)?,
                 scores: match out_scores {
                     Some(s) => Some(MatrixMut::new(&mut s[..kr], 1, kr, kr)?),
                     None => None,
@@ -224,7 +230,7 @@ impl Kernels {
             Some(topk_ws),
         )?;
         let rows = MatrixMut::new(rows.data, kr, d, rows.stride)?;
-        self.gather_rows(h, &indices[..kr], rows)?;
+        self.gather_rows(h, &*idx, rows)?;
         Ok(kr)
     }
 
@@ -246,7 +252,7 @@ impl Kernels {
         let last_start = n - kl;
         let wm = Matrix::new(w, 1, d, d)?;
         let RouteOut {
-            indices,
+            mut indices,
             scores: mut out_scores,
             rows,
         } = out;
@@ -288,8 +294,10 @@ impl Kernels {
                 },
             )?;
             let c = c[0];
-            for (o, &i) in indices[count..count + c].iter_mut().zip(&ib[..c]) {
-                *o = j0 as u32 + i;
+            if let Some(idx) = indices.as_deref_mut() {
+                for (o, &i) in idx[count..count + c].iter_mut().zip(&ib[..c]) {
+                    *o = j0 as u32 + i;
+                }
             }
             if let Some(s) = out_scores.as_deref_mut() {
                 for (o, &i) in s[count..count + c].iter_mut().zip(&ib[..c]) {

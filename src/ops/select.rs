@@ -25,9 +25,10 @@
 //!
 //! # Workspace
 //! Top-k needs scratch of [`topk_workspace_len`]`(n)` u64 words (8 bytes per token).
-//! Pass it (`Some(buf)`), or pass `None` to use a buffer owned by the calling thread
-//! that grows to the largest row seen and is reused: no heap allocation per call once
-//! it has grown (it is freed when the thread exits). Threshold selection and the mask
+//! Pass it (`Some(buf)`), or pass `None` to use the library's scratch
+//! ([`crate::scratch`]): the calling thread's buffer, reused without allocation up to
+//! [`crate::THREAD_SCRATCH_CAP`] bytes; larger workspaces come from the process-wide
+//! spare or are allocated and freed per call. Threshold selection and the mask
 //! conversions need no scratch.
 //!
 //! Validation happens before anything is written: on error the outputs are untouched.
@@ -35,7 +36,6 @@
 use crate::error::{ensure, Result};
 use crate::ops::{Matrix, MatrixMut};
 use crate::Kernels;
-use core::cell::RefCell;
 use tokenroute_kernels::select::{self as ks, ThresholdArgs, TopkArgs};
 
 pub use tokenroute_kernels::select::Order;
@@ -127,13 +127,8 @@ pub const fn topk_workspace_len(n: usize) -> usize {
 /// Top-k is given at most this many tokens per row (indices are `u32`).
 pub const MAX_ROW: usize = u32::MAX as usize;
 
-thread_local! {
-    /// The calling thread's reusable top-k scratch (grow-only).
-    static WORKSPACE: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on `words` words of scratch: the caller's, the thread's reusable buffer, or
-/// (only while the thread is being torn down, or re-entered) a temporary one.
+/// Runs `f` on `words` words of scratch: the caller's, or the library's
+/// ([`crate::scratch`]: the thread's reusable buffer, bounded after the call).
 /// `too_small` is the error message for a caller's workspace under `words`.
 pub(crate) fn with_workspace<R>(
     words: usize,
@@ -145,22 +140,7 @@ pub(crate) fn with_workspace<R>(
         ensure!(ws.len() >= words, BufferTooSmall, too_small);
         return Ok(f(&mut ws[..words]));
     }
-    let mut f = Some(f);
-    let mut out = None;
-    let _ = WORKSPACE.try_with(|cell| {
-        if let Ok(mut buf) = cell.try_borrow_mut() {
-            if buf.len() < words {
-                let extra = words - buf.len();
-                buf.reserve_exact(extra);
-                buf.resize(words, 0);
-            }
-            out = Some((f.take().expect("called once"))(&mut buf[..words]));
-        }
-    });
-    Ok(match out {
-        Some(r) => r,
-        None => (f.take().expect("not called yet"))(&mut vec![0u64; words]),
-    })
+    crate::scratch::with_scratch_of(crate::scratch::Kind::Select, words, f)
 }
 
 /// The validated shape of a batch: rows, row length and per-row valid lengths.

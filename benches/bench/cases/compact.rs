@@ -374,7 +374,7 @@ impl Case for Route {
                 how,
                 &RowSpec::default(),
                 RouteOut {
-                    indices: &mut self.idx,
+                    indices: Some(&mut self.idx),
                     scores: Some(&mut self.sel),
                     rows: MatrixMut::dense(&mut self.rows, self.n, self.d).unwrap(),
                 },

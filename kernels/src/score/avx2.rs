@@ -2,12 +2,12 @@
 //! pair of ymm registers (lanes 0..8 and 8..16). Blocks of 4 rows x 1 router when
 //! there is one router, 2 rows x 2 routers otherwise (16 ymm registers in all).
 
-use super::{activate, drive, logit, ScoreArgs};
+use super::{activate, drive, logit, ScoreArgs, ToF32};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
 
 /// Loading 16 elements as two f32 vectors (exact conversion).
-trait Load16: Copy + Default {
+trait Load16: ToF32 + Default {
     /// # Safety
     /// `p` valid for 16 elements; the caller has the avx2 tier.
     unsafe fn load(p: *const Self) -> [__m256; 2];
@@ -120,7 +120,7 @@ unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i:
         }
         for r in 0..R {
             for e in 0..EB {
-                let s = logit(reduce(acc[r][e]), a.bias, e0 + e);
+                let s = logit(a, i + r, e0 + e, reduce(acc[r][e]));
                 *a.out.add((i + r) * a.out_stride + e0 + e) = s;
             }
         }

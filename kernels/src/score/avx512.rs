@@ -1,12 +1,12 @@
 //! AVX-512 scoring: one zmm accumulator per (row, router) holds the 16 canonical lanes;
 //! blocks of 4 rows x up to 4 routers, or 2 rows x up to 8 routers, share each load.
 
-use super::{activate, drive, logit, ScoreArgs};
+use super::{activate, drive, logit, ScoreArgs, ToF32};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
 
 /// Loading 16 elements as f32 (exact conversion).
-trait Load16: Copy {
+trait Load16: ToF32 {
     /// # Safety
     /// `p` valid for 16 elements; the caller has the avx512 tier.
     unsafe fn load(p: *const Self) -> __m512;
@@ -120,7 +120,7 @@ unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i:
         }
         for r in 0..R {
             for e in 0..EB {
-                let s = logit(reduce(acc[r][e]), a.bias, e0 + e);
+                let s = logit(a, i + r, e0 + e, reduce(acc[r][e]));
                 *a.out.add((i + r) * a.out_stride + e0 + e) = s;
             }
         }

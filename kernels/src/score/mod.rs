@@ -11,8 +11,19 @@
 //! by a fixed tree: `s8[i] = a[i] + a[i+8]`, `s4[i] = s8[i] + s8[i+4]`,
 //! `s2[i] = s4[i] + s4[i+2]`, `dot = s2[0] + s2[1]`. Then `dot + bias[e]` (when a bias
 //! is given) and the activation (`sigmoid` is exactly the `sigmoid` module's).
+//! A logit that comes out non-finite (an f32 partial sum overflowed, or an input is inf
+//! or NaN) is recomputed in f64 instead (`logit_f64`: exact products summed in
+//! increasing `j`, then the bias, rounded once), so an intermediate overflow never turns
+//! a representable logit into inf or NaN; NaN logits are the canonical quiet NaN.
 //! A row's score therefore depends only on that row, W and the bias: never on the
 //! tier, on `n`, or on where the row sits in the batch.
+//!
+//! # Accuracy
+//! A finite logit is within `(ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) +
+//! (d + 16) * 2^-149` of the exact value: the first term is the relative rounding of the
+//! at most `ceil(d/16) + 5` operations on any path of the sum, the second the absolute
+//! rounding (at most 2^-150 each, with room for the later relative roundings) of the at
+//! most `d + 16` operations whose result is subnormal.
 //!
 //! # Contract (every variant)
 //! `n >= 0`, `d >= 0`, `e >= 1` when `n > 0`; `h_stride >= d`, `w_stride >= d`,
@@ -116,30 +127,88 @@ pub fn reduce16(a: &[f32; 16]) -> f32 {
     s2[0] + s2[1]
 }
 
-/// `dot + bias[e]` with NaN made canonical: the logit every tier writes before the
-/// activation pass.
+/// The element types of H and W, converted exactly to f32.
+pub trait ToF32: Copy {
+    fn to_f32(self) -> f32;
+}
+impl ToF32 for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+impl ToF32 for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+impl ToF32 for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+}
+
+/// The logit of row `i`, router `e` in f64: every product is exact in f64 (24 + 24
+/// significant bits, exponents far inside f64's range), summed in increasing `j`, then
+/// the bias, rounded once to f32 (NaN canonical). Used only where the canonical f32 order
+/// gave a non-finite logit: an f32 partial sum overflowed, or an input is inf or NaN.
+/// Identical on every tier (plain f64 additions in a fixed order).
 ///
 /// # Safety
-/// `bias` is null or points to more than `e` floats.
+/// As [`logit`].
+#[cold]
+#[inline(never)]
+unsafe fn logit_f64<T: ToF32>(a: &ScoreArgs<T>, i: usize, e: usize) -> f32 {
+    let mut s = 0f64;
+    for j in 0..a.d {
+        // SAFETY: row i of H and row e of W hold d elements.
+        let (x, y) = unsafe {
+            (
+                (*a.h.add(i * a.h_stride + j)).to_f32(),
+                (*a.w.add(e * a.w_stride + j)).to_f32(),
+            )
+        };
+        s += x as f64 * y as f64;
+    }
+    if !a.bias.is_null() {
+        // SAFETY: the bias holds e + 1 or more floats.
+        s += unsafe { *a.bias.add(e) } as f64;
+    }
+    let r = s as f32;
+    if r.is_nan() {
+        f32::from_bits(crate::sigmoid::CANONICAL_NAN)
+    } else {
+        r
+    }
+}
+
+/// The logit every tier writes for row `i`, router `e` from its canonical dot product:
+/// `dot + bias[e]` (when a bias is given), or, when that is not finite, [`logit_f64`]
+/// (so an overflow of an f32 partial sum never turns a representable logit into inf or
+/// NaN, and a NaN is the canonical one).
+///
+/// # Safety
+/// As the module contract; `i < a.n`, `e < a.e`.
 #[inline(always)]
-pub unsafe fn logit(dot: f32, bias: *const f32, e: usize) -> f32 {
-    let s = if bias.is_null() {
+pub unsafe fn logit<T: ToF32>(a: &ScoreArgs<T>, i: usize, e: usize, dot: f32) -> f32 {
+    let s = if a.bias.is_null() {
         dot
     } else {
-        // SAFETY: the caller gives `e` valid bias values when bias is non-null.
-        dot + unsafe { *bias.add(e) }
+        // SAFETY: the contract gives `e` valid bias values when bias is non-null.
+        dot + unsafe { *a.bias.add(e) }
     };
-    if s.is_nan() {
-        // One NaN for every tier: which operand's payload a NaN sum carries differs
-        // between instruction sets.
-        f32::NAN
-    } else {
+    if s.is_finite() {
         s
+    } else {
+        // SAFETY: as this function's.
+        unsafe { logit_f64(a, i, e) }
     }
 }
 
 /// The activation pass over the written logits, with the tier's elementwise sigmoid
-/// (bit-identical on every tier, and a NaN gives the canonical quiet NaN).
+/// (bit-identical on every tier; a NaN gives the canonical quiet NaN).
 ///
 /// # Safety
 /// `a.out` holds `a.n` rows of `a.e` written logits, `a.out_stride` apart; `sigmoid`

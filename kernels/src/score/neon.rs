@@ -1,14 +1,14 @@
 //! NEON scoring: the 16 canonical lanes of each (row, router) accumulator live in four
 //! q registers. Blocks of 4 rows x 1 router when there is one router, 2 x 2 otherwise.
 
-use super::{activate, drive, logit, ScoreArgs};
+use super::{activate, drive, logit, ScoreArgs, ToF32};
 use core::arch::aarch64::*;
 use half::{bf16, f16};
 
 type V16 = [float32x4_t; 4];
 
 /// Loading 16 elements as four f32 vectors (exact conversion).
-trait Load16: Copy + Default {
+trait Load16: ToF32 + Default {
     /// # Safety
     /// `p` valid for 16 elements.
     unsafe fn load(p: *const Self) -> V16;
@@ -153,7 +153,7 @@ unsafe fn block<T: Load16, const R: usize, const EB: usize>(a: &ScoreArgs<T>, i:
         }
         for r in 0..R {
             for e in 0..EB {
-                let s = logit(reduce(acc[r][e]), a.bias, e0 + e);
+                let s = logit(a, i + r, e0 + e, reduce(acc[r][e]));
                 *a.out.add((i + r) * a.out_stride + e0 + e) = s;
             }
         }

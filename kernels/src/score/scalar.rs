@@ -1,29 +1,7 @@
 //! Portable reference scoring: the canonical order, one element at a time.
 
-use super::{activate, drive, fma_f32, logit, reduce16, ScoreArgs};
+use super::{activate, drive, fma_f32, logit, reduce16, ScoreArgs, ToF32};
 use half::{bf16, f16};
-
-trait ToF32: Copy {
-    fn f(self) -> f32;
-}
-impl ToF32 for f32 {
-    #[inline(always)]
-    fn f(self) -> f32 {
-        self
-    }
-}
-impl ToF32 for f16 {
-    #[inline(always)]
-    fn f(self) -> f32 {
-        self.to_f32()
-    }
-}
-impl ToF32 for bf16 {
-    #[inline(always)]
-    fn f(self) -> f32 {
-        self.to_f32()
-    }
-}
 
 /// The canonical dot product of one row pair.
 ///
@@ -34,7 +12,7 @@ unsafe fn dot<T: ToF32>(h: *const T, w: *const T, d: usize) -> f32 {
     let mut acc = [0f32; 16];
     for j in 0..d {
         // SAFETY: j < d.
-        let (x, y) = unsafe { ((*h.add(j)).f(), (*w.add(j)).f()) };
+        let (x, y) = unsafe { ((*h.add(j)).to_f32(), (*w.add(j)).to_f32()) };
         acc[j % 16] = fma_f32(x, y, acc[j % 16]);
     }
     reduce16(&acc)
@@ -46,7 +24,7 @@ unsafe fn run<T: ToF32>(a: &ScoreArgs<T>) {
         // SAFETY: the contract makes row i of H, row e of W and out[i][e] valid.
         unsafe {
             let d = dot(a.h.add(i * a.h_stride), a.w.add(e * a.w_stride), a.d);
-            *a.out.add(i * a.out_stride + e) = logit(d, a.bias, e);
+            *a.out.add(i * a.out_stride + e) = logit(a, i, e, d);
         }
     });
     // SAFETY: every logit was written above; this tier's sigmoid runs here.
