@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from common import Result, chunks, load_library, median_time, ort_session, ptr, run_parallel, set_threads, table
 
 lib = load_library()
-lib.tkr_sigmoid_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+lib.tkr_sigmoid_f32.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 lib.tkr_sigmoid_f32.restype = ctypes.c_uint32
 lib.tkr_score.argtypes = [ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t,
                           ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint32,
@@ -39,7 +39,7 @@ def sigmoid_cases(threads, quick=False):
         y = np.empty_like(x)
         budget = 1.0 if n < 1 << 22 else 3.0
         parts = chunks(n, threads)
-        t_tkr = median_time(lambda: run_parallel([lambda a=a, b=b: lib.tkr_sigmoid_f32(at(x, a), at(y, a), b - a)
+        t_tkr = median_time(lambda: run_parallel([lambda a=a, b=b: lib.tkr_sigmoid_f32(at(x, a), b - a, at(y, a))
                                                   for a, b in parts]), budget=budget)
         ours = y.copy()
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)

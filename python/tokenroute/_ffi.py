@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 #: The C ABI version this package is written against (``TKR_ABI_VERSION``). The
 #: library's ``tkr_abi_version()`` must equal it, checked when the library is loaded.
-EXPECTED_ABI_VERSION = 1
+EXPECTED_ABI_VERSION = 2
 
 # --- constants (the TKR_* macros of tokenroute.h; tests compare them with the header)
 
@@ -203,12 +203,16 @@ declare("tkr_get_isa", c_uint32, [])
 declare("tkr_set_isa", c_uint32, [c_uint32])
 declare("tkr_supported_isas", c_uint32, [])
 declare("tkr_isa_name", c_char_p, [c_uint32])
+declare("tkr_last_error_message", c_char_p, [])
 
 
 def check(status: int, function: str) -> None:
-    """Raises :class:`TokenrouteError` unless ``status`` is ``TKR_STATUS_OK``."""
+    """Raises :class:`TokenrouteError` unless ``status`` is ``TKR_STATUS_OK``; its
+    ``detail`` is the library's ``tkr_last_error_message()`` (which argument, which
+    rule), read right after the failing call on this thread."""
     if status != TKR_STATUS_OK:
-        raise TokenrouteError(status, function)
+        detail = _LIB.tkr_last_error_message().decode(errors="replace") if _LIB else ""
+        raise TokenrouteError(status, function, detail)
 
 
 # Exported for the family modules.

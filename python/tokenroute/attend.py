@@ -90,12 +90,12 @@ _attention = declare(
     [c_uint32, _P, _S, _S, _S, _S, _S, _P, _P, _S, _S, _S, _S, _S, _S,
      POINTER(AttentionKeys), POINTER(AttentionOptions), _P, _S, _S],
 )
-_keys_init = declare("tkr_attention_keys_init", None, [POINTER(AttentionKeys)])
-_options_init = declare("tkr_attention_options_init", None, [POINTER(AttentionOptions)])
+_keys_init = declare("tkr_attention_keys_init", c_uint32, [POINTER(AttentionKeys)])
+_options_init = declare("tkr_attention_options_init", c_uint32, [POINTER(AttentionOptions)])
 _merge = declare(
     "tkr_attention_merge",
     c_uint32,
-    [_S, _S, _S, _P, _S, _S, _P, _S, c_uint32, _P, _S, _P],
+    [c_uint32, _P, _S, _S, _S, _S, _S, _P, _S, _P, _S, _P],
 )
 _summary = declare(
     "tkr_key_block_summary",
@@ -422,7 +422,7 @@ def attention_merge(
     o3 = out.reshape(r, 1, d) if isinstance(out, np.ndarray) and out.ndim == 2 else out
     ots, _ = _out_tensor(o3, fn, (r, 1, d), odt)
     olse = np.empty(r, dtype=np.float32) if return_lse else None
-    st = _merge(p, r, d, _ptr(part_out), ps, rs, _ptr(part_lse), ls, ocode, _ptr(out), ots, _ptr(olse))
+    st = _merge(ocode, _ptr(part_out), p, r, d, ps, rs, _ptr(part_lse), ls, _ptr(out), ots, _ptr(olse))
     check(st, fn)
     return (out, olse) if return_lse else out
 
