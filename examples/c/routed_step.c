@@ -15,7 +15,8 @@
  *
  * Build against the installed library (one command):
  *   cc -std=c99 routed_step.c $(pkg-config --cflags --libs tokenroute) -o routed_step
- * or with CMake: cmake -S examples -B build -DCMAKE_PREFIX_PATH=<prefix> && cmake --build build
+ * or with CMake (examples/CMakeLists.txt):
+ *   cmake -S examples -B build -DCMAKE_PREFIX_PATH=<prefix> && cmake --build build
  */
 #include <stdio.h>
 #include <stdlib.h>
