@@ -35,7 +35,13 @@ fn pipe_into(exe: &std::path::Path, input: &str) -> String {
 
 #[test]
 fn c_and_cpp_routed_steps_agree_bit_for_bit_and_with_the_reference() {
-    let c = build_program("../examples/c/routed_step.c", false, "c99", Link::Shared, &[]);
+    let c = build_program(
+        "../examples/c/routed_step.c",
+        false,
+        "c99",
+        Link::Shared,
+        &[],
+    );
     let cpp = build_program(
         "../examples/cpp/routed_step.cpp",
         true,
@@ -49,7 +55,11 @@ fn c_and_cpp_routed_steps_agree_bit_for_bit_and_with_the_reference() {
         let out_c = run_program(&c, isa.name(), &[]);
         let out_cpp = run_program(&cpp, isa.name(), &[]);
         assert_eq!(out_c, out_cpp, "C and C++ steps differ on {}", isa.name());
-        assert!(out_c.starts_with("kept 0 "), "token 0 is forced: {}", &out_c[..40]);
+        assert!(
+            out_c.starts_with("kept 0 "),
+            "token 0 is forced: {}",
+            &out_c[..40]
+        );
         // Every level gives the same bytes (scores, selection, attention and the
         // scatter-add are bit-identical across levels).
         match &first {
@@ -88,8 +98,13 @@ fn c_and_cpp_routed_steps_agree_bit_for_bit_and_with_the_reference() {
 #[test]
 fn readme_c_snippet_is_the_example() {
     let example = std::fs::read_to_string(root().join("examples/c/routed_step.c")).unwrap();
-    let begin = example.find("/* README-BEGIN: route */\n").expect("begin marker") + 26;
-    let end = example.find("    /* README-END: route */").expect("end marker");
+    let begin = example
+        .find("/* README-BEGIN: route */\n")
+        .expect("begin marker")
+        + 26;
+    let end = example
+        .find("    /* README-END: route */")
+        .expect("end marker");
     let region: String = example[begin..end]
         .lines()
         .map(|l| l.strip_prefix("    ").unwrap_or(l))

@@ -83,7 +83,10 @@ fn every_declared_name_carries_the_prefix() {
     for line in code.lines() {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("#define") {
-            let name = identifiers(rest).into_iter().next().expect("#define without a name");
+            let name = identifiers(rest)
+                .into_iter()
+                .next()
+                .expect("#define without a name");
             declared.push((name, "macro"));
         } else if !t.starts_with('#') {
             body.push_str(line);
@@ -141,7 +144,10 @@ fn every_declared_name_carries_the_prefix() {
         })
         .map(|(n, k)| format!("{k} {n}"))
         .collect();
-    assert!(bad.is_empty(), "names without the TKR_/tkr_ prefix: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "names without the TKR_/tkr_ prefix: {bad:?}"
+    );
 }
 
 /// Every *_init function returns tkr_status (TKR_STATUS_NULL_POINTER for NULL).

@@ -130,7 +130,8 @@ pub unsafe extern "C" fn tkr_attention_keys_init(keys: *mut tkr_attention_keys) 
 
 /// A dtype code (argument `name`) as a DType.
 fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
-    DType::from_code(code).ok_or(Error::new(ErrorKind::InvalidArgument, "unknown dtype code").with_arg(name))
+    DType::from_code(code)
+        .ok_or(Error::new(ErrorKind::InvalidArgument, "unknown dtype code").with_arg(name))
 }
 
 /// Attention of queries over a subset of keys, flash-style, with optional causal and
@@ -368,7 +369,8 @@ impl RawAttention {
         }
         let subset = match self.keys.kind {
             TKR_KEYS_INDICES => {
-                let idx = unsafe { slice(self.keys.indices, self.keys.n_indices).arg("keys->indices")? };
+                let idx =
+                    unsafe { slice(self.keys.indices, self.keys.n_indices).arg("keys->indices")? };
                 push(byte_range(idx));
                 KeySubset::Indices(idx)
             }
@@ -404,10 +406,12 @@ impl RawAttention {
                         ErrorKind::SizeOverflow,
                         "number of block lists overflows",
                     ))?;
-                let offsets =
-                    unsafe { slice(self.keys.block_offsets, n_offsets).arg("keys->block_offsets")? };
-                let ids =
-                    unsafe { slice(self.keys.block_ids, self.keys.n_block_ids).arg("keys->block_ids")? };
+                let offsets = unsafe {
+                    slice(self.keys.block_offsets, n_offsets).arg("keys->block_offsets")?
+                };
+                let ids = unsafe {
+                    slice(self.keys.block_ids, self.keys.n_block_ids).arg("keys->block_ids")?
+                };
                 push(byte_range(offsets));
                 push(byte_range(ids));
                 KeySubset::Blocks {

@@ -102,8 +102,13 @@ pub unsafe extern "C" fn tkr_gather_rows(
 ) -> tkr_status {
     guard(|| {
         let k = Kernels::active()?;
-        let (rb, ssb, sn) =
-            byte_rows(elem_size, n_src_rows, row_len, src_row_stride, "src_row_stride")?;
+        let (rb, ssb, sn) = byte_rows(
+            elem_size,
+            n_src_rows,
+            row_len,
+            src_row_stride,
+            "src_row_stride",
+        )?;
         let (_, dsb, dn) = byte_rows(elem_size, n_idx, row_len, dst_row_stride, "dst_row_stride")?;
         // SAFETY: sizes from the documented shapes; validity is the caller's promise.
         let (s, ix) = unsafe {
@@ -160,8 +165,13 @@ pub unsafe extern "C" fn tkr_scatter_rows(
     guard(|| {
         let k = Kernels::active()?;
         let (rb, ssb, sn) = byte_rows(elem_size, n_idx, row_len, src_row_stride, "src_row_stride")?;
-        let (_, dsb, dn) =
-            byte_rows(elem_size, n_dst_rows, row_len, dst_row_stride, "dst_row_stride")?;
+        let (_, dsb, dn) = byte_rows(
+            elem_size,
+            n_dst_rows,
+            row_len,
+            dst_row_stride,
+            "dst_row_stride",
+        )?;
         // SAFETY: sizes from the documented shapes; validity is the caller's promise.
         let (s, ix) = unsafe {
             (
@@ -245,7 +255,10 @@ pub unsafe extern "C" fn tkr_scatter_add_rows(
                 Some(DType::F32) => raw.run::<f32>(),
                 Some(DType::F16) => raw.run::<f16>(),
                 Some(DType::BF16) => raw.run::<bf16>(),
-                None => Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype code").with_arg("dtype")),
+                None => {
+                    Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype code")
+                        .with_arg("dtype"))
+                }
             }
         }
     })

@@ -243,7 +243,10 @@ pub unsafe extern "C" fn tkr_route(
                 Some(DType::F32) => raw.run::<f32>(),
                 Some(DType::F16) => raw.run::<f16>(),
                 Some(DType::BF16) => raw.run::<bf16>(),
-                None => Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype code").with_arg("dtype")),
+                None => {
+                    Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype code")
+                        .with_arg("dtype"))
+                }
             }
         }
     })
@@ -307,9 +310,18 @@ impl RawRoute<'_> {
             Some(Matrix::new(m, 1, n, n)?)
         };
         let mut outs = vec![
-            ("out_idx", range(self.out_idx as *const u32, cap).arg("out_idx")?),
-            ("out_rows", range(self.out_rows as *const T, on).arg("out_rows")?),
-            ("out_count", range(self.out_count as *const usize, 1).arg("out_count")?),
+            (
+                "out_idx",
+                range(self.out_idx as *const u32, cap).arg("out_idx")?,
+            ),
+            (
+                "out_rows",
+                range(self.out_rows as *const T, on).arg("out_rows")?,
+            ),
+            (
+                "out_count",
+                range(self.out_count as *const usize, 1).arg("out_count")?,
+            ),
         ];
         if !self.out_scores.is_null() {
             outs.push((

@@ -149,8 +149,8 @@ impl RawScore {
         let k = Kernels::active()?;
         let hn = span(self.n_tokens, self.d, self.h_row_stride).arg("h_row_stride")?;
         let wn = span(self.n_routers, self.d, self.w_row_stride).arg("w_row_stride")?;
-        let on = span(self.n_tokens, self.n_routers, self.scores_row_stride)
-            .arg("scores_row_stride")?;
+        let on =
+            span(self.n_tokens, self.n_routers, self.scores_row_stride).arg("scores_row_stride")?;
         // SAFETY: sizes come from the documented shapes; validity is the caller's promise.
         let (hs, ws, out) = unsafe {
             (

@@ -144,7 +144,8 @@ mod tests {
 
     #[test]
     fn last_error_message_is_per_thread_and_cut_to_fit() {
-        let e = Error::new(ErrorKind::BadStride, "row stride smaller than the row").with_arg("h_row_stride");
+        let e = Error::new(ErrorKind::BadStride, "row stride smaller than the row")
+            .with_arg("h_row_stride");
         set_last_error_from(&e);
         assert_eq!(last(), "h_row_stride: row stride smaller than the row");
         // Another thread has its own (empty) message.

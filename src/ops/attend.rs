@@ -704,11 +704,7 @@ impl Kernels {
         let d = q.head_dim;
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
         ensure!(q.n_heads > 0, InvalidArgument, "n_heads_q = 0");
-        ensure!(
-            n_heads_kv > 0,
-            InvalidArgument,
-            "n_heads_kv = 0"
-        );
+        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             q.n_heads % n_heads_kv == 0,
             InvalidArgument,
