@@ -186,7 +186,10 @@ def _load() -> None:
     if abi != EXPECTED_ABI_VERSION:
         raise ImportError(
             f"tokenroute: {path} has C ABI version {abi}, this package expects "
-            f"{EXPECTED_ABI_VERSION}"
+            f"{EXPECTED_ABI_VERSION}: the library does not match this Python package "
+            "(reinstall both from one checkout: pip install ./python; or point "
+            "TOKENROUTE_LIB at a library of ABI version "
+            f"{EXPECTED_ABI_VERSION})"
         )
     _LIB = handle
     LIBRARY_PATH = path
