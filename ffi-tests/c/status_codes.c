@@ -359,6 +359,14 @@ int main(void) {
             fprintf(stderr, "%s: returned %s but wrote its output\n", p->what, tkr_status_string(got));
             tkr_test_failures++;
         }
+        /* Every failure leaves a message; a caught panic says so, with its text. */
+        if (got != TKR_STATUS_OK && tkr_last_error_message()[0] == 0) {
+            fprintf(stderr, "%s: no tkr_last_error_message\n", p->what);
+            tkr_test_failures++;
+        }
+        if (got == TKR_STATUS_PANIC)
+            CHECK(strstr(tkr_last_error_message(), "panic caught") != NULL &&
+                  strstr(tkr_last_error_message(), "deliberate panic") != NULL);
         /* The library stays usable (after a caught panic too) and on its level. */
         CHECK(tkr_get_isa() == level);
         reset();

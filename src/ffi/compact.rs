@@ -68,6 +68,34 @@ fn check_count(out: *mut usize, data: (usize, usize), name: &'static str) -> Res
     disjoint(range(out as *const usize, 1).arg(name)?, data).arg(name)
 }
 
+/// The buffers of a gather or scatter: `src` (`sn` bytes), `idx`, and `dst` (`dn` bytes),
+/// which must not overlap `src` or `idx`.
+///
+/// # Safety
+/// The pointers hold what the tkr_gather_rows / tkr_scatter_rows documentation says.
+unsafe fn row_move_buffers<'a>(
+    src: *const c_void,
+    sn: usize,
+    idx: *const u32,
+    n_idx: usize,
+    dst: *mut c_void,
+    dn: usize,
+) -> Result<(&'a [u8], &'a [u32], &'a mut [u8])> {
+    // SAFETY: sizes from the documented shapes; validity is the caller's promise.
+    let (s, ix) = unsafe {
+        (
+            slice(src as *const u8, sn).arg("src")?,
+            slice(idx, n_idx).arg("idx")?,
+        )
+    };
+    let d = range(dst as *const u8, dn).arg("dst")?;
+    disjoint(d, byte_range(s)).arg("dst")?;
+    disjoint(d, byte_range(ix)).arg("dst")?;
+    // SAFETY: checked above: dst is disjoint from every input.
+    let ds = unsafe { slice_mut(dst as *mut u8, dn)? };
+    Ok((s, ix, ds))
+}
+
 /// Gathers rows: `dst[j] = src[idx[j]]` for `j < n_idx` (row `r` of a buffer starts
 /// `r * row_stride` elements after its first element).
 ///
@@ -110,18 +138,8 @@ pub unsafe extern "C" fn tkr_gather_rows(
             "src_row_stride",
         )?;
         let (_, dsb, dn) = byte_rows(elem_size, n_idx, row_len, dst_row_stride, "dst_row_stride")?;
-        // SAFETY: sizes from the documented shapes; validity is the caller's promise.
-        let (s, ix) = unsafe {
-            (
-                slice(src as *const u8, sn).arg("src")?,
-                slice(idx, n_idx).arg("idx")?,
-            )
-        };
-        let d = range(dst as *const u8, dn).arg("dst")?;
-        disjoint(d, byte_range(s)).arg("dst")?;
-        disjoint(d, byte_range(ix)).arg("dst")?;
-        // SAFETY: checked above: dst is disjoint from every input.
-        let ds = unsafe { slice_mut(dst as *mut u8, dn)? };
+        // SAFETY: the caller's promises about the buffers, passed on.
+        let (s, ix, ds) = unsafe { row_move_buffers(src, sn, idx, n_idx, dst, dn)? };
         k.gather_rows(
             Matrix::new(s, n_src_rows, rb, ssb)?,
             ix,
@@ -172,18 +190,8 @@ pub unsafe extern "C" fn tkr_scatter_rows(
             dst_row_stride,
             "dst_row_stride",
         )?;
-        // SAFETY: sizes from the documented shapes; validity is the caller's promise.
-        let (s, ix) = unsafe {
-            (
-                slice(src as *const u8, sn).arg("src")?,
-                slice(idx, n_idx).arg("idx")?,
-            )
-        };
-        let d = range(dst as *const u8, dn).arg("dst")?;
-        disjoint(d, byte_range(s)).arg("dst")?;
-        disjoint(d, byte_range(ix)).arg("dst")?;
-        // SAFETY: checked above: dst is disjoint from every input.
-        let ds = unsafe { slice_mut(dst as *mut u8, dn)? };
+        // SAFETY: the caller's promises about the buffers, passed on.
+        let (s, ix, ds) = unsafe { row_move_buffers(src, sn, idx, n_idx, dst, dn)? };
         k.scatter_rows(
             Matrix::new(s, n_idx, rb, ssb)?,
             ix,
