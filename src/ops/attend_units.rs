@@ -24,7 +24,9 @@
 use super::attend::with_workspace;
 use crate::error::{Error, ErrorKind, Result};
 use crate::parallel::{self, Phases, Shared};
-use tokenroute_kernels::attend::{AttendArgs, AttendFn, KeySet, ListsPer, MergeArgs, MergeFn, OutType};
+use tokenroute_kernels::attend::{
+    AttendArgs, AttendFn, KeySet, ListsPer, MergeArgs, MergeFn, OutType,
+};
 
 /// Rows per unit of a call without a mass output (four tiles of the kernel).
 pub const UNIT_ROWS: usize = 64;
@@ -162,7 +164,12 @@ fn run_kernel<T: Copy>(f: AttendFn<T>, mut a: AttendArgs<T>, ws: usize) -> Resul
 
 /// Runs the validated call `a` (n_q > 0) with kernel `f` and `ws` bytes of workspace per
 /// kernel call, in units (see the module doc).
-pub(crate) fn attend<T: Copy>(f: AttendFn<T>, merge: MergeFn, a: AttendArgs<T>, ws: usize) -> Result<()> {
+pub(crate) fn attend<T: Copy>(
+    f: AttendFn<T>,
+    merge: MergeFn,
+    a: AttendArgs<T>,
+    ws: usize,
+) -> Result<()> {
     let g = a.h_q / a.h_kv;
     let rows_per_kv = a.n_q.saturating_mul(g);
     if a.mass.is_null() {
@@ -179,7 +186,9 @@ pub(crate) fn attend<T: Copy>(f: AttendFn<T>, merge: MergeFn, a: AttendArgs<T>, 
     if a.mass.is_null() {
         let rows = Rows::new(&a, UNIT_ROWS);
         let sh = Shared(a);
-        return parallel::for_each(rows.units(), work, &|u| run_kernel(f, rows.sub(&sh.get(), u), ws));
+        return parallel::for_each(rows.units(), work, &|u| {
+            run_kernel(f, rows.sub(&sh.get(), u), ws)
+        });
     }
     let rows = Rows::new(&a, MASS_UNIT_ROWS);
     // The mass groups: one per KV head (its units are consecutive), or the whole call.
@@ -244,7 +253,13 @@ pub(crate) fn attend<T: Copy>(f: AttendFn<T>, merge: MergeFn, a: AttendArgs<T>, 
 }
 
 /// Split-K decoding (see the module doc): `n` keys in the key sequence.
-fn split_k<T: Copy>(f: AttendFn<T>, merge: MergeFn, a: AttendArgs<T>, ws: usize, n: usize) -> Result<()> {
+fn split_k<T: Copy>(
+    f: AttendFn<T>,
+    merge: MergeFn,
+    a: AttendArgs<T>,
+    ws: usize,
+    n: usize,
+) -> Result<()> {
     let d = a.d;
     let g = a.h_q / a.h_kv;
     let n_ch = n.div_ceil(SPLIT_K_CHUNK);

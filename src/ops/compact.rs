@@ -668,7 +668,8 @@ impl Kernels {
             KvLayout::TokenMajor => KV_BLOCK,
             KvLayout::HeadMajor => n_keep,
         };
-        let (head_bytes, head_dim_bytes, n_heads) = (c.head_stride * sz, c.head_dim * sz, c.n_heads);
+        let (head_bytes, head_dim_bytes, n_heads) =
+            (c.head_stride * sz, c.head_dim * sz, c.n_heads);
         let lists = Shared((base, keep));
         self.compact_waves(n_keep, row_work, &src, &|from, to| {
             let (base, keep) = lists.get();

@@ -294,6 +294,19 @@ pub(crate) fn for_each(n_units: usize, work: usize, unit: Unit<'_>) -> Result<()
     errors.into_result().and(contract)
 }
 
+/// Runs `task(i)` for every `i < n_tasks` on the calling thread's executor, by the same
+/// rules as the library's own calls (`work`: the whole job's work in the measure of
+/// [`MIN_PARALLEL_WORK`]; `usize::MAX` always splits), so that an engine's own loops can
+/// share the threads. Library calls made from inside `task` run inline. Returns when
+/// every task has finished; `PARALLEL_FAILED` as for the library's calls (every task
+/// still ran exactly once); a panic in a task is resumed here.
+pub fn run_tasks(n_tasks: usize, work: usize, task: &(dyn Fn(usize) + Sync)) -> Result<()> {
+    for_each(n_tasks, work, &|i| {
+        task(i);
+        Ok(())
+    })
+}
+
 /// [`for_each`] over `0..n_items` in ranges of `per` consecutive items.
 pub(crate) fn for_each_range(
     n_items: usize,

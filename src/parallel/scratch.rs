@@ -23,9 +23,8 @@ pub(crate) fn with_call_scratch<R>(bytes: usize, f: impl FnOnce(*mut u8) -> R) -
     let lines = bytes.div_ceil(64).max(1);
     let grow = |v: &mut Vec<Line>| -> Result<()> {
         if v.len() < lines {
-            v.try_reserve_exact(lines - v.len()).map_err(|_| {
-                Error::new(ErrorKind::SizeOverflow, "scratch allocation failed")
-            })?;
+            v.try_reserve_exact(lines - v.len())
+                .map_err(|_| Error::new(ErrorKind::SizeOverflow, "scratch allocation failed"))?;
             v.resize(lines, Line([0; 64]));
         }
         Ok(())
@@ -131,7 +130,12 @@ mod tests {
     /// pieces of each wave in reverse order: equals the sequential result.
     #[test]
     fn waves_compact_like_a_sequential_pass() {
-        for &(n, step, piece) in &[(1000usize, 2usize, 7usize), (5000, 10, 64), (777, 1, 5), (4096, 3, 1)] {
+        for &(n, step, piece) in &[
+            (1000usize, 2usize, 7usize),
+            (5000, 10, 64),
+            (777, 1, 5),
+            (4096, 3, 1),
+        ] {
             let keep: Vec<usize> = (0..n).filter(|i| i % step == 0 || i % 7 == 3).collect();
             let data: Vec<u32> = (0..n as u32).collect();
             let expect: Vec<u32> = keep.iter().map(|&i| data[i]).collect();
@@ -160,7 +164,11 @@ mod tests {
             })
             .unwrap();
             assert_eq!(&seq.lock().unwrap()[..keep.len()], &expect[..]);
-            assert_eq!(&buf.lock().unwrap()[..keep.len()], &expect[..], "{n} {step} {piece}");
+            assert_eq!(
+                &buf.lock().unwrap()[..keep.len()],
+                &expect[..],
+                "{n} {step} {piece}"
+            );
             if step == 1 {
                 // Nothing moves: every piece is in place, one wave.
                 assert_eq!(plan.waves(), 1);
