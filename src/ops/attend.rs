@@ -3,9 +3,11 @@
 //!
 //! Numerics (see `tokenroute_kernels::attend` for the exact recipe): inputs are
 //! converted exactly to f32, dot products and the online softmax follow one canonical
-//! order of f32 operations, so every ISA level returns **bit-identical** results, and a
-//! (query, head) row's result does not depend on the other queries of the call, on
-//! `n_k` or on how an engine splits the queries. Against an exact (f64) evaluation of
+//! order of f32 operations, so every ISA level and every thread count returns
+//! **bit-identical** results, and a (query, head) row's result does not depend on the
+//! other queries of the call, on `n_k` or on how an engine splits the queries, except
+//! through the shape-only split-K rule of decoding calls (see `attend_units`). Against
+//! an exact (f64) evaluation of
 //! the same inputs the output error is at most
 //! `2^-17 (1 + A + n / 64) vmax + u_out |ref|`, where `A` is the largest
 //! `scale * sum_e |q_e k_e|` of the row's visible keys, `n` their number, `vmax` the
