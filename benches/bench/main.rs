@@ -19,6 +19,7 @@
 //! cargo run --release -p tokenroute-bench -- [--quick] [--filter TEXT] [--json FILE]
 //!     [--threads 1,2,max] [--best-only]
 //! cargo run --release -p tokenroute-bench -- --compare A.json B.json
+//! cargo run --release -p tokenroute-bench -- --summary A.json   # the scaling table
 //! ```
 
 mod cases;
@@ -301,6 +302,20 @@ fn main() {
                 }
             }
             "--best-only" => opts.best_only = true,
+            "--levels" => {
+                // The ISA levels this CPU supports, "name id" per line (for scripts).
+                for k in Kernels::all_supported() {
+                    println!("{} {}", k.isa().name(), k.isa().id());
+                }
+                return;
+            }
+            "--summary" => {
+                let Some(a) = args.get(i + 1) else {
+                    eprintln!("--summary needs a JSON file");
+                    std::process::exit(2);
+                };
+                std::process::exit(report::summary(a));
+            }
             "--compare" => {
                 let (Some(a), Some(b)) = (args.get(i + 1), args.get(i + 2)) else {
                     eprintln!("--compare needs two JSON files");
@@ -311,7 +326,8 @@ fn main() {
             "--help" | "-h" => {
                 println!(
                     "tokenroute-bench [--quick] [--filter TEXT] [--json FILE] [--threads LIST] [--best-only]\n\
-                     tokenroute-bench --compare A.json B.json\n\n\
+                     tokenroute-bench --compare A.json B.json\n\
+                     tokenroute-bench --summary A.json (speedup per thread count)\n\n\
                      Checks every kernel against the scalar level and times it on every ISA level\n\
                      this CPU has, against this machine's measured ceilings. --filter keeps the\n\
                      cases whose 'family/name/shape' contains TEXT; --quick runs in under a minute.\n\

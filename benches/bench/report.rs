@@ -374,3 +374,94 @@ pub fn compare(a_path: &str, b_path: &str) -> i32 {
     }
     0
 }
+
+/// Prints the scaling table of one run: per case (best level), the single-thread time,
+/// then per thread count the speedup, the parallel efficiency and the % of the ceiling
+/// measured with as many threads. Returns the process exit status.
+pub fn summary(path: &str) -> i32 {
+    let doc: Value = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            return 2;
+        }
+    };
+    let threads: Vec<u64> = doc["threads"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_else(|| vec![1]);
+    let level = doc["active_level"].as_str().unwrap_or("").to_string();
+    println!(
+        "{} ({} logical CPUs), level {level}, threads {threads:?}",
+        doc["cpu"]["model"].as_str().unwrap_or("?"),
+        doc["cpu"]["logical_cpus"]
+    );
+    for kind in ["read", "copy"] {
+        let mut line = format!("ceiling {kind} DRAM GB/s:");
+        for c in doc["ceilings"].as_array().into_iter().flatten() {
+            if c["kind"] == kind && c["level"] == "DRAM" {
+                line += &format!(
+                    "  {}t {:.1}",
+                    c["threads"],
+                    c["rate"].as_f64().unwrap_or(f64::NAN) / 1e9
+                );
+            }
+        }
+        println!("{line}");
+    }
+    let mut line = "ceiling FMA GFLOP/s:".to_string();
+    for c in doc["ceilings"].as_array().into_iter().flatten() {
+        if c["kind"] == "fma" {
+            line += &format!(
+                "  {}t {:.0}",
+                c["threads"],
+                c["rate"].as_f64().unwrap_or(f64::NAN) / 1e9
+            );
+        }
+    }
+    println!("{line}\n");
+    let mut head = format!("{:<28} {:<26} {:>10}", "kernel", "shape", "1 thread");
+    for t in threads.iter().filter(|&&t| t > 1) {
+        head += &format!(" {:>20}", format!("{t}t: x (eff) %ceil"));
+    }
+    println!("{head}");
+    let empty = Vec::new();
+    let results = doc["results"].as_array().unwrap_or(&empty);
+    for r in results
+        .iter()
+        .filter(|r| r["level"] == level.as_str() && r["threads"].as_u64() == Some(1))
+    {
+        let Some(t1) = r["median_s"].as_f64() else {
+            continue;
+        };
+        let mut line = format!(
+            "{:<28} {:<26} {:>10}",
+            r["kernel"].as_str().unwrap_or(""),
+            r["shape"].as_str().unwrap_or(""),
+            fmt_time(t1)
+        );
+        for &t in threads.iter().filter(|&&t| t > 1) {
+            let o = results.iter().find(|o| {
+                o["kernel"] == r["kernel"]
+                    && o["shape"] == r["shape"]
+                    && o["level"] == r["level"]
+                    && o["threads"].as_u64() == Some(t)
+            });
+            let cell = match o.and_then(|o| Some((o["median_s"].as_f64()?, o["of_ceiling"].as_f64()))) {
+                Some((tt, pc)) => format!(
+                    "{:.2}x ({:.0}%) {}",
+                    t1 / tt,
+                    100.0 * t1 / tt / t as f64,
+                    pc.map_or("-".into(), |p| format!("{:.0}%", 100.0 * p))
+                ),
+                None => "-".into(),
+            };
+            line += &format!(" {cell:>20}");
+        }
+        println!("{line}");
+    }
+    0
+}
