@@ -94,12 +94,13 @@ impl Kernels {
             out: out.data.as_mut_ptr(),
             out_stride: out.stride,
         };
-        // Each score depends only on its row: units of consecutive rows.
+        // Each score depends only on its row: units of consecutive rows, a multiple of
+        // 16 (the kernels' row blocks divide it).
         let row_work = h.cols * core::mem::size_of::<T>() + w.rows * (h.cols / 2 + 4);
         let (f, a) = (T::score_fn(self), Shared(args));
         parallel::for_each_range(
             h.rows,
-            parallel::items_per_unit(row_work),
+            parallel::items_per_unit(row_work).next_multiple_of(16),
             h.rows.saturating_mul(row_work),
             &|r| {
                 let mut a = a.get();

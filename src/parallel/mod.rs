@@ -77,7 +77,7 @@ pub const MIN_PARALLEL_WORK: usize = 256 << 10;
 /// The work of one unit of the row-split operations (same measure): small enough that
 /// a large call has many units for many cores, large enough that claiming one is
 /// negligible. Operations derive their unit sizes from it and the shape only.
-pub const UNIT_WORK: usize = 64 << 10;
+pub const UNIT_WORK: usize = 128 << 10;
 
 /// Parallel-for calls hand out at most this many tasks (a task then runs several
 /// consecutive units, which changes nothing in the results).
