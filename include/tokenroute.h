@@ -958,9 +958,9 @@ tkr_status tkr_set_num_threads(size_t n);
 //
 // The callback's contract is that of tkr_parallel_for_fn. A call whose work is too
 // small to gain from threads, or made from inside a task, runs inline without calling
-// it. When it returns non-zero, skips a task, runs one twice or passes an index
-// >= n_tasks, the library runs every task that did not run on the calling thread and
-// the call returns TKR_STATUS_PARALLEL_FAILED with its outputs complete.
+// it. When it returns non-zero, skips a task, runs one twice or passes an index not
+// below n_tasks, the library runs every task that did not run on the calling thread
+// and the call returns TKR_STATUS_PARALLEL_FAILED with its outputs complete.
 //
 // - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER (NULL `parallel_for` with a
 //   non-NULL `ctx`; nothing changes).

@@ -741,10 +741,10 @@ impl Kernels {
             // place, offset 0).
             let len = total.div_ceil(piece_cap / 2).max(PIECE);
             let mut m = 0;
-            for c in 1..n_ch {
+            for (c, &cnt) in counts.iter().enumerate().skip(1) {
                 let mut j = 0;
-                while j < counts[c] {
-                    let e = counts[c].min(j + len);
+                while j < cnt {
+                    let e = cnt.min(j + len);
                     pieces[3 * m..3 * m + 3].copy_from_slice(&[c, j, e]);
                     m += 1;
                     j = e;
