@@ -69,10 +69,22 @@ def interleaved(fns, rounds=15, budget=4.0, before=None, repeat=1):
     return out
 
 
+#: With n > 1 threads, tokenroute runs one call on its own pool of n threads
+#: (tkr_set_num_threads: what users run) unless TOKENROUTE_PEERS_SPLIT=python, which
+#: splits the rows across n Python threads, one single-threaded call each (how an engine
+#: with its own pool would call it).
+PYTHON_SPLIT = os.environ.get("TOKENROUTE_PEERS_SPLIT") == "python"
+
+
 def set_threads(n):
-    """Peers single-threaded (n = 1) or on n cores."""
+    """Peers single-threaded (n = 1) or on n cores; tokenroute's pool likewise."""
     import torch
     torch.set_num_threads(n)
+    lib = load_library()
+    lib.tkr_set_num_threads.restype = ctypes.c_uint32
+    lib.tkr_set_num_threads.argtypes = [ctypes.c_size_t]
+    st = lib.tkr_set_num_threads(1 if PYTHON_SPLIT else n)
+    assert st == 0, f"tkr_set_num_threads({n}): status {st}"
 
 
 def ort_session(model, threads=1):
@@ -110,7 +122,10 @@ def run_parallel(calls):
 
 
 def chunks(n, parts):
-    """`parts` contiguous (start, stop) ranges covering 0..n."""
+    """`parts` contiguous (start, stop) ranges covering 0..n for the Python-thread split
+    (TOKENROUTE_PEERS_SPLIT=python); otherwise one range: the library's pool splits."""
+    if not PYTHON_SPLIT:
+        parts = 1
     step = -(-n // parts)
     return [(i, min(n, i + step)) for i in range(0, n, step)] or [(0, 0)]
 

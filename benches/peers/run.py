@@ -84,8 +84,10 @@ def markdown(rows, meta):
            "allows). **vs best peer** = best peer's time / tokenroute's time (above 1: tokenroute is "
            "faster). Throughput in the tokenroute column: bytes read or moved once per second (GB/s), "
            "or GFLOP/s for prefill attention. Single-threaded rows pin one CPU; with more threads the "
-           "peers use their own thread pools and tokenroute splits the rows (or KV heads) across Python "
-           "threads, one call each.\n"]
+           "peers use their own thread pools and tokenroute "
+           + ("splits the rows (or KV heads) across Python threads, one call each (TOKENROUTE_PEERS_SPLIT=python).\n"
+              if os.environ.get("TOKENROUTE_PEERS_SPLIT") == "python"
+              else "makes one call on its own pool of as many threads (tkr_set_num_threads).\n")]
     for family in FAMILIES:
         fr = [r for r in rows if r["family"] == family]
         if not fr:
