@@ -177,39 +177,47 @@ fn score_and_sigmoid() {
         let hb: Vec<bf16> = h.iter().map(|&x| bf16::from_f32(x)).collect();
         let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
         check(&format!("score {n}x{d} e{e}"), true, &|k| {
-            let mut out = Vec::new();
-            let mut s = vec![0f32; n * (e + 1)];
-            let os = |s: &mut [f32]| -> Vec<u32> { bits(s) };
-            k.score(
-                Matrix::new(&h, n, d, hs).unwrap(),
-                Matrix::dense(&w, e, d).unwrap(),
-                Some(&b),
-                Activation::Sigmoid,
-                MatrixMut::new(&mut s, n, e, e + 1).unwrap(),
-            )
-            .unwrap();
-            out.extend(os(&mut s));
-            k.score(
-                Matrix::new(&h16, n, d, hs).unwrap(),
-                Matrix::dense(&w16, e, d).unwrap(),
+            let mut out = score_bits(k, &h, &w, Some(&b), Activation::Sigmoid, (n, d, e, hs));
+            out.extend(score_bits(
+                k,
+                &h16,
+                &w16,
                 None,
                 Activation::None,
-                MatrixMut::new(&mut s, n, e, e + 1).unwrap(),
-            )
-            .unwrap();
-            out.extend(os(&mut s));
-            k.score(
-                Matrix::new(&hb, n, d, hs).unwrap(),
-                Matrix::dense(&wb, e, d).unwrap(),
+                (n, d, e, hs),
+            ));
+            out.extend(score_bits(
+                k,
+                &hb,
+                &wb,
                 Some(&b),
                 Activation::Sigmoid,
-                MatrixMut::new(&mut s, n, e, e + 1).unwrap(),
-            )
-            .unwrap();
-            out.extend(os(&mut s));
+                (n, d, e, hs),
+            ));
             out
         });
     }
+}
+
+/// The scores of `h` `[n, d]` at row stride `hs` against `w` `[e, d]`, as bits.
+fn score_bits<T: tokenroute::Element>(
+    k: &Kernels,
+    h: &[T],
+    w: &[T],
+    bias: Option<&[f32]>,
+    act: Activation,
+    (n, d, e, hs): (usize, usize, usize, usize),
+) -> Vec<u32> {
+    let mut s = vec![0f32; n * (e + 1)];
+    k.score(
+        Matrix::new(h, n, d, hs).unwrap(),
+        Matrix::dense(w, e, d).unwrap(),
+        bias,
+        act,
+        MatrixMut::new(&mut s, n, e, e + 1).unwrap(),
+    )
+    .unwrap();
+    bits(&s)
 }
 
 /// Scores with ties, NaNs, signed zeros, infinities.

@@ -127,7 +127,10 @@ fn parse_threads(s: &str) -> Option<Vec<usize>> {
     for t in s.split(',') {
         let n = match t.trim() {
             "max" => max,
-            x => x.parse::<usize>().ok().filter(|&n| (1..=parallel::MAX_THREADS).contains(&n))?,
+            x => x
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| (1..=parallel::MAX_THREADS).contains(&n))?,
         };
         if !v.contains(&n) {
             v.push(n);
@@ -174,7 +177,13 @@ const FMA_ITERS: u64 = 250_000;
 
 /// Times `case` on level `k` (under the caller's executor, with `threads` threads),
 /// each run interleaved with its ceiling measured on as many threads.
-fn time_case(case: &mut dyn Case, k: &'static Kernels, threads: usize, budget: Duration, fma_rate: f64) -> Result_ {
+fn time_case(
+    case: &mut dyn Case,
+    k: &'static Kernels,
+    threads: usize,
+    budget: Duration,
+    fma_rate: f64,
+) -> Result_ {
     let bound = case.bound();
     let ceiling_buf: Vec<f32> = match bound {
         Bound::Read(b) | Bound::Copy(b) | Bound::Roofline(b) => vec![1.0; (b as usize).div_ceil(4)],
@@ -218,15 +227,27 @@ fn time_case(case: &mut dyn Case, k: &'static Kernels, threads: usize, budget: D
         fma_rate * threads as f64
     };
     let med = median(&mut ts);
-    let tag = if threads > 1 { format!(" x{threads}") } else { String::new() };
+    let tag = if threads > 1 {
+        format!(" x{threads}")
+    } else {
+        String::new()
+    };
     let (ceiling_name, ceiling_rate, of_ceiling) = match bound {
         Bound::Read(b) => {
             let r = b as f64 / median(&mut cs);
-            (format!("read {}{tag}", cpu::human_bytes(b)), r, (b as f64 / med) / r)
+            (
+                format!("read {}{tag}", cpu::human_bytes(b)),
+                r,
+                (b as f64 / med) / r,
+            )
         }
         Bound::Copy(b) => {
             let r = b as f64 / median(&mut cs);
-            (format!("copy {}{tag}", cpu::human_bytes(b)), r, (b as f64 / med) / r)
+            (
+                format!("copy {}{tag}", cpu::human_bytes(b)),
+                r,
+                (b as f64 / med) / r,
+            )
         }
         Bound::Fma => (
             format!("f32 FMA peak{tag}"),
@@ -296,7 +317,9 @@ fn main() {
                 match args.get(i).and_then(|t| parse_threads(t)) {
                     Some(t) => opts.threads = t,
                     None => {
-                        eprintln!("--threads needs counts between 1 and 1024 (or max), e.g. 1,2,max");
+                        eprintln!(
+                            "--threads needs counts between 1 and 1024 (or max), e.g. 1,2,max"
+                        );
                         std::process::exit(2);
                     }
                 }

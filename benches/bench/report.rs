@@ -300,13 +300,9 @@ pub fn compare(a_path: &str, b_path: &str) -> i32 {
             .flatten()
             .filter(|c| c["kind"] == kind)
         {
-            let other = b["ceilings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|d| {
-                    d["kind"] == kind && d["level"] == c["level"] && d["threads"] == c["threads"]
-                });
+            let other = b["ceilings"].as_array().into_iter().flatten().find(|d| {
+                d["kind"] == kind && d["level"] == c["level"] && d["threads"] == c["threads"]
+            });
             if let (Some(x), Some(y)) = (c["rate"].as_f64(), other.and_then(|d| d["rate"].as_f64()))
             {
                 println!(
@@ -450,15 +446,16 @@ pub fn summary(path: &str) -> i32 {
                     && o["level"] == r["level"]
                     && o["threads"].as_u64() == Some(t)
             });
-            let cell = match o.and_then(|o| Some((o["median_s"].as_f64()?, o["of_ceiling"].as_f64()))) {
-                Some((tt, pc)) => format!(
-                    "{:.2}x ({:.0}%) {}",
-                    t1 / tt,
-                    100.0 * t1 / tt / t as f64,
-                    pc.map_or("-".into(), |p| format!("{:.0}%", 100.0 * p))
-                ),
-                None => "-".into(),
-            };
+            let cell =
+                match o.and_then(|o| Some((o["median_s"].as_f64()?, o["of_ceiling"].as_f64()))) {
+                    Some((tt, pc)) => format!(
+                        "{:.2}x ({:.0}%) {}",
+                        t1 / tt,
+                        100.0 * t1 / tt / t as f64,
+                        pc.map_or("-".into(), |p| format!("{:.0}%", 100.0 * p))
+                    ),
+                    None => "-".into(),
+                };
             line += &format!(" {cell:>20}");
         }
         println!("{line}");

@@ -18,7 +18,6 @@ use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::{span, Element};
 use crate::parallel::{self, Phases, Shared};
 use crate::Kernels;
-use core::cell::RefCell;
 use half::{bf16, f16};
 use tokenroute_kernels::attend::{
     self as ka, AttendArgs, AttendFn, BoundArgs, BoundFn, KeySet, MergeArgs, OutType, SummaryArgs,
@@ -218,40 +217,15 @@ pub struct AttendExtras<'a> {
     pub mass: Option<(&'a mut [f32], usize)>,
 }
 
-/// A reusable per-thread, grow-only, 64-byte aligned scratch buffer (no allocation once
-/// it is large enough).
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-struct Line([u8; 64]);
-
 thread_local! {
-    static WORKSPACE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    /// The running thread's kernel workspace (grow-only, 64-byte aligned).
+    static WORKSPACE: parallel::Aligned = const { parallel::Aligned::new() };
 }
 
-/// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch.
+/// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch of the running
+/// thread (a one-off buffer when re-entered, which the kernels never do).
 pub(crate) fn with_workspace<R>(bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
-    let lines = bytes.div_ceil(64).max(1);
-    let grow = |v: &mut Vec<Line>| -> Result<()> {
-        if v.len() < lines {
-            v.try_reserve_exact(lines - v.len())
-                .map_err(|_| Error::new(ErrorKind::SizeOverflow, "workspace allocation failed"))?;
-            v.resize(lines, Line([0; 64]));
-        }
-        Ok(())
-    };
-    WORKSPACE.with(|w| match w.try_borrow_mut() {
-        Ok(mut v) => {
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-        // Only reachable through reentrancy, which the kernels never do: use a
-        // one-off buffer rather than fail.
-        Err(_) => {
-            let mut v = Vec::new();
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-    })
+    WORKSPACE.with(|w| w.with(bytes, f))
 }
 
 /// The element types attention supports (f32, f16, bf16).

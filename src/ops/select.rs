@@ -155,6 +155,30 @@ const fn threshold_chunk(n: usize) -> usize {
 /// Indices moved per piece when compacting a chunked threshold row (at least).
 const PIECE: usize = 1 << 14;
 
+/// Runs `row(r)` for every row that is not `long(r)`, in units of whole rows (`row_work`
+/// each), then `long_row(r)` for each long row in order (which splits it into its own
+/// units). A parallel-for failure is reported after every row has run.
+fn rows_then_long(
+    rows: usize,
+    row_work: usize,
+    long: &(dyn Fn(usize) -> bool + Sync),
+    row: &(dyn Fn(usize) -> Result<()> + Sync),
+    long_row: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<()> {
+    let row_work = row_work.max(1);
+    let mut phases = Phases::default();
+    phases.run(parallel::for_each_range(
+        rows,
+        parallel::items_per_unit(row_work),
+        rows.saturating_mul(row_work),
+        &|rs| rs.filter(|&r| !long(r)).try_for_each(row),
+    ))?;
+    for r in (0..rows).filter(|&r| long(r)) {
+        phases.run(long_row(r))?;
+    }
+    phases.finish()
+}
+
 /// An output matrix as a base pointer and a row stride, for the units.
 #[derive(Clone, Copy)]
 struct RawOut<T> {
@@ -430,35 +454,29 @@ impl Kernels {
         };
         // Rows are independent: units of whole rows, except long rows with a small k,
         // which split into fixed chunks (below).
-        let chunked = |r: usize| chunks_topk(b.valid(r), k_of(r));
-        let row_work = b.n.saturating_mul(12).max(1);
-        let mut phases = Phases::default();
-        phases.run(parallel::for_each_range(
+        rows_then_long(
             b.rows,
-            parallel::items_per_unit(row_work),
-            b.rows.saturating_mul(row_work),
-            &|rows| {
-                for r in rows.filter(|&r| !chunked(r)) {
-                    ws.with(|scratch| {
-                        let args = row_args(r, scratch);
-                        // SAFETY: row r holds valid(r) scores and keep bytes; the output
-                        // rows have room for k_r (checked); k_r <= valid(r) and >= the
-                        // forced count (checked); the scratch holds
-                        // topk_scratch_words(max valid) u32 words, 8-byte aligned;
-                        // outputs are unique borrows, disjoint from the inputs, and each
-                        // row is written by one unit.
-                        unsafe { (self.select_topk_f32)(&args) };
-                    })?;
-                    set_count(r);
-                }
+            b.n.saturating_mul(12),
+            &|r| chunks_topk(b.valid(r), k_of(r)),
+            &|r| {
+                ws.with(|scratch| {
+                    let args = row_args(r, scratch);
+                    // SAFETY: row r holds valid(r) scores and keep bytes; the output rows
+                    // have room for k_r (checked); k_r <= valid(r) and >= the forced count
+                    // (checked); the scratch holds topk_scratch_words(max valid) u32
+                    // words, 8-byte aligned; outputs are unique borrows, disjoint from
+                    // the inputs, and each row is written by one unit.
+                    unsafe { (self.select_topk_f32)(&args) };
+                })?;
+                set_count(r);
                 Ok(())
             },
-        ))?;
-        for r in (0..b.rows).filter(|&r| chunked(r)) {
-            phases.run(self.topk_chunked(row_args(r, core::ptr::null_mut()), &ws))?;
-            set_count(r);
-        }
-        phases.finish()
+            &mut |r| {
+                let res = self.topk_chunked(row_args(r, core::ptr::null_mut()), &ws);
+                set_count(r);
+                res
+            },
+        )
     }
 
     /// Top-k of one long row (`a.n >= 2 TOPK_CHUNK`, `a.k <= TOPK_CHUNK / 8`) in fixed
@@ -643,31 +661,26 @@ impl Kernels {
         };
         // Rows are independent: units of whole rows, except long rows, which split into
         // fixed chunks (below).
-        let chunked = |r: usize| b.valid(r) >= 2 * THRESHOLD_CHUNK;
-        let row_work = b.n.saturating_mul(6).max(1);
-        let mut phases = Phases::default();
-        phases.run(parallel::for_each_range(
+        rows_then_long(
             b.rows,
-            parallel::items_per_unit(row_work),
-            b.rows.saturating_mul(row_work),
-            &|rows| {
-                for r in rows.filter(|&r| !chunked(r)) {
-                    // SAFETY: row r holds valid(r) scores and keep bytes; an indices row
-                    // has room for valid(r) entries and a mask row for n bytes (checked);
-                    // outputs are unique borrows, disjoint from the inputs, and each row
-                    // is written by one unit.
-                    let c = unsafe { (self.select_threshold_f32)(&row_args(r)) };
-                    set_count(r, c);
-                }
+            b.n.saturating_mul(6),
+            &|r| b.valid(r) >= 2 * THRESHOLD_CHUNK,
+            &|r| {
+                // SAFETY: row r holds valid(r) scores and keep bytes; an indices row has
+                // room for valid(r) entries and a mask row for n bytes (checked); outputs
+                // are unique borrows, disjoint from the inputs, and each row is written
+                // by one unit.
+                let c = unsafe { (self.select_threshold_f32)(&row_args(r)) };
+                set_count(r, c);
                 Ok(())
             },
-        ))?;
-        for r in (0..b.rows).filter(|&r| chunked(r)) {
-            let mut c = 0;
-            phases.run(self.threshold_chunked(row_args(r), &mut c))?;
-            set_count(r, c);
-        }
-        phases.finish()
+            &mut |r| {
+                let mut c = 0;
+                let res = self.threshold_chunked(row_args(r), &mut c);
+                set_count(r, c);
+                res
+            },
+        )
     }
 
     /// Threshold selection of one long row in fixed chunks: each chunk selects into its

@@ -30,7 +30,7 @@
 mod pool;
 mod scratch;
 
-pub(crate) use scratch::{with_call_scratch, MoveWaves, MAX_PIECES};
+pub(crate) use scratch::{with_call_scratch, Aligned, MoveWaves, MAX_PIECES};
 
 use crate::error::{Error, ErrorKind, Result};
 use core::cell::{Cell, RefCell};

@@ -10,36 +10,53 @@ use core::ops::Range;
 #[derive(Clone, Copy)]
 struct Line([u8; 64]);
 
+/// A per-thread, grow-only, 64-byte aligned scratch buffer (no allocation once it is
+/// large enough). Hold it in a `thread_local!`.
+pub(crate) struct Aligned(RefCell<Vec<Line>>);
+
+impl Aligned {
+    pub(crate) const fn new() -> Aligned {
+        Aligned(RefCell::new(Vec::new()))
+    }
+
+    /// Runs `f` with at least `bytes` bytes of the buffer (a temporary buffer when it is
+    /// already in use by an enclosing call on this thread).
+    pub(crate) fn with<R>(&self, bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
+        let lines = bytes.div_ceil(64).max(1);
+        let grow = |v: &mut Vec<Line>| -> Result<()> {
+            if v.len() < lines {
+                v.try_reserve_exact(lines - v.len()).map_err(|_| {
+                    Error::new(ErrorKind::SizeOverflow, "scratch allocation failed")
+                })?;
+                v.resize(lines, Line([0; 64]));
+            }
+            Ok(())
+        };
+        match self.0.try_borrow_mut() {
+            Ok(mut v) => {
+                grow(&mut v)?;
+                Ok(f(v.as_mut_ptr() as *mut u8))
+            }
+            Err(_) => {
+                let mut v = Vec::new();
+                grow(&mut v)?;
+                Ok(f(v.as_mut_ptr() as *mut u8))
+            }
+        }
+    }
+}
+
 thread_local! {
-    /// The calling thread's call-level scratch: grow-only, 64-byte aligned. Units use
-    /// their own thread's kernel workspaces, never this one.
-    static CALL: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    /// The calling thread's call-level scratch. Units use their own thread's kernel
+    /// workspaces, never this one.
+    static CALL: Aligned = const { Aligned::new() };
 }
 
 /// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch owned by the calling
 /// thread (reused from call to call; a temporary buffer when it is already in use by an
 /// enclosing call on this thread).
 pub(crate) fn with_call_scratch<R>(bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
-    let lines = bytes.div_ceil(64).max(1);
-    let grow = |v: &mut Vec<Line>| -> Result<()> {
-        if v.len() < lines {
-            v.try_reserve_exact(lines - v.len())
-                .map_err(|_| Error::new(ErrorKind::SizeOverflow, "scratch allocation failed"))?;
-            v.resize(lines, Line([0; 64]));
-        }
-        Ok(())
-    };
-    CALL.with(|c| match c.try_borrow_mut() {
-        Ok(mut v) => {
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-        Err(_) => {
-            let mut v = Vec::new();
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-    })
+    CALL.with(|c| c.with(bytes, f))
 }
 
 /// Most pieces a move plan holds.

@@ -172,12 +172,11 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     v.push(topk(1, 64, 8, Dist::Random));
     // Threshold selection over 1M scores uniform in [-1, 1): 10% and 50% selected; and
     // (full run) 16M, from memory.
-    let big: &[(f32, u32, usize)] = if quick {
-        &[]
-    } else {
-        &[(0.8, 10, 16 << 20)]
-    };
-    for &(tau, percent, n) in [(0.8f32, 10, 1 << 20), (0.0, 50, 1 << 20)].iter().chain(big) {
+    let big: &[(f32, u32, usize)] = if quick { &[] } else { &[(0.8, 10, 16 << 20)] };
+    for &(tau, percent, n) in [(0.8f32, 10, 1 << 20), (0.0, 50, 1 << 20)]
+        .iter()
+        .chain(big)
+    {
         v.push(Box::new(Threshold {
             tau,
             percent,
