@@ -5,7 +5,8 @@
  * callback gives TKR_STATUS_PARALLEL_FAILED with complete outputs; bad thread counts
  * and a NULL callback with a context are refused. The calls: scores (f32, 8 routers),
  * top-k of one long row (chunked), threshold of one long row, a gather, a scatter-add,
- * and a decode over 3000 keys (split-K) with log-sum-exps. */
+ * and a decode over 3000 keys (split-K) with log-sum-exps. TKR_TEST_ITERS (set by the
+ * valgrind run) shrinks the shapes to the smallest that still split the same ways. */
 #include <stdatomic.h>
 #include <threads.h>
 
@@ -30,6 +31,9 @@ typedef struct {
 
 static outputs want, got;
 
+/* The shapes used: N rows, a ROW-long row, NK keys, or smaller (see above). */
+static size_t n_rows = N, row_len = ROW, n_keys = NK;
+
 static uint32_t rng_state = 777u;
 static uint32_t rnd(void) {
     rng_state = rng_state * 1664525u + 1013904223u;
@@ -41,7 +45,6 @@ static void make_inputs(void) {
     for (int i = 0; i < N * D; i++) h[i] = rndf();
     for (int i = 0; i < E * D; i++) w[i] = rndf() * 0.05f;
     for (int i = 0; i < ROW; i++) row[i] = (i % 11 == 0) ? 0.25f : rndf();
-    for (int i = 0; i < N; i++) gidx[i] = (uint32_t)((i * 7919) % N);
     for (int i = 0; i < HQ * HD; i++) q[i] = rndf();
     for (int i = 0; i < NK * HKV * HD; i++) {
         kk[i] = rndf();
@@ -58,20 +61,22 @@ static tkr_status run_all(outputs *o) {
         st = (call);                                                                \
         if (st != TKR_STATUS_OK && first == TKR_STATUS_OK) first = st;              \
     } while (0)
-    KEEP(tkr_score(TKR_DTYPE_F32, h, N, D, D, w, E, D, NULL, TKR_ACT_SIGMOID, o->scores, E));
-    KEEP(tkr_topk_f32(row, 1, ROW, ROW, K, NULL, o->topk, K, NULL, NULL, 0));
+    size_t n = n_rows;
+    KEEP(tkr_score(TKR_DTYPE_F32, h, n, D, D, w, E, D, NULL, TKR_ACT_SIGMOID, o->scores, E));
+    KEEP(tkr_topk_f32(row, 1, row_len, row_len, K, NULL, o->topk, K, NULL, NULL, 0));
     size_t counts[1] = {0};
-    KEEP(tkr_threshold_f32(row, 1, ROW, ROW, 0.5f, NULL, o->thr, ROW, counts));
+    KEEP(tkr_threshold_f32(row, 1, row_len, row_len, 0.5f, NULL, o->thr, ROW, counts));
     o->thr_count = counts[0];
-    KEEP(tkr_gather_rows(4, D, h, N, D, gidx, N, o->gathered, D));
+    for (size_t i = 0; i < n; i++) gidx[i] = (uint32_t)((i * 7919) % n);
+    KEEP(tkr_gather_rows(4, D, h, n, D, gidx, n, o->gathered, D));
     memcpy(o->added, h, sizeof o->added);
     static uint32_t distinct[N];
-    for (int i = 0; i < N; i++) distinct[i] = (uint32_t)(N - 1 - i);
-    KEEP(tkr_scatter_add_rows(TKR_DTYPE_F32, D, o->added, N, D, distinct, N, h, D, NULL));
+    for (size_t i = 0; i < n; i++) distinct[i] = (uint32_t)(n - 1 - i);
+    KEEP(tkr_scatter_add_rows(TKR_DTYPE_F32, D, o->added, n, D, distinct, n, h, D, NULL));
     tkr_attention_options aopt;
     tkr_attention_options_init(&aopt);
     aopt.lse = o->lse;
-    KEEP(tkr_attention(TKR_DTYPE_F32, q, 1, HQ, HD, HQ * HD, HD, kk, vv, NK, HKV, HKV * HD,
+    KEEP(tkr_attention(TKR_DTYPE_F32, q, 1, HQ, HD, HQ * HD, HD, kk, vv, n_keys, HKV, HKV * HD,
                        HD, HKV * HD, HD, NULL, &aopt, o->att, HQ * HD, HD));
 #undef KEEP
     return first;
@@ -134,6 +139,12 @@ static int32_t threads_for(void *ctx, size_t n, tkr_task_fn task, void *task_ctx
 
 int main(void) {
     check_expected_isa();
+    if (getenv("TKR_TEST_ITERS") != NULL) {
+        /* Still above the work threshold, a long (chunked) row and split-K. */
+        n_rows = 300;
+        row_len = 140000;
+        n_keys = 1100;
+    }
     make_inputs();
 
     /* Bad input: nothing changes. */
