@@ -117,7 +117,15 @@ fn every_declared_name_carries_the_prefix() {
                 let s = stmt.trim().to_string();
                 let words = identifiers(&s);
                 if s.starts_with("typedef") {
-                    declared.push((words.last().unwrap().clone(), "typedef"));
+                    // `typedef R (*name)(params);` declares `name`, not its last parameter.
+                    let name = match s.find("(*") {
+                        Some(i) => identifiers(&s[i + 2..])
+                            .into_iter()
+                            .next()
+                            .expect("a function pointer type name"),
+                        None => words.last().unwrap().clone(),
+                    };
+                    declared.push((name, "typedef"));
                 } else if let Some(open) = s.find('(') {
                     let name = identifiers(&s[..open]).pop().expect("a function name");
                     declared.push((name, "function"));
