@@ -48,7 +48,10 @@ impl Golden {
     fn load() -> Golden {
         let text = std::fs::read_to_string(DATA).unwrap_or_default();
         let mut lines: BTreeMap<(String, String, String), String> = BTreeMap::new();
-        for l in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        for l in text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
             let f: Vec<&str> = l.split(" | ").collect();
             assert_eq!(f.len(), 4, "malformed golden line {l:?}");
             lines.insert((f[0].into(), f[1].into(), f[2].into()), f[3].into());
@@ -56,7 +59,11 @@ impl Golden {
         let record = std::env::var_os("TOKENROUTE_GOLDEN_RECORD").is_some();
         if record {
             // Every line of a level this CPU has is rewritten from this run.
-            lines.retain(|(_, level, _), _| !Isa::ALL.iter().any(|i| i.is_supported() && *level == tag(*i)));
+            lines.retain(|(_, level, _), _| {
+                !Isa::ALL
+                    .iter()
+                    .any(|i| i.is_supported() && *level == tag(*i))
+            });
         }
         Golden {
             lines,
@@ -88,7 +95,12 @@ impl Golden {
     }
 
     /// Runs `run` with every variant of `reg` this CPU can run.
-    fn each<F: Copy>(&mut self, reg: &[KernelInfo<F>], case: &str, mut run: impl FnMut(F) -> Vec<u8>) {
+    fn each<F: Copy>(
+        &mut self,
+        reg: &[KernelInfo<F>],
+        case: &str,
+        mut run: impl FnMut(F) -> Vec<u8>,
+    ) {
         for k in runnable(reg) {
             let out = run(k.f);
             self.put(case, k.isa, &k.id().to_string(), &out);
@@ -114,7 +126,12 @@ impl Golden {
             "{} of {} outputs differ from the golden ones:\n{}",
             self.failures.len(),
             self.checked,
-            self.failures.iter().take(60).cloned().collect::<Vec<_>>().join("\n")
+            self.failures
+                .iter()
+                .take(60)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         eprintln!("{} outputs equal their golden hashes", self.checked);
     }
@@ -165,9 +182,22 @@ impl Rng {
     /// Values in `[-a, a]`, and with probability `special` one of the awkward ones.
     fn f32s(&mut self, n: usize, a: f32, special: f32) -> Vec<f32> {
         const S: [u32; 16] = [
-            0x0000_0000, 0x8000_0000, 0x7f80_0000, 0xff80_0000, 0x7fc0_0000, 0xffc0_0001,
-            0x7f80_0001, 0x7fa0_1234, 0x0000_0001, 0x8000_0003, 0x0080_0000, 0x807f_ffff,
-            0x7f7f_ffff, 0xff7f_ffff, 0x3f80_0000, 0xc2d0_0000,
+            0x0000_0000,
+            0x8000_0000,
+            0x7f80_0000,
+            0xff80_0000,
+            0x7fc0_0000,
+            0xffc0_0001,
+            0x7f80_0001,
+            0x7fa0_1234,
+            0x0000_0001,
+            0x8000_0003,
+            0x0080_0000,
+            0x807f_ffff,
+            0x7f7f_ffff,
+            0xff7f_ffff,
+            0x3f80_0000,
+            0xc2d0_0000,
         ];
         (0..n)
             .map(|_| {
@@ -235,7 +265,9 @@ fn sigmoid_cases(g: &mut Golden) {
     let mut rng = Rng::new(1);
     let mut x = rng.f32s(1100, 120.0, 0.05);
     x.extend(rng.f32s(300, 0.01, 0.1));
-    for n in [0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 1000, 1400] {
+    for n in [
+        0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 1000, 1400,
+    ] {
         let x = &x[x.len() - n..];
         g.each(sigmoid::SIGMOID_F32, &format!("sigmoid n={n}"), |f| {
             let mut y = vec![0f32; n + 1];
@@ -279,7 +311,10 @@ fn score_type<T: Elt>(g: &mut Golden, reg: &[KernelInfo<score::ScoreFn<T>>]) {
         let bias = rng.f32s(e, 1.0, 0.0);
         for act in [Activation::None, Activation::Sigmoid] {
             let with_bias = (ci + act as usize) % 2 == 0;
-            let case = format!("score {} n={n} d={d} e={e} {act:?} bias={with_bias}", T::NAME);
+            let case = format!(
+                "score {} n={n} d={d} e={e} {act:?} bias={with_bias}",
+                T::NAME
+            );
             g.each(reg, &case, |f| {
                 let mut out = vec![-7f32; n * os + 1];
                 let a = ScoreArgs {
@@ -290,7 +325,11 @@ fn score_type<T: Elt>(g: &mut Golden, reg: &[KernelInfo<score::ScoreFn<T>>]) {
                     w: w[1..].as_ptr(),
                     e,
                     w_stride: ws,
-                    bias: if with_bias { bias.as_ptr() } else { std::ptr::null() },
+                    bias: if with_bias {
+                        bias.as_ptr()
+                    } else {
+                        std::ptr::null()
+                    },
                     act,
                     out: out.as_mut_ptr(),
                     out_stride: os,
@@ -309,7 +348,16 @@ fn score_type<T: Elt>(g: &mut Golden, reg: &[KernelInfo<score::ScoreFn<T>>]) {
 fn threshold_cases(g: &mut Golden) {
     let mut rng = Rng::new(3);
     let sizes = [0, 1, 5, 16, 17, 63, 64, 65, 100, 1000, 4099];
-    let taus = [0.3, 0.0, -0.0, -0.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.999];
+    let taus = [
+        0.3,
+        0.0,
+        -0.0,
+        -0.5,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.999,
+    ];
     let mut ci = 0;
     for &n in &sizes {
         let mut s = rng.f32s(n, 1.0, 0.05);
@@ -318,13 +366,20 @@ fn threshold_cases(g: &mut Golden) {
                 s[i] = (rng.below(7) as f32 - 3.0) * 0.25; // ties
             }
         }
-        let keep: Vec<u8> = (0..n).map(|_| (rng.below(9) == 0) as u8 * rng.bytes(1)[0]).collect();
+        let keep: Vec<u8> = (0..n)
+            .map(|_| (rng.below(9) == 0) as u8 * rng.bytes(1)[0])
+            .collect();
         for &tau in &taus {
             ci += 1;
-            let (kf, kl) = if ci % 3 == 0 { (ci % 5, ci % 7) } else { (0, 0) };
+            let (kf, kl) = if ci % 3 == 0 {
+                (ci % 5, ci % 7)
+            } else {
+                (0, 0)
+            };
             let use_keep = ci % 4 == 1;
             let outs = ci % 3; // 0: both, 1: indices, 2: mask
-            let case = format!("threshold n={n} tau={tau} kf={kf} kl={kl} keep={use_keep} outs={outs}");
+            let case =
+                format!("threshold n={n} tau={tau} kf={kf} kl={kl} keep={use_keep} outs={outs}");
             g.each(select::THRESHOLD_F32, &case, |f| {
                 let mut idx = vec![u32::MAX; n + 1];
                 let mut mask = vec![9u8; n + 5];
@@ -334,9 +389,21 @@ fn threshold_cases(g: &mut Golden) {
                     tau,
                     keep_first: kf,
                     keep_last: kl,
-                    keep: if use_keep { keep.as_ptr() } else { std::ptr::null() },
-                    out_idx: if outs != 2 { idx.as_mut_ptr() } else { std::ptr::null_mut() },
-                    out_mask: if outs != 1 { mask.as_mut_ptr() } else { std::ptr::null_mut() },
+                    keep: if use_keep {
+                        keep.as_ptr()
+                    } else {
+                        std::ptr::null()
+                    },
+                    out_idx: if outs != 2 {
+                        idx.as_mut_ptr()
+                    } else {
+                        std::ptr::null_mut()
+                    },
+                    out_mask: if outs != 1 {
+                        mask.as_mut_ptr()
+                    } else {
+                        std::ptr::null_mut()
+                    },
                     mask_len: n + 5,
                 };
                 // SAFETY: outputs sized as the contract asks.
@@ -388,7 +455,9 @@ fn topk_cases(g: &mut Golden) {
             3 => vec![0.5; n],
             4 => (0..n).map(|i| i as f32 * 1e-3).collect(), // ascending
             5 => (0..n).map(|i| -(i as f32)).collect(),
-            6 => (0..n).map(|i| if i % 7 == 0 { f32::NAN } else { -0.0 }).collect(),
+            6 => (0..n)
+                .map(|i| if i % 7 == 0 { f32::NAN } else { -0.0 })
+                .collect(),
             _ => rng.f32s(n, 1.0, 0.0),
         };
         if kind == 0 && n > 2 {
@@ -409,7 +478,8 @@ fn topk_cases(g: &mut Golden) {
         let k = k.max(forced).min(n);
         for order in [Order::Position, Order::Score] {
             let scores_out = (ci + order as usize) % 2 == 0;
-            let case = format!("topk n={n} k={k} kf={kf} kl={kl} keep={rate} kind={kind} {order:?}");
+            let case =
+                format!("topk n={n} k={k} kf={kf} kl={kl} keep={rate} kind={kind} {order:?}");
             g.each(select::TOPK_F32, &case, |f| {
                 let mut idx = vec![0u32; k];
                 let mut sc = vec![0f32; k];
@@ -420,10 +490,18 @@ fn topk_cases(g: &mut Golden) {
                     k,
                     keep_first: kf,
                     keep_last: kl,
-                    keep: if rate > 0 { keep.as_ptr() } else { std::ptr::null() },
+                    keep: if rate > 0 {
+                        keep.as_ptr()
+                    } else {
+                        std::ptr::null()
+                    },
                     order,
                     out_idx: idx.as_mut_ptr(),
-                    out_scores: if scores_out { sc.as_mut_ptr() } else { std::ptr::null_mut() },
+                    out_scores: if scores_out {
+                        sc.as_mut_ptr()
+                    } else {
+                        std::ptr::null_mut()
+                    },
                     scratch: scratch.as_mut_ptr() as *mut u32,
                 };
                 // SAFETY: k >= forced, k <= n, buffers as the contract asks.
@@ -439,26 +517,48 @@ fn topk_cases(g: &mut Golden) {
 fn mask_cases(g: &mut Golden) {
     let mut rng = Rng::new(5);
     for n in [0, 1, 3, 4, 5, 15, 16, 17, 33, 100, 1001] {
-        let mask: Vec<u8> = (0..n).map(|_| if rng.below(3) == 0 { rng.bytes(1)[0] } else { 0 }).collect();
-        g.each(select::MASK_TO_INDICES, &format!("mask_to_indices n={n}"), |f| {
-            let mut out = vec![u32::MAX; n];
-            // SAFETY: n bytes in, room for n indices.
-            let c = unsafe { f(mask.as_ptr(), n, out.as_mut_ptr()) };
-            let mut b = (c as u64).to_le_bytes().to_vec();
-            b.extend(as_bytes(&out[..c]));
-            b
-        });
-        g.each(select::COUNT_NONZERO_U8, &format!("count_nonzero n={n}"), |f| {
-            // SAFETY: n bytes.
-            (unsafe { f(mask.as_ptr(), n) } as u64).to_le_bytes().to_vec()
-        });
+        let mask: Vec<u8> = (0..n)
+            .map(|_| {
+                if rng.below(3) == 0 {
+                    rng.bytes(1)[0]
+                } else {
+                    0
+                }
+            })
+            .collect();
+        g.each(
+            select::MASK_TO_INDICES,
+            &format!("mask_to_indices n={n}"),
+            |f| {
+                let mut out = vec![u32::MAX; n];
+                // SAFETY: n bytes in, room for n indices.
+                let c = unsafe { f(mask.as_ptr(), n, out.as_mut_ptr()) };
+                let mut b = (c as u64).to_le_bytes().to_vec();
+                b.extend(as_bytes(&out[..c]));
+                b
+            },
+        );
+        g.each(
+            select::COUNT_NONZERO_U8,
+            &format!("count_nonzero n={n}"),
+            |f| {
+                // SAFETY: n bytes.
+                (unsafe { f(mask.as_ptr(), n) } as u64)
+                    .to_le_bytes()
+                    .to_vec()
+            },
+        );
         let idx = rng.distinct(n / 3, n);
-        g.each(select::INDICES_TO_MASK, &format!("indices_to_mask n={n}"), |f| {
-            let mut m = vec![7u8; n];
-            // SAFETY: every index < n.
-            unsafe { f(idx.as_ptr(), idx.len(), m.as_mut_ptr(), n) };
-            m
-        });
+        g.each(
+            select::INDICES_TO_MASK,
+            &format!("indices_to_mask n={n}"),
+            |f| {
+                let mut m = vec![7u8; n];
+                // SAFETY: every index < n.
+                unsafe { f(idx.as_ptr(), idx.len(), m.as_mut_ptr(), n) };
+                m
+            },
+        );
     }
 }
 
@@ -503,10 +603,18 @@ fn copy_rows_cases(g: &mut Golden) {
                     _ => CopyRowsArgs {
                         src: src.as_ptr(),
                         src_stride: ss,
-                        src_idx: if matches!(mode, 0 | 2 | 5) { gather.as_ptr() } else { std::ptr::null() },
+                        src_idx: if matches!(mode, 0 | 2 | 5) {
+                            gather.as_ptr()
+                        } else {
+                            std::ptr::null()
+                        },
                         dst: dst.as_mut_ptr(),
                         dst_stride: ds,
-                        dst_idx: if matches!(mode, 1 | 2) { perm.as_ptr() } else { std::ptr::null() },
+                        dst_idx: if matches!(mode, 1 | 2) {
+                            perm.as_ptr()
+                        } else {
+                            std::ptr::null()
+                        },
                         first: if mode == 5 { 5 } else { 0 },
                         n: rows,
                         row_bytes: rb,
@@ -515,7 +623,11 @@ fn copy_rows_cases(g: &mut Golden) {
                 };
                 // SAFETY: every addressed row is in its buffer; maps as the contract asks.
                 unsafe { f(&a) };
-                if mode == 4 { inplace } else { dst }
+                if mode == 4 {
+                    inplace
+                } else {
+                    dst
+                }
             });
         }
     }
@@ -545,7 +657,10 @@ fn copy_rows_cases(g: &mut Golden) {
 
 fn scatter_add_type<T: Elt>(g: &mut Golden, reg: &[KernelInfo<ScatterAddFn<T>>]) {
     let mut rng = Rng::new(7);
-    for (ci, d) in [1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257].into_iter().enumerate() {
+    for (ci, d) in [1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257]
+        .into_iter()
+        .enumerate()
+    {
         let (rows, n) = (20, 9);
         let (hs, ys) = (d + ci % 3, d + ci % 2);
         let h0: Vec<T> = conv(&rng.f32s(rows * hs, 4.0, 0.03));
@@ -564,7 +679,11 @@ fn scatter_add_type<T: Elt>(g: &mut Golden, reg: &[KernelInfo<ScatterAddFn<T>>])
                     n,
                     y: y.as_ptr(),
                     y_stride: ys,
-                    g: if gated { gate.as_ptr() } else { std::ptr::null() },
+                    g: if gated {
+                        gate.as_ptr()
+                    } else {
+                        std::ptr::null()
+                    },
                     d,
                 };
                 // SAFETY: distinct indices of valid rows.
@@ -657,7 +776,11 @@ fn att_cases() -> Vec<Att> {
                 pad: (i + variant) % 3,
                 keys: keys.clone(),
                 causal: variant != 0,
-                window: if variant == 2 { 1 + (i as u32 * 37) % 90 } else { 0 },
+                window: if variant == 2 {
+                    1 + (i as u32 * 37) % 90
+                } else {
+                    0
+                },
                 out: [OutType::F32, OutType::F16, OutType::BF16][(i + variant) % 3],
                 lse: variant != 1,
                 mass: [None, Some(false), Some(true)][(i + 2 * variant) % 3],
@@ -672,8 +795,18 @@ fn att_cases() -> Vec<Att> {
 fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
     let mut rng = Rng::new(9);
     for (ci, c) in att_cases().iter().enumerate() {
-        let (qh, kh, vh, oh) = (c.d + c.pad, c.d + 2 * c.pad, c.d + c.pad, c.d + c.pad.div_ceil(2));
-        let (qt, kt, vt, ot) = (c.h_q * qh + c.pad, c.h_kv * kh + 3 * c.pad, c.h_kv * vh, c.h_q * oh + c.pad);
+        let (qh, kh, vh, oh) = (
+            c.d + c.pad,
+            c.d + 2 * c.pad,
+            c.d + c.pad,
+            c.d + c.pad.div_ceil(2),
+        );
+        let (qt, kt, vt, ot) = (
+            c.h_q * qh + c.pad,
+            c.h_kv * kh + 3 * c.pad,
+            c.h_kv * vh,
+            c.h_q * oh + c.pad,
+        );
         let a = if c.big { 30.0 } else { 2.0 };
         let q: Vec<T> = conv(&rng.f32s(c.n_q * qt, a, c.special));
         let k: Vec<T> = conv(&rng.f32s(c.n_k * kt, a, c.special));
@@ -685,11 +818,16 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
                 p
             })
             .collect();
-        let q_pos: Vec<u32> = (0..c.n_q).map(|_| rng.below(p as usize + 3) as u32).collect();
+        let q_pos: Vec<u32> = (0..c.n_q)
+            .map(|_| rng.below(p as usize + 3) as u32)
+            .collect();
         let (mut offsets, mut ids) = (vec![0usize], Vec::new());
         let keys = match &c.keys {
             Keys::Dense => KeySet::Dense,
-            Keys::Indices(ix) => KeySet::Indices { idx: ix.as_ptr(), n: ix.len() },
+            Keys::Indices(ix) => KeySet::Indices {
+                idx: ix.as_ptr(),
+                n: ix.len(),
+            },
             Keys::Blocks(block, q_block, per, lists) => {
                 for l in lists {
                     ids.extend(l);
@@ -707,7 +845,15 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
         let mass_len = c.n_k * c.h_kv.max(1);
         let case = format!(
             "attend {} #{ci} nq={} hq={} hkv={} d={} nk={} causal={} window={} out={:?}",
-            T::NAME, c.n_q, c.h_q, c.h_kv, c.d, c.n_k, c.causal, c.window, c.out
+            T::NAME,
+            c.n_q,
+            c.h_q,
+            c.h_kv,
+            c.d,
+            c.n_k,
+            c.causal,
+            c.window,
+            c.out
         );
         for reg in regs {
             g.each(reg, &case, |f| {
@@ -740,9 +886,17 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
                     out_type: c.out,
                     o_tok: ot,
                     o_head: oh,
-                    lse: if c.lse { lse.as_mut_ptr() } else { std::ptr::null_mut() },
+                    lse: if c.lse {
+                        lse.as_mut_ptr()
+                    } else {
+                        std::ptr::null_mut()
+                    },
                     lse_tok: c.h_q,
-                    mass: if c.mass.is_some() { mass.as_mut_ptr() } else { std::ptr::null_mut() },
+                    mass: if c.mass.is_some() {
+                        mass.as_mut_ptr()
+                    } else {
+                        std::ptr::null_mut()
+                    },
                     mass_head: if c.mass == Some(true) { c.n_k } else { 0 },
                     workspace: ws.as_mut_ptr() as *mut u8,
                 };
@@ -760,9 +914,16 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
 
 fn merge_cases(g: &mut Golden) {
     let mut rng = Rng::new(10);
-    for (ci, (parts, rows, d)) in [(1, 3, 1), (2, 4, 7), (3, 5, 16), (5, 2, 17), (2, 6, 33), (4, 3, 100)]
-        .into_iter()
-        .enumerate()
+    for (ci, (parts, rows, d)) in [
+        (1, 3, 1),
+        (2, 4, 7),
+        (3, 5, 16),
+        (5, 2, 17),
+        (2, 6, 33),
+        (4, 3, 100),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let o = rng.f32s(parts * rows * (d + 1), 3.0, 0.01);
         let mut lse = rng.f32s(parts * rows, 20.0, 0.0);
@@ -794,7 +955,11 @@ fn merge_cases(g: &mut Golden) {
                     out: out.as_mut_ptr(),
                     out_type,
                     out_row_stride: d + 2,
-                    out_lse: if out_type == OutType::F16 { std::ptr::null_mut() } else { out_lse.as_mut_ptr() },
+                    out_lse: if out_type == OutType::F16 {
+                        std::ptr::null_mut()
+                    } else {
+                        out_lse.as_mut_ptr()
+                    },
                     workspace: ws.as_mut_ptr(),
                 };
                 // SAFETY: buffers as described.
@@ -814,9 +979,14 @@ fn quest_type<T: Elt>(
     T: tokenroute::AttendElement,
 {
     let mut rng = Rng::new(11);
-    for (ci, (n_k, h_kv, d, block)) in [(1, 1, 1, 1), (100, 2, 17, 16), (257, 4, 64, 64), (300, 1, 130, 7)]
-        .into_iter()
-        .enumerate()
+    for (ci, (n_k, h_kv, d, block)) in [
+        (1, 1, 1, 1),
+        (100, 2, 17, 16),
+        (257, 4, 64, 64),
+        (300, 1, 130, 7),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let kt = h_kv * (d + 1) + 2;
         let k: Vec<T> = conv(&rng.f32s(n_k * kt, 3.0, if ci == 2 { 0.01 } else { 0.0 }));
@@ -841,38 +1011,49 @@ fn quest_type<T: Elt>(
             unsafe { f(&a) };
             (mn, mx)
         };
-        g.each(sums, &format!("summary {} nk={n_k} hkv={h_kv} d={d} block={block}", T::NAME), |f| {
-            let (mut mn, mx) = summary(f, n_blocks / 3, n_blocks);
-            mn.extend(mx);
-            as_bytes(&mn).to_vec()
-        });
+        g.each(
+            sums,
+            &format!(
+                "summary {} nk={n_k} hkv={h_kv} d={d} block={block}",
+                T::NAME
+            ),
+            |f| {
+                let (mut mn, mx) = summary(f, n_blocks / 3, n_blocks);
+                mn.extend(mx);
+                as_bytes(&mn).to_vec()
+            },
+        );
         // Bounds from the scalar summary, so each level's bound sees the same input.
         let (mn, mx) = summary(sums[0].f, 0, n_blocks);
         let (n_q, h_q) = (3, 2 * h_kv);
         let qt = h_q * d + 1;
         let q: Vec<T> = conv(&rng.f32s(n_q * qt, 2.0, if ci == 3 { 0.01 } else { 0.0 }));
-        g.each(bounds, &format!("bound {} nk={n_k} hkv={h_kv} d={d} block={block}", T::NAME), |f| {
-            let mut out = vec![5f32; n_q * h_q * (n_blocks + 1)];
-            let mut ws = aligned(4 * ((d + 15) & !15));
-            let a = BoundArgs {
-                q: q.as_ptr(),
-                n_q,
-                h_q,
-                d,
-                q_tok: qt,
-                q_head: d,
-                kmin: mn.as_ptr(),
-                kmax: mx.as_ptr(),
-                n_blocks,
-                h_kv,
-                out: out.as_mut_ptr(),
-                out_stride: n_blocks + 1,
-                workspace: ws.as_mut_ptr() as *mut f32,
-            };
-            // SAFETY: buffers as described.
-            unsafe { f(&a) };
-            as_bytes(&out).to_vec()
-        });
+        g.each(
+            bounds,
+            &format!("bound {} nk={n_k} hkv={h_kv} d={d} block={block}", T::NAME),
+            |f| {
+                let mut out = vec![5f32; n_q * h_q * (n_blocks + 1)];
+                let mut ws = aligned(4 * ((d + 15) & !15));
+                let a = BoundArgs {
+                    q: q.as_ptr(),
+                    n_q,
+                    h_q,
+                    d,
+                    q_tok: qt,
+                    q_head: d,
+                    kmin: mn.as_ptr(),
+                    kmax: mx.as_ptr(),
+                    n_blocks,
+                    h_kv,
+                    out: out.as_mut_ptr(),
+                    out_stride: n_blocks + 1,
+                    workspace: ws.as_mut_ptr() as *mut f32,
+                };
+                // SAFETY: buffers as described.
+                unsafe { f(&a) };
+                as_bytes(&out).to_vec()
+            },
+        );
         // Quest's selection end to end (bounds -> top-k with forced blocks), per level.
         let heads = Heads::new(&q, n_q, h_q, d, qt, d).unwrap();
         let k_sel = (n_blocks / 2).max(1);
@@ -885,11 +1066,25 @@ fn quest_type<T: Elt>(
             let mut ids = vec![0u32; n_q * h_q * k_sel];
             let mut offsets = vec![0usize; n_q * h_q + 1];
             let ke = kern
-                .quest_select_blocks(heads, &mn, &mx, n_blocks, h_kv, k_sel, kf, kl, &mut ids, &mut offsets)
+                .quest_select_blocks(
+                    heads,
+                    &mn,
+                    &mx,
+                    n_blocks,
+                    h_kv,
+                    k_sel,
+                    kf,
+                    kl,
+                    &mut ids,
+                    &mut offsets,
+                )
                 .unwrap();
             let mut b = (ke as u64).to_le_bytes().to_vec();
             b.extend(as_bytes(&ids));
-            let case = format!("quest {} nk={n_k} hkv={h_kv} d={d} block={block} k={k_sel}", T::NAME);
+            let case = format!(
+                "quest {} nk={n_k} hkv={h_kv} d={d} block={block} k={k_sel}",
+                T::NAME
+            );
             g.put(&case, isa, "tkr_quest_select_blocks", &b);
         }
     }
@@ -912,11 +1107,12 @@ fn every_kernel_reproduces_its_golden_outputs() {
     attend_type::<f32>(&mut g, &[attend::ATTEND_F32]);
     attend_type::<f16>(&mut g, &[attend::ATTEND_F16]);
     #[cfg(target_arch = "x86_64")]
-    let bf16_regs: &[&[KernelInfo<AttendFn<bf16>>]] = if std::arch::is_x86_feature_detected!("avx512bf16") {
-        &[attend::ATTEND_BF16, attend::ATTEND_BF16_DPBF16]
-    } else {
-        &[attend::ATTEND_BF16]
-    };
+    let bf16_regs: &[&[KernelInfo<AttendFn<bf16>>]] =
+        if std::arch::is_x86_feature_detected!("avx512bf16") {
+            &[attend::ATTEND_BF16, attend::ATTEND_BF16_DPBF16]
+        } else {
+            &[attend::ATTEND_BF16]
+        };
     #[cfg(not(target_arch = "x86_64"))]
     let bf16_regs: &[&[KernelInfo<AttendFn<bf16>>]] = &[attend::ATTEND_BF16];
     attend_type::<bf16>(&mut g, bf16_regs);

@@ -7,10 +7,8 @@ mod common;
 use common::*;
 use half::{bf16, f16};
 use proptest::prelude::{any, prop_oneof, proptest, Just, ProptestConfig};
-use tokenroute_kernels::score::{
-    Activation, ScoreArgs, ScoreFn, SCORE_BF16, SCORE_F16, SCORE_F32,
-};
 use tokenroute_kernels::numerics::fma_f32;
+use tokenroute_kernels::score::{Activation, ScoreArgs, ScoreFn, SCORE_BF16, SCORE_F16, SCORE_F32};
 use tokenroute_kernels::sigmoid::sigmoid_f32;
 use tokenroute_kernels::KernelInfo;
 
@@ -136,7 +134,10 @@ impl<T: Elem> Case<T> {
         let mut lanes = [0f32; 16];
         for j in 0..self.d.div_ceil(16) * 16 {
             let (x, y) = if j < self.d {
-                (self.h[i * self.hs + j].to_f32(), self.w[e * self.ws + j].to_f32())
+                (
+                    self.h[i * self.hs + j].to_f32(),
+                    self.w[e * self.ws + j].to_f32(),
+                )
             } else {
                 (0.0, 0.0)
             };

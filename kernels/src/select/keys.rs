@@ -103,7 +103,6 @@ impl Pred {
     }
 }
 
-
 /// A signed integer key whose maximum over a set of score bits is the bits of its
 /// largest score (sign-magnitude to two's complement: `-0 < +0`, a positive NaN above
 /// `+inf`, a negative NaN below `-inf`). Its own inverse.

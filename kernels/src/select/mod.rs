@@ -65,13 +65,13 @@
 //! counting / banding passes, so the result is always exact and the work stays linear.
 
 mod keys;
-mod lanes_scalar;
 #[cfg(target_arch = "x86_64")]
 mod lanes_avx2;
 #[cfg(target_arch = "x86_64")]
 mod lanes_avx512;
 #[cfg(target_arch = "aarch64")]
 mod lanes_neon;
+mod lanes_scalar;
 mod passes;
 mod radix;
 mod topk;

@@ -162,9 +162,13 @@ macro_rules! entry {
                 pub unsafe fn $name(x: *const f32, y: *mut f32, n: usize) {
                     // SAFETY: passed on from the caller.
                     unsafe {
-                        simd::map::<simd::$tier, $u>(x, y, n, #[inline(always)] |v| {
-                            sigmoid_v::<simd::$tier>(v)
-                        })
+                        simd::map::<simd::$tier, $u>(
+                            x,
+                            y,
+                            n,
+                            #[inline(always)]
+                            |v| sigmoid_v::<simd::$tier>(v),
+                        )
                     }
                 }
             );
@@ -172,13 +176,37 @@ macro_rules! entry {
     };
 }
 
-entry!(scalar, Scalar, f32_rr2_lut8_p4_div_u1, 1, "Elementwise sigmoid, one element at a time.");
+entry!(
+    scalar,
+    Scalar,
+    f32_rr2_lut8_p4_div_u1,
+    1,
+    "Elementwise sigmoid, one element at a time."
+);
 #[cfg(target_arch = "x86_64")]
-entry!(avx2, Avx2, f32_rr2_lut8_p4_div_u16, 2, "Elementwise sigmoid, 16 lanes per step, then 8, then a masked tail.");
+entry!(
+    avx2,
+    Avx2,
+    f32_rr2_lut8_p4_div_u16,
+    2,
+    "Elementwise sigmoid, 16 lanes per step, then 8, then a masked tail."
+);
 #[cfg(target_arch = "x86_64")]
-entry!(avx512, Avx512, f32_rr2_lut8_p4_div_u64, 4, "Elementwise sigmoid, 64 lanes per step, then 16, then a masked tail.");
+entry!(
+    avx512,
+    Avx512,
+    f32_rr2_lut8_p4_div_u64,
+    4,
+    "Elementwise sigmoid, 64 lanes per step, then 16, then a masked tail."
+);
 #[cfg(target_arch = "aarch64")]
-entry!(neon, Neon, f32_rr2_lut8_p4_div_u8, 2, "Elementwise sigmoid, 8 lanes per step, then 4, then a partial vector.");
+entry!(
+    neon,
+    Neon,
+    f32_rr2_lut8_p4_div_u8,
+    2,
+    "Elementwise sigmoid, 8 lanes per step, then 4, then a partial vector."
+);
 
 /// Sigmoid of one f32, by the module's recipe (the scalar tier's lane).
 #[inline]

@@ -178,9 +178,7 @@ impl Tier for Avx512 {
         unsafe {
             match T::KIND {
                 Kind::F32 => _mm512_maskz_loadu_ps(mask16(k), p as *const f32),
-                Kind::F16 => {
-                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(k), p as *const i16))
-                }
+                Kind::F16 => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(k), p as *const i16)),
                 Kind::BF16 => from_bf16(_mm256_maskz_loadu_epi16(mask16(k), p as *const i16)),
             }
         }
