@@ -22,7 +22,10 @@
 //! input, hence **at most 2 ulp from the correctly rounded result** (checked over all
 //! 2^32 inputs by `tests/sigmoid_exhaustive.rs`, which also reports the maximum and
 //! how many results are correctly rounded). `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`,
-//! `sigmoid(±0) = 0.5`; a NaN input gives a quiet NaN (its payload is not specified).
+//! `sigmoid(±0) = 0.5`; a NaN input of any sign and payload gives the canonical quiet
+//! NaN [`CANONICAL_NAN`] (0x7fc00000) on every tier (`tests/nan_canonical.rs` checks all
+//! of them): the recipe's operations would carry a payload that differs between
+//! instruction sets.
 //! Results assume the default floating-point environment (no flush-to-zero).
 
 use crate::simd::{self, Tier};
@@ -42,6 +45,8 @@ pub static SIGMOID_F32: &[KernelInfo<SigmoidF32>] = &[
     crate::kernel!(sigmoid::neon::f32_rr2_lut8_p4_div_u8),
 ];
 
+/// The bit pattern of the quiet NaN every tier returns for a NaN input.
+pub const CANONICAL_NAN: u32 = crate::numerics::CANONICAL_NAN;
 /// `z` is clamped to this before the reduction: `sigmoid(-104)` already rounds to 0.
 pub(crate) const Z_MAX: f32 = 104.0;
 /// `8 / ln 2`, rounded to f32.
@@ -114,7 +119,7 @@ pub(crate) fn sigmoid_v<S: Tier>(x: S::F) -> S::F {
     let u = S::fma(u, r, c(P1));
     let p = S::mul(u, r);
     let neg = S::sign(x);
-    if S::SCALEF {
+    let y = if S::SCALEF {
         // The low bits of t are k (the shifter's low mantissa bits are zero), and
         // floor(7/8 - k/8) = -(k div 8) = -m, exact for the integers k here; the
         // scaling by 2^-m rounds once.
@@ -135,7 +140,9 @@ pub(crate) fn sigmoid_v<S: Tier>(x: S::F) -> S::F {
         let q = S::div(S::select(neg, ep, one), d);
         let s2 = pow2_neg::<S>(S::sub_i(m, m1));
         S::select(neg, S::mul(S::mul(q, s1), s2), q)
-    }
+    };
+    // A NaN lane carries a payload that depends on the operations above: canonical.
+    S::select(S::is_nan(x), S::from_bits(S::splat_i(CANONICAL_NAN as i32)), y)
 }
 
 /// `e' = T[k mod 8] * (1 + p)` as `hi + fma(hi, p, lo)`.
