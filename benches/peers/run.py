@@ -112,8 +112,10 @@ def markdown(rows, meta):
            "is faster). Throughput in the tokenroute column: bytes read or moved once per second (GB/s), "
            "or GFLOP/s for prefill attention. Single-threaded rows pin one CPU and use the process's CPU "
            "time (time waiting for a core on a shared machine is not part of a call's cost); with more "
-           "threads (wall time) the peers use their own thread pools and tokenroute splits the rows (or "
-           "KV heads) across Python threads, one wrapper call each.\n"]
+           "threads (wall time) the peers use their own thread pools and tokenroute "
+           + ("splits the rows (or KV heads) across Python threads, one wrapper call each "
+              "(TOKENROUTE_PEERS_SPLIT=python).\n" if os.environ.get("TOKENROUTE_PEERS_SPLIT") == "python"
+              else "makes one call on its own pool of as many threads (tokenroute.set_num_threads).\n")]
     for family in FAMILIES:
         fr = [r for r in rows if r["family"] == family]
         if not fr:

@@ -40,8 +40,7 @@ pub unsafe extern "C" fn tkr_sigmoid_f32(x: *const f32, y: *mut f32, n: usize) -
         if n > 0 && core::ptr::eq(x, y) {
             // SAFETY: the caller promises n valid floats at x (== y).
             let xy = unsafe { slice_mut(y, n)? };
-            k.sigmoid_f32_in_place(xy);
-            return Ok(());
+            return k.sigmoid_f32_in_place(xy);
         }
         disjoint(range(x, n)?, range(y, n)?)?;
         // SAFETY: the caller promises n valid floats at x and at y, now known disjoint.
