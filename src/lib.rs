@@ -20,6 +20,7 @@ mod error;
 pub mod ffi;
 mod isa;
 mod ops;
+pub mod parallel;
 mod scratch;
 
 pub use dispatch::Kernels;

@@ -16,6 +16,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use core::cell::RefCell;
+use std::alloc::{alloc_zeroed, Layout};
 use std::sync::Mutex;
 
 /// Most bytes a thread keeps per buffer kind after a call: 1 MiB.
@@ -38,25 +39,42 @@ pub(crate) enum Kind {
     Compact = 1,
     /// Attention's packed rows and accumulators.
     Attend = 2,
+    /// Call-level partials of calls split into units ([`crate::parallel`]).
+    Call = 3,
 }
 
-const KINDS: usize = 3;
+const KINDS: usize = 4;
 
 thread_local! {
-    static BUFFERS: [RefCell<Vec<Line>>; KINDS] =
-        const { [RefCell::new(Vec::new()), RefCell::new(Vec::new()), RefCell::new(Vec::new())] };
+    static BUFFERS: [RefCell<Vec<Line>>; KINDS] = const {
+        [
+            RefCell::new(Vec::new()),
+            RefCell::new(Vec::new()),
+            RefCell::new(Vec::new()),
+            RefCell::new(Vec::new()),
+        ]
+    };
 }
 
 static SPARE: Mutex<Vec<Line>> = Mutex::new(Vec::new());
 
-/// `v` with room for at least `lines` lines (contents unspecified).
+/// `v` with room for at least `lines >= 1` lines (contents unspecified).
 fn grow(v: &mut Vec<Line>, lines: usize) -> Result<()> {
     if v.len() < lines {
         // Free the old buffer first: never both at once.
         *v = Vec::new();
-        v.try_reserve_exact(lines)
-            .map_err(|_| Error::new(ErrorKind::SizeOverflow, "scratch allocation failed"))?;
-        v.resize(lines, Line([0; 64]));
+        let failed = || Error::new(ErrorKind::SizeOverflow, "scratch allocation failed");
+        let layout = Layout::array::<Line>(lines).map_err(|_| failed())?;
+        // Zeroed memory from the allocator (fresh pages for large sizes: no pass over
+        // them here), so the lines are initialised without a fill.
+        // SAFETY: the layout has a nonzero size (lines >= 1).
+        let p = unsafe { alloc_zeroed(layout) } as *mut Line;
+        if p.is_null() {
+            return Err(failed());
+        }
+        // SAFETY: allocated by the global allocator with the layout of `lines` Lines
+        // (what the Vec frees with), all zero bytes: valid Lines.
+        *v = unsafe { Vec::from_raw_parts(p, lines, lines) };
     }
     Ok(())
 }
