@@ -108,6 +108,16 @@
 // tkr_route select mode: exact top-k (k tokens, or a capacity ratio).
 #define TKR_ROUTE_TOPK 1
 
+// Most bytes of the one process-wide spare scratch buffer the library keeps for calls
+// that need more than TKR_THREAD_SCRATCH_CAP: 64 MiB (larger buffers are freed).
+#define TKR_SPARE_SCRATCH_CAP (64 << 20)
+
+// Most bytes of scratch the library keeps per thread and per buffer kind (top-k
+// workspaces; duplicate checks of index lists; attention rows; call-level partials of
+// calls split into units) once a call returns: 1 MiB. Pool workers are threads too. A call that needs more scratch (and gets no caller workspace) uses the
+// process-wide spare buffer or allocates, and gives the memory back when it returns.
+#define TKR_THREAD_SCRATCH_CAP (1 << 20)
+
 // tkr_topk_options.flags: take each row's k from tkr_topk_options.capacity:
 // k_row = ceil(capacity * valid_len_row).
 #define TKR_TOPK_CAPACITY 2
@@ -757,6 +767,14 @@ tkr_status tkr_quest_select_blocks(uint32_t dtype,
                                    size_t *block_offsets,
                                    size_t *out_k);
 
+// Frees the scratch buffers the calling thread holds (at most TKR_THREAD_SCRATCH_CAP
+// bytes per buffer kind) and the process-wide spare (at most TKR_SPARE_SCRATCH_CAP
+// bytes). Nothing else changes: the next call that needs scratch allocates it again.
+// Call it from a worker thread before it idles for long, or when memory is tight.
+// Passing a workspace (tkr_topk_workspace_size, tkr_route_workspace_size) avoids the
+// library's scratch for selection and routing altogether. Thread-safe.
+void tkr_release_thread_buffers(void);
+
 // The fused route call for one sequence: router scores, selection, and the compacted
 // rows, in one call. Identical to tkr_score (one router) -> tkr_topk_f32 or
 // tkr_threshold_f32 (one row, same options) -> tkr_gather_rows, on every ISA level.
@@ -776,14 +794,17 @@ tkr_status tkr_quest_select_blocks(uint32_t dtype,
 // - activation: TKR_ACT_SIGMOID or TKR_ACT_NONE (then tau compares raw logits).
 // - select: TKR_ROUTE_TOPK (k, or options->capacity with TKR_TOPK_CAPACITY) or
 //   TKR_ROUTE_THRESHOLD (tau; k must be 0).
-// - out_idx, out_scores (NULL: not wanted), out_rows (rows of d elements,
-//   out_rows_stride elements apart): room for out_capacity tokens each, which must be
-//   at least k (top-k) or n_tokens (threshold selection may select every token);
-//   entries past the count are left as they are.
+// - out_idx, out_scores (each may be NULL: not wanted; top-k then keeps the indices in
+//   its workspace), out_rows (rows of d elements, out_rows_stride elements apart): room
+//   for out_capacity tokens each, which must be at least k (top-k) or n_tokens
+//   (threshold selection may select every token); entries past the count are left as
+//   they are.
 // - out_count: receives the number of selected tokens.
 // - workspace: top-k only, tkr_route_workspace_size(n_tokens) bytes, 8-byte aligned;
-//   (NULL, 0) uses a buffer owned by the calling thread that grows to the largest
-//   sequence and is reused (no allocation once grown). Threshold routing scores,
+//   (NULL, 0) uses the library's scratch: the calling thread's buffer, reused without
+//   allocation while it needs at most TKR_THREAD_SCRATCH_CAP bytes, above that the
+//   process-wide spare or a buffer freed after the call (see
+//   tkr_release_thread_buffers). Threshold routing scores,
 //   selects and gathers block by block while the rows are in cache, on the stack, and
 //   ignores it.
 // - Outputs (out_idx, out_scores, out_rows, out_count, workspace) must not overlap each
@@ -825,8 +846,9 @@ tkr_status tkr_route(uint32_t dtype,
 tkr_status tkr_route_options_init(struct tkr_route_options *options);
 
 // The workspace tkr_route needs for top-k over up to n_tokens tokens: *out_bytes =
-// 12 * n_tokens rounded up to a multiple of 8 (the scores and the top-k scratch; to
-// be passed 8-byte aligned). Threshold routing needs none. Returns
+// 8 * (n_tokens + 2 * ceil(n_tokens / 2)), that is 16 * n_tokens rounded up to a
+// multiple of 16 (the top-k scratch, the scores, and the indices when out_idx is NULL;
+// to be passed 8-byte aligned). Threshold routing needs none. Returns
 // TKR_STATUS_NULL_POINTER for a NULL out_bytes, TKR_STATUS_SIZE_OVERFLOW when the
 // size overflows. Thread-safe.
 tkr_status tkr_route_workspace_size(size_t n_tokens,
@@ -919,9 +941,17 @@ tkr_status tkr_scatter_rows(size_t elem_size,
 // - `activation`: TKR_ACT_SIGMOID or TKR_ACT_NONE.
 // - `scores`: `n_tokens` rows of `n_routers` floats, `scores_row_stride` apart; only
 //   those floats are written. It must not overlap `h`, `w` or `bias`.
-// - Accuracy: the logit is within (ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) of
-//   the exact value; the sigmoid adds at most 2 ulp. A NaN score (with either activation) is the quiet NaN
-//   0x7fc00000.
+// - Accuracy: a finite logit is within
+//   (ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) + (d + 16) * 2^-149
+//   of the exact value (the second term bounds the rounding of results below the normal
+//   range, 2^-149 being the smallest subnormal); the sigmoid adds at most 2 ulp.
+//   Overflow: a logit whose canonical f32 evaluation is not finite (a partial sum
+//   overflowed, or an input is inf or NaN) is recomputed in f64 (every product exact,
+//   summed in order of j, then the bias, rounded once), identically on every level; so
+//   an overflowing partial sum never turns a representable logit into inf or NaN. The
+//   logit is +-inf only when the exact value lies outside the f32 range (up to the
+//   bound), and NaN only when an input is NaN or the exact sum has no value (inf - inf,
+//   0 * inf). A NaN score (with either activation) is the quiet NaN 0x7fc00000.
 // - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER,
 //   TKR_STATUS_INVALID_ARGUMENT (unknown dtype or activation, n_routers = 0 with
 //   n_tokens > 0, misaligned pointer), TKR_STATUS_BAD_STRIDE (a stride smaller than
@@ -1103,9 +1133,11 @@ tkr_status tkr_threshold_options_init(struct tkr_threshold_options *options);
 //   largest k_row.
 // - out_counts: NULL, or batch size_t: out_counts[r] = k_row.
 // - workspace, workspace_size: scratch of tkr_topk_workspace_size(largest valid
-//   length) bytes, 8-byte aligned; or (NULL, 0) to use a buffer owned by the calling
-//   thread, which grows to the largest row seen and is then reused (no heap allocation
-//   per call once grown; freed when the thread exits).
+//   length) bytes, 8-byte aligned; or (NULL, 0) to use the library's scratch: the
+//   calling thread's buffer, reused without allocation while the workspace needs at
+//   most TKR_THREAD_SCRATCH_CAP bytes (131072 tokens); above that the process-wide
+//   spare or a buffer freed after the call, so that a thread keeps at most the cap (see
+//   tkr_release_thread_buffers).
 // - Aliasing: the outputs (out_idx, out_counts, out_scores, workspace) must not
 //   overlap each other nor any input (scores, keep_mask, valid_lens, row_k):
 //   TKR_STATUS_OVERLAP.

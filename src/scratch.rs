@@ -110,8 +110,14 @@ pub(crate) fn with_scratch<R>(
     f: impl FnOnce(&mut [Line]) -> R,
 ) -> Result<R> {
     let lines = bytes.div_ceil(64).max(1);
-    if lines.checked_mul(64).is_none_or(|b| b > isize::MAX as usize) {
-        return Err(Error::new(ErrorKind::SizeOverflow, "scratch size overflows"));
+    if lines
+        .checked_mul(64)
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(Error::new(
+            ErrorKind::SizeOverflow,
+            "scratch size overflows",
+        ));
     }
     if lines * 64 > THREAD_CAP {
         let mut v = take_large(lines)?;
@@ -147,7 +153,10 @@ pub(crate) fn with_scratch_of<T: Plain, R>(
 ) -> Result<R> {
     let bytes = len
         .checked_mul(core::mem::size_of::<T>())
-        .ok_or(Error::new(ErrorKind::SizeOverflow, "scratch size overflows"))?;
+        .ok_or(Error::new(
+            ErrorKind::SizeOverflow,
+            "scratch size overflows",
+        ))?;
     with_scratch(kind, bytes, |lines| {
         // SAFETY: the lines hold at least len * size_of::<T>() bytes, 64-byte aligned
         // (>= align_of::<T>()), and every bit pattern is a valid T.

@@ -281,7 +281,11 @@ impl<T: E> Case<T> {
             assert!(idx.iter().all(|&x| x == CANARY), "indices written");
         }
         Ok((
-            if with_idx { idx[..c].to_vec() } else { Vec::new() },
+            if with_idx {
+                idx[..c].to_vec()
+            } else {
+                Vec::new()
+            },
             sel[..c].iter().map(|x| x.to_bits()).collect(),
             out_rows,
         ))
@@ -299,7 +303,14 @@ impl<T: E> Case<T> {
             // Without the index output: the same scores and rows.
             let got = self.fused(k, how, cap, seed % 4 < 2, false);
             let want = want.map(|(_, s, r)| (Vec::new(), s, r));
-            assert_eq!(got, want, "{:?} no indices, n={} d={} {how:?}", k.isa(), self.n, self.d);
+            assert_eq!(
+                got,
+                want,
+                "{:?} no indices, n={} d={} {how:?}",
+                k.isa(),
+                self.n,
+                self.d
+            );
         }
     }
 }

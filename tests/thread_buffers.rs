@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokenroute::{
-    release_thread_buffers, AttendExtras, AttendOptions, Heads, HeadsMut, KeySubset, Kernels,
+    release_thread_buffers, AttendExtras, AttendOptions, Heads, HeadsMut, Kernels, KeySubset,
     Matrix, MatrixMut, Order, RowSpec, TopK, TopkOut, SPARE_SCRATCH_CAP, THREAD_SCRATCH_CAP,
 };
 
@@ -146,7 +146,10 @@ fn a_thread_keeps_at_most_the_documented_scratch() {
         "large calls left {kept} bytes"
     );
     assert!(kept <= KINDS * THREAD_SCRATCH_CAP + SPARE_SCRATCH_CAP + SLACK);
-    assert!(kept >= 16 << 20, "the spare holds the top-k workspace: {kept}");
+    assert!(
+        kept >= 16 << 20,
+        "the spare holds the top-k workspace: {kept}"
+    );
     release_thread_buffers();
     let kept = live() - base;
     assert!(kept <= SLACK, "after release_thread_buffers: {kept} bytes");

@@ -589,6 +589,8 @@ fn route<T: Num>(inp: &mut Input) {
         needed + inp.below(2)
     };
     let with_scores = inp.bool();
+    // out_idx = NULL is documented as "not wanted": the same scores and rows.
+    let with_idx = inp.u8() % 4 != 0;
     let rs = d + inp.below(2);
     let rlen = if room == 0 { 0 } else { (room - 1) * rs + d };
     let ws_mode = inp.u8() % 3;
@@ -613,7 +615,7 @@ fn route<T: Num>(inp: &mut Input) {
             select,
             &spec,
             RouteOut {
-                indices: Some(&mut idx),
+                indices: with_idx.then_some(&mut idx[..]),
                 scores: with_scores.then_some(&mut sc[..]),
                 rows: MatrixMut::new(&mut rows, room, d, rs).unwrap(),
             },
@@ -639,7 +641,9 @@ fn route<T: Num>(inp: &mut Input) {
         let mut want_sc = vec![f32::from_bits(0x7fa5_a5a5); room];
         let mut want_rows = vec![mark; rlen];
         for (j, &i) in sel.iter().enumerate() {
-            want_idx[j] = i as u32;
+            if with_idx {
+                want_idx[j] = i as u32;
+            }
             if with_scores {
                 want_sc[j] = s[i];
             }

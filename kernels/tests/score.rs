@@ -158,7 +158,8 @@ impl<T: Elem> Case<T> {
         if !s.is_finite() {
             let mut t = 0f64;
             for j in 0..self.d {
-                t += self.h[i * self.hs + j].to_f32() as f64 * self.w[e * self.ws + j].to_f32() as f64;
+                t += self.h[i * self.hs + j].to_f32() as f64
+                    * self.w[e * self.ws + j].to_f32() as f64;
             }
             if let Some(b) = &self.bias {
                 t += b[e] as f64;
@@ -189,14 +190,15 @@ impl<T: Elem> Case<T> {
         let (mut s, mut c) = (0f64, 0f64);
         for &t in &terms {
             let u = s + t;
-            c += if s.abs() >= t.abs() { (s - u) + t } else { (t - u) + s };
+            c += if s.abs() >= t.abs() {
+                (s - u) + t
+            } else {
+                (t - u) + s
+            };
             s = u;
         }
         let mag: f64 = terms.iter().map(|t| t.abs()).sum();
-        (
-            (s, c),
-            documented_bound(self.d, mag),
-        )
+        ((s, c), documented_bound(self.d, mag))
     }
 
     fn check(&self, id: &str, out: &[f32], r0: usize, r1: usize) {
