@@ -2,6 +2,7 @@
 //! kernel family.
 
 pub mod attend;
+pub mod attend_batch;
 pub mod compact;
 pub mod route;
 pub mod score;
