@@ -7,9 +7,13 @@
  * - Sizes and counts are size_t, strides are in elements, token indices uint32_t.
  * - (NULL, 0) is a valid empty buffer; any other NULL is TKR_STATUS_NULL_POINTER.
  * - f16 and bf16 data are passed as uint16_t bit patterns; arithmetic is f32.
- * - Kernels are single-threaded, reentrant and thread-safe, and never allocate on the
- *   hot path. The ISA level is chosen once (TOKENROUTE_ISA, TOKENROUTE_ISA_MAX) and can
- *   be switched with tkr_set_isa().
+ * - Calls are reentrant and thread-safe, and never allocate on the hot path. The ISA
+ *   level is chosen once (TOKENROUTE_ISA, TOKENROUTE_ISA_MAX) and can be switched with
+ *   tkr_set_isa().
+ * - Threads: every call splits its work into units fixed by its shape alone and runs
+ *   them on the engine's parallel-for (tkr_set_parallel_for) or the built-in pool
+ *   (tkr_set_num_threads; default 1 thread: none is started unless asked for), with
+ *   bit-identical results for every thread count (README.md, "Threads").
  */
 
 #ifndef TOKENROUTE_H
@@ -180,6 +184,11 @@ typedef struct tkr_attention_options {
   size_t lse_token_stride;
   // NULL, or per-key attention mass (sum over queries and heads of the softmax
   // probability), ADDED to mass[g * mass_head_stride + k] for K row k and KV head g.
+  // Summation order (fixed by the shape, never by the threads): the rows adding into
+  // one array (one KV head's, or all rows when mass_head_stride = 0) are, up to 1024
+  // of them, added in row order onto the array; more are cut into units of 1024 rows
+  // in row order, each summed from +0 in row order, the units' sums added in unit
+  // order and the total added to the array.
   float *mass;
   // 0: every head adds into the same n_k floats; else floats between KV heads' arrays
   // (>= n_k).
@@ -212,6 +221,27 @@ typedef struct tkr_route_options {
   // With TKR_TOPK_CAPACITY: a ratio in [0, 1]. Must be 0 without the flag.
   double capacity;
 } tkr_route_options;
+
+// A task of a parallel-for: `task(task_ctx, i)` runs task `i`. Never unwinds; returns
+// when the task has finished.
+typedef void (*tkr_task_fn)(void *task_ctx,
+                            size_t task_index);
+
+// An engine's parallel-for: it must call `task(task_ctx, i)` exactly once for every
+// `i < n_tasks`, in any order, on any of its threads (the calling one included), and
+// return 0 once every task has finished; non-zero when it could not run them all. It
+// must not call `task` after returning, and must be callable from several threads at
+// once (concurrent library calls each call it). `ctx` is the pointer given with it.
+// Tasks never block on one another, so running them one after the other on one thread
+// is always correct.
+//
+// Wrapping a pool takes a few lines, e.g. with OpenMP:
+// `#pragma omp parallel for` over `i < n_tasks` calling `task(task_ctx, i)`, then
+// `return 0;`.
+typedef int32_t (*tkr_parallel_for_fn)(void *ctx,
+                                       size_t n_tasks,
+                                       tkr_task_fn task,
+                                       void *task_ctx);
 
 // Options of tkr_threshold_f32. A NULL options pointer means all defaults; so does an
 // all-zero struct with struct_size set (tkr_threshold_options_init fills exactly
@@ -280,7 +310,8 @@ typedef struct tkr_topk_options {
   // without the flag.
   double capacity;
   // NULL, or batch rows of floats, out_scores_row_stride apart: out_scores[r][j] gets
-  // the score of out_idx[r][j] (j < k_row).
+  // the score of out_idx[r][j] (j < k_row), copied bit for bit (a NaN keeps its
+  // sign and payload).
   float *out_scores;
   // Row stride of out_scores in floats; 0 means out_row_stride.
   size_t out_scores_row_stride;
@@ -320,6 +351,14 @@ typedef struct tkr_topk_options {
 
 // The library caught a panic (a bug: please report it). Nothing was written.
 #define TKR_STATUS_PANIC 7
+
+// The engine's parallel-for callback (tkr_set_parallel_for,
+// tkr_set_thread_parallel_for) returned non-zero, skipped a task, ran one twice or
+// passed an index >= n_tasks. The library then ran every task that had not run on the
+// calling thread: **the outputs are complete and identical to a successful call's**
+// (the one status after which outputs have been written). Also returned by
+// tkr_set_num_threads when the system refused to start a thread.
+#define TKR_STATUS_PARALLEL_FAILED 13
 
 // A size computation (rows * stride, bytes) overflowed.
 #define TKR_STATUS_SIZE_OVERFLOW 8
@@ -362,8 +401,15 @@ uint32_t tkr_abi_version(void);
 // log-sum-exp of -inf, never NaN; a masked key contributes nothing even if its K or V
 // holds inf or NaN; a NaN logit makes its row NaN (every NaN output, lse included, is
 // the canonical quiet NaN: f32 0x7fc00000, f16 0x7e00, bf16 0x7fc0). Results are
-// bit-identical on every ISA level and do not depend on n_q, on the row's position in the call or on n_k
-// beyond the row's keys (except with TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16).
+// bit-identical on every ISA level and for every thread count (except with
+// TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16), and a row's result depends only on
+// its own query, its keys and, for split-K, the call's shape: a call without a mass
+// output, over every key or an index list of at least 1024 keys, with at most 64 rows
+// per KV head (n_q * n_heads_q / n_heads_kv <= 64: decoding) cuts the key sequence into
+// fixed chunks of 512 keys, one unit per (KV head, chunk), merged in chunk order by
+// tkr_attention_merge's canonical merge (split-K: one query uses every core); its rows
+// differ from an unsplit computation within the bound below. Other calls split into
+// units of 64 rows (per KV head, or per query head for per-query-head block lists).
 // Against an exact evaluation the error is at most
 // 2^-17 (1 + A + n/64) vmax + u_out |exact| (A: the largest scale * sum_e |q_e k_e| over
 // the row's visible keys, n their number, vmax the largest |v| among them, u_out: 2^-24
@@ -521,6 +567,9 @@ tkr_status tkr_gather_rows(size_t elem_size,
 // TOKENROUTE_ISA_MAX. Thread-safe.
 uint32_t tkr_get_isa(void);
 
+// The built-in pool's thread count (the calling thread included); at least 1.
+size_t tkr_get_num_threads(void);
+
 // out_mask[0..n] = 0, then out_mask[indices[j]] = 1 for every j < count (duplicates
 // allowed, any order).
 //
@@ -545,7 +594,8 @@ const char *tkr_isa_name(uint32_t isa);
 // (with the block's summaries from tkr_key_block_summary) plus a margin covering every
 // rounding error, so that it is never below the exact maximum of q . k over the
 // block's keys. Rank blocks by it (top-k) to choose the key blocks of a
-// TKR_KEYS_BLOCKS attention call.
+// TKR_KEYS_BLOCKS attention call. A NaN in q or the summaries gives a NaN bound, the
+// canonical quiet NaN 0x7fc00000; results are bit-identical on every ISA level.
 //
 // - `dtype`: of q. `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim floats each.
 // - `bound`: n_q * n_heads_q rows of n_blocks floats, bound_row_stride apart.
@@ -574,7 +624,7 @@ tkr_status tkr_key_block_bound(uint32_t dtype,
 // over each block's keys (block b: K rows b * block_size .. min((b + 1) * block_size,
 // n_k)), per KV head, written as f32 to kmin[(b * n_heads_kv + g) * head_dim + e] and
 // kmax[...] (layout [n_blocks, n_heads_kv, head_dim], like K; exact). A NaN element
-// makes both NaN. As keys are appended, recompute only the last block.
+// makes both the canonical quiet NaN 0x7fc00000. As keys are appended, recompute only the last block.
 //
 // - `dtype`: TKR_DTYPE_F32/F16/BF16. `kmin`, `kmax`: at least
 //   block_end * n_heads_kv * head_dim floats each; only the described blocks are written.
@@ -858,7 +908,7 @@ tkr_status tkr_scatter_rows(size_t elem_size,
 // - `scores`: `n_tokens` rows of `n_routers` floats, `scores_row_stride` apart; only
 //   those floats are written. It must not overlap `h`, `w` or `bias`.
 // - Accuracy: the logit is within (ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) of
-//   the exact value; the sigmoid adds at most 2 ulp. A NaN score is the quiet NaN
+//   the exact value; the sigmoid adds at most 2 ulp. A NaN score (with either activation) is the quiet NaN
 //   0x7fc00000.
 // - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER,
 //   TKR_STATUS_INVALID_ARGUMENT (unknown dtype or activation, n_routers = 0 with
@@ -889,13 +939,63 @@ tkr_status tkr_score(uint32_t dtype,
 // build lacks `isa`, TKR_STATUS_INVALID_ARGUMENT for an unknown id. Thread-safe.
 tkr_status tkr_set_isa(uint32_t isa);
 
+// Sets the built-in pool's thread count, the calling thread included (default: 1, or
+// TOKENROUTE_NUM_THREADS read at first use: a count, or `auto` for every core the
+// process may use). 1 runs every call on its calling thread and stops the pool's
+// threads; n > 1 starts n - 1 threads now.
+//
+// Calls that start afterwards use the new count; calls already running finish
+// correctly. Results never depend on the thread count: every call splits its work into
+// units fixed by its shape (see the README, "Threads").
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_INVALID_ARGUMENT (n = 0 or n > 1024; nothing
+//   changes), TKR_STATUS_PARALLEL_FAILED (the system refused to start a thread: the
+//   pool keeps those it has; tkr_get_num_threads() tells how many).
+// - Thread-safe.
+tkr_status tkr_set_num_threads(size_t n);
+
+// Sets the process-wide parallel-for: calls (from threads without their own setting,
+// see tkr_set_thread_parallel_for) then hand their units to `parallel_for` instead of
+// the built-in pool. `parallel_for = NULL` with `ctx = NULL` removes it.
+//
+// The callback's contract is that of tkr_parallel_for_fn. A call whose work is too
+// small to gain from threads, or made from inside a task, runs inline without calling
+// it. When it returns non-zero, skips a task, runs one twice or passes an index not
+// below n_tasks, the library runs every task that did not run on the calling thread
+// and the call returns TKR_STATUS_PARALLEL_FAILED with its outputs complete.
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER (NULL `parallel_for` with a
+//   non-NULL `ctx`; nothing changes).
+// - Thread-safe; calls running meanwhile use either the old or the new setting.
+tkr_status tkr_set_parallel_for(tkr_parallel_for_fn parallel_for,
+                                void *ctx);
+
+// Caps the built-in pool threads used by the calls of the calling thread at `n`
+// (the thread included; 1: every call runs inline on it), taking precedence over
+// tkr_set_parallel_for; it does not grow the pool beyond tkr_set_num_threads. `n = 0`
+// removes the thread's setting (also one made by tkr_set_thread_parallel_for).
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_INVALID_ARGUMENT (n > 1024; nothing changes).
+tkr_status tkr_set_thread_num_threads(size_t n);
+
+// Sets the parallel-for of the calling thread only: the calls this thread makes hand
+// their units to `parallel_for` (taking precedence over tkr_set_parallel_for and the
+// built-in pool), e.g. one engine session per thread with its own pool.
+// `parallel_for = NULL` with `ctx = NULL` removes the thread's setting (also one made
+// by tkr_set_thread_num_threads). Contract and failures as for tkr_set_parallel_for.
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER (NULL `parallel_for` with a
+//   non-NULL `ctx`; nothing changes).
+tkr_status tkr_set_thread_parallel_for(tkr_parallel_for_fn parallel_for,
+                                       void *ctx);
+
 // Elementwise logistic sigmoid: `y[i] = 1 / (1 + exp(-x[i]))` for `i < n`.
 //
 // Accuracy: at most 2 ulp from the correctly rounded result for every finite input
 // (within 2.41 ulp of the exact value; 97% of results correctly rounded; checked over
 // all 2^32 inputs), subnormal results rounded (not flushed); sigmoid(+inf) = 1,
-// sigmoid(-inf) = 0, a NaN input gives a quiet NaN. Results are bit-identical on
-// every ISA level.
+// sigmoid(-inf) = 0; a NaN input of any sign or payload gives the canonical quiet NaN
+// 0x7fc00000. Results, NaN included, are bit-identical on every ISA level.
 //
 // - `x`, `y`: `n` floats each; (NULL, 0) is valid. `y == x` (in place) is allowed;
 //   any other overlap returns TKR_STATUS_OVERLAP.

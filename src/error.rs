@@ -32,6 +32,10 @@ pub enum ErrorKind {
     DuplicateIndex = 11,
     /// An index list is not ascending where ascending order is required.
     UnsortedIndex = 12,
+    /// The engine's parallel-for callback reported failure or broke its contract (the
+    /// call then completed its outputs on the calling thread), or the system refused
+    /// to start a pool thread.
+    ParallelFailed = 13,
 }
 
 impl ErrorKind {
@@ -55,11 +59,12 @@ impl ErrorKind {
             ErrorKind::Overlap => "OVERLAP",
             ErrorKind::DuplicateIndex => "DUPLICATE_INDEX",
             ErrorKind::UnsortedIndex => "UNSORTED_INDEX",
+            ErrorKind::ParallelFailed => "PARALLEL_FAILED",
         }
     }
 
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::NullPointer,
         ErrorKind::InvalidArgument,
         ErrorKind::OutOfRange,
@@ -72,6 +77,7 @@ impl ErrorKind {
         ErrorKind::Overlap,
         ErrorKind::DuplicateIndex,
         ErrorKind::UnsortedIndex,
+        ErrorKind::ParallelFailed,
     ];
 }
 

@@ -19,6 +19,7 @@ _Static_assert(TKR_STATUS_BAD_STRIDE == 9, "status");
 _Static_assert(TKR_STATUS_OVERLAP == 10, "status");
 _Static_assert(TKR_STATUS_DUPLICATE_INDEX == 11, "status");
 _Static_assert(TKR_STATUS_UNSORTED_INDEX == 12, "status");
+_Static_assert(TKR_STATUS_PARALLEL_FAILED == 13, "status");
 _Static_assert(TKR_ISA_AUTO == 0 && TKR_ISA_SCALAR == 1 && TKR_ISA_AVX2 == 2 && TKR_ISA_AVX512 == 3 &&
                    TKR_ISA_NEON == 4,
                "isa ids");

@@ -14,6 +14,15 @@
 
 #include "check.h"
 
+/* A parallel-for that runs nothing and reports failure. */
+static int32_t failing_for(void *ctx, size_t n, tkr_task_fn task, void *task_ctx) {
+    (void)ctx;
+    (void)n;
+    (void)task;
+    (void)task_ctx;
+    return 1;
+}
+
 #ifdef TKR_TEST_HOOKS
 /* Not in tokenroute.h: exported only by a `test-hooks` build (src/ffi/testing.rs). */
 tkr_status tkr_test_panic(uint32_t kind, float *out, size_t n);
@@ -272,6 +281,28 @@ static tkr_status panic_static(void) { return tkr_test_panic(0, buf_y, 8); }
 static tkr_status panic_formatted(void) { return tkr_test_panic(1, NULL, 0); }
 #endif
 
+/* The calling thread's parallel-for fails: the call completes its outputs inline and
+ * says PARALLEL_FAILED. A score over 1024 x 128 floats has enough work to split. */
+static tkr_status parallel_callback_fails(void) {
+    static float h[1024 * 128], w[128], want[1024], out[1024];
+    for (int i = 0; i < 1024 * 128; i++) h[i] = (float)(i % 7) * 0.125f;
+    for (int i = 0; i < 128; i++) w[i] = 0.01f;
+    tkr_status st = tkr_score(TKR_DTYPE_F32, h, 1024, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE,
+                              want, 1);
+    if (st != TKR_STATUS_OK) return st;
+    st = tkr_set_thread_parallel_for(failing_for, NULL);
+    if (st != TKR_STATUS_OK) return st;
+    st = tkr_score(TKR_DTYPE_F32, h, 1024, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE, out, 1);
+    tkr_set_thread_parallel_for(NULL, NULL);
+    /* Complete outputs, equal to the inline call's (999: not a status, so a mismatch). */
+    return memcmp(out, want, sizeof out) == 0 ? st : (tkr_status)999;
+}
+static tkr_status thread_count_zero(void) { return tkr_set_num_threads(0); }
+static tkr_status parallel_for_null_with_ctx(void) {
+    static int ctx;
+    return tkr_set_parallel_for(NULL, &ctx);
+}
+
 typedef struct {
     const char *what;
     tkr_status want;
@@ -334,6 +365,9 @@ static const producer PRODUCERS[] = {
     {"key_block_summary begin > end", TKR_STATUS_INVALID_ARGUMENT, summary_reversed, 0},
     {"key_block_bound 3 query heads over 2 KV heads", TKR_STATUS_INVALID_ARGUMENT, bound_heads_not_dividing, 0},
     {"quest_select_blocks keep_first + keep_last > k", TKR_STATUS_INVALID_ARGUMENT, quest_keeps_above_k, 0},
+    {"thread parallel-for returns 1", TKR_STATUS_PARALLEL_FAILED, parallel_callback_fails, 0},
+    {"set_num_threads(0)", TKR_STATUS_INVALID_ARGUMENT, thread_count_zero, 0},
+    {"set_parallel_for(NULL, ctx)", TKR_STATUS_NULL_POINTER, parallel_for_null_with_ctx, 0},
 #ifdef TKR_TEST_HOOKS
     {"tkr_test_panic (static message)", TKR_STATUS_PANIC, panic_static, 0},
     {"tkr_test_panic (formatted message)", TKR_STATUS_PANIC, panic_formatted, 0},

@@ -59,6 +59,11 @@ pub struct tkr_attention_options {
     pub lse_token_stride: usize,
     /// NULL, or per-key attention mass (sum over queries and heads of the softmax
     /// probability), ADDED to mass[g * mass_head_stride + k] for K row k and KV head g.
+    /// Summation order (fixed by the shape, never by the threads): the rows adding into
+    /// one array (one KV head's, or all rows when mass_head_stride = 0) are, up to 1024
+    /// of them, added in row order onto the array; more are cut into units of 1024 rows
+    /// in row order, each summed from +0 in row order, the units' sums added in unit
+    /// order and the total added to the array.
     pub mass: *mut f32,
     /// 0: every head adds into the same n_k floats; else floats between KV heads' arrays
     /// (>= n_k).
@@ -156,8 +161,15 @@ fn dtype_of(code: u32) -> Result<DType> {
 /// log-sum-exp of -inf, never NaN; a masked key contributes nothing even if its K or V
 /// holds inf or NaN; a NaN logit makes its row NaN (every NaN output, lse included, is
 /// the canonical quiet NaN: f32 0x7fc00000, f16 0x7e00, bf16 0x7fc0). Results are
-/// bit-identical on every ISA level and do not depend on n_q, on the row's position in the call or on n_k
-/// beyond the row's keys (except with TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16).
+/// bit-identical on every ISA level and for every thread count (except with
+/// TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16), and a row's result depends only on
+/// its own query, its keys and, for split-K, the call's shape: a call without a mass
+/// output, over every key or an index list of at least 1024 keys, with at most 64 rows
+/// per KV head (n_q * n_heads_q / n_heads_kv <= 64: decoding) cuts the key sequence into
+/// fixed chunks of 512 keys, one unit per (KV head, chunk), merged in chunk order by
+/// tkr_attention_merge's canonical merge (split-K: one query uses every core); its rows
+/// differ from an unsplit computation within the bound below. Other calls split into
+/// units of 64 rows (per KV head, or per query head for per-query-head block lists).
 /// Against an exact evaluation the error is at most
 /// 2^-17 (1 + A + n/64) vmax + u_out |exact| (A: the largest scale * sum_e |q_e k_e| over
 /// the row's visible keys, n their number, vmax the largest |v| among them, u_out: 2^-24
@@ -644,7 +656,7 @@ impl RawMerge {
 /// over each block's keys (block b: K rows b * block_size .. min((b + 1) * block_size,
 /// n_k)), per KV head, written as f32 to kmin[(b * n_heads_kv + g) * head_dim + e] and
 /// kmax[...] (layout [n_blocks, n_heads_kv, head_dim], like K; exact). A NaN element
-/// makes both NaN. As keys are appended, recompute only the last block.
+/// makes both the canonical quiet NaN 0x7fc00000. As keys are appended, recompute only the last block.
 ///
 /// - `dtype`: TKR_DTYPE_F32/F16/BF16. `kmin`, `kmax`: at least
 ///   block_end * n_heads_kv * head_dim floats each; only the described blocks are written.
@@ -774,7 +786,8 @@ impl RawSummary {
 /// (with the block's summaries from tkr_key_block_summary) plus a margin covering every
 /// rounding error, so that it is never below the exact maximum of q . k over the
 /// block's keys. Rank blocks by it (top-k) to choose the key blocks of a
-/// TKR_KEYS_BLOCKS attention call.
+/// TKR_KEYS_BLOCKS attention call. A NaN in q or the summaries gives a NaN bound, the
+/// canonical quiet NaN 0x7fc00000; results are bit-identical on every ISA level.
 ///
 /// - `dtype`: of q. `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim floats each.
 /// - `bound`: n_q * n_heads_q rows of n_blocks floats, bound_row_stride apart.

@@ -8,6 +8,7 @@
 pub mod attend;
 pub mod compact;
 pub mod isa;
+pub mod parallel;
 pub mod route;
 pub mod score;
 pub mod select;

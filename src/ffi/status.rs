@@ -37,6 +37,13 @@ pub const TKR_STATUS_OVERLAP: tkr_status = 10;
 pub const TKR_STATUS_DUPLICATE_INDEX: tkr_status = 11;
 /// An index list is not ascending where ascending order is required.
 pub const TKR_STATUS_UNSORTED_INDEX: tkr_status = 12;
+/// The engine's parallel-for callback (tkr_set_parallel_for,
+/// tkr_set_thread_parallel_for) returned non-zero, skipped a task, ran one twice or
+/// passed an index >= n_tasks. The library then ran every task that had not run on the
+/// calling thread: **the outputs are complete and identical to a successful call's**
+/// (the one status after which outputs have been written). Also returned by
+/// tkr_set_num_threads when the system refused to start a thread.
+pub const TKR_STATUS_PARALLEL_FAILED: tkr_status = 13;
 
 /// The name of a status code, e.g. "TKR_STATUS_OUT_OF_RANGE".
 ///
@@ -61,6 +68,7 @@ pub extern "C" fn tkr_status_string(status: u32) -> *const c_char {
         Some(ErrorKind::Overlap) => cstr!("TKR_STATUS_OVERLAP"),
         Some(ErrorKind::DuplicateIndex) => cstr!("TKR_STATUS_DUPLICATE_INDEX"),
         Some(ErrorKind::UnsortedIndex) => cstr!("TKR_STATUS_UNSORTED_INDEX"),
+        Some(ErrorKind::ParallelFailed) => cstr!("TKR_STATUS_PARALLEL_FAILED"),
         None => cstr!("TKR_STATUS_UNKNOWN"),
     }
 }
@@ -85,6 +93,7 @@ mod tests {
             (TKR_STATUS_OVERLAP, ErrorKind::Overlap),
             (TKR_STATUS_DUPLICATE_INDEX, ErrorKind::DuplicateIndex),
             (TKR_STATUS_UNSORTED_INDEX, ErrorKind::UnsortedIndex),
+            (TKR_STATUS_PARALLEL_FAILED, ErrorKind::ParallelFailed),
         ];
         assert_eq!(consts.len(), ErrorKind::ALL.len());
         for (code, kind) in consts {

@@ -3,9 +3,11 @@
 //!
 //! Numerics (see `tokenroute_kernels::attend` for the exact recipe): inputs are
 //! converted exactly to f32, dot products and the online softmax follow one canonical
-//! order of f32 operations, so every ISA level returns **bit-identical** results, and a
-//! (query, head) row's result does not depend on the other queries of the call, on
-//! `n_k` or on how an engine splits the queries. Against an exact (f64) evaluation of
+//! order of f32 operations, so every ISA level and every thread count returns
+//! **bit-identical** results, and a (query, head) row's result does not depend on the
+//! other queries of the call, on `n_k` or on how an engine splits the queries, except
+//! through the shape-only split-K rule of decoding calls (see `attend_units`). Against
+//! an exact (f64) evaluation of
 //! the same inputs the output error is at most
 //! `2^-17 (1 + A + n / 64) vmax + u_out |ref|`, where `A` is the largest
 //! `scale * sum_e |q_e k_e|` of the row's visible keys, `n` their number, `vmax` the
@@ -14,8 +16,8 @@
 
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::{span, Element};
+use crate::parallel::{self, Phases, Shared};
 use crate::Kernels;
-use core::cell::RefCell;
 use half::{bf16, f16};
 use tokenroute_kernels::attend::{
     self as ka, AttendFn, BoundArgs, BoundFn, MergeArgs, OutType, SummaryArgs, SummaryFn,
@@ -231,40 +233,15 @@ pub struct AttendExtras<'a> {
     pub mass: Option<(&'a mut [f32], usize)>,
 }
 
-/// A reusable per-thread, grow-only, 64-byte aligned scratch buffer (no allocation once
-/// it is large enough).
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-struct Line([u8; 64]);
-
 thread_local! {
-    static WORKSPACE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    /// The running thread's kernel workspace (grow-only, 64-byte aligned).
+    static WORKSPACE: parallel::Aligned = const { parallel::Aligned::new() };
 }
 
-/// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch.
+/// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch of the running
+/// thread (a one-off buffer when re-entered, which the kernels never do).
 pub(crate) fn with_workspace<R>(bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
-    let lines = bytes.div_ceil(64).max(1);
-    let grow = |v: &mut Vec<Line>| -> Result<()> {
-        if v.len() < lines {
-            v.try_reserve_exact(lines - v.len())
-                .map_err(|_| Error::new(ErrorKind::SizeOverflow, "workspace allocation failed"))?;
-            v.resize(lines, Line([0; 64]));
-        }
-        Ok(())
-    };
-    WORKSPACE.with(|w| match w.try_borrow_mut() {
-        Ok(mut v) => {
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-        // Only reachable through reentrancy, which the kernels never do: use a
-        // one-off buffer rather than fail.
-        Err(_) => {
-            let mut v = Vec::new();
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-    })
+    WORKSPACE.with(|w| w.with(bytes, f))
 }
 
 /// The element types attention supports (f32, f16, bf16).
@@ -428,7 +405,7 @@ impl Kernels {
             ErrorKind::SizeOverflow,
             "workspace size overflows",
         ))?;
-        let mut args = MergeArgs {
+        let args = MergeArgs {
             n_parts,
             n_rows,
             d,
@@ -443,12 +420,31 @@ impl Kernels {
             out_lse: lse_out,
             workspace: core::ptr::null_mut(),
         };
-        let f = self.attend_merge;
-        with_workspace(ws, |w| {
-            args.workspace = w as *mut f32;
-            // SAFETY: the spans were checked; outputs are unique borrows.
-            unsafe { f(&args) }
-        })
+        // Rows are merged independently: units of consecutive rows.
+        let (f, sh) = (self.attend_merge, Shared(args));
+        let esz = O::out_type().size();
+        let row_work = n_parts.saturating_mul(d).saturating_mul(8).max(1);
+        parallel::for_each_range(
+            n_rows,
+            parallel::items_per_unit(row_work),
+            n_rows.saturating_mul(row_work),
+            &|r| {
+                let mut a = sh.get();
+                a.o = a.o.wrapping_add(r.start * a.row_stride);
+                a.lse = a.lse.wrapping_add(r.start);
+                a.out = a.out.wrapping_add(r.start * a.out_row_stride * esz);
+                if !a.out_lse.is_null() {
+                    a.out_lse = a.out_lse.wrapping_add(r.start);
+                }
+                a.n_rows = r.len();
+                with_workspace(ws, |w| {
+                    a.workspace = w as *mut f32;
+                    // SAFETY: the spans were checked; outputs are unique borrows, and
+                    // units write disjoint rows.
+                    unsafe { f(&a) }
+                })
+            },
+        )
     }
 
     /// Quest key-block summaries: for key blocks `blocks` of `block_size` keys of `k`
@@ -505,9 +501,22 @@ impl Kernels {
             kmin: kmin.as_mut_ptr(),
             kmax: kmax.as_mut_ptr(),
         };
-        // SAFETY: checked above; kmin and kmax are distinct unique borrows.
-        unsafe { (T::summary_fn(self))(&a) };
-        Ok(())
+        // Blocks are independent: units of consecutive blocks.
+        let (f, sh) = (T::summary_fn(self), Shared(a));
+        let block_work = block_size * k.n_heads * d * core::mem::size_of::<T>() + 8;
+        parallel::for_each_range(
+            blocks.len(),
+            parallel::items_per_unit(block_work),
+            blocks.len().saturating_mul(block_work),
+            &|r| {
+                let mut a = sh.get();
+                (a.b0, a.b1) = (blocks.start + r.start, blocks.start + r.end);
+                // SAFETY: checked above; kmin and kmax are distinct unique borrows, and
+                // units write disjoint blocks.
+                unsafe { f(&a) };
+                Ok(())
+            },
+        )
     }
 
     /// Quest bounds: for every query row `(i, h)` of `q` and key block `b < n_blocks` of
@@ -566,7 +575,7 @@ impl Kernels {
                 ErrorKind::SizeOverflow,
                 "workspace size overflows",
             ))?;
-        let mut a = BoundArgs {
+        let a = BoundArgs {
             q: q.data.as_ptr(),
             n_q: q.n_tokens,
             h_q: q.n_heads,
@@ -581,12 +590,7 @@ impl Kernels {
             out_stride,
             workspace: core::ptr::null_mut(),
         };
-        let f = T::bound_fn(self);
-        with_workspace(ws, |w| {
-            a.workspace = w as *mut f32;
-            // SAFETY: checked above; out is a unique borrow.
-            unsafe { f(&a) }
-        })
+        bound_units(T::bound_fn(self), a, ws)
     }
 }
 
@@ -676,24 +680,20 @@ impl Kernels {
         let ids_bytes = n_ids
             .checked_mul(4)
             .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
-        // Scratch: the bounds (rows x n_blocks f32, rows in (i, h) order), the selected
-        // ids in that order, then the bound kernel's query row.
-        let d16 = (d + 15) & !15;
-        let total = nb_bytes
-            .checked_add(ids_bytes)
-            .and_then(|x| x.checked_add(d16 * 4 + 128))
-            .ok_or(Error::new(
-                ErrorKind::SizeOverflow,
-                "scratch size overflows",
-            ))?;
-        with_workspace(total, |w| -> Result<usize> {
+        // Scratch: the bounds (rows x n_blocks f32, rows in (i, h) order), then the
+        // selected ids in that order; each bound unit has its own query row workspace.
+        let total = nb_bytes.checked_add(ids_bytes).ok_or(Error::new(
+            ErrorKind::SizeOverflow,
+            "scratch size overflows",
+        ))?;
+        let bound_ws = ((d + 15) & !15) * 4;
+        parallel::with_call_scratch(total, |w| -> Result<usize> {
             let ws = w as usize;
-            // SAFETY: the scratch holds `total` bytes, 64-byte aligned, for this call.
+            // SAFETY: the scratch holds the bytes asked, 64-byte aligned, for this call.
             let bounds =
                 unsafe { core::slice::from_raw_parts_mut(ws as *mut f32, rows * n_blocks) };
             let sel =
                 unsafe { core::slice::from_raw_parts_mut((ws + nb_bytes) as *mut u32, n_ids) };
-            let qws = ((ws + nb_bytes + ids_bytes + 63) & !63) as *mut f32;
             let a = BoundArgs {
                 q: q.data.as_ptr(),
                 n_q,
@@ -707,11 +707,12 @@ impl Kernels {
                 h_kv: n_heads_kv,
                 out: bounds.as_mut_ptr(),
                 out_stride: n_blocks,
-                workspace: qws,
+                workspace: core::ptr::null_mut(),
             };
-            // SAFETY: checked above: q's rows, the summaries and the scratch.
-            unsafe { (T::bound_fn(self))(&a) };
-            self.topk_f32(
+            // Checked above: q's rows, the summaries and the scratch.
+            let mut phases = Phases::default();
+            phases.run(bound_units(T::bound_fn(self), a, bound_ws))?;
+            phases.run(self.topk_f32(
                 crate::Matrix::new(bounds, rows, n_blocks, n_blocks)?,
                 crate::ops::select::TopK::Fixed(k_eff),
                 crate::ops::select::Order::Position,
@@ -726,7 +727,7 @@ impl Kernels {
                     counts: None,
                 },
                 None,
-            )?;
+            ))?;
             // Lists in (query head, query) order.
             for i in 0..n_q {
                 for h in 0..h_q {
@@ -737,9 +738,34 @@ impl Kernels {
             for (l, o) in offsets.iter_mut().enumerate().take(rows + 1) {
                 *o = l * k_eff;
             }
+            phases.finish()?;
             Ok(k_eff)
         })?
     }
+}
+
+/// Runs the bound kernel on `a` in units of consecutive queries (each row's bounds
+/// depend on its query only), with `ws` bytes of workspace per unit.
+fn bound_units<T: Copy>(f: BoundFn<T>, a: BoundArgs<T>, ws: usize) -> Result<()> {
+    let sh = Shared(a);
+    let q_work = a.h_q.saturating_mul(a.n_blocks).saturating_mul(a.d).max(1);
+    parallel::for_each_range(
+        a.n_q,
+        parallel::items_per_unit(q_work),
+        a.n_q.saturating_mul(q_work),
+        &|r| {
+            let mut a = sh.get();
+            a.q = a.q.wrapping_add(r.start * a.q_tok);
+            a.out = a.out.wrapping_add(r.start * a.h_q * a.out_stride);
+            a.n_q = r.len();
+            with_workspace(ws, |w| {
+                a.workspace = w as *mut f32;
+                // SAFETY: the caller validated `a`; units take disjoint queries (and
+                // output rows).
+                unsafe { f(&a) }
+            })
+        },
+    )
 }
 
 /// [`Kernels::attention`] on the active level.

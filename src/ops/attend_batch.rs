@@ -9,14 +9,14 @@
 //! sequence is validated before anything is written.
 
 use super::attend::{
-    span_dims, with_workspace, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut,
+    span_dims, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut,
     KeySubset, OutElement,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::span;
+use crate::parallel::Aligned;
 use crate::Kernels;
-use core::cell::RefCell;
-use tokenroute_kernels::attend::{self as ka, AttendArgs, AttendFn, KeySet, ListsPer};
+use tokenroute_kernels::attend::{self as ka, AttendArgs, AttendFn, KeySet, ListsPer, MergeFn};
 
 /// Where the positions of causal and windowed masking come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -179,34 +179,17 @@ impl<T> Call<'_, T> {
 
 thread_local! {
     /// Implicit positions of the running sequence (grow-only, reused).
-    static POSITIONS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    static POSITIONS: Aligned = const { Aligned::new() };
 }
 
 /// Runs `f` with `n` u32 of the thread's position scratch.
 fn with_positions<R>(n: usize, f: impl FnOnce(&mut [u32]) -> R) -> Result<R> {
-    let grow = |v: &mut Vec<u32>| -> Result<()> {
-        if v.len() < n {
-            v.try_reserve_exact(n - v.len()).map_err(|_| {
-                Error::new(
-                    ErrorKind::SizeOverflow,
-                    "position scratch allocation failed",
-                )
-            })?;
-            v.resize(n, 0);
-        }
-        Ok(())
-    };
-    POSITIONS.with(|p| match p.try_borrow_mut() {
-        Ok(mut v) => {
-            grow(&mut v)?;
-            Ok(f(&mut v[..n]))
-        }
-        // Only reachable through reentrancy: a one-off buffer.
-        Err(_) => {
-            let mut v = Vec::new();
-            grow(&mut v)?;
-            Ok(f(&mut v[..n]))
-        }
+    let bytes = n.checked_mul(4).ok_or(too_big("position scratch overflows"))?;
+    POSITIONS.with(|p| {
+        p.with(bytes, |w| {
+            // SAFETY: the scratch holds `bytes` bytes, 64-byte aligned, for this call.
+            f(unsafe { core::slice::from_raw_parts_mut(w as *mut u32, n) })
+        })
     })
 }
 
@@ -610,13 +593,13 @@ impl Kernels {
                 _ => T::attend_fn(self),
             };
             if !masked {
-                run(f, args, ws)?;
+                run(f, self.attend_merge, args, ws)?;
             } else if implicit {
                 with_positions(s.n_q + s.n_k, |p| {
                     implicit_positions(opts.align, s.n_q, s.n_k, p);
                     args.q_pos = p.as_ptr();
                     args.k_pos = p[s.n_q..].as_ptr();
-                    run(f, args, ws)
+                    run(f, self.attend_merge, args, ws)
                 })??;
             } else {
                 // Checked above to hold every sequence's positions.
@@ -630,24 +613,20 @@ impl Kernels {
                     .unwrap_or(&[])
                     .as_ptr()
                     .wrapping_add(s.k_pos);
-                run(f, args, ws)?;
+                run(f, self.attend_merge, args, ws)?;
             }
         }
         Ok(())
     }
 }
 
-/// Runs the kernel on one sequence's validated arguments.
-fn run<T>(f: AttendFn<T>, mut args: AttendArgs<T>, ws: usize) -> Result<()> {
-    with_workspace(ws, |w| {
-        args.workspace = w;
-        // SAFETY: attention_batch checked that every view holds the rows of every
-        // sequence it describes, that every index and block id is in range of the
-        // sequence's keys, that positions are present when masking, that outputs are
-        // unique borrows (disjoint from the inputs) and sequences' outputs do not
-        // overlap; the workspace is large and aligned enough.
-        unsafe { f(&args) }
-    })
+/// Runs the kernel on one sequence's validated arguments, in units (see
+/// `attend_units`): attention_batch checked that every view holds the rows of every
+/// sequence it describes, that every index and block id is in range of the sequence's
+/// keys, that positions are present when masking, and that outputs are unique borrows
+/// (disjoint from the inputs) whose sequences do not overlap.
+fn run<T: Copy>(f: AttendFn<T>, merge: MergeFn, args: AttendArgs<T>, ws: usize) -> Result<()> {
+    super::attend_units::attend(f, merge, args, ws)
 }
 
 /// The kernel's key set of sequence `b`; with `check`, validates it first.

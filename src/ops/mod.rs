@@ -3,6 +3,7 @@
 
 pub mod attend;
 pub mod attend_batch;
+mod attend_units;
 pub mod compact;
 pub mod route;
 pub mod score;
