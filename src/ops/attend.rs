@@ -463,7 +463,7 @@ impl Kernels {
         let d = k.head_dim;
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
         ensure!(block_size > 0, InvalidArgument, "block_size = 0");
-        ensure!(k.n_heads > 0, InvalidArgument, "zero heads");
+        ensure!(k.n_heads > 0, InvalidArgument, "n_heads_kv = 0");
         let n_blocks = k.n_tokens.div_ceil(block_size);
         ensure!(
             blocks.start <= blocks.end,
@@ -536,15 +536,12 @@ impl Kernels {
     ) -> Result<()> {
         let d = q.head_dim;
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(
-            q.n_heads > 0 && n_heads_kv > 0,
-            InvalidArgument,
-            "zero heads"
-        );
+        ensure!(q.n_heads > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             q.n_heads % n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let need = n_blocks
             .checked_mul(n_heads_kv)
@@ -627,11 +624,12 @@ impl Kernels {
     ) -> Result<usize> {
         let (n_q, h_q, d) = (q.n_tokens, q.n_heads, q.head_dim);
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(h_q > 0 && n_heads_kv > 0, InvalidArgument, "zero heads");
+        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             h_q % n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let rows = n_q
             .checked_mul(h_q)

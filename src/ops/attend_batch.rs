@@ -287,11 +287,12 @@ impl Kernels {
             "out must have q's tokens and heads"
         );
         let (h_q, h_kv) = (q.n_heads, k.n_heads);
-        ensure!(h_q > 0 && h_kv > 0, InvalidArgument, "zero heads");
+        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(h_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             h_q % h_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let scale = match opts.scale {
             None => (1.0 / (d as f64).sqrt()) as f32,
@@ -484,7 +485,7 @@ impl Kernels {
         } = keys
         {
             ensure!(block_size > 0, InvalidArgument, "block_size = 0");
-            ensure!(query_block > 0, InvalidArgument, "query_block = 0");
+            ensure!(query_block > 0, InvalidArgument, "query_block_size = 0");
             let mut total = 0usize;
             for b in 0..n_seqs {
                 total = call
