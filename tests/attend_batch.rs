@@ -642,3 +642,117 @@ fn empty_batches_are_valid() {
     assert!(lse[..2 * h].iter().all(|&x| x == f32::NEG_INFINITY));
     assert!(out[2 * h * d..].iter().all(|&x| (x - 0.5).abs() < 1e-6));
 }
+
+/// Batches on threads: a ragged decoding batch (sequences long enough for split-K and
+/// short ones) and a ragged prefill batch with lse and mass give, for every thread
+/// count and executor and with tiny units, the bits of separate inline calls.
+#[test]
+fn batches_are_bit_identical_for_every_thread_count() {
+    use std::sync::Arc;
+    use tokenroute::parallel::{self, Executor, ParallelFor};
+    struct Reverse;
+    impl ParallelFor for Reverse {
+        fn parallel_for(&self, n: usize, task: &(dyn Fn(usize) + Sync)) -> bool {
+            (0..n).rev().for_each(task);
+            true
+        }
+    }
+    parallel::set_num_threads(3).unwrap();
+    let (h_q, h_kv, d) = (4, 2, 16);
+    // (cu_seqlens_q, cu_seqlens_k): decoding (1-2 queries, 100..2100 keys), prefill.
+    let cases: [(&[usize], &[usize], bool); 2] = [
+        (&[0, 1, 2, 3, 5], &[0, 1500, 1600, 3700, 4900], true),
+        (&[0, 70, 75, 190], &[0, 80, 85, 200], false),
+    ];
+    let mut r = Rng(31);
+    for (cu_q, cu_k, causal) in cases {
+        let (tq, tk) = (cu_q[cu_q.len() - 1], cu_k[cu_k.len() - 1]);
+        let q = r.vec(tq * h_q * d);
+        let k = r.vec(tk * h_kv * d);
+        let v = r.vec(tk * h_kv * d);
+        let opts = AttendOptions {
+            causal,
+            align: CausalAlign::BottomRight,
+            ..Default::default()
+        };
+        // Decoding without mass (so split-K applies), prefill with it.
+        let with_mass = !causal;
+        let run = |kern: &Kernels| -> Vec<u32> {
+            let mut out = vec![CANARY; tq * h_q * d];
+            let mut lse = vec![CANARY; tq * h_q];
+            let mut mass = vec![0f32; h_kv * tk];
+            kern.attention_batch(
+                Heads::dense(&q, tq, h_q, d).unwrap(),
+                Heads::dense(&k, tk, h_kv, d).unwrap(),
+                Heads::dense(&v, tk, h_kv, d).unwrap(),
+                KeySubset::Dense,
+                &opts,
+                &Batch::Ragged {
+                    cu_seqlens_q: cu_q,
+                    cu_seqlens_k: cu_k,
+                },
+                HeadsMut::dense(&mut out, tq, h_q, d).unwrap(),
+                AttendExtras {
+                    lse: Some((&mut lse, 0)),
+                    mass: with_mass.then_some((&mut mass[..], tk)),
+                },
+            )
+            .unwrap();
+            out.iter()
+                .chain(&lse)
+                .chain(&mass)
+                .map(|x| x.to_bits())
+                .collect()
+        };
+        for kern in Kernels::all_supported() {
+            // Separate inline calls, sequence by sequence.
+            let mut want_out = vec![CANARY; tq * h_q * d];
+            let mut want_lse = vec![CANARY; tq * h_q];
+            let mut want_mass = vec![0f32; h_kv * tk];
+            parallel::with_executor(Executor::Inline, || {
+                for b in 0..cu_q.len() - 1 {
+                    let (q0, q1, k0, k1) = (cu_q[b], cu_q[b + 1], cu_k[b], cu_k[b + 1]);
+                    let (nq, nk) = (q1 - q0, k1 - k0);
+                    let mut m1 = vec![0f32; h_kv * nk];
+                    kern.attention(
+                        Heads::dense(&q[q0 * h_q * d..q1 * h_q * d], nq, h_q, d).unwrap(),
+                        Heads::dense(&k[k0 * h_kv * d..k1 * h_kv * d], nk, h_kv, d).unwrap(),
+                        Heads::dense(&v[k0 * h_kv * d..k1 * h_kv * d], nk, h_kv, d).unwrap(),
+                        KeySubset::Dense,
+                        &opts,
+                        HeadsMut::dense(&mut want_out[q0 * h_q * d..q1 * h_q * d], nq, h_q, d)
+                            .unwrap(),
+                        AttendExtras {
+                            lse: Some((&mut want_lse[q0 * h_q..q1 * h_q], 0)),
+                            mass: with_mass.then_some((&mut m1[..], nk)),
+                        },
+                    )
+                    .unwrap();
+                    for g in 0..h_kv {
+                        want_mass[g * tk + k0..g * tk + k1]
+                            .copy_from_slice(&m1[g * nk..(g + 1) * nk]);
+                    }
+                }
+            });
+            let want: Vec<u32> = want_out
+                .iter()
+                .chain(&want_lse)
+                .chain(&want_mass)
+                .map(|x| x.to_bits())
+                .collect();
+            for e in [
+                Executor::Inline,
+                Executor::Threads(1),
+                Executor::Threads(3),
+                Executor::Callback(Arc::new(Reverse)),
+            ] {
+                for (unit, min) in [(parallel::UNIT_WORK, parallel::MIN_PARALLEL_WORK), (1, 0)] {
+                    let got = parallel::with_executor(e.clone(), || {
+                        parallel::with_granularity(unit, min, || run(kern))
+                    });
+                    assert!(got == want, "{:?} {e:?} unit {unit}", kern.isa());
+                }
+            }
+        }
+    }
+}

@@ -9,8 +9,7 @@
 //! sequence is validated before anything is written.
 
 use super::attend::{
-    span_dims, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut,
-    KeySubset, OutElement,
+    span_dims, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut, KeySubset, OutElement,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::span;
@@ -184,7 +183,9 @@ thread_local! {
 
 /// Runs `f` with `n` u32 of the thread's position scratch.
 fn with_positions<R>(n: usize, f: impl FnOnce(&mut [u32]) -> R) -> Result<R> {
-    let bytes = n.checked_mul(4).ok_or(too_big("position scratch overflows"))?;
+    let bytes = n
+        .checked_mul(4)
+        .ok_or(too_big("position scratch overflows"))?;
     POSITIONS.with(|p| {
         p.with(bytes, |w| {
             // SAFETY: the scratch holds `bytes` bytes, 64-byte aligned, for this call.
