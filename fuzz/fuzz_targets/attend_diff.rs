@@ -362,6 +362,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                 let seq: Vec<usize> = match keys {
                     KeySubset::Dense => (0..n_k).collect(),
                     KeySubset::Indices(l) => l.iter().map(|&x| x as usize).collect(),
+                    KeySubset::SeqIndices { .. } => unreachable!("single calls only"),
                     KeySubset::Blocks { .. } => {
                         let n_qb = n_q.div_ceil(qb);
                         let l = match per {
@@ -994,10 +995,10 @@ fn batch<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                 ..opts
             };
             // The sequence's rows: the tensor from its first row on (either layout).
-            let sub = |t: &T3<T>, r0: usize, n: usize| {
+            fn sub<T: AttendElement>(t: &T3<T>, r0: usize, n: usize) -> Heads<'_, T> {
                 let data = t.data.get(r0 * t.ts..).unwrap_or(&[]);
-                Heads::new(data, n, t.h, d, t.ts, t.hs).unwrap()
-            };
+                Heads::new(data, n, t.h, t.d, t.ts, t.hs).unwrap()
+            }
             kern.attention(
                 sub(&q, q0, nq),
                 sub(&k, kb, nk),
