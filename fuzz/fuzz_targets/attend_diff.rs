@@ -27,8 +27,8 @@
 use half::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
 use tokenroute::{
-    AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, ErrorKind,
-    Heads, HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
+    AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, ErrorKind, Heads,
+    HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
 };
 use tokenroute_fuzz::Input;
 
@@ -804,7 +804,12 @@ fn batch<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
     };
     let rows = |b: usize| -> (usize, usize, usize, usize) {
         if ragged {
-            (cu_q[b], cu_q[b + 1] - cu_q[b], cu_k[b], cu_k[b + 1] - cu_k[b])
+            (
+                cu_q[b],
+                cu_q[b + 1] - cu_q[b],
+                cu_k[b],
+                cu_k[b + 1] - cu_k[b],
+            )
         } else {
             (b * tq, tq, b * tk, tk)
         }
@@ -1013,9 +1018,18 @@ fn batch<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
             )
             .unwrap();
         }
-        assert!(got.0 == o1.iter().map(|x| x.bits()).collect::<Vec<_>>(), "out != separate calls");
-        assert!(got.1 == l1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "lse != separate calls");
-        assert!(got.2 == m1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "mass != separate calls");
+        assert!(
+            got.0 == o1.iter().map(|x| x.bits()).collect::<Vec<_>>(),
+            "out != separate calls"
+        );
+        assert!(
+            got.1 == l1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "lse != separate calls"
+        );
+        assert!(
+            got.2 == m1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "mass != separate calls"
+        );
         first = Some(got);
     }
 }
