@@ -6,12 +6,17 @@
 //! over 2 KV heads here, so that the scalar check stays short; `cargo bench --bench
 //! attend` has the full 32-head shape; bound: the FMA peak); and dense decode over all
 //! 8192 keys (full run), against which the 25% subset's time gives the speedup routing
-//! buys.
+//! buys. Long-context LLM decode (issue 13) over 16-bit caches at 8192 keys: f16 and
+//! bf16, SmolLM2's 9/3 heads with head_dim 64 and 32/8 heads with head_dim 128, dense
+//! and block-sparse at Quest budgets (per-query-head lists of 16-key blocks, the first
+//! and newest blocks among them, the heads of a KV group sharing their list); bound:
+//! reading the K/V bytes touched.
 
 use super::{bits, values};
 use crate::{Bound, Case};
 use tokenroute::{
-    bf16, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut, Isa, Kernels, KeySubset,
+    bf16, f16, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut, Isa, Kernels,
+    KeySubset, ListsPer,
 };
 
 struct Attend<T> {
@@ -30,8 +35,19 @@ struct Attend<T> {
     out: Vec<f32>,
     visible: usize,
     mode: Mode,
+    /// Block-sparse keys (per query head lists) instead of `sel` / dense.
+    blocks: Option<Blocks>,
     /// Upper bounds of |q|, |k|, |v| (for the bf16-dot check).
     amax: [f32; 3],
+}
+
+/// Per-query-head block lists of one decode query.
+struct Blocks {
+    size: usize,
+    offsets: Vec<usize>,
+    ids: Vec<u32>,
+    /// Keys per list, and distinct keys read per KV head (the heads of a group share).
+    keys: usize,
 }
 
 /// How a case attends.
@@ -47,7 +63,9 @@ struct Mode {
 
 impl<T> Attend<T> {
     fn n_keys(&self) -> usize {
-        if self.mode.dense {
+        if let Some(b) = &self.blocks {
+            b.keys
+        } else if self.mode.dense {
             self.n_k
         } else {
             self.sel.len()
@@ -64,13 +82,16 @@ impl<T: AttendElement> Case for Attend<T> {
     }
     fn shape(&self) -> String {
         format!(
-            "{}q_{}of{}k_{}/{}h_d{}",
+            "{}q_{}of{}k_{}/{}h_d{}{}",
             self.n_q,
             self.n_keys(),
             self.n_k,
             self.h_q,
             self.h_kv,
-            self.d
+            self.d,
+            self.blocks
+                .as_ref()
+                .map_or(String::new(), |b| format!("_b{}", b.size))
         )
     }
     fn bytes(&self) -> u64 {
@@ -98,7 +119,15 @@ impl<T: AttendElement> Case for Attend<T> {
             Heads::dense(&self.q, self.n_q, self.h_q, self.d).unwrap(),
             Heads::dense(&self.k, self.n_k, self.h_kv, self.d).unwrap(),
             Heads::dense(&self.v, self.n_k, self.h_kv, self.d).unwrap(),
-            if self.mode.dense {
+            if let Some(b) = &self.blocks {
+                KeySubset::Blocks {
+                    block_size: b.size,
+                    query_block: 1,
+                    offsets: &b.offsets,
+                    ids: &b.ids,
+                    per: ListsPer::QHead,
+                }
+            } else if self.mode.dense {
                 KeySubset::Dense
             } else {
                 KeySubset::Indices(&self.sel)
@@ -154,6 +183,21 @@ fn attend<T: AttendElement>(
     sel: Vec<u32>,
     mode: Mode,
 ) -> Box<dyn Case> {
+    Box::new(make::<T>(name, conv, n_q, h_q, h_kv, d, n_k, sel, mode))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make<T: AttendElement>(
+    name: &'static str,
+    conv: fn(f32) -> T,
+    n_q: usize,
+    h_q: usize,
+    h_kv: usize,
+    d: usize,
+    n_k: usize,
+    sel: Vec<u32>,
+    mode: Mode,
+) -> Attend<T> {
     let (q, k, v) = (
         values(n_q * h_q * d, 11),
         values(n_k * h_kv * d, 12),
@@ -177,7 +221,7 @@ fn attend<T: AttendElement>(
             }
         })
         .sum();
-    Box::new(Attend::<T> {
+    Attend::<T> {
         name,
         n_q,
         h_q,
@@ -193,9 +237,75 @@ fn attend<T: AttendElement>(
         out: vec![0.0; n_q * h_q * d],
         visible,
         mode,
+        blocks: None,
         // The conversion to bf16 rounds to nearest: at most 2^-8 larger in magnitude.
         amax: [amax(&q), amax(&k), amax(&v)].map(|m| m * (1.0 + 2f32.powi(-8))),
-    })
+    }
+}
+
+/// Quest-like block lists for one decode query over `n_k` keys: per KV head, the first
+/// and newest of `n_k / size` blocks plus pseudo-random others, `budget / size` in all,
+/// ascending; the query heads of a group share their KV head's list.
+fn quest_lists(n_k: usize, h_q: usize, h_kv: usize, size: usize, budget: usize) -> Blocks {
+    let nb = n_k.div_ceil(size);
+    let k = (budget / size).clamp(2, nb);
+    let mut offsets = vec![0];
+    let mut ids = Vec::new();
+    for h in 0..h_q {
+        let g = h / (h_q / h_kv);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(g as u64 + 1) | 1;
+        let mut pick = vec![false; nb];
+        pick[0] = true;
+        pick[nb - 1] = true;
+        let mut left = k - 2;
+        while left > 0 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = (x % nb as u64) as usize;
+            if !pick[b] {
+                pick[b] = true;
+                left -= 1;
+            }
+        }
+        ids.extend((0..nb as u32).filter(|&b| pick[b as usize]));
+        offsets.push(ids.len());
+    }
+    let keys = k * size - (nb * size - n_k);
+    Blocks {
+        size,
+        offsets,
+        ids,
+        keys,
+    }
+}
+
+/// LLM decode over a 16-bit cache of 8192 keys: dense, or block-sparse at `budget`.
+fn decode_llm<T: AttendElement>(
+    conv: fn(f32) -> T,
+    h_q: usize,
+    h_kv: usize,
+    d: usize,
+    budget: Option<(usize, usize)>,
+) -> Box<dyn Case> {
+    let n_k = 8192;
+    let causal = Mode {
+        causal: true,
+        dense: budget.is_none(),
+        ..Mode::default()
+    };
+    let name = if budget.is_some() {
+        "decode8k_quest"
+    } else {
+        "decode8k_dense"
+    };
+    let mut c = make::<T>(name, conv, 1, h_q, h_kv, d, n_k, Vec::new(), causal);
+    if let Some((size, keys)) = budget {
+        let b = quest_lists(n_k, h_q, h_kv, size, keys);
+        c.visible = b.keys; // every key of a list is before the query
+        c.blocks = Some(b);
+    }
+    Box::new(c)
 }
 
 pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
@@ -287,6 +397,27 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
                 false,
             ),
         ]);
+    }
+    // LLM decode over 16-bit caches at 8192 keys (issue 13): SmolLM2's 9/3 heads with
+    // head_dim 64 and 32/8 heads with head_dim 128, dense and at Quest budgets of 16-key
+    // blocks (1024 keys in the quick run; 256, 1024, 2048, and 1024 in 64-key blocks).
+    let llm_shapes: &[(usize, usize, usize)] = if quick {
+        &[(9, 3, 64)]
+    } else {
+        &[(9, 3, 64), (32, 8, 128)]
+    };
+    let budgets: &[(usize, usize)] = if quick {
+        &[(16, 1024)]
+    } else {
+        &[(16, 256), (16, 1024), (16, 2048), (64, 1024)]
+    };
+    for &(h_q, h_kv, d) in llm_shapes {
+        for budget in std::iter::once(None).chain(budgets.iter().copied().map(Some)) {
+            v.push(decode_llm::<f16>(f16::from_f32, h_q, h_kv, d, budget));
+            if !quick {
+                v.push(decode_llm::<bf16>(bf16::from_f32, h_q, h_kv, d, budget));
+            }
+        }
     }
     for (name, mode, is_f32) in prefill {
         v.push(if is_f32 {
