@@ -432,9 +432,10 @@ def write_results(args, model, texts_by_ctx, single, batch, passk, llama, env, o
     cfg = model.cfg
     lines = ["# SmolLM2-135M-Instruct long-context decode through tokenroute", "",
              "Written by `python examples/llm/evaluate.py` (see README.md there). " + env, ""]
-    lines += ["Texts (" + corpus.describe_sources() + "):", ""]
+    lines += [f"Texts (" + corpus.describe_sources() + f"; the 1-sequence rows use the first {args.texts}, "
+              f"the {args.batch}-sequence rows the first {args.batch}):", ""]
     for ctx, texts in texts_by_ctx.items():
-        lines.append(f"- {ctx} tokens: " + "; ".join(t.source for t in texts))
+        lines.append(f"- {ctx + 1} tokens: " + "; ".join(t.source for t in texts))
     lines.append("")
     sums = {ctx: summarize(r, cfg) for ctx, r in single.items() if r}
     lsteps = None
@@ -588,8 +589,16 @@ def environment() -> str:
                 break
     except OSError:
         pass
-    return (f"CPU {cpu}, tokenroute {tr.version()} ({tr.get_isa()}), numpy {np.__version__}, "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}.")
+    try:
+        import subprocess
+
+        rev = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        rev = "?"
+    return (f"CPU {cpu} ({os.cpu_count()} logical), tokenroute {tr.version()} at commit {rev} "
+            f"({tr.get_isa()} level), numpy {np.__version__}, Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d')}.")
 
 
 # -- quick mode: the checks -----------------------------------------------------------------------
@@ -662,7 +671,8 @@ def main(argv=None):
     ap.add_argument("--probes", type=int, default=2, help="steps per text with the torch comparison")
     ap.add_argument("--block", type=int, default=16, help="key block size of sink and quest")
     ap.add_argument("--dense-layers", type=int, default=2, help="first layers Quest keeps dense")
-    ap.add_argument("--batch-budget", type=int, default=1024, help="budget of the 8-sequence rows")
+    ap.add_argument("--batch", type=int, default=8, help="sequences decoding together in the batch rows")
+    ap.add_argument("--batch-budget", type=int, default=1024, help="budget of the batch rows")
     ap.add_argument("--variants", default="quest:1024:64:2,quest:1024:16:0,quest:1024:64:0",
                     help="more Quest runs, name:budget:block:dense_layers (the block / dense-layer trade-off)")
     ap.add_argument("--no-batch", action="store_true")
@@ -686,14 +696,16 @@ def main(argv=None):
     cache = pathlib.Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     t0 = perf()
-    model = M.Model()
+    model = M.Model(weights_cache=cache)
     print(f"model loaded in {perf() - t0:.1f} s; {environment()}", flush=True)
     for c in args.contexts:
-        model.check_length(c + 1)  # a text of context + 1 tokens
+        model.check_length(c)  # a text of context + 1 tokens: the last is only a target
     for b in args.budgets + [args.batch_budget]:
         E.check_budget("quest", b, max(args.contexts), args.block)
     probe = Probe(model) if args.probes else None
-    texts_by_ctx = {c: corpus.windows(model, c + 1, args.texts) for c in args.contexts}
+    n_win = max(args.texts, 0 if args.no_batch else args.batch)
+    windows = {c: corpus.windows(model, c + 1, n_win) for c in args.contexts}
+    texts_by_ctx = {c: w[: args.texts] for c, w in windows.items()}
     single, batch, passk = {}, {}, {}
     llama = None if args.no_llamacpp else run_llamacpp(model, args, cache, texts_by_ctx[max(args.contexts)][0].ids)
     # The longest context first (the headline), each context's 8-sequence rows right after.
@@ -701,13 +713,13 @@ def main(argv=None):
     print(overhead.table(over), flush=True)
 
     def write():
-        write_results(args, model, texts_by_ctx, single, batch, passk, llama, environment(), over)
+        write_results(args, model, windows, single, batch, passk, llama, environment(), over)
 
     for c in sorted(args.contexts, reverse=True):
         single[c] = run_single(model, args, cache, probe, c, texts_by_ctx[c])
         write()
         if not args.no_batch:
-            batch[c] = run_batch(model, args, cache, c, texts_by_ctx[c][:8])
+            batch[c] = run_batch(model, args, cache, c, windows[c][: args.batch])
             write()
     if not args.no_passkey:
         for c in sorted(args.contexts):

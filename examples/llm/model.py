@@ -81,7 +81,9 @@ def _field(reader, key):
 class Model:
     """Weights, tokenizer and RoPE tables of SmolLM2-135M-Instruct (float32)."""
 
-    def __init__(self, path: Optional[str] = None):
+    def __init__(self, path: Optional[str] = None, weights_cache: Optional[pathlib.Path] = None):
+        """``weights_cache``: a directory where the dequantized float32 weights are kept
+        (``.npz``, keyed by the file's size and mtime) to skip dequantizing next time."""
         import gguf
 
         self.path = pathlib.Path(path) if path else gguf_path()
@@ -105,10 +107,21 @@ class Model:
             vocab=int(_field(r, a + "vocab_size")),
         )
         t = {x.name: x for x in r.tensors}
+        stored = {}
+        store = None
+        if weights_cache is not None:
+            st = self.path.stat()
+            store = pathlib.Path(weights_cache) / f"weights_{st.st_size}_{int(st.st_mtime)}.npz"
+            if store.exists():
+                stored = dict(np.load(store))
+
+        deq = {}
 
         def w(name):
-            x = t[name]
-            return np.ascontiguousarray(gguf.quants.dequantize(x.data, x.tensor_type), dtype=np.float32)
+            if name not in stored:
+                x = t[name]
+                deq[name] = np.ascontiguousarray(gguf.quants.dequantize(x.data, x.tensor_type), dtype=np.float32)
+            return stored.get(name, deq.get(name))
 
         self.embed = w("token_embd.weight")  # [vocab, d_model]; the output head is tied
         self.out_norm = w("output_norm.weight")
@@ -124,6 +137,11 @@ class Model:
                 np.concatenate([w(p + "ffn_gate.weight"), w(p + "ffn_up.weight")]),
                 w(p + "ffn_down.weight"),
             ))
+        if store is not None and not stored:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_suffix(".tmp.npz")
+            np.savez(tmp, **deq)
+            tmp.rename(store)
         self.n_params = sum(x.n_elements for x in r.tensors)
         self.tokenizer = _tokenizer(r)
         self.eos_id = int(_field(r, "tokenizer.ggml.eos_token_id"))
