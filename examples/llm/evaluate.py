@@ -581,14 +581,11 @@ def plot(sums, path):
 
 
 def environment() -> str:
-    cpu = "?"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            cpu = next((x.split(":", 1)[1].strip() for x in f if x.startswith("model name")), "?")
     except OSError:
-        pass
+        cpu = "?"
     try:
         import subprocess
 
@@ -612,10 +609,20 @@ def run_quick(context: int = 1024, steps: int = 16, verbose: bool = True, model=
     model = M.Model()
     text = corpus.windows(model, context + 1, 1)[0]
     base, _ = E.prefill(model, text.ids[: context - steps], context, mass=True)
-    worst = {"ratio": 0.0, "checked": 0}
+    worst = {"ratio": 0.0, "checked": 0, "over_budget": [], "missing_forced": []}
     outs: Dict[str, List[np.ndarray]] = {}
 
     def probe(layer, i, q16, s, n, m):
+        if m.budget is not None and m.budget < context:  # the budget is kept, every layer
+            rows = m.last_keys(layer, s, n)
+            if rows is None and m.name == "h2o":
+                if n > m.budget + 1 or m.rows_after(s, n) > m.budget:
+                    worst["over_budget"].append((m.label(), layer, n))
+            elif rows is not None:
+                if rows.shape[1] > m.budget:
+                    worst["over_budget"].append((m.label(), layer, rows.shape[1]))
+                if not ((rows[:, 0] == 0).all() and (rows[:, -1] == n - 1).all()):
+                    worst["missing_forced"].append((m.label(), layer))
         if m.name == "dense":
             exact, bound = E.attention_reference(q16, s.k[layer][:n], s.v[layer][:n])
             out = np.empty(q16.shape, np.float32)
@@ -648,6 +655,8 @@ def run_quick(context: int = 1024, steps: int = 16, verbose: bool = True, model=
            "quest_full_bitexact": bool(np.array_equal(recs["dense"], recs[f"quest-{context}"])
                                        and all(np.array_equal(a, b) for a, b in
                                                zip(outs["dense"], outs[f"quest-{context}"]))),
+           "over_budget": worst["over_budget"], "missing_forced": worst["missing_forced"],
+           "h2o_cache_rows": seqs["h2o-256"][0].capacity, "finite": all(np.isfinite(r).all() for r in recs.values()),
            "agree": {}, "ppl_ratio": {}}
     ld = np.array([log_softmax_at(x, int(t)) for x, t in zip(recs["dense"], tgt)])
     for lab, r in recs.items():
