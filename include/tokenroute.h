@@ -280,7 +280,8 @@ typedef struct tkr_topk_options {
   // without the flag.
   double capacity;
   // NULL, or batch rows of floats, out_scores_row_stride apart: out_scores[r][j] gets
-  // the score of out_idx[r][j] (j < k_row).
+  // the score of out_idx[r][j] (j < k_row), copied bit for bit (a NaN keeps its
+  // sign and payload).
   float *out_scores;
   // Row stride of out_scores in floats; 0 means out_row_stride.
   size_t out_scores_row_stride;
@@ -545,7 +546,8 @@ const char *tkr_isa_name(uint32_t isa);
 // (with the block's summaries from tkr_key_block_summary) plus a margin covering every
 // rounding error, so that it is never below the exact maximum of q . k over the
 // block's keys. Rank blocks by it (top-k) to choose the key blocks of a
-// TKR_KEYS_BLOCKS attention call.
+// TKR_KEYS_BLOCKS attention call. A NaN in q or the summaries gives a NaN bound, the
+// canonical quiet NaN 0x7fc00000; results are bit-identical on every ISA level.
 //
 // - `dtype`: of q. `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim floats each.
 // - `bound`: n_q * n_heads_q rows of n_blocks floats, bound_row_stride apart.
@@ -574,7 +576,7 @@ tkr_status tkr_key_block_bound(uint32_t dtype,
 // over each block's keys (block b: K rows b * block_size .. min((b + 1) * block_size,
 // n_k)), per KV head, written as f32 to kmin[(b * n_heads_kv + g) * head_dim + e] and
 // kmax[...] (layout [n_blocks, n_heads_kv, head_dim], like K; exact). A NaN element
-// makes both NaN. As keys are appended, recompute only the last block.
+// makes both the canonical quiet NaN 0x7fc00000. As keys are appended, recompute only the last block.
 //
 // - `dtype`: TKR_DTYPE_F32/F16/BF16. `kmin`, `kmax`: at least
 //   block_end * n_heads_kv * head_dim floats each; only the described blocks are written.
@@ -858,7 +860,7 @@ tkr_status tkr_scatter_rows(size_t elem_size,
 // - `scores`: `n_tokens` rows of `n_routers` floats, `scores_row_stride` apart; only
 //   those floats are written. It must not overlap `h`, `w` or `bias`.
 // - Accuracy: the logit is within (ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) of
-//   the exact value; the sigmoid adds at most 2 ulp. A NaN score is the quiet NaN
+//   the exact value; the sigmoid adds at most 2 ulp. A NaN score (with either activation) is the quiet NaN
 //   0x7fc00000.
 // - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER,
 //   TKR_STATUS_INVALID_ARGUMENT (unknown dtype or activation, n_routers = 0 with
@@ -894,8 +896,8 @@ tkr_status tkr_set_isa(uint32_t isa);
 // Accuracy: at most 2 ulp from the correctly rounded result for every finite input
 // (within 2.41 ulp of the exact value; 97% of results correctly rounded; checked over
 // all 2^32 inputs), subnormal results rounded (not flushed); sigmoid(+inf) = 1,
-// sigmoid(-inf) = 0, a NaN input gives a quiet NaN. Results are bit-identical on
-// every ISA level.
+// sigmoid(-inf) = 0; a NaN input of any sign or payload gives the canonical quiet NaN
+// 0x7fc00000. Results, NaN included, are bit-identical on every ISA level.
 //
 // - `x`, `y`: `n` floats each; (NULL, 0) is valid. `y == x` (in place) is allowed;
 //   any other overlap returns TKR_STATUS_OVERLAP.

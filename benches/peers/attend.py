@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Issue 5 peers: PyTorch's CPU scaled_dot_product_attention against tokenroute's
-tkr_attention (through ctypes on target/release/libtokenroute.so), in the same process,
-on the issue's shapes. Prints a table with ratios.
+"""Issue 5 peers: PyTorch's CPU scaled_dot_product_attention against tokenroute.attention
+(the public wrapper, on target/release/libtokenroute.so; the raw tkr_attention call
+through the declared ctypes function timed beside it), in the same process, on the
+issue's shapes. Prints a table with ratios.
 
 Run from the repository root after `cargo build --release`:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE taskset -c 1 \\
-        /work/peers-venv/bin/python benches/peers/attend.py [threads] [--quick]
+        python benches/peers/attend.py [threads] [--quick]
 
 Shapes:
 - prefill: 512 queries x 1024 selected keys (every other token of a 2048-token cache),
@@ -32,57 +33,16 @@ import sys
 import numpy as np
 import torch
 
-from common import Result, chunks, interleaved, load_library, run_parallel, set_threads, table
+from common import Result, addr, chunks, interleaved, load_package, run_parallel, set_threads, table
 
-lib = load_library()
+tr = load_package()
+lib = tr.lib()
+attend = sys.modules["tokenroute.attend"]
+Keys, Options = attend.AttentionKeys, attend.AttentionOptions
 
 TKR_DTYPE_F32, TKR_DTYPE_BF16 = 1, 3
 TKR_ATTENTION_CAUSAL, TKR_ATTENTION_BF16_DOT = 1, 2
 TKR_KEYS_DENSE, TKR_KEYS_INDICES = 0, 1
-
-c_size = ctypes.c_size_t
-c_u32p = ctypes.POINTER(ctypes.c_uint32)
-
-
-class Options(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", c_size),
-        ("scale", ctypes.c_float),
-        ("flags", ctypes.c_uint32),
-        ("window", ctypes.c_uint32),
-        ("out_dtype", ctypes.c_uint32),
-        ("q_positions", c_u32p),
-        ("k_positions", c_u32p),
-        ("lse", ctypes.POINTER(ctypes.c_float)),
-        ("lse_token_stride", c_size),
-        ("mass", ctypes.POINTER(ctypes.c_float)),
-        ("mass_head_stride", c_size),
-    ]
-
-
-class Keys(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", c_size),
-        ("kind", ctypes.c_uint32),
-        ("block_lists", ctypes.c_uint32),
-        ("indices", c_u32p),
-        ("n_indices", c_size),
-        ("block_size", c_size),
-        ("query_block_size", c_size),
-        ("block_offsets", ctypes.POINTER(c_size)),
-        ("block_ids", c_u32p),
-        ("n_block_ids", c_size),
-    ]
-
-
-lib.tkr_attention.restype = ctypes.c_uint32
-lib.tkr_attention.argtypes = (
-    [ctypes.c_uint32, ctypes.c_void_p] + [c_size] * 5 + [ctypes.c_void_p, ctypes.c_void_p] + [c_size] * 6
-    + [ctypes.POINTER(Keys), ctypes.POINTER(Options), ctypes.c_void_p, c_size, c_size]
-)
-lib.tkr_get_isa.restype = ctypes.c_uint32
-lib.tkr_isa_name.restype = ctypes.c_char_p
-lib.tkr_isa_name.argtypes = [ctypes.c_uint32]
 
 SDPA = torch.nn.functional.scaled_dot_product_attention
 FLUSH = np.zeros(96 << 20, dtype=np.uint8)
@@ -92,10 +52,6 @@ def evict():
     FLUSH[::64] += 1
 
 
-def u32p(a):
-    return a.ctypes.data_as(c_u32p)
-
-
 def keys_of(sel):
     kk = Keys()
     kk.struct_size = ctypes.sizeof(Keys)
@@ -103,7 +59,7 @@ def keys_of(sel):
         kk.kind = TKR_KEYS_DENSE
     else:
         kk.kind = TKR_KEYS_INDICES
-        kk.indices = u32p(sel)
+        kk.indices = addr(sel)
         kk.n_indices = len(sel)
     return kk
 
@@ -112,23 +68,22 @@ def opts_of(flags, qpos, kpos):
     o = Options()
     o.struct_size = ctypes.sizeof(Options)
     o.flags = flags
-    o.q_positions = u32p(qpos)
-    o.k_positions = u32p(kpos)
+    o.q_positions = addr(qpos)
+    o.k_positions = addr(kpos)
     o.out_dtype = TKR_DTYPE_F32
     return o
 
 
 def tkr(dtype, q, n_q, h_q, d, k, v, n_k, h_kv, keys, opts, out, threads):
-    """A callable running tkr_attention, split over `threads` Python threads by KV head
-    groups (each with its query heads); the arguments are converted once, here."""
+    """A callable running the raw tkr_attention, split over `threads` Python threads by
+    KV head groups (each with its query heads); the arguments are converted once, here."""
     esz = q.itemsize
     grp = h_q // h_kv
-    kr, optr = ctypes.byref(keys), ctypes.byref(opts)
     calls = []
     for a, b in chunks(h_kv, threads):
-        args = (dtype, q.ctypes.data + a * grp * d * esz, n_q, (b - a) * grp, d, h_q * d, d,
-                k.ctypes.data + a * d * esz, v.ctypes.data + a * d * esz, n_k, b - a, h_kv * d, d, h_kv * d, d,
-                kr, optr, out.ctypes.data + a * grp * d * 4, h_q * d, d)
+        args = (dtype, addr(q) + a * grp * d * esz, n_q, (b - a) * grp, d, h_q * d, d,
+                addr(k) + a * d * esz, addr(v) + a * d * esz, n_k, b - a, h_kv * d, d, h_kv * d, d,
+                keys, opts, addr(out) + a * grp * d * 4, h_q * d, d)
         calls.append(lambda args=args: lib.tkr_attention(*args))
 
     def one():
@@ -136,6 +91,20 @@ def tkr(dtype, q, n_q, h_q, d, k, v, n_k, h_kv, keys, opts, out, threads):
 
     if len(calls) == 1:
         return one
+    return lambda: run_parallel(calls)
+
+
+def wrapper(dt, q, h_q, k, v, h_kv, out, threads, **kw):
+    """A callable running tokenroute.attention (the public wrapper) on the same data,
+    split like `tkr` (head-group views of q, k, v and out, read in place)."""
+    dtype = "bf16" if dt == "bf16" else None
+    grp = h_q // h_kv
+    q3, out3 = q.reshape(-1, h_q, q.shape[-1]), out.reshape(-1, h_q, q.shape[-1])
+    calls = [lambda a=a, b=b: tr.attention(q3[:, a * grp:b * grp], k[:, a:b], v[:, a:b], out=out3[:, a * grp:b * grp],
+                                           dtype=dtype, out_dtype="f32", **kw)
+             for a, b in chunks(h_kv, threads)]
+    if len(calls) == 1:
+        return calls[0]
     return lambda: run_parallel(calls)
 
 
@@ -175,10 +144,14 @@ def prefill(threads, quick, log=print):
             kk = keys_of(sel)
             o = opts_of(flag, qpos, kpos)
             o2 = opts_of(flag | TKR_ATTENTION_BF16_DOT, qpos, kpos)
+            pos = dict(indices=sel, causal=causal, q_positions=qpos, k_positions=kpos)
             fns = {
-                "ours": tkr(code, qn, n_q, h_q, d, kn, vn, n_cache, h_kv, kk, o, out, threads),
-                "ours bf16_dot": (tkr(code, qn, n_q, h_q, d, kn, vn, n_cache, h_kv, kk, o2, out, threads)
+                "ours": wrapper(dt, qn, h_q, kn, vn, h_kv, out, threads, **pos),
+                "raw": tkr(code, qn, n_q, h_q, d, kn, vn, n_cache, h_kv, kk, o, out, threads),
+                "ours bf16_dot": (wrapper(dt, qn, h_q, kn, vn, h_kv, out, threads, bf16_dot=True, **pos)
                                   if dt == "bf16" else None),
+                "raw bf16_dot": (tkr(code, qn, n_q, h_q, d, kn, vn, n_cache, h_kv, kk, o2, out, threads)
+                                 if dt == "bf16" else None),
                 "torch SDPA (gqa)": lambda: SDPA(qt, ks, vs, attn_mask=mask, enable_gqa=True),
                 "torch SDPA (K/V expanded)": lambda: SDPA(qt, ke, ve, attn_mask=mask),
             }
@@ -191,10 +164,11 @@ def prefill(threads, quick, log=print):
             peers = {k: t[k] for k in ("torch SDPA (gqa)", "torch SDPA (K/V expanded)")}
             note = f"max abs difference to torch f32 math: {err:.1e}"
             rows.append(Result("attend", f"prefill {dt} {tag}", size, threads, t["ours"], peers, flops, note,
-                               unit="GFLOP/s"))
+                               unit="GFLOP/s", raw=t["raw"]))
             if dt == "bf16":
                 rows.append(Result("attend", f"prefill bf16 {tag} (BF16_DOT opt-in)", size, threads,
-                                   t["ours bf16_dot"], peers, flops, "AVX512-BF16 dot products", unit="GFLOP/s"))
+                                   t["ours bf16_dot"], peers, flops, "AVX512-BF16 dot products", unit="GFLOP/s",
+                                   raw=t["raw bf16_dot"]))
             for r in rows[-2 if dt == "bf16" else -1:]:
                 log(fmt_row(r))
     return rows
@@ -238,14 +212,21 @@ def decode(h_kv, threads, quick, log=print):
         out = np.zeros(h_q * d, np.float32)
         o = opts_of(TKR_ATTENTION_CAUSAL, qpos, kpos)
         kk, kd = keys_of(sel), keys_of(None)
-        ours = tkr(code, qn, 1, h_q, d, kn, vn, n_cache, h_kv, kk, o, out, threads)
-        ours_dense = tkr(code, qn, 1, h_q, d, kn, vn, n_cache, h_kv, kd, o, out, threads)
+        pos = dict(causal=True, q_positions=qpos, k_positions=kpos)
+        ours = wrapper(dt, qn, h_q, kn, vn, h_kv, out, threads, indices=sel, **pos)
+        raw = tkr(code, qn, 1, h_q, d, kn, vn, n_cache, h_kv, kk, o, out, threads)
+        ours_dense = wrapper(dt, qn, h_q, kn, vn, h_kv, out, threads, **pos)
+        raw_dense = tkr(code, qn, 1, h_q, d, kn, vn, n_cache, h_kv, kd, o, out, threads)
+        raw()
+        want = out.copy()
         ours()
+        assert np.array_equal(out, want)
         err = (torch.from_numpy(out.reshape(h_q, d)) - t_alloc().float()[0, :, 0, :]).abs().max().item()
         touched = 2.0 * n_sel * h_kv * d * esz
         for cold in (True, False):
             tag = "cold" if cold else "warm"
-            t = interleaved({"ours": ours, "ours dense": ours_dense, "torch index_select + SDPA": t_alloc,
+            t = interleaved({"ours": ours, "raw": raw, "ours dense": ours_dense, "raw dense": raw_dense,
+                             "torch index_select + SDPA": t_alloc,
                              "torch index_select(out=) + SDPA": t_reuse, "torch dense SDPA (all keys)": t_dense},
                             rounds=rounds, budget=2.0, before=evict if cold else None, repeat=1 if cold else 2)
             peers = {k: t[k] for k in ("torch index_select + SDPA", "torch index_select(out=) + SDPA",
@@ -253,10 +234,11 @@ def decode(h_kv, threads, quick, log=print):
             note = (f"dense over all keys / 25% sparse: {t['ours dense'] / t['ours']:.2f}x; "
                     f"max abs difference to torch: {err:.1e}")
             rows.append(Result("attend", f"decode {dt} kv{h_kv} {tag} caches", size, threads, t["ours"], peers,
-                               touched, note))
+                               touched, note, raw=t["raw"]))
             rows.append(Result("attend", f"decode {dt} kv{h_kv} {tag} caches, dense (all keys)",
                                f"1q x {n_cache}k, {h_q}/{h_kv} heads, d={d}", threads, t["ours dense"],
-                               {"torch dense SDPA (all keys)": t["torch dense SDPA (all keys)"]}, 4 * touched))
+                               {"torch dense SDPA (all keys)": t["torch dense SDPA (all keys)"]}, 4 * touched,
+                               raw=t["raw dense"]))
             for r in rows[-2:]:
                 log(fmt_row(r))
     return rows
@@ -265,7 +247,7 @@ def decode(h_kv, threads, quick, log=print):
 def fmt_row(r):
     best, name = r.best_peer()
     rate = r.nbytes / r.ours / 1e9
-    return (f"{r.workload:48s} {r.ours * 1e3:9.3f} ms {rate:7.1f} {r.unit:7s} best peer {name}: "
+    return (f"{r.workload:48s} {r.ours * 1e3:9.3f} ms (raw {r.raw * 1e3:9.3f} ms) {rate:7.1f} {r.unit:7s} best peer {name}: "
             f"{best * 1e3:9.3f} ms ({best / r.ours:.2f}x)  {r.note}")
 
 
@@ -282,13 +264,14 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     threads = int(args[0]) if args else 1
     print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {threads} thread(s); "
-          f"tokenroute ISA level {lib.tkr_isa_name(lib.tkr_get_isa()).decode()}\n", flush=True)
+          f"tokenroute ISA level {tr.get_isa()}\n", flush=True)
     results = run(threads, quick="--quick" in sys.argv, log=lambda s: print(s, flush=True))
     out = []
     for r in results:
         best, name = r.best_peer()
         cells = [f"{t * 1e3:.3f} ms" if t else "-" for t in r.peers.values()]
         out.append([f"{r.workload}", r.size, f"{r.ours * 1e3:.3f} ms ({r.nbytes / r.ours / 1e9:.1f} {r.unit})",
-                    " / ".join(f"{k}: {c}" for k, c in zip(r.peers, cells)), f"{best / r.ours:.2f}x ({name})"])
+                    f"{r.raw * 1e3:.3f} ms", " / ".join(f"{k}: {c}" for k, c in zip(r.peers, cells)),
+                    f"{best / r.ours:.2f}x ({name})"])
     print()
-    print(table(out, ["workload", "shape", "tokenroute", "peers", "best peer time / tokenroute"]))
+    print(table(out, ["workload", "shape", "tokenroute", "raw C call", "peers", "best peer time / tokenroute"]))

@@ -1,8 +1,9 @@
-"""Shared helpers of the peer comparison scripts: loading the built library through
-ctypes, timing, single-threaded peers, and one-node ONNX models."""
-import ctypes
+"""Shared helpers of the peer comparison scripts: the tokenroute package (its public
+wrappers, and the raw ctypes functions it declares), timing, single-threaded peers, and
+one-node ONNX models."""
 import os
 import pathlib
+import sys
 import time
 
 for _v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # they slow numpy here
@@ -13,30 +14,46 @@ import numpy as np  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def load_library():
-    path = os.environ.get("TOKENROUTE_LIB") or str(ROOT / "target" / "release" / "libtokenroute.so")
-    return ctypes.CDLL(path)
+def load_package():
+    """The tokenroute package of this repository (python/), on `$TOKENROUTE_LIB` or the
+    repository's target/release library. The scripts time its public wrappers (what
+    users run) and, beside them, the raw C calls through the ctypes functions it
+    declares (`tokenroute.lib()`), with their arguments converted once."""
+    if "TOKENROUTE_LIB" not in os.environ:
+        os.environ["TOKENROUTE_LIB"] = str(ROOT / "target" / "release" / "libtokenroute.so")
+    sys.path.insert(0, str(ROOT / "python"))
+    import tokenroute
+    return tokenroute
 
 
-def ptr(a):
-    return ctypes.c_void_p(a.ctypes.data)
+def addr(a, byte_offset=0):
+    """The data address of an array as a plain int (numpy's `.ctypes` costs about a
+    microsecond: read it once, outside the timed calls)."""
+    return a.__array_interface__["data"][0] + byte_offset
+
+
+#: The clock of a timed call: the process's CPU time in single-threaded passes (on a
+#: shared machine the time spent waiting for a core is not the call's cost; page faults
+#: and other kernel time are included), wall time when several threads work (set by
+#: set_threads).
+CLOCK = time.perf_counter
 
 
 def median_time(fn, min_reps=5, budget=1.0, max_reps=200):
-    """Median wall time of fn() after one warm-up call."""
+    """Median time of fn() (by CLOCK) after one warm-up call."""
     fn()
     ts = []
     start = time.perf_counter()
     while len(ts) < max_reps and (len(ts) < min_reps or time.perf_counter() - start < budget):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        ts.append(time.perf_counter() - t)
+        ts.append(CLOCK() - t)
     ts.sort()
     return ts[len(ts) // 2]
 
 
 def interleaved(fns, rounds=15, budget=4.0, before=None, repeat=1):
-    """Median seconds of each callable in `fns` (name -> fn or None), timed round-robin:
+    """Median seconds (by CLOCK) of each callable in `fns` (name -> fn or None), timed round-robin:
     one warm-up call each, then rounds of one call each, until `rounds` rounds or the
     budget (at least 5 rounds), so that a busy machine slows them alike and the ratios
     hold. `before` (untimed) runs before every timed call, e.g. a cache eviction.
@@ -55,9 +72,9 @@ def interleaved(fns, rounds=15, budget=4.0, before=None, repeat=1):
                 f()
             if before is not None:
                 before()
-            t = time.perf_counter()
+            t = CLOCK()
             f()
-            ts[k].append(time.perf_counter() - t)
+            ts[k].append(CLOCK() - t)
         r += 1
     out = {}
     for k in fns:
@@ -70,9 +87,11 @@ def interleaved(fns, rounds=15, budget=4.0, before=None, repeat=1):
 
 
 def set_threads(n):
-    """Peers single-threaded (n = 1) or on n cores."""
+    """Peers single-threaded (n = 1) or on n cores; the clock to match (CLOCK)."""
+    global CLOCK
     import torch
     torch.set_num_threads(n)
+    CLOCK = time.process_time if n == 1 else time.perf_counter
 
 
 def ort_session(model, threads=1):
@@ -116,21 +135,26 @@ def chunks(n, parts):
 
 
 class Result:
-    """One workload: our time, each peer's time (None when a peer lacks the op), and
-    the work it does for the throughput: bytes (unit "GB/s") or flops ("GFLOP/s")."""
+    """One workload: our time through the public wrapper (`ours`), the raw C call's time
+    (`raw`, the same work through the declared ctypes function with its arguments
+    converted once; None when not timed), each peer's time (None when a peer lacks the
+    op), and the work it does for the throughput: bytes (unit "GB/s") or flops
+    ("GFLOP/s")."""
 
-    def __init__(self, family, workload, size, threads, ours, peers, nbytes, note="", unit="GB/s"):
+    def __init__(self, family, workload, size, threads, ours, peers, nbytes, note="", unit="GB/s", raw=None):
         self.family, self.workload, self.size, self.threads = family, workload, size, threads
         self.ours, self.peers, self.nbytes, self.note, self.unit = ours, peers, nbytes, note, unit
+        self.raw = raw
 
     def to_dict(self):
         return {"family": self.family, "workload": self.workload, "size": self.size, "threads": self.threads,
-                "ours": self.ours, "peers": self.peers, "work": self.nbytes, "unit": self.unit, "note": self.note}
+                "ours": self.ours, "raw": self.raw, "peers": self.peers, "work": self.nbytes, "unit": self.unit,
+                "note": self.note}
 
     @classmethod
     def from_dict(cls, d):
         return cls(d["family"], d["workload"], d["size"], d["threads"], d["ours"], d["peers"], d["work"],
-                   d.get("note", ""), d.get("unit", "GB/s"))
+                   d.get("note", ""), d.get("unit", "GB/s"), d.get("raw"))
 
     def best_peer(self):
         times = [(t, name) for name, t in self.peers.items() if t is not None]

@@ -2,17 +2,17 @@
 `threads` > 1; then tokenroute splits the index list across that many Python threads).
 
 - gather rows dst = src[idx] of a sorted random 50% of [4096, 4096] and [4096, 768]
-  rows, f32 and bf16: tkr_gather_rows vs torch.index_select(out=), ONNX Runtime Gather
+  rows, f32 and bf16: tokenroute.gather_rows(out=) vs torch.index_select(out=), ONNX Runtime Gather
   (output bound to a preallocated buffer; bf16 rows moved as float16, the same bytes),
   numpy np.take(out=) and src[idx];
-- scatter rows full[idx] = y: tkr_scatter_rows vs torch.index_copy_, numpy full[idx] = y
+- scatter rows full[idx] = y: tokenroute.scatter_rows vs torch.index_copy_, numpy full[idx] = y
   (ONNX Runtime's ScatterND returns a new tensor, not comparable);
-- gated residual scatter-add h[idx] += g[:, None] * y: tkr_scatter_add_rows vs torch
+- gated residual scatter-add h[idx] += g[:, None] * y: tokenroute.scatter_add_rows vs torch
   index_add_ of an already multiplied delta, the gated forms users write
   (index_add_(0, idx, g[:, None] * Y), h[idx] += g[:, None] * Y) and numpy np.add.at;
 - small rows (int32 / int64 position ids, a uint8 mask, 16 x f32 rows): gather;
 - the fused route call (score -> select -> gather, top-k of half the tokens, or a
-  threshold at the median score): tkr_route vs the three tokenroute calls it replaces
+  threshold at the median score): tokenroute.route vs the three tokenroute calls it replaces
   and torch (sigmoid(h @ w), topk / s > tau, index_select).
 
 Every case also times np.copyto of the same bytes between the same buffers (the copy
@@ -20,7 +20,8 @@ ceiling, in the note); `__main__` adds a 1 GiB copy. All the implementations of 
 are timed interleaved, round after round (medians), so that a busy machine slows them
 alike and the ratios hold; each timed call follows an untimed call of the same
 implementation (steady state, as in a hot loop). GB/s = bytes moved once (rows x row
-bytes).
+bytes). tokenroute's time is the public wrapper's (what users run); the raw C call (the
+declared ctypes function, arguments converted once) is timed beside it.
 `run(threads, quick)` returns Result rows (benches/peers/run.py drives every family).
 Usage: taskset -c 1 python benches/peers/compact_peers.py [threads] [--quick]
 """
@@ -33,31 +34,13 @@ import numpy as np
 import torch
 from onnx import TensorProto, helper
 
-from common import (Result, chunks, interleaved, load_library, median_time, ort_session, run_parallel, set_threads,
-                    table)
+from common import Result, addr, chunks, interleaved, load_package, median_time, ort_session, run_parallel, set_threads, table
 
-lib = load_library()
-_SZ, _U32, _P = ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p
-lib.tkr_gather_rows.argtypes = [_SZ, _SZ, _P, _SZ, _SZ, _P, _SZ, _P, _SZ]
-lib.tkr_scatter_rows.argtypes = [_SZ, _SZ, _P, _SZ, _P, _SZ, _P, _SZ, _SZ]
-lib.tkr_scatter_add_rows.argtypes = [_U32, _SZ, _P, _SZ, _SZ, _P, _SZ, _P, _SZ, _P]
-lib.tkr_score.argtypes = [_U32, _P, _SZ, _SZ, _SZ, _P, _SZ, _SZ, _P, _U32, _P, _SZ]
-lib.tkr_topk_f32.argtypes = [_P, _SZ, _SZ, _SZ, _SZ, _P, _P, _SZ, _P, _P, _SZ]
-lib.tkr_threshold_f32.argtypes = [_P, _SZ, _SZ, _SZ, ctypes.c_float, _P, _P, _SZ, _P]
-lib.tkr_route.argtypes = [_U32, _P, _SZ, _SZ, _SZ, _P, _P, _U32, _U32, _SZ, ctypes.c_float, _P,
-                          _P, _P, _P, _SZ, _SZ, _P, _P, _SZ]
-for _f in ("tkr_gather_rows", "tkr_scatter_rows", "tkr_scatter_add_rows", "tkr_score", "tkr_topk_f32",
-           "tkr_threshold_f32", "tkr_route"):
-    getattr(lib, _f).restype = _U32
+tr = load_package()
+lib = tr.lib()
 ACT_SIGMOID, ROUTE_TOPK, ROUTE_THRESHOLD = 1, 1, 2
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPE_CODE = {np.dtype(np.float32): 1, np.dtype(np.float16): 2, BF16: 3}
-
-
-def addr(a, byte_offset=0):
-    """The data address as a plain int (numpy's `.ctypes` costs microseconds: read it
-    once, outside the timed calls)."""
-    return a.__array_interface__["data"][0] + byte_offset
 
 
 def sorted_half(n, seed):
@@ -109,42 +92,48 @@ def gather_scatter(rows, cols, dt, label, threads):
     dst = np.empty((k, cols), dtype=dt)
     parts = split(k, threads)
     ps, pi, pd = addr(src), addr(idx), addr(dst)
-    ours = lambda: run_parallel([  # noqa: E731
-        lambda a=a, b=b: lib.tkr_gather_rows(es, cols, ps, rows, cols, pi + 4 * a, b - a, pd + a * cols * es, cols)
-        for a, b in parts])
-    ours()
+    raw_calls = [lambda a=a, b=b: lib.tkr_gather_rows(es, cols, ps, rows, cols, pi + 4 * a, b - a,
+                                                      pd + a * cols * es, cols)
+                 for a, b in parts]
+    wrapper_calls = [lambda a=a, b=b: tr.gather_rows(src, idx[a:b], out=dst[a:b]) for a, b in parts]
+    run_parallel(wrapper_calls)
     assert np.array_equal(dst.view(np.uint8), src[idx.astype(np.int64)].view(np.uint8)), "gather differs"
     idx64 = idx.astype(np.int64)
     tsrc, tdst, tidx = as_torch(src), as_torch(dst), torch.from_numpy(idx64)
     t = interleaved({
-        "ours": ours,
+        "ours": lambda: run_parallel(wrapper_calls),
+        "raw": lambda: run_parallel(raw_calls),
         "copy": lambda: np.copyto(dst, src[:k]),
         "torch": lambda: torch.index_select(tsrc, 0, tidx, out=tdst),
         "onnxruntime": ort_gather(src, idx64, dst, threads),
         "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
         "numpy src[idx]": lambda: src[idx64],
     }, repeat=2)
-    t_ours, t_copy = t.pop("ours"), t.pop("copy")
+    t_ours, t_raw, t_copy = t.pop("ours"), t.pop("raw"), t.pop("copy")
     peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
-    out.append(Result("compact", f"gather {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes, note))
+    out.append(Result("compact", f"gather {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes, note,
+                      raw=t_raw))
 
     full = src.copy()
     pf = addr(full)
     tfull = as_torch(full)
+    raw_calls = [lambda a=a, b=b: lib.tkr_scatter_rows(es, cols, pd + a * cols * es, cols, pi + 4 * a, b - a, pf,
+                                                       rows, cols)
+                 for a, b in parts]
+    wrapper_calls = [lambda a=a, b=b: tr.scatter_rows(dst[a:b], idx[a:b], full) for a, b in parts]
     t = interleaved({
-        "ours": lambda: run_parallel([
-            lambda a=a, b=b: lib.tkr_scatter_rows(es, cols, pd + a * cols * es, cols, pi + 4 * a, b - a, pf, rows,
-                                                  cols)
-            for a, b in parts]),
+        "ours": lambda: run_parallel(wrapper_calls),
+        "raw": lambda: run_parallel(raw_calls),
         "copy": lambda: np.copyto(full[:k], dst),
         "torch index_copy_": lambda: tfull.index_copy_(0, tidx, tdst),
         "numpy full[idx] = y": lambda: full.__setitem__(idx64, dst),
     }, repeat=2)
-    t_ours, t_copy = t.pop("ours"), t.pop("copy")
+    t_ours, t_raw, t_copy = t.pop("ours"), t.pop("raw"), t.pop("copy")
     peers = t
     note = f"np.copyto of the same bytes: {nbytes / t_copy / 1e9:.2f} GB/s (ours {t_copy / t_ours:.0%})"
-    out.append(Result("compact", f"scatter {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes, note))
+    out.append(Result("compact", f"scatter {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes, note,
+                      raw=t_raw))
     return out
 
 
@@ -163,23 +152,25 @@ def scatter_add(rows, cols, dt, label, threads):
     tg = torch.from_numpy(g).to(th.dtype)
     tidx = torch.from_numpy(idx.astype(np.int64))
     yg = ty * tg[:, None]
+    raw_calls = [lambda a=a, b=b: lib.tkr_scatter_add_rows(code, cols, ph, rows, cols, pi + 4 * a, b - a,
+                                                           py + a * cols * es, cols, pg + 4 * a)
+                 for a, b in parts]
+    wrapper_calls = [lambda a=a, b=b: tr.scatter_add_rows(h, idx[a:b], y[a:b], g[a:b]) for a, b in parts]
     t = interleaved({
-        "ours": lambda: run_parallel([
-            lambda a=a, b=b: lib.tkr_scatter_add_rows(code, cols, ph, rows, cols, pi + 4 * a, b - a,
-                                                      py + a * cols * es, cols, pg + 4 * a)
-            for a, b in parts]),
-        "ours, gate NULL": lambda: lib.tkr_scatter_add_rows(code, cols, ph, rows, cols, pi, k, py, cols, None),
+        "ours": lambda: run_parallel(wrapper_calls),
+        "raw": lambda: run_parallel(raw_calls),
+        "ours, gate NULL": lambda: tr.scatter_add_rows(h, idx, y),
         "torch index_add_(premultiplied)": lambda: th.index_add_(0, tidx, yg),
         "torch index_add_(0,idx,g[:,None]*Y)": lambda: th.index_add_(0, tidx, tg[:, None] * ty),
         "torch h[idx] += g[:,None]*Y": lambda: th.__setitem__(tidx, th[tidx] + tg[:, None] * ty),
     }, rounds=9, repeat=2)
-    t_ours, t_plain = t.pop("ours"), t.pop("ours, gate NULL")
+    t_ours, t_raw, t_plain = t.pop("ours"), t.pop("raw"), t.pop("ours, gate NULL")
     peers = t
     peers["numpy np.add.at"] = (median_time(lambda: np.add.at(h, idx.astype(np.int64), g[:, None] * y), min_reps=3,
                                             budget=0.5) if np.dtype(dt) == np.dtype(np.float32) else None)
     note = f"ours with gate NULL: {t_plain * 1e3:.3f} ms"
     return [Result("compact", f"scatter_add gated {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers,
-                   nbytes, note)]
+                   nbytes, note, raw=t_raw)]
 
 
 def small_rows(cols, dt, label, threads):
@@ -194,17 +185,20 @@ def small_rows(cols, dt, label, threads):
     assert np.array_equal(dst, src[idx.astype(np.int64)])
     idx64 = idx.astype(np.int64)
     tsrc, tdst, tidx = torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(idx64)
+    src1 = src[:, 0] if cols == 1 else src
+    dst1 = dst[:, 0] if cols == 1 else dst
     t = interleaved({
-        "ours": lambda: lib.tkr_gather_rows(es, cols, ps, rows, cols, pi, k, pd, cols),
+        "ours": lambda: tr.gather_rows(src1, idx, out=dst1),
+        "raw": lambda: lib.tkr_gather_rows(es, cols, ps, rows, cols, pi, k, pd, cols),
         "torch": lambda: torch.index_select(tsrc, 0, tidx, out=tdst),
         "onnxruntime": ort_gather(src, idx64, dst, threads),
         "numpy take(out=)": lambda: np.take(src, idx64, axis=0, out=dst),
         "numpy src[idx]": lambda: src[idx64],
     }, rounds=401, budget=1.0, repeat=2)
-    t_ours = t.pop("ours")
+    t_ours, t_raw = t.pop("ours"), t.pop("raw")
     peers = t
     return [Result("compact", f"gather {label}", f"{k} of {rows}x{cols}", threads, t_ours, peers, nbytes,
-                   "includes the ctypes call (~1 us)")]
+                   "tokenroute.gather_rows(src, idx, out=dst), a call of a few microseconds", raw=t_raw)]
 
 
 def route_cases(n, d, dt, label):
@@ -218,9 +212,9 @@ def route_cases(n, d, dt, label):
     idx = np.empty(n, np.uint32)
     sel = np.empty(n, np.float32)
     rows = np.empty((n, d), dt)
-    cnt = np.zeros(1, np.uintp)
+    cnt = ctypes.c_size_t()
     ws = np.zeros(3 * n // 2 + 1, np.uint64)
-    ph, pw, ps, pi, psel, pr, pc, pws = (addr(x) for x in (h, w, s, idx, sel, rows, cnt, ws))
+    ph, pw, ps, pi, psel, pr, pws = (addr(x) for x in (h, w, s, idx, sel, rows, ws))
     lib.tkr_score(code, ph, n, d, d, pw, 1, d, None, ACT_SIGMOID, ps, 1)
     tau = float(np.sort(s)[n // 2])
     th, tw = as_torch(h), as_torch(w)
@@ -229,19 +223,17 @@ def route_cases(n, d, dt, label):
     for mode, name in ((ROUTE_TOPK, "top-k n/2"), (ROUTE_THRESHOLD, "threshold at the median")):
         kk = k if mode == ROUTE_TOPK else 0
 
-        def fused():
-            lib.tkr_route(code, ph, n, d, d, pw, None, ACT_SIGMOID, mode, kk, tau, None, pi, psel, pr, d, n, pc,
+        def raw():
+            lib.tkr_route(code, ph, n, d, d, pw, None, ACT_SIGMOID, mode, kk, tau, None, pi, psel, pr, d, n, cnt,
                           pws, ws.nbytes)
 
+        def fused():
+            return tr.route(h, w, k=k) if mode == ROUTE_TOPK else tr.route(h, w, tau=tau)
+
         def three():
-            lib.tkr_score(code, ph, n, d, d, pw, 1, d, None, ACT_SIGMOID, ps, 1)
-            if mode == ROUTE_TOPK:
-                lib.tkr_topk_f32(ps, 1, n, n, k, None, pi, n, pc, pws, ws.nbytes)
-            else:
-                lib.tkr_threshold_f32(ps, 1, n, n, tau, None, pi, n, pc)
-            c = int(cnt[0])
-            sel[:c] = s[idx[:c]]
-            lib.tkr_gather_rows(es, d, ph, n, d, pi, c, pr, d)
+            sc = tr.score(h, w)
+            i = tr.topk(sc, k) if mode == ROUTE_TOPK else tr.threshold(sc, tau)
+            return i, sc[i], tr.gather_rows(h, i)
 
         def torch_route():
             sc = torch.sigmoid((th @ tw).float())
@@ -251,16 +243,19 @@ def route_cases(n, d, dt, label):
                 ti = torch.nonzero(sc > tau).flatten()
             torch.index_select(th, 0, ti, out=trows[: len(ti)])
 
-        fused()
-        want = (idx[: cnt[0]].copy(), rows[: cnt[0]].copy())
-        three()
-        assert np.array_equal(idx[: cnt[0]], want[0]) and np.array_equal(rows[: cnt[0]].view(np.uint8),
-                                                                          want[1].view(np.uint8))
-        t = interleaved({"ours": fused, "tokenroute: the three calls": three, "torch": torch_route}, rounds=21,
-                        repeat=2)
-        t_ours = t.pop("ours")
+        raw()
+        r = fused()
+        assert np.array_equal(idx[: cnt.value], r.indices) and np.array_equal(
+            rows[: cnt.value].view(np.uint8), r.rows.view(np.uint8))
+        i3, s3, rows3 = three()
+        assert np.array_equal(r.indices, i3) and np.array_equal(r.scores, s3) and np.array_equal(
+            r.rows.view(np.uint8), rows3.view(np.uint8))
+        t = interleaved({"ours": fused, "raw": raw, "tokenroute: the three calls": three, "torch": torch_route},
+                        rounds=21, repeat=2)
+        t_ours, t_raw = t.pop("ours"), t.pop("raw")
         out.append(Result("compact", f"route {name} {label}", f"{n}x{d}", 1, t_ours, t, n * d * es,
-                          "GB/s counts the hidden states once"))
+                          "GB/s counts the hidden states once; tokenroute: the three calls = "
+                          "score, topk / threshold, gather_rows through the wrappers", raw=t_raw))
     return out
 
 
@@ -289,13 +284,11 @@ def run(threads=1, quick=False):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     threads = int(args[0]) if args else 1
-    lib.tkr_get_isa.restype = ctypes.c_uint32
-    lib.tkr_isa_name.restype = ctypes.c_char_p
     a = np.ones(1 << 28, dtype=np.float32)
     b = np.zeros_like(a)
     t_big = median_time(lambda: np.copyto(b, a), budget=2.0)
     del a, b
-    print(f"tokenroute level: {lib.tkr_isa_name(lib.tkr_get_isa()).decode()}; threads: {threads}; torch "
+    print(f"tokenroute level: {tr.get_isa()}; threads: {threads}; torch "
           f"{torch.__version__}; 1 GiB np.copyto: {(1 << 30) / t_big / 1e9:.2f} GB/s; "
           f"GB/s = bytes moved once / time\n")
     for r in run(threads, quick="--quick" in sys.argv):
@@ -304,7 +297,8 @@ def main():
         print(f"### {r.workload}, {r.size}\n")
         cells = [[name_, f"{t * 1e3:.3f} ms" if t else "-", gbs(t), f"{t / r.ours:.2f}x" if t else "-"]
                  for name_, t in r.peers.items()]
-        print(table([["tokenroute", f"{r.ours * 1e3:.3f} ms", gbs(r.ours), "1.00x"], *cells],
+        print(table([["tokenroute", f"{r.ours * 1e3:.3f} ms", gbs(r.ours), "1.00x"],
+                     ["raw C call", f"{r.raw * 1e3:.3f} ms", gbs(r.raw), f"{r.raw / r.ours:.2f}x"], *cells],
                     ["implementation", "median", "GB/s", "time / tokenroute"]))
         print(f"\nbest peer: {name} ({best / r.ours:.2f}x tokenroute's time); {r.note}\n")
 

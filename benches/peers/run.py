@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Runs every family's peer comparison (score, select, compact + route, attend), single-
-threaded and with all cores, each family in its own process, and writes
+threaded and with all cores, each family in its own process, then the Python package's
+per-call cost (overhead: every public function at n = 64 and the large inputs, pinned,
+single-threaded), and writes
 
-- results/peers.md   Markdown tables: kernel, shape, dtype, threads, tokenroute's time,
-                     each peer's time, best peer's time / tokenroute's time;
+- results/peers.md   Markdown tables: kernel, shape, dtype, threads, tokenroute's time
+                     (the public wrapper, what users run), the raw C call's time beside
+                     it, each peer's time, best peer's time / tokenroute's time; then the
+                     overhead tables (wrapper - raw and torch's equivalent call at n = 64;
+                     wrapper / raw on the large inputs);
 - results/peers.json every row (times in seconds, work in bytes or flops);
 - results/peers_<family>.png  throughput per kernel and size, tokenroute vs the peers.
 
 Usage (from the repository root, after `cargo build --release`):
 
-    /work/peers-venv/bin/python benches/peers/run.py [--quick] [--families score,attend]
+    python benches/peers/run.py [--quick] [--families score,attend,overhead]
         [--threads N] [--no-pin] [--out DIR]
 
 --threads N: the "all cores" pass (default: the CPUs this process may run on; a pass
@@ -19,7 +24,6 @@ environment of the benchmark processes. The peers (requirements.txt) are never a
 or test dependency of the library.
 """
 import argparse
-import ctypes
 import datetime
 import importlib
 import json
@@ -31,7 +35,8 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-FAMILIES = {"score": "score_peers", "select": "select_peers", "compact": "compact_peers", "attend": "attend"}
+FAMILIES = {"score": "score_peers", "select": "select_peers", "compact": "compact_peers", "attend": "attend",
+            "overhead": "overhead"}
 DTYPES = ("f32", "f16", "bf16", "int32", "int64", "uint8")
 
 
@@ -41,6 +46,13 @@ def worker(family, threads_list, quick, pin, path):
     mod = importlib.import_module(FAMILIES[family])
     allowed = os.sched_getaffinity(0)
     rows = []
+    if family == "overhead":  # the cost of one call on the calling thread: one pinned pass
+        os.sched_setaffinity(0, {max(allowed)} if pin else allowed)
+        start = time.perf_counter()
+        rows = [{"family": "overhead", "tables": mod.run(1, quick=quick)}]
+        print(f"[overhead] {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        os.sched_setaffinity(0, allowed)
+        threads_list = []
     for t in threads_list:
         # Only the calling thread is pinned: the single-threaded pass runs everything on it.
         os.sched_setaffinity(0, {max(allowed)} if (t == 1 and pin) else allowed)
@@ -75,20 +87,39 @@ def best_peer(r):
     return min(times) if times else (None, None)
 
 
+def overhead_markdown(tables):
+    """The overhead section: per-call cost of the wrappers over the raw calls."""
+    import overhead
+    return ["## Python package: per-call cost\n",
+            "CPU time of the calling thread per call, medians of interleaved batches (one pinned core). "
+            "**raw C call**: the function `tokenroute.lib()` declares, called with its arguments converted once "
+            "and preallocated outputs; **wrapper**: the public function as users call it (outputs allocated); "
+            "**wrapper, out=**: with its outputs (and workspace) given; **torch**: torch's equivalent call on the "
+            "same data (one thread).\n",
+            "### Small inputs (n = 64, one row)\n", overhead.small_table(tables["small"]) + "\n",
+            "### Large inputs\n", overhead.large_table(tables["large"]) + "\n"]
+
+
 def markdown(rows, meta):
     out = [f"# tokenroute vs peers\n",
            f"{meta['date']}; {meta['cpu']}; {meta['cores']} CPUs; tokenroute level {meta['isa']}; "
            f"torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, numpy {meta['numpy']}; "
            f"{'quick' if meta['quick'] else 'full'} run (`{meta['command']}`).\n",
-           "Times are medians (all the implementations of a case timed interleaved where the script "
-           "allows). **vs best peer** = best peer's time / tokenroute's time (above 1: tokenroute is "
-           "faster). Throughput in the tokenroute column: bytes read or moved once per second (GB/s), "
-           "or GFLOP/s for prefill attention. Single-threaded rows pin one CPU; with more threads the "
-           "peers use their own thread pools and tokenroute splits the rows (or KV heads) across Python "
-           "threads, one call each.\n"]
+           "Times are medians (all the implementations of a case timed interleaved). The **tokenroute** "
+           "column times the package's public wrapper (what users run); **raw C call** is the same work "
+           "through the ctypes function the package declares, arguments converted once (wrapper time / raw "
+           "time in brackets). **vs best peer** = best peer's time / tokenroute's time (above 1: tokenroute "
+           "is faster). Throughput in the tokenroute column: bytes read or moved once per second (GB/s), "
+           "or GFLOP/s for prefill attention. Single-threaded rows pin one CPU and use the process's CPU "
+           "time (time waiting for a core on a shared machine is not part of a call's cost); with more "
+           "threads (wall time) the peers use their own thread pools and tokenroute splits the rows (or "
+           "KV heads) across Python threads, one wrapper call each.\n"]
     for family in FAMILIES:
         fr = [r for r in rows if r["family"] == family]
         if not fr:
+            continue
+        if family == "overhead":
+            out += overhead_markdown(fr[0]["tables"])
             continue
         out.append(f"## {family}\n")
         # One table per set of peers (columns), in order of first appearance.
@@ -96,7 +127,7 @@ def markdown(rows, meta):
         for r in fr:
             groups.setdefault(tuple(r["peers"]), []).append(r)
         for peers, rs in groups.items():
-            head = ["kernel", "shape", "dtype", "threads", "tokenroute", *peers, "vs best peer"]
+            head = ["kernel", "shape", "dtype", "threads", "tokenroute", "raw C call", *peers, "vs best peer"]
             lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(head) - 4)) + "|"]
             notes = []
             for r in sorted(rs, key=lambda r: r["threads"]):
@@ -104,8 +135,10 @@ def markdown(rows, meta):
                 rate = r["work"] / r["ours"] / 1e9
                 best, name = best_peer(r)
                 ratio = f"**{best / r['ours']:.2f}x** ({name})" if best else "-"
+                raw = r.get("raw")
+                raw_cell = f"{fmt_t(raw)} (wrapper {r['ours'] / raw:.2f}x)" if raw else "-"
                 lines.append("| " + " | ".join([kernel, r["size"], dt, str(r["threads"]),
-                                                 f"{fmt_t(r['ours'])} ({rate:.1f} {r['unit']})",
+                                                 f"{fmt_t(r['ours'])} ({rate:.1f} {r['unit']})", raw_cell,
                                                  *[fmt_t(r["peers"][p]) for p in peers], ratio]) + " |")
                 if r.get("note"):
                     notes.append(f"- {kernel} {dt} {r['size']}, {r['threads']} thread(s): {r['note']}")
@@ -122,7 +155,7 @@ def charts(rows, outdir):
 
     written = []
     for family in FAMILIES:
-        fr = [r for r in rows if r["family"] == family]
+        fr = [r for r in rows if r["family"] == family and family != "overhead"]
         if not fr:
             continue
         panels = sorted({(r["threads"], r["unit"]) for r in fr})
@@ -203,10 +236,8 @@ def main():
     import onnxruntime
     import torch
     sys.path.insert(0, str(HERE))
-    from common import load_library
-    lib = load_library()
-    lib.tkr_get_isa.restype = ctypes.c_uint32
-    lib.tkr_isa_name.restype = ctypes.c_char_p
+    from common import load_package
+    tr = load_package()
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -216,7 +247,7 @@ def main():
     except OSError:
         pass
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "isa": lib.tkr_isa_name(lib.tkr_get_isa()).decode(), "torch": torch.__version__,
+            "isa": tr.get_isa(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__, "quick": a.quick,
             "command": "python benches/peers/run.py " + " ".join(sys.argv[1:]), "threads": threads_list}
     (outdir / "peers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

@@ -1,13 +1,17 @@
 """Token selection against the peers, in one process.
 
-- exact top-k of f32 rows: tkr_topk_f32 (position-ordered output, ties to the lower
-  index, NaN lowest) vs torch.topk(x, k, sorted=False), numpy.argpartition(x, n - k)
+- exact top-k of f32 rows: tokenroute.topk(x, k) (position-ordered output, ties to the
+  lower index, NaN lowest) vs torch.topk(x, k, sorted=False), numpy.argpartition(x, n - k)
   and ONNX Runtime TopK (sorted=0), each in its cheapest form (unsorted output, no tie
   rule); the vocabulary row n = 50257, k = 50, one row and 32 rows batched; n in
   {4096, 131072, 1048576} with k in {64, n/10, n/2}; and a row of 64 with k = 1, the
   per-call floor of each Python binding (a large part of every time at n = 4096);
-- threshold selection over 1M f32 at 10% and 50% selected: tkr_threshold_f32 vs
-  np.flatnonzero(s > tau) and torch.nonzero(s > tau).
+- threshold selection over 1M f32 at 10% and 50% selected: tokenroute.threshold(s, tau)
+  vs np.flatnonzero(s > tau) and torch.nonzero(s > tau).
+
+tokenroute's time is the public wrapper's, as users call it (outputs allocated); the raw
+C call (the declared ctypes function, arguments converted once, outputs preallocated) is
+beside it. All the implementations of a case are timed interleaved.
 
 Every peer's selection is checked against ours (the same multiset of scores per row).
 
@@ -17,27 +21,16 @@ one thread: selection of one row is single-threaded by design).
 Usage: TOKENROUTE_ISA=avx512 python benches/peers/select_peers.py [threads] [--quick]
 """
 import common  # noqa: F401 (first: it removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before numpy loads)
-import ctypes
 import sys
 
 import numpy as np
 import torch
 from onnx import TensorProto, helper
 
-from common import Result, chunks, load_library, median_time, ort_session, ptr, run_parallel, set_threads, table
+from common import Result, addr, chunks, interleaved, load_package, ort_session, run_parallel, set_threads, table
 
-lib = load_library()
-size_t = ctypes.c_size_t
-lib.tkr_topk_f32.argtypes = [ctypes.c_void_p, size_t, size_t, size_t, size_t, ctypes.c_void_p,
-                             ctypes.c_void_p, size_t, ctypes.c_void_p, ctypes.c_void_p, size_t]
-lib.tkr_topk_f32.restype = ctypes.c_uint32
-lib.tkr_threshold_f32.argtypes = [ctypes.c_void_p, size_t, size_t, size_t, ctypes.c_float, ctypes.c_void_p,
-                                  ctypes.c_void_p, size_t, ctypes.c_void_p]
-lib.tkr_threshold_f32.restype = ctypes.c_uint32
-
-
-def at(a, i):
-    return ctypes.c_void_p(a.ctypes.data + i * a.itemsize)
+tr = load_package()
+lib = tr.lib()
 
 
 def ort_topk(rows, n, k, threads):
@@ -58,43 +51,48 @@ def same_selection(x, ours, theirs):
 
 def topk_case(rows, n, k, label_k, threads, budget):
     x = np.random.default_rng(n + k).standard_normal((rows, n)).astype(np.float32)
+    xs = x[0] if rows == 1 else x
     out = np.empty((rows, k), np.uint32)
-    # Each thread's rows, with (NULL, 0) workspace: the calling thread's reusable buffer.
-    # Arguments converted once, so the timing holds only the call itself.
-    args = [(at(x, a * n), b - a, n, n, k, None, at(out, a * k), k, None, None, 0) for a, b in chunks(rows, threads)]
-    for a in args:
-        assert lib.tkr_topk_f32(*a) == 0
-    if len(args) == 1:
-        t_tkr = median_time(lambda: lib.tkr_topk_f32(*args[0]), budget=budget)
+    parts = chunks(rows, threads)
+    # Raw: each thread's rows, with (NULL, 0) workspace (the calling thread's reusable
+    # buffer); arguments converted once, so the timing holds only the call itself.
+    px, pout = addr(x), addr(out)
+    raw_args = [(px + 4 * a * n, b - a, n, n, k, None, pout + 4 * a * k, k, None, None, 0) for a, b in parts]
+    for args in raw_args:
+        assert lib.tkr_topk_f32(*args) == 0
+    raw_calls = [lambda args=args: lib.tkr_topk_f32(*args) for args in raw_args]
+    # The wrapper as users call it: tokenroute.topk(scores, k) (the indices allocated).
+    if rows == 1:
+        wrapper_calls = [lambda: tr.topk(xs, k)]
     else:
-        calls = [lambda a=a: lib.tkr_topk_f32(*a) for a in args]
-        t_tkr = median_time(lambda: run_parallel(calls), budget=budget)
-    ours = out.copy()
+        wrapper_calls = [lambda a=a, b=b: tr.topk(x[a:b], k) for a, b in parts]
+    ours = tr.topk(xs, k).reshape(rows, k)
     assert k < 2 or np.all(np.diff(ours.astype(np.int64), axis=-1) > 0), "position order"
+    assert np.array_equal(ours, out)
 
     tx = torch.from_numpy(x)
     tv, ti = torch.topk(tx, k, dim=-1, sorted=False)
     assert same_selection(x, ours, ti.numpy())
-    t_torch = median_time(lambda: torch.topk(tx, k, dim=-1, sorted=False, out=(tv, ti)), budget=budget)
-
     kth = n - k
     assert same_selection(x, ours, np.argpartition(x, kth, axis=-1)[..., kth:])
-    t_np = median_time(lambda: np.argpartition(x, kth, axis=-1), budget=budget, min_reps=3)
-
     sess = ort_topk(rows, n, k, threads)
     io = sess.io_binding()
     ov = np.empty((rows, k), np.float32)
     oi = np.empty((rows, k), np.int64)
     io.bind_cpu_input("x", x)
-    io.bind_output("v", "cpu", 0, np.float32, [rows, k], ov.ctypes.data)
-    io.bind_output("i", "cpu", 0, np.int64, [rows, k], oi.ctypes.data)
+    io.bind_output("v", "cpu", 0, np.float32, [rows, k], addr(ov))
+    io.bind_output("i", "cpu", 0, np.int64, [rows, k], addr(oi))
     sess.run_with_iobinding(io)
     assert same_selection(x, ours, oi)
-    t_ort = median_time(lambda: sess.run_with_iobinding(io), budget=budget)
-
+    t = interleaved({
+        "ours": lambda: run_parallel(wrapper_calls),
+        "raw": lambda: run_parallel(raw_calls),
+        "torch.topk": lambda: torch.topk(tx, k, dim=-1, sorted=False, out=(tv, ti)),
+        "numpy.argpartition": lambda: np.argpartition(x, kth, axis=-1),
+        "onnxruntime TopK": lambda: sess.run_with_iobinding(io),
+    }, rounds=41 if n < 10000 else 15, budget=budget * 3, repeat=2)
     size = f"n={n} k={label_k}" if rows == 1 else f"{rows}x n={n} k={label_k}"
-    return Result("select", "topk f32", size, threads, t_tkr,
-                  {"torch.topk": t_torch, "numpy.argpartition": t_np, "onnxruntime TopK": t_ort}, 4 * rows * n)
+    return Result("select", "topk f32", size, threads, t.pop("ours"), t, 4 * rows * n, raw=t.pop("raw"))
 
 
 def threshold_cases(threads, budget):
@@ -104,16 +102,22 @@ def threshold_cases(threads, budget):
     out = np.empty(n, np.uint32)
     count = np.zeros(1, np.uintp)
     ts = torch.from_numpy(s)
+    ps, pout, pcount = addr(s), addr(out), addr(count)
     for tau, pct in ((0.8, 10), (0.0, 50)):
-        args = (ptr(s), 1, n, n, ctypes.c_float(tau), None, ptr(out), n, ptr(count))
+        args = (ps, 1, n, n, tau, None, pout, n, pcount)
         assert lib.tkr_threshold_f32(*args) == 0
         want = np.flatnonzero(s > np.float32(tau))
         assert count[0] == len(want) and np.array_equal(out[:count[0]], want)
-        t_tkr = median_time(lambda: lib.tkr_threshold_f32(*args), budget=budget)
-        t_np = median_time(lambda: np.flatnonzero(s > np.float32(tau)), budget=budget)
-        t_torch = median_time(lambda: torch.nonzero(ts > tau), budget=budget)
-        rows.append(Result("select", f"threshold f32 {pct}% selected", "n=1M", threads, t_tkr,
-                           {"np.flatnonzero(s > tau)": t_np, "torch.nonzero(s > tau)": t_torch}, 4 * n))
+        assert np.array_equal(tr.threshold(s, tau), want)
+        t = interleaved({
+            "ours": lambda tau=tau: tr.threshold(s, tau),
+            "raw": lambda args=args: lib.tkr_threshold_f32(*args),
+            "np.flatnonzero(s > tau)": lambda tau=tau: np.flatnonzero(s > np.float32(tau)),
+            "torch.nonzero(s > tau)": lambda tau=tau: torch.nonzero(ts > tau),
+        }, rounds=15, budget=budget * 3, repeat=2)
+        rows.append(Result("select", f"threshold f32 {pct}% selected", "n=1M", threads, t.pop("ours"), t, 4 * n,
+                           "tokenroute.threshold(s, tau): the indices allocated, as the peers' are",
+                           raw=t.pop("raw")))
     return rows
 
 
@@ -133,10 +137,7 @@ def fmt(t):
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     threads = int(args[0]) if args else 1
-    lib.tkr_get_isa.restype = ctypes.c_uint32
-    lib.tkr_isa_name.restype = ctypes.c_char_p
-    print(f"tokenroute level: {lib.tkr_isa_name(lib.tkr_get_isa()).decode()}; threads: {threads}; "
-          f"(Nx) = peer time / tokenroute time\n")
+    print(f"tokenroute level: {tr.get_isa()}; threads: {threads}; (Nx) = peer time / tokenroute time\n")
     results = run(threads, quick="--quick" in sys.argv)
     for workload in dict.fromkeys(r.workload.split(" ")[0] for r in results):
         rs = [r for r in results if r.workload.startswith(workload)]
@@ -144,7 +145,7 @@ if __name__ == "__main__":
         for r in rs:
             cells = [f"{fmt(t)} ({t / r.ours:.1f}x)" if t else "-" for t in r.peers.values()]
             best, name = r.best_peer()
-            out.append([f"{r.workload} {r.size}", f"{fmt(r.ours)} ({r.nbytes / r.ours / 1e9:.1f} GB/s)", *cells,
-                        f"{best / r.ours:.1f}x ({name})"])
-        print(table(out, ["workload", "tokenroute", *rs[0].peers.keys(), "vs best peer"]))
+            out.append([f"{r.workload} {r.size}", f"{fmt(r.ours)} ({r.nbytes / r.ours / 1e9:.1f} GB/s)",
+                        fmt(r.raw), *cells, f"{best / r.ours:.1f}x ({name})"])
+        print(table(out, ["workload", "tokenroute", "raw C call", *rs[0].peers.keys(), "vs best peer"]))
         print()

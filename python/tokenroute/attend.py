@@ -18,15 +18,30 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ._arrays import BFLOAT16, DTYPE_CODES, element_code, invalid
+from ._arrays import (
+    BFLOAT16,
+    DTYPE_CODES,
+    ELEMENT_CODES,
+    F32,
+    NDARRAY,
+    U32,
+    UINTP,
+    addr,
+    cptr,
+    element_code,
+    index,
+    invalid,
+    options,
+    ptr_or_null,
+    slots,
+    wptr,
+)
 from ._ffi import (
-    TKR_DTYPE_BF16,
     TKR_DTYPE_F16,
     TKR_DTYPE_F32,
     TKR_STATUS_BAD_STRIDE,
     TKR_STATUS_OUT_OF_RANGE,
     TokenrouteError,
-    check,
     constant,
     declare,
 )
@@ -114,10 +129,6 @@ _quest = declare(
 )
 
 
-def _ptr(a: Optional[np.ndarray]):
-    return None if a is None or a.size == 0 else a.ctypes.data
-
-
 def _np_dtype(code: int, like: np.dtype) -> np.dtype:
     """The numpy dtype of elements of TKR_DTYPE ``code`` (uint16 bit patterns when the
     input itself was uint16, or bf16 without ml_dtypes)."""
@@ -156,6 +167,12 @@ def _layout(shape, strides, item) -> Optional[Tuple[int, int]]:
 def _tensor(a, fn: str, name: str, dtype: Optional[str]):
     """(array kept alive, TKR dtype, pointer, n, heads, head_dim, token stride, head
     stride) of a 3-D input, copied to C order when its layout is not describable."""
+    if dtype is None and type(a) is NDARRAY and a.ndim == 3:
+        code = ELEMENT_CODES.get(a.dtype)
+        p = cptr(a)
+        if code and p:
+            n, h, d = a.shape
+            return a, code, p, n, h, d, h * d, d
     if not isinstance(a, np.ndarray):
         raise invalid(fn, f"{name} must be a numpy array")
     if a.ndim != 3:
@@ -166,7 +183,7 @@ def _tensor(a, fn: str, name: str, dtype: Optional[str]):
         a = np.ascontiguousarray(a)
         lay = _layout(a.shape, a.strides, a.itemsize)
     n, h, d = a.shape
-    return a, code, _ptr(a), n, h, d, lay[0], lay[1]
+    return a, code, ptr_or_null(a), n, h, d, lay[0], lay[1]
 
 
 def _out_tensor(out, fn, shape, dtype):
@@ -187,6 +204,9 @@ def _out_tensor(out, fn, shape, dtype):
 
 
 def _u32(a, fn, name):
+    """A C-contiguous uint32 array of integer indices (range-checked when converted)."""
+    if type(a) is NDARRAY and a.dtype is U32 and a.ndim == 1 and cptr(a):
+        return a
     x = np.asarray(a).reshape(-1)
     if x.size and not np.issubdtype(x.dtype, np.integer):
         raise invalid(fn, f"{name} must hold integers, got {x.dtype}")
@@ -195,12 +215,7 @@ def _u32(a, fn, name):
     return np.ascontiguousarray(x, dtype=np.uint32)
 
 
-def _f32(a, fn, name, size=None):
-    if not isinstance(a, np.ndarray) or a.dtype != np.float32:
-        raise invalid(fn, f"{name} must be a float32 numpy array")
-    if size is not None and a.size < size:
-        raise invalid(fn, f"{name} must hold at least {size} floats, got {a.size}")
-    return np.ascontiguousarray(a)
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
 
 class AttentionResult(NamedTuple):
@@ -237,6 +252,7 @@ def attention(
     mass: Optional[np.ndarray] = None,
     mass_per_head: bool = False,
     dtype: Optional[str] = None,
+    out_lse: Optional[np.ndarray] = None,
 ):
     """Attention of queries over a subset of keys (``tkr_attention``).
 
@@ -257,117 +273,199 @@ def attention(
     ``return_mass``: per-key attention mass (the sum over queries and heads of the
     softmax probability), float32 ``[n_k]`` summed over heads, or
     ``[n_heads_kv, n_k]`` with ``mass_per_head``. ``mass``: a caller float32 array of
-    that shape to ADD into (implies ``return_mass``).
+    that shape to ADD into (implies ``return_mass``). ``out_lse``: a caller float32
+    ``[n_q, n_heads_q]`` array for the log-sum-exp (implies ``return_lse``).
 
     Returns ``out``, or an :class:`AttentionResult` ``(out, lse, mass)`` when
-    ``return_lse`` or the mass is wanted.
+    ``return_lse`` or the mass is wanted. With ``out`` (and ``out_lse`` / ``mass``)
+    given, nothing is allocated.
     """
     fn = "tkr_attention"
-    q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
-    k, kcode, kp, n_k, hkv, dk, kts, khs = _tensor(k, fn, "k", dtype)
-    v, vcode, vp, n_v, hv, dv, vts, vhs = _tensor(v, fn, "v", dtype)
-    if not (code == kcode == vcode) or not (q.dtype == k.dtype == v.dtype):
-        raise invalid(fn, f"q, k and v must share an element type ({q.dtype}, {k.dtype}, {v.dtype})")
-    if (n_v, hv, dv) != (n_k, hkv, dk):
-        raise invalid(fn, f"k {k.shape} and v {v.shape} must have the same shape")
-    if dk != d:
-        raise invalid(fn, f"q has head_dim {d} but k has {dk}")
-    alive = []
-    keys = AttentionKeys()
-    _keys_init(ctypes.byref(keys))
+    code = None
+    if dtype is None and type(q) is NDARRAY and type(k) is NDARRAY and type(v) is NDARRAY:
+        # Fast path: C-contiguous q, k, v of one element type and matching shapes.
+        dt = q.dtype
+        if dt is k.dtype and dt is v.dtype and q.ndim == 3 and k.ndim == 3:
+            qp, kp, vp = cptr(q), cptr(k), cptr(v)
+            n_q, hq, d = q.shape
+            ks = k.shape
+            n_k, hkv, dk = ks
+            if qp and kp and vp and dk == d and v.shape == ks:
+                code = ELEMENT_CODES.get(dt)
+                qts, qhs = hq * d, d
+                kts = vts = hkv * d
+                khs = vhs = d
+    if code is None:
+        q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
+        k, kcode, kp, n_k, hkv, dk, kts, khs = _tensor(k, fn, "k", dtype)
+        v, vcode, vp, n_v, hv, dv, vts, vhs = _tensor(v, fn, "v", dtype)
+        if not (code == kcode == vcode) or q.dtype != k.dtype or q.dtype != v.dtype:
+            raise invalid(fn, f"q, k and v must share an element type ({q.dtype}, {k.dtype}, {v.dtype})")
+        if n_v != n_k or hv != hkv or dv != dk:
+            raise invalid(fn, f"k {k.shape} and v {v.shape} must have the same shape")
+        if dk != d:
+            raise invalid(fn, f"q has head_dim {d} but k has {dk}")
+    alive = None
+    if indices is None and block_size is None and query_block_size is None and (
+        block_offsets is None and block_ids is None
+    ):
+        keys = None
+    else:
+        keys, alive = _keys(fn, indices, block_size, query_block_size, block_offsets, block_ids,
+                            block_lists, n_q, hq, hkv)
+    want_lse = return_lse or out_lse is not None
+    want_mass = return_mass or mass is not None
+    if (
+        causal or window or scale or bf16_dot or want_lse or want_mass or out_dtype is not None
+        or q_positions is not None or k_positions is not None
+    ):
+        opts = options(AttentionOptions)
+        positions = _attention_options(opts, fn, causal, window, scale, bf16_dot, q_positions,
+                                       k_positions, n_q, n_k)
+        if out_dtype is not None and out_dtype not in DTYPE_CODES:
+            raise invalid(fn, f"out_dtype must be one of {sorted(DTYPE_CODES)}, not {out_dtype!r}")
+        ocode = code if out_dtype is None else DTYPE_CODES[out_dtype]
+        odt = q.dtype if out_dtype is None else _np_dtype(ocode, q.dtype)
+        opts.out_dtype = ocode
+    else:
+        opts = positions = None
+        ocode, odt = code, q.dtype
+    if out is None:
+        out = np.empty((n_q, hq, d), dtype=odt)
+        op = addr(out)
+        ots, ohs = hq * d, d
+    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (n_q, hq, d) and (op := wptr(out)):
+        ots, ohs = hq * d, d
+    else:
+        op = addr(out) if isinstance(out, np.ndarray) else 0
+        if isinstance(out, np.ndarray) and out.dtype == np.uint16 and ocode != TKR_DTYPE_F32:
+            odt = out.dtype  # bit patterns of the 16-bit output type
+        ots, ohs = _out_tensor(out, fn, (n_q, hq, d), odt)
+    lse = None
+    if want_lse:
+        if out_lse is None:
+            lse = np.empty((n_q, hq), dtype=np.float32)
+        else:
+            lse = out_lse
+            _out_f32(lse, fn, "out_lse", (n_q, hq))
+        opts.lse = addr(lse)
+        opts.lse_token_stride = hq
+    if want_mass:
+        shape = (hkv, n_k) if mass_per_head else (n_k,)
+        if mass is None:
+            mass = np.zeros(shape, dtype=np.float32)
+        else:
+            _out_f32(mass, fn, "mass", shape)
+        if not (mass_per_head and n_k == 0):
+            opts.mass = addr(mass)
+            opts.mass_head_stride = n_k if mass_per_head else 0
+    st = _attention(code, qp, n_q, hq, d, qts, qhs, kp, vp, n_k, hkv, kts, khs, vts, vhs,
+                    keys, opts, op, ots, ohs)
+    del alive, positions
+    if st:
+        raise TokenrouteError(st, fn)
+    if want_lse or want_mass:
+        return _new_tuple(AttentionResult, (out, lse, mass if want_mass else None))
+    return out
+
+
+def _out_f32(a, fn, name, shape) -> None:
+    """Checks a caller's C-contiguous float32 output of exactly ``shape``."""
+    if type(a) is NDARRAY and a.dtype is F32 and a.shape == shape and wptr(a):
+        return
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.shape != shape:
+        raise invalid(fn, f"{name} must be a float32 array of shape {shape}")
+    if a.size and not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
+        raise TokenrouteError(TKR_STATUS_BAD_STRIDE, fn, f"{name} must be C-contiguous and writeable")
+
+
+def _keys(fn, indices, block_size, query_block_size, block_offsets, block_ids, block_lists,
+          n_q, hq, hkv):
+    """(AttentionKeys, arrays it points into) of the index or block form."""
+    keys = options(AttentionKeys)
     blocky = any(x is not None for x in (block_size, query_block_size, block_offsets, block_ids))
     if indices is not None and blocky:
         raise invalid(fn, "give either indices or the block form, not both")
     if indices is not None:
         ix = _u32(indices, fn, "indices")
-        alive.append(ix)
         keys.kind = TKR_KEYS_INDICES
-        keys.indices = _ptr(ix)
-        keys.n_indices = ix.size
-    elif blocky:
-        if any(x is None for x in (block_size, query_block_size, block_offsets, block_ids)):
-            raise invalid(fn, "the block form needs block_size, query_block_size, block_offsets and block_ids")
-        if block_lists not in BLOCK_LISTS:
-            raise invalid(fn, f"block_lists must be one of {sorted(BLOCK_LISTS)}, not {block_lists!r}")
-        if int(block_size) < 0 or int(query_block_size) < 0:
-            raise invalid(fn, "block sizes must be >= 0")
-        ids = _u32(block_ids, fn, "block_ids")
-        offs = np.asarray(block_offsets).reshape(-1)
+        keys.indices = addr(ix)
+        keys.n_indices = len(ix)
+        return keys, ix
+    if any(x is None for x in (block_size, query_block_size, block_offsets, block_ids)):
+        raise invalid(fn, "the block form needs block_size, query_block_size, block_offsets and block_ids")
+    if block_lists not in BLOCK_LISTS:
+        raise invalid(fn, f"block_lists must be one of {sorted(BLOCK_LISTS)}, not {block_lists!r}")
+    bs = index(block_size, fn, "block_size")
+    qbs = index(query_block_size, fn, "query_block_size")
+    ids = _u32(block_ids, fn, "block_ids")
+    offs = block_offsets
+    if not (type(offs) is NDARRAY and offs.dtype is UINTP and offs.ndim == 1 and cptr(offs)):
+        offs = np.asarray(offs).reshape(-1)
         if offs.size and (not np.issubdtype(offs.dtype, np.integer) or offs.min() < 0):
             raise invalid(fn, "block_offsets must be non-negative integers")
         offs = np.ascontiguousarray(offs, dtype=np.uintp)
-        qbs = max(int(query_block_size), 1)
-        n_lists = -(-n_q // qbs) * {"shared": 1, "per_kv_head": hkv, "per_q_head": hq}[block_lists]
-        if offs.size != n_lists + 1:
-            raise invalid(fn, f"block_offsets must have {n_lists + 1} entries, got {offs.size}")
-        alive += [ids, offs]
-        keys.kind = TKR_KEYS_BLOCKS
-        keys.block_lists = BLOCK_LISTS[block_lists]
-        keys.block_size = int(block_size)
-        keys.query_block_size = int(query_block_size)
-        keys.block_offsets = _ptr(offs)
-        keys.block_ids = _ptr(ids)
-        keys.n_block_ids = ids.size
-    opts = AttentionOptions()
-    _options_init(ctypes.byref(opts))
-    opts.scale = float(scale)
+    n_lists = -(-n_q // max(qbs, 1)) * {"shared": 1, "per_kv_head": hkv, "per_q_head": hq}[block_lists]
+    if len(offs) != n_lists + 1:
+        raise invalid(fn, f"block_offsets must have {n_lists + 1} entries, got {len(offs)}")
+    keys.kind = TKR_KEYS_BLOCKS
+    keys.block_lists = BLOCK_LISTS[block_lists]
+    keys.block_size = bs
+    keys.query_block_size = qbs
+    keys.block_offsets = addr(offs)
+    keys.block_ids = addr(ids)
+    keys.n_block_ids = len(ids)
+    return keys, (ids, offs)
+
+
+#: 0, 1, 2, ... as uint32 (read-only), grown on demand: the default positions.
+_IOTA = np.zeros(0, np.uint32)
+
+
+def _iota(n: int) -> np.ndarray:
+    """A read-only uint32 array of at least n entries 0, 1, 2, ..."""
+    global _IOTA
+    iota = _IOTA
+    if len(iota) < n:
+        iota = np.arange(max(n, 2 * len(iota)), dtype=np.uint32)
+        iota.flags.writeable = False
+        _IOTA = iota
+    return iota
+
+
+def _attention_options(opts, fn, causal, window, scale, bf16_dot, q_positions, k_positions,
+                       n_q, n_k):
+    """Sets scale, flags, window and positions; returns the arrays the positions point into."""
+    try:
+        opts.scale = scale
+    except TypeError:
+        raise invalid(fn, f"scale must be a number, got {scale!r}") from None
     if causal:
         opts.flags |= TKR_ATTENTION_CAUSAL
     if bf16_dot:
         opts.flags |= TKR_ATTENTION_BF16_DOT
-    if int(window) < 0 or int(window) > 0xFFFFFFFF:
+    w = index(window, fn, "window")
+    if w > 0xFFFFFFFF:
         raise invalid(fn, f"window must be in [0, 2^32), got {window}")
-    opts.window = int(window)
-    if causal or window or q_positions is not None or k_positions is not None:
-        qpos = (
-            _u32(q_positions, fn, "q_positions")
-            if q_positions is not None
-            else np.arange(max(n_k - n_q, 0), max(n_k - n_q, 0) + n_q, dtype=np.uint32)
-        )
-        kpos = _u32(k_positions, fn, "k_positions") if k_positions is not None else np.arange(n_k, dtype=np.uint32)
-        if qpos.size != n_q or kpos.size != n_k:
-            raise invalid(fn, f"q_positions needs {n_q} and k_positions {n_k} entries")
-        alive += [qpos, kpos]
-        opts.q_positions = _ptr(qpos)
-        opts.k_positions = _ptr(kpos)
-    if out_dtype is not None and out_dtype not in DTYPE_CODES:
-        raise invalid(fn, f"out_dtype must be one of {sorted(DTYPE_CODES)}, not {out_dtype!r}")
-    ocode = code if out_dtype is None else DTYPE_CODES[out_dtype]
-    odt = q.dtype if out_dtype is None else _np_dtype(ocode, q.dtype if ocode != TKR_DTYPE_F32 else np.float32)
-    opts.out_dtype = ocode
-    if out is None:
-        out = np.empty((n_q, hq, d), dtype=odt)
-        ots, ohs = _layout(out.shape, out.strides, out.itemsize)
+    opts.window = w
+    if not (causal or w or q_positions is not None or k_positions is not None):
+        return None
+    if q_positions is None or k_positions is None:
+        if max(n_k, n_q) > 0xFFFFFFFF:
+            raise invalid(fn, "positions are uint32: at most 2^32 - 1 keys and queries")
+        # Defaults: keys at 0..n_k-1, queries at the last n_q positions (as uint32; a
+        # count of 2^32 or more is refused by the library).
+        iota = _iota(max(n_k, n_q))
+    if q_positions is None:
+        qpos = iota[max(n_k - n_q, 0): max(n_k - n_q, 0) + n_q]
     else:
-        odt = out.dtype if out.dtype == np.uint16 and ocode != TKR_DTYPE_F32 else odt
-        ots, ohs = _out_tensor(out, fn, (n_q, hq, d), odt)
-    lse = None
-    if return_lse:
-        lse = np.empty((n_q, hq), dtype=np.float32)
-        opts.lse = _ptr(lse)
-        opts.lse_token_stride = hq
-    shape = (hkv, n_k) if mass_per_head else (n_k,)
-    if mass is not None:
-        if not isinstance(mass, np.ndarray) or mass.dtype != np.float32 or mass.shape != shape:
-            raise invalid(fn, f"mass must be a float32 array of shape {shape}")
-        if mass.size and not (mass.flags.c_contiguous and mass.flags.writeable and mass.flags.aligned):
-            raise TokenrouteError(TKR_STATUS_BAD_STRIDE, fn, "mass must be C-contiguous and writeable")
-        return_mass = True
-    elif return_mass:
-        mass = np.zeros(shape, dtype=np.float32)
-    if return_mass:
-        opts.mass = _ptr(mass)
-        opts.mass_head_stride = n_k if mass_per_head and n_k else 0
-        if mass_per_head and n_k == 0:
-            opts.mass = None
-    st = _attention(
-        code, qp, n_q, hq, d, qts, qhs, kp, vp, n_k, hkv, kts, khs, vts, vhs,
-        ctypes.byref(keys), ctypes.byref(opts), _ptr(out), ots, ohs,
-    )
-    check(st, fn)
-    if return_lse or return_mass:
-        return AttentionResult(out, lse, mass if return_mass else None)
-    return out
+        qpos = _u32(q_positions, fn, "q_positions")
+    kpos = iota[:n_k] if k_positions is None else _u32(k_positions, fn, "k_positions")
+    if len(qpos) != n_q or len(kpos) != n_k:
+        raise invalid(fn, f"q_positions needs {n_q} and k_positions {n_k} entries")
+    opts.q_positions = addr(qpos)
+    opts.k_positions = addr(kpos)
+    return qpos, kpos
 
 
 def attention_merge(
@@ -377,14 +475,63 @@ def attention_merge(
     out_dtype: str = "f32",
     out: Optional[np.ndarray] = None,
     return_lse: bool = False,
+    out_lse: Optional[np.ndarray] = None,
 ):
     """Merges partial attention results over disjoint key chunks by their log-sum-exp
     (flash-decoding): ``part_out`` float32 ``[n_parts, n_rows, head_dim]`` (rows of
     contiguous elements; a 4-D ``[n_parts, n_q, n_heads, head_dim]`` is taken as
-    ``n_q * n_heads`` rows when contiguous), ``part_lse`` float32 ``[n_parts, n_rows]``.
-    Returns ``out`` ``[n_rows, head_dim]`` of ``out_dtype`` (and ``out_lse``
-    ``[n_rows]`` with ``return_lse``)."""
+    ``n_q * n_heads`` rows when contiguous), ``part_lse`` float32 ``[n_parts, n_rows]``
+    (or ``[n_parts, n_q, n_heads]``). Returns ``out`` ``[n_rows, head_dim]`` of
+    ``out_dtype`` (and ``out_lse`` ``[n_rows]`` with ``return_lse``; a caller's
+    float32 ``out_lse`` implies it)."""
     fn = "tkr_attention_merge"
+    ocode = DTYPE_CODES.get(out_dtype) if type(out_dtype) is str else None
+    if ocode is None:
+        raise invalid(fn, f"out_dtype must be one of {sorted(DTYPE_CODES)}, not {out_dtype!r}")
+    nd = part_out.ndim if type(part_out) is NDARRAY else 0
+    op = 0
+    if (
+        (nd == 3 or nd == 4) and part_out.dtype is F32 and type(part_lse) is NDARRAY
+        and part_lse.dtype is F32 and part_lse.ndim == nd - 1
+    ):
+        if nd == 3:
+            p, r, d = part_out.shape
+        else:
+            p, nq, nh, d = part_out.shape
+            r = nq * nh
+        lp = cptr(part_lse)
+        if lp and part_lse.size == p * r and len(part_lse) == p:
+            op, ps, rs, ls = cptr(part_out), r * d, d, r
+    if not op:
+        part_out, op, p, r, d, ps, rs, part_lse, lp, ls = _merge_inputs(fn, part_out, part_lse)
+    odt = F32 if ocode == TKR_DTYPE_F32 else _np_dtype(ocode, F32)
+    if out is None:
+        out = np.empty((r, d), dtype=odt)
+        outp, ots = addr(out), d
+    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (r, d) and (outp := wptr(out)):
+        ots = d
+    else:
+        outp = addr(out) if isinstance(out, np.ndarray) else 0
+        if isinstance(out, np.ndarray) and out.dtype == np.uint16 and ocode != TKR_DTYPE_F32:
+            odt = out.dtype
+        o3 = out.reshape(r, 1, d) if isinstance(out, np.ndarray) and out.ndim == 2 else out
+        ots, _ = _out_tensor(o3, fn, (r, 1, d), odt)
+    if out_lse is not None:
+        _out_f32(out_lse, fn, "out_lse", (r,))
+        return_lse = True
+    elif return_lse:
+        out_lse = np.empty(r, dtype=np.float32)
+    st = _merge(p, r, d, op, ps, rs, lp, ls, ocode, outp, ots,
+                addr(out_lse) if return_lse else None)
+    if st:
+        raise TokenrouteError(st, fn)
+    return (out, out_lse) if return_lse else out
+
+
+def _merge_inputs(fn, part_out, part_lse):
+    """The general checks and copies of :func:`attention_merge`'s inputs: (part_out,
+    pointer, n_parts, n_rows, head_dim, part stride, row stride, part_lse, pointer, lse
+    part stride)."""
     if not isinstance(part_out, np.ndarray) or part_out.dtype != np.float32:
         raise invalid(fn, "part_out must be a float32 numpy array")
     if part_out.ndim == 4:
@@ -407,24 +554,11 @@ def attention_merge(
         part_lse = np.ascontiguousarray(part_lse).reshape(part_lse.shape[0], -1)
     if part_lse.shape != (p, r):
         raise invalid(fn, f"part_lse must have shape {(p, r)}, got {part_lse.shape}")
-    if r > 1 and part_lse.strides[1] != 4 or part_lse.strides[0] < 0 or part_lse.strides[0] % 4 or not part_lse.flags.aligned:
+    if (r > 1 and part_lse.strides[1] != 4 or part_lse.strides[0] < 0 or part_lse.strides[0] % 4
+            or not part_lse.flags.aligned):
         part_lse = np.ascontiguousarray(part_lse)
     ls = part_lse.strides[0] // 4 if p > 1 else r
-    if out_dtype not in DTYPE_CODES:
-        raise invalid(fn, f"out_dtype must be one of {sorted(DTYPE_CODES)}, not {out_dtype!r}")
-    ocode = DTYPE_CODES[out_dtype]
-    odt = _np_dtype(ocode, np.dtype(np.float32))
-    if out is None:
-        out = np.empty((r, d), dtype=odt)
-    else:
-        if out.dtype == np.uint16 and ocode != TKR_DTYPE_F32:
-            odt = out.dtype
-    o3 = out.reshape(r, 1, d) if isinstance(out, np.ndarray) and out.ndim == 2 else out
-    ots, _ = _out_tensor(o3, fn, (r, 1, d), odt)
-    olse = np.empty(r, dtype=np.float32) if return_lse else None
-    st = _merge(p, r, d, _ptr(part_out), ps, rs, _ptr(part_lse), ls, ocode, _ptr(out), ots, _ptr(olse))
-    check(st, fn)
-    return (out, olse) if return_lse else out
+    return part_out, ptr_or_null(part_out), p, r, d, ps, rs, part_lse, ptr_or_null(part_lse), ls
 
 
 def key_block_summary(
@@ -444,59 +578,83 @@ def key_block_summary(
     when not given; C-contiguous float32 of at least ``block_end`` blocks)."""
     fn = "tkr_key_block_summary"
     k, code, kp, n_k, g, d, kts, khs = _tensor(k, fn, "k", dtype)
-    bs = int(block_size)
-    if bs < 0 or int(block_begin) < 0:
-        raise invalid(fn, "block_size and block_begin must be >= 0")
-    n_blocks = -(-n_k // bs) if bs > 0 else 0
-    end = n_blocks if block_end is None else int(block_end)
-    if end < 0:
-        raise invalid(fn, "block_end must be >= 0")
-    res = []
-    for name, a in (("kmin", kmin), ("kmax", kmax)):
-        if a is None:
-            a = np.zeros((max(end, 0), g, d), dtype=np.float32)
-        elif not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous \
-                or not a.flags.writeable or a.size < end * g * d:
-            raise invalid(fn, f"{name} must be a writeable C-contiguous float32 array of at least {end * g * d} floats")
-        res.append(a)
-    st = _summary(code, kp, n_k, g, d, kts, khs, bs, int(block_begin), end, _ptr(res[0]), _ptr(res[1]))
-    check(st, fn)
-    return res[0], res[1]
+    bs = block_size if type(block_size) is int and block_size >= 0 else index(block_size, fn, "block_size")
+    begin = block_begin if type(block_begin) is int and block_begin >= 0 else index(
+        block_begin, fn, "block_begin")
+    end = (-(-n_k // bs) if bs > 0 else 0) if block_end is None else index(block_end, fn, "block_end")
+    need = end * g * d
+    if kmin is None:
+        kmin = np.zeros((end, g, d), dtype=np.float32)
+        lo = addr(kmin)
+    else:
+        lo = _summary_out(kmin, fn, "kmin", need)
+    if kmax is None:
+        kmax = np.zeros((end, g, d), dtype=np.float32)
+        hi = addr(kmax)
+    else:
+        hi = _summary_out(kmax, fn, "kmax", need)
+    st = _summary(code, kp, n_k, g, d, kts, khs, bs, begin, end, lo, hi)
+    if st:
+        raise TokenrouteError(st, fn)
+    return kmin, kmax
+
+
+def _summary_out(a, fn, name, need) -> int:
+    """Pointer of a caller's kmin / kmax: writeable C-contiguous float32, >= need floats."""
+    if type(a) is NDARRAY and a.dtype is F32 and a.size >= need:
+        p = wptr(a)
+        if p:
+            return p
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous \
+            or not a.flags.writeable or a.size < need or not a.flags.aligned:
+        raise invalid(fn, f"{name} must be a writeable C-contiguous float32 array of at least {need} floats")
+    return addr(a)
 
 
 def _summaries(kmin, kmax, fn):
+    """(kmin, kmax, their pointers, their shape) as C-contiguous float32
+    [n_blocks, n_heads_kv, head_dim] arrays (copied when they are not)."""
+    if type(kmin) is NDARRAY and type(kmax) is NDARRAY and kmin.dtype is F32 and kmax.dtype is F32:
+        lo, hi = cptr(kmin), cptr(kmax)
+        shape = kmin.shape
+        if lo and hi and len(shape) == 3 and shape == kmax.shape:
+            return kmin, kmax, lo, hi, shape
     for name, a in (("kmin", kmin), ("kmax", kmax)):
         if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 3:
             raise invalid(fn, f"{name} must be a float32 [n_blocks, n_heads_kv, head_dim] array")
     if kmin.shape != kmax.shape:
         raise invalid(fn, f"kmin {kmin.shape} and kmax {kmax.shape} differ")
-    return np.ascontiguousarray(kmin), np.ascontiguousarray(kmax)
+    kmin, kmax = np.ascontiguousarray(kmin), np.ascontiguousarray(kmax)
+    return kmin, kmax, addr(kmin), addr(kmax), kmin.shape
 
 
 def key_block_bound(q, kmin, kmax, *, out: Optional[np.ndarray] = None, dtype: Optional[str] = None):
     """Quest upper bounds of ``q . k`` per query row and key block: float32
-    ``[n_q, n_heads_q, n_blocks]`` (never below the exact block maximum)."""
+    ``[n_q, n_heads_q, n_blocks]`` (never below the exact block maximum). ``out``: a
+    caller's C-contiguous float32 array of that shape (returned)."""
     fn = "tkr_key_block_bound"
     q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
-    kmin, kmax = _summaries(kmin, kmax, fn)
-    nb, g, dk = kmin.shape
+    kmin, kmax, lo, hi, (nb, g, dk) = _summaries(kmin, kmax, fn)
     if dk != d:
         raise invalid(fn, f"summaries have head_dim {dk}, q has {d}")
     if out is None:
         out = np.empty((n_q, hq, nb), dtype=np.float32)
-    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_q, hq, nb) \
-            or not out.flags.c_contiguous or not out.flags.writeable:
-        raise invalid(fn, f"out must be a writeable C-contiguous float32 array of shape {(n_q, hq, nb)}")
-    st = _bound(code, qp, n_q, hq, d, qts, qhs, _ptr(kmin), _ptr(kmax), nb, g, _ptr(out), nb)
-    check(st, fn)
+        bp = addr(out)
+    elif not (type(out) is NDARRAY and out.dtype is F32 and out.shape == (n_q, hq, nb) and (bp := wptr(out))):
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_q, hq, nb) \
+                or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
+            raise invalid(fn, f"out must be a writeable C-contiguous float32 array of shape {(n_q, hq, nb)}")
+    st = _bound(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, bp, nb)
+    if st:
+        raise TokenrouteError(st, fn)
     return out
 
 
 class QuestBlocks(NamedTuple):
     """:func:`quest_select_blocks`: ``block_ids`` (uint32, ``n_q * n_heads_q * k``),
-    ``block_offsets`` (``n_q * n_heads_q + 1``; list ``h * n_q + i``) and ``k``
-    (``min(k, n_blocks)``). Pass them to :func:`attention` with
-    ``block_lists="per_q_head"``, ``query_block_size=1``."""
+    ``block_offsets`` (size_t, i.e. ``np.uintp``, ``n_q * n_heads_q + 1``; list
+    ``h * n_q + i``) and ``k`` (``min(k, n_blocks)``). Pass them to :func:`attention`
+    with ``block_lists="per_q_head"``, ``query_block_size=1``."""
 
     block_ids: np.ndarray
     block_offsets: np.ndarray
@@ -504,25 +662,53 @@ class QuestBlocks(NamedTuple):
 
 
 def quest_select_blocks(
-    q, kmin, kmax, k: int, *, keep_first: int = 0, keep_last: int = 0, dtype: Optional[str] = None
+    q, kmin, kmax, k: int, *, keep_first: int = 0, keep_last: int = 0, dtype: Optional[str] = None,
+    out: Optional[Tuple[np.ndarray, np.ndarray]] = None,
 ) -> QuestBlocks:
     """Quest block selection: the top-``k`` key blocks by bound for every query row,
-    plus the first ``keep_first`` and last ``keep_last`` blocks, ids ascending."""
+    plus the first ``keep_first`` and last ``keep_last`` blocks, ids ascending.
+    ``out``: caller arrays ``(block_ids, block_offsets)``, uint32 of at least
+    ``n_q * n_heads_q * min(k, n_blocks)`` entries and ``np.uintp`` of
+    ``n_q * n_heads_q + 1`` (the result holds views of them)."""
     fn = "tkr_quest_select_blocks"
     q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
-    kmin, kmax = _summaries(kmin, kmax, fn)
-    nb, g, dk = kmin.shape
+    kmin, kmax, lo, hi, (nb, g, dk) = _summaries(kmin, kmax, fn)
     if dk != d:
         raise invalid(fn, f"summaries have head_dim {dk}, q has {d}")
-    if int(k) < 0 or int(keep_first) < 0 or int(keep_last) < 0:
-        raise invalid(fn, "k, keep_first and keep_last must be >= 0")
-    k_eff = min(int(k), nb)
-    ids = np.empty(n_q * hq * k_eff, dtype=np.uint32)
-    offs = np.empty(n_q * hq + 1, dtype=np.uintp)
-    out_k = c_size_t()
-    st = _quest(
-        code, qp, n_q, hq, d, qts, qhs, _ptr(kmin), _ptr(kmax), nb, g, int(k), int(keep_first),
-        int(keep_last), _ptr(ids), _ptr(offs), ctypes.byref(out_k),
-    )
-    check(st, fn)
-    return QuestBlocks(ids, offs.astype(np.uint64), int(out_k.value))
+    k = k if type(k) is int and k >= 0 else index(k, fn, "k")
+    kf = keep_first if type(keep_first) is int and keep_first >= 0 else index(keep_first, fn, "keep_first")
+    kl = keep_last if type(keep_last) is int and keep_last >= 0 else index(keep_last, fn, "keep_last")
+    n_ids, n_lists = n_q * hq * min(k, nb), n_q * hq + 1
+    if out is None:
+        ids = np.empty(n_ids, dtype=np.uint32)
+        offs = np.empty(n_lists, dtype=np.uintp)
+        ip, op = addr(ids), addr(offs)
+    else:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise invalid(fn, "out must be a tuple (block_ids, block_offsets)")
+        ids, offs = out
+        ip = _out_1d(ids, fn, "out block_ids", n_ids, U32)
+        op = _out_1d(offs, fn, "out block_offsets", n_lists, UINTP)
+        if len(ids) != n_ids:
+            ids = ids[:n_ids]
+        if len(offs) != n_lists:
+            offs = offs[:n_lists]
+    count, cp, _, _ = slots()
+    st = _quest(code, qp, n_q, hq, d, qts, qhs, lo, hi, nb, g, k, kf, kl, ip, op, count)
+    if st:
+        raise TokenrouteError(st, fn)
+    return _new_tuple(QuestBlocks, (ids, offs, count.value))
+
+
+def _out_1d(a, fn, name, at_least, dtype) -> int:
+    """Pointer of a caller's C-contiguous 1-D output of ``dtype`` with at least
+    ``at_least`` entries."""
+    if type(a) is NDARRAY and a.dtype is dtype and a.ndim == 1 and len(a) >= at_least:
+        p = wptr(a)
+        if p:
+            return p
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 1 or len(a) < at_least:
+        raise invalid(fn, f"{name} must be a 1-D {np.dtype(dtype)} array of at least {at_least} entries")
+    if not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
+        raise TokenrouteError(TKR_STATUS_BAD_STRIDE, fn, f"{name} must be C-contiguous and writeable")
+    return addr(a)

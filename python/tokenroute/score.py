@@ -7,6 +7,11 @@ from typing import Optional
 import numpy as np
 
 from ._arrays import (
+    ELEMENT_CODES,
+    F32,
+    NDARRAY,
+    addr,
+    cptr,
     element_code,
     input_matrix,
     input_vector,
@@ -14,8 +19,10 @@ from ._arrays import (
     output_column,
     output_matrix,
     output_vector,
+    slots,
+    wptr,
 )
-from ._ffi import c_size_t, c_uint32, c_void_p, check, constant, declare
+from ._ffi import TokenrouteError, c_size_t, c_uint32, c_void_p, check, constant, declare
 
 TKR_ACT_NONE = constant("TKR_ACT_NONE", 0)
 TKR_ACT_SIGMOID = constant("TKR_ACT_SIGMOID", 1)
@@ -52,6 +59,24 @@ def sigmoid(x, out: Optional[np.ndarray] = None) -> np.ndarray:
     ``out``: a C-contiguous float32 array of ``x``'s shape, or ``x`` itself (in place);
     allocated when not given. Returns ``out``.
     """
+    if type(x) is NDARRAY and x.dtype is F32:
+        xp = cptr(x)
+        if xp:
+            if out is None:
+                out = np.empty(x.shape, F32)
+                op = addr(out)
+            else:
+                op = wptr(out) if type(out) is NDARRAY and out.dtype is F32 and out.shape == x.shape else 0
+            if op:
+                st = _sigmoid_f32(xp, op, x.size)
+                if st:
+                    raise TokenrouteError(st, "tkr_sigmoid_f32")
+                return out
+    return _sigmoid(x, out)
+
+
+def _sigmoid(x, out):
+    """:func:`sigmoid` for every input the fast path does not take."""
     fn = "tkr_sigmoid_f32"
     if not isinstance(x, np.ndarray):
         x = np.asarray(x, dtype=np.float32)
@@ -87,6 +112,40 @@ def score(
     ``[n, E]`` (``[n]`` for a 1-D ``w``) with rows of contiguous elements, allocated
     when not given. Scores are bit-identical on every ISA level. Returns ``out``.
     """
+    if dtype is None and type(h) is NDARRAY and type(w) is NDARRAY and h.dtype is w.dtype and h.ndim == 2:
+        code = ELEMENT_CODES.get(h.dtype)
+        act = ACTIVATIONS.get(activation)
+        hp, wp = cptr(h), cptr(w)
+        n, d = h.shape
+        one = w.ndim == 1
+        e, dw = (1, len(w)) if one else w.shape if w.ndim == 2 else (0, -1)
+        bp = -1  # stays -1 when the bias is not one the fast path takes
+        if bias is None:
+            bp = None
+        elif type(bias) is NDARRAY:
+            if bias.dtype is F32 and bias.ndim == 1 and len(bias) == e:
+                bp = cptr(bias) or -1
+        elif one and type(bias) in (float, int):
+            _, _, slot, bp = slots()
+            slot.value = bias
+        if code and act is not None and hp and wp and dw == d and bp != -1:
+            if out is None:
+                out = np.empty(n if one else (n, e), F32)
+                op = addr(out)
+            elif type(out) is NDARRAY and out.dtype is F32 and out.shape == ((n,) if one else (n, e)):
+                op = wptr(out)
+            else:
+                op = 0
+            if op:
+                st = _score(code, hp, n, d, d, wp, e, d, bp, act, op, e)
+                if st:
+                    raise TokenrouteError(st, "tkr_score")
+                return out
+    return _score_general(h, w, bias, activation, out, dtype)
+
+
+def _score_general(h, w, bias, activation, out, dtype) -> np.ndarray:
+    """:func:`score` for every input the fast path does not take."""
     fn = "tkr_score"
     if activation not in ACTIVATIONS:
         raise invalid(fn, f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")

@@ -246,6 +246,19 @@ def _arange(n: int) -> np.ndarray:
     return a
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch_u32(n: int) -> Tuple[np.ndarray, Optional[int]]:
+    """This thread's uint32 scratch buffer of at least ``n`` entries, and its address
+    (the C calls write indices there; callers copy them out before returning)."""
+    a = getattr(_SCRATCH, "u32", None)
+    if a is None or a[0].size < n:
+        buf = np.empty(max(n, 1024), dtype=np.uint32)
+        a = _SCRATCH.u32 = (buf, buf.ctypes.data)
+    return a[0], (a[1] if n else None)
+
+
 def _u32(t, op: str, name: str, limit: Optional[int] = None) -> Tuple[object, Optional[int], int]:
     """(object to keep alive, pointer, count) of an index tensor as contiguous uint32.
     int32/uint32 contiguous tensors are passed in place; int64 ones are converted after
@@ -391,21 +404,16 @@ def _topk_op(
     if valid_lens is not None:
         lens, o.valid_lens = _sizes(valid_lens, op, "valid_lens", batch)
         alive.append(lens)
-    # numpy buffers: cheaper to allocate than torch.empty, shared with the results.
-    values = np.empty((batch, k), dtype=np.float32)
-    idx = np.empty((batch, k), dtype=np.uint32)
-    o.out_scores = values.ctypes.data if values.size else None
+    shape = (batch, k) if scores.dim() == 2 else (k,)
+    values = torch.empty(shape, dtype=torch.float32)
+    idx, ip = _scratch_u32(batch * k)
+    o.out_scores = values.data_ptr() if batch * k else None
     o.out_scores_row_stride = k
-    st = _topk(_ptr(s2), batch, n, ss, k, ctypes.byref(o), idx.ctypes.data if idx.size else None, k,
-               None, None, 0)
+    st = _topk(_ptr(s2), batch, n, ss, k, ctypes.byref(o), ip, k, None, None, 0)
     _check(st, op, "tkr_topk_f32")
-    vt = torch.from_numpy(values)
     if scores.dtype != torch.float32:
-        vt = vt.to(scores.dtype)
-    it = torch.from_numpy(idx.astype(np.int64))
-    if scores.dim() == 1:
-        return vt[0], it[0]
-    return vt, it
+        values = values.to(scores.dtype)
+    return values, torch.from_numpy(idx[: batch * k].astype(np.int64).reshape(shape))
 
 
 @_topk_op.register_fake

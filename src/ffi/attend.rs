@@ -643,7 +643,7 @@ impl RawMerge {
 /// over each block's keys (block b: K rows b * block_size .. min((b + 1) * block_size,
 /// n_k)), per KV head, written as f32 to kmin[(b * n_heads_kv + g) * head_dim + e] and
 /// kmax[...] (layout [n_blocks, n_heads_kv, head_dim], like K; exact). A NaN element
-/// makes both NaN. As keys are appended, recompute only the last block.
+/// makes both the canonical quiet NaN 0x7fc00000. As keys are appended, recompute only the last block.
 ///
 /// - `dtype`: TKR_DTYPE_F32/F16/BF16. `kmin`, `kmax`: at least
 ///   block_end * n_heads_kv * head_dim floats each; only the described blocks are written.
@@ -773,7 +773,8 @@ impl RawSummary {
 /// (with the block's summaries from tkr_key_block_summary) plus a margin covering every
 /// rounding error, so that it is never below the exact maximum of q . k over the
 /// block's keys. Rank blocks by it (top-k) to choose the key blocks of a
-/// TKR_KEYS_BLOCKS attention call.
+/// TKR_KEYS_BLOCKS attention call. A NaN in q or the summaries gives a NaN bound, the
+/// canonical quiet NaN 0x7fc00000; results are bit-identical on every ISA level.
 ///
 /// - `dtype`: of q. `kmin`, `kmax`: n_blocks * n_heads_kv * head_dim floats each.
 /// - `bound`: n_q * n_heads_q rows of n_blocks floats, bound_row_stride apart.

@@ -24,8 +24,8 @@ pub const TKR_ACT_SIGMOID: u32 = 1;
 /// Accuracy: at most 2 ulp from the correctly rounded result for every finite input
 /// (within 2.41 ulp of the exact value; 97% of results correctly rounded; checked over
 /// all 2^32 inputs), subnormal results rounded (not flushed); sigmoid(+inf) = 1,
-/// sigmoid(-inf) = 0, a NaN input gives a quiet NaN. Results are bit-identical on
-/// every ISA level.
+/// sigmoid(-inf) = 0; a NaN input of any sign or payload gives the canonical quiet NaN
+/// 0x7fc00000. Results, NaN included, are bit-identical on every ISA level.
 ///
 /// - `x`, `y`: `n` floats each; (NULL, 0) is valid. `y == x` (in place) is allowed;
 ///   any other overlap returns TKR_STATUS_OVERLAP.
@@ -67,7 +67,7 @@ pub unsafe extern "C" fn tkr_sigmoid_f32(x: *const f32, y: *mut f32, n: usize) -
 /// - `scores`: `n_tokens` rows of `n_routers` floats, `scores_row_stride` apart; only
 ///   those floats are written. It must not overlap `h`, `w` or `bias`.
 /// - Accuracy: the logit is within (ceil(d/16) + 5) * 2^-24 * (sum_j |h_j w_j| + |b|) of
-///   the exact value; the sigmoid adds at most 2 ulp. A NaN score is the quiet NaN
+///   the exact value; the sigmoid adds at most 2 ulp. A NaN score (with either activation) is the quiet NaN
 ///   0x7fc00000.
 /// - (NULL, 0) is a valid empty buffer. Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER,
 ///   TKR_STATUS_INVALID_ARGUMENT (unknown dtype or activation, n_routers = 0 with

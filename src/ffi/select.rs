@@ -52,7 +52,8 @@ pub struct tkr_topk_options {
     /// without the flag.
     pub capacity: f64,
     /// NULL, or batch rows of floats, out_scores_row_stride apart: out_scores[r][j] gets
-    /// the score of out_idx[r][j] (j < k_row).
+    /// the score of out_idx[r][j] (j < k_row), copied bit for bit (a NaN keeps its
+    /// sign and payload).
     pub out_scores: *mut f32,
     /// Row stride of out_scores in floats; 0 means out_row_stride.
     pub out_scores_row_stride: usize,

@@ -1442,7 +1442,8 @@ pub type SummaryFn<T> = unsafe fn(args: &SummaryArgs<T>);
 /// a : b`), summed in 16 lanes (lane `e % 16`, in order, from +0) and by the fixed tree,
 /// giving `s`; likewise `a` from `|t_e|`; the bound is `s + cm * a` (product, then sum,
 /// each rounded) with `cm = (ceil(d / 16) + 6) * 2^-23`, which covers every rounding
-/// error: the bound is never below the exact maximum of `q . k` over the block.
+/// error: the bound is never below the exact maximum of `q . k` over the block. A NaN
+/// bound is the canonical quiet NaN.
 #[derive(Clone, Copy, Debug)]
 pub struct BoundArgs<T> {
     pub q: *const T,
@@ -1531,6 +1532,7 @@ pub(crate) unsafe fn bound<T: Elem, B: QuestBackend<T>>(a: &BoundArgs<T>) {
                 for e in 0..d16 {
                     *a.workspace.add(e) = if e < a.d { (*src.add(e)).to_f32() } else { 0.0 };
                 }
+                let out = a.out.add((i * a.h_q + h) * a.out_stride);
                 B::bound_row(
                     a.workspace,
                     a.d,
@@ -1538,8 +1540,12 @@ pub(crate) unsafe fn bound<T: Elem, B: QuestBackend<T>>(a: &BoundArgs<T>) {
                     a.kmax.add(g * a.d),
                     a.h_kv * a.d,
                     a.n_blocks,
-                    a.out.add((i * a.h_q + h) * a.out_stride),
+                    out,
                 );
+                // A NaN bound would carry an operand's payload: canonical.
+                for b in 0..a.n_blocks {
+                    *out.add(b) = canon_nan(*out.add(b));
+                }
             }
         }
     }

@@ -139,7 +139,7 @@ pub unsafe fn logit(dot: f32, bias: *const f32, e: usize) -> f32 {
 }
 
 /// The activation pass over the written logits, with the tier's elementwise sigmoid
-/// (bit-identical on every tier); NaN stays the canonical quiet NaN.
+/// (bit-identical on every tier, and a NaN gives the canonical quiet NaN).
 ///
 /// # Safety
 /// `a.out` holds `a.n` rows of `a.e` written logits, `a.out_stride` apart; `sigmoid`
@@ -156,14 +156,6 @@ pub(crate) unsafe fn activate<T>(a: &ScoreArgs<T>, sigmoid: crate::sigmoid::Sigm
         for i in 0..a.n {
             let row = unsafe { a.out.add(i * a.out_stride) };
             unsafe { sigmoid(row, row, a.e) };
-        }
-    }
-    for i in 0..a.n {
-        for e in 0..a.e {
-            let v = unsafe { &mut *a.out.add(i * a.out_stride + e) };
-            if v.is_nan() {
-                *v = f32::NAN;
-            }
         }
     }
 }

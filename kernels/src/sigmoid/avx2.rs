@@ -48,7 +48,14 @@ pub(crate) fn sigmoid_ps(x: __m256) -> __m256 {
     let q = _mm256_div_ps(_mm256_blendv_ps(one, ep, x), d);
     let s2 = pow2_neg(_mm256_sub_epi32(m, m1));
     let qn = _mm256_mul_ps(_mm256_mul_ps(q, s1), s2);
-    _mm256_blendv_ps(q, qn, x)
+    let y = _mm256_blendv_ps(q, qn, x);
+    // A NaN lane carries a payload that depends on the operations above: canonical.
+    let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
+    _mm256_blendv_ps(
+        y,
+        _mm256_castsi256_ps(_mm256_set1_epi32(CANONICAL_NAN as i32)),
+        nan,
+    )
 }
 
 /// Lane mask with the first `k` of 8 lanes set (k <= 8), for maskload/maskstore.

@@ -33,7 +33,14 @@ pub(crate) fn sigmoid_ps(x: __m512) -> __m512 {
     let d = _mm512_add_ps(one, _mm512_scalef_ps(ep, neg_m));
     let neg = _mm512_movepi32_mask(_mm512_castps_si512(x));
     let q = _mm512_div_ps(_mm512_mask_blend_ps(neg, one, ep), d);
-    _mm512_mask_scalef_ps(q, neg, q, neg_m)
+    let y = _mm512_mask_scalef_ps(q, neg, q, neg_m);
+    // A NaN lane carries a payload that depends on the operations above: canonical.
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    _mm512_mask_mov_ps(
+        y,
+        nan,
+        _mm512_castsi512_ps(_mm512_set1_epi32(CANONICAL_NAN as i32)),
+    )
 }
 
 /// Elementwise sigmoid, 64 lanes per step, then 16, then a masked tail.

@@ -22,7 +22,10 @@
 //! input, hence **at most 2 ulp from the correctly rounded result** (checked over all
 //! 2^32 inputs by `tests/sigmoid_exhaustive.rs`, which also reports the maximum and
 //! how many results are correctly rounded). `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`,
-//! `sigmoid(±0) = 0.5`; a NaN input gives a quiet NaN (its payload is not specified).
+//! `sigmoid(±0) = 0.5`; a NaN input of any sign and payload gives the canonical quiet
+//! NaN [`CANONICAL_NAN`] (0x7fc00000) on every tier (`tests/nan_canonical.rs` checks all
+//! of them): the recipe's operations would carry a payload that differs between
+//! instruction sets.
 //! Results assume the default floating-point environment (no flush-to-zero).
 
 pub mod scalar;
@@ -50,6 +53,8 @@ pub static SIGMOID_F32: &[KernelInfo<SigmoidF32>] = &[
     crate::kernel!(sigmoid::neon::f32_rr2_lut8_p4_div_u8),
 ];
 
+/// The bit pattern of the quiet NaN every tier returns for a NaN input.
+pub const CANONICAL_NAN: u32 = 0x7fc0_0000;
 /// `z` is clamped to this before the reduction: `sigmoid(-104)` already rounds to 0.
 pub(crate) const Z_MAX: f32 = 104.0;
 /// `8 / ln 2`, rounded to f32.

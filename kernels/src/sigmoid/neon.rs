@@ -58,7 +58,14 @@ pub(crate) fn sigmoid_ps(x: float32x4_t) -> float32x4_t {
     let q = vdivq_f32(vbslq_f32(neg, ep, one), d);
     let s2 = pow2_neg(vsubq_u32(m, m1));
     let qn = vmulq_f32(vmulq_f32(q, s1), s2);
-    vbslq_f32(neg, qn, q)
+    let y = vbslq_f32(neg, qn, q);
+    // A NaN lane carries a payload that depends on the operations above: canonical.
+    let ordered = vceqq_f32(x, x);
+    vbslq_f32(
+        ordered,
+        y,
+        vreinterpretq_f32_u32(vdupq_n_u32(CANONICAL_NAN)),
+    )
 }
 
 /// Elementwise sigmoid, 8 lanes per step, then 4, then a scalar tail.

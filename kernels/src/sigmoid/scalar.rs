@@ -20,6 +20,9 @@ fn scale(q: f32, m: i32) -> f32 {
 /// Sigmoid of one f32, by the module's recipe.
 #[inline]
 pub fn sigmoid_f32(x: f32) -> f32 {
+    if x.is_nan() {
+        return f32::from_bits(CANONICAL_NAN);
+    }
     let a = f32::from_bits(x.to_bits() & 0x7fff_ffff);
     // min(104, a) with NaN propagating, as `minps(104, a)` does.
     let z = if Z_MAX < a { Z_MAX } else { a };
