@@ -226,10 +226,12 @@ def make(model, spec, context):
     return E.make_method(model, spec[0], spec[1], context, block=spec[2], dense_layers=spec[3])
 
 
-def run_single(model, args, cache, probe, context, texts):
-    """One sequence at a time, every method in lockstep; cached per (context, text, method)."""
+def run_single(model, args, cache, probe, context, texts, results=None, done=None):
+    """One sequence at a time, every method in lockstep; cached per (context, text,
+    method). Fills ``results`` (``{label: [record per text]}``); ``done()`` is called
+    after each text."""
     specs = specs_for(context, args)
-    results = {}
+    results = {} if results is None else results
     for ti, text in enumerate(texts):
         paths = {}
         missing = []
@@ -265,6 +267,8 @@ def run_single(model, args, cache, probe, context, texts):
             paths[lab].write_text(json.dumps(rec))
             results.setdefault(lab, []).append(rec)
         seqs = meths = None
+        if done is not None:
+            done()
     return results
 
 
@@ -725,7 +729,8 @@ def main(argv=None):
         write_results(args, model, windows, single, batch, passk, llama, environment(), over)
 
     for c in sorted(args.contexts, reverse=True):
-        single[c] = run_single(model, args, cache, probe, c, texts_by_ctx[c])
+        single[c] = {}
+        run_single(model, args, cache, probe, c, texts_by_ctx[c], single[c], write)
         write()
         if not args.no_batch:
             batch[c] = run_batch(model, args, cache, c, windows[c][: args.batch])
