@@ -7,9 +7,13 @@
  * - Sizes and counts are size_t, strides are in elements, token indices uint32_t.
  * - (NULL, 0) is a valid empty buffer; any other NULL is TKR_STATUS_NULL_POINTER.
  * - f16 and bf16 data are passed as uint16_t bit patterns; arithmetic is f32.
- * - Kernels are single-threaded, reentrant and thread-safe, and never allocate on the
- *   hot path. The ISA level is chosen once (TOKENROUTE_ISA, TOKENROUTE_ISA_MAX) and can
- *   be switched with tkr_set_isa().
+ * - Calls are reentrant and thread-safe, and never allocate on the hot path. The ISA
+ *   level is chosen once (TOKENROUTE_ISA, TOKENROUTE_ISA_MAX) and can be switched with
+ *   tkr_set_isa().
+ * - Threads: every call splits its work into units fixed by its shape alone and runs
+ *   them on the engine's parallel-for (tkr_set_parallel_for) or the built-in pool
+ *   (tkr_set_num_threads; default 1 thread: none is started unless asked for), with
+ *   bit-identical results for every thread count (README.md, "Threads").
  */
 
 #ifndef TOKENROUTE_H
@@ -21,12 +25,9 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-// Top-k is given at most this many tokens per row (indices are `u32`).
-#define MAX_ROW (size_t)UINT32_MAX
-
 // The ABI version: bumped only on a breaking change of this header's ABI. Compare it
 // with tkr_abi_version() at load time (dynamic loaders such as Python ctypes).
-#define TKR_ABI_VERSION 1
+#define TKR_ABI_VERSION 2
 
 // Activation code: the raw logit `w . h + b`.
 #define TKR_ACT_NONE 0
@@ -96,6 +97,10 @@
 
 // KV-cache layout code: `[n_tokens, n_heads, head_dim]` (token-major).
 #define TKR_KV_TOKEN_MAJOR 1
+
+// The longest row the selection calls take, in tokens (token indices are uint32_t):
+// a larger n is TKR_STATUS_INVALID_ARGUMENT.
+#define TKR_MAX_ROW (size_t)UINT32_MAX
 
 // tkr_route select mode: threshold selection, every token with score > tau.
 #define TKR_ROUTE_THRESHOLD 2
@@ -180,6 +185,11 @@ typedef struct tkr_attention_options {
   size_t lse_token_stride;
   // NULL, or per-key attention mass (sum over queries and heads of the softmax
   // probability), ADDED to mass[g * mass_head_stride + k] for K row k and KV head g.
+  // Summation order (fixed by the shape, never by the threads): the rows adding into
+  // one array (one KV head's, or all rows when mass_head_stride = 0) are, up to 1024
+  // of them, added in row order onto the array; more are cut into units of 1024 rows
+  // in row order, each summed from +0 in row order, the units' sums added in unit
+  // order and the total added to the array.
   float *mass;
   // 0: every head adds into the same n_k floats; else floats between KV heads' arrays
   // (>= n_k).
@@ -212,6 +222,27 @@ typedef struct tkr_route_options {
   // With TKR_TOPK_CAPACITY: a ratio in [0, 1]. Must be 0 without the flag.
   double capacity;
 } tkr_route_options;
+
+// A task of a parallel-for: `task(task_ctx, i)` runs task `i`. Never unwinds; returns
+// when the task has finished.
+typedef void (*tkr_task_fn)(void *task_ctx,
+                            size_t task_index);
+
+// An engine's parallel-for: it must call `task(task_ctx, i)` exactly once for every
+// `i < n_tasks`, in any order, on any of its threads (the calling one included), and
+// return 0 once every task has finished; non-zero when it could not run them all. It
+// must not call `task` after returning, and must be callable from several threads at
+// once (concurrent library calls each call it). `ctx` is the pointer given with it.
+// Tasks never block on one another, so running them one after the other on one thread
+// is always correct.
+//
+// Wrapping a pool takes a few lines, e.g. with OpenMP:
+// `#pragma omp parallel for` over `i < n_tasks` calling `task(task_ctx, i)`, then
+// `return 0;`.
+typedef int32_t (*tkr_parallel_for_fn)(void *ctx,
+                                       size_t n_tasks,
+                                       tkr_task_fn task,
+                                       void *task_ctx);
 
 // Options of tkr_threshold_f32. A NULL options pointer means all defaults; so does an
 // all-zero struct with struct_size set (tkr_threshold_options_init fills exactly
@@ -322,6 +353,14 @@ typedef struct tkr_topk_options {
 // The library caught a panic (a bug: please report it). Nothing was written.
 #define TKR_STATUS_PANIC 7
 
+// The engine's parallel-for callback (tkr_set_parallel_for,
+// tkr_set_thread_parallel_for) returned non-zero, skipped a task, ran one twice or
+// passed an index >= n_tasks. The library then ran every task that had not run on the
+// calling thread: **the outputs are complete and identical to a successful call's**
+// (the one status after which outputs have been written). Also returned by
+// tkr_set_num_threads when the system refused to start a thread.
+#define TKR_STATUS_PARALLEL_FAILED 13
+
 // A size computation (rows * stride, bytes) overflowed.
 #define TKR_STATUS_SIZE_OVERFLOW 8
 
@@ -363,8 +402,15 @@ uint32_t tkr_abi_version(void);
 // log-sum-exp of -inf, never NaN; a masked key contributes nothing even if its K or V
 // holds inf or NaN; a NaN logit makes its row NaN (every NaN output, lse included, is
 // the canonical quiet NaN: f32 0x7fc00000, f16 0x7e00, bf16 0x7fc0). Results are
-// bit-identical on every ISA level and do not depend on n_q, on the row's position in the call or on n_k
-// beyond the row's keys (except with TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16).
+// bit-identical on every ISA level and for every thread count (except with
+// TKR_ATTENTION_BF16_DOT on a CPU with AVX512-BF16), and a row's result depends only on
+// its own query, its keys and, for split-K, the call's shape: a call without a mass
+// output, over every key or an index list of at least 1024 keys, with at most 64 rows
+// per KV head (n_q * n_heads_q / n_heads_kv <= 64: decoding) cuts the key sequence into
+// fixed chunks of 512 keys, one unit per (KV head, chunk), merged in chunk order by
+// tkr_attention_merge's canonical merge (split-K: one query uses every core); its rows
+// differ from an unsplit computation within the bound below. Other calls split into
+// units of 64 rows (per KV head, or per query head for per-query-head block lists).
 // Against an exact evaluation the error is at most
 // 2^-17 (1 + A + n/64) vmax + u_out |exact| (A: the largest scale * sum_e |q_e k_e| over
 // the row's visible keys, n their number, vmax the largest |v| among them, u_out: 2^-24
@@ -409,9 +455,10 @@ tkr_status tkr_attention(uint32_t dtype,
                          size_t out_token_stride,
                          size_t out_head_stride);
 
-// Fills `*keys` with the defaults (dense; all zero, struct_size set). NULL is ignored.
+// Fills *keys with the defaults (dense): every field 0, struct_size =
+// sizeof(tkr_attention_keys). Returns TKR_STATUS_NULL_POINTER for a NULL keys.
 // Thread-safe.
-void tkr_attention_keys_init(struct tkr_attention_keys *keys);
+tkr_status tkr_attention_keys_init(struct tkr_attention_keys *keys);
 
 // Merges partial attention results computed over disjoint key chunks (flash-decoding):
 // for every row r < n_rows, out[r] = sum_i w_i part_out[i][r] with
@@ -437,22 +484,23 @@ void tkr_attention_keys_init(struct tkr_attention_keys *keys);
 //   TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error
 //   nothing is written.
 // - Thread-safe; uses the per-thread scratch buffer (head_dim floats).
-tkr_status tkr_attention_merge(size_t n_parts,
+tkr_status tkr_attention_merge(uint32_t out_dtype,
+                               const float *part_out,
+                               size_t n_parts,
                                size_t n_rows,
                                size_t head_dim,
-                               const float *part_out,
                                size_t part_stride,
                                size_t row_stride,
                                const float *part_lse,
                                size_t lse_part_stride,
-                               uint32_t out_dtype,
                                void *out,
                                size_t out_row_stride,
                                float *out_lse);
 
-// Fills `*options` with the defaults (all zero, struct_size set). NULL is ignored.
+// Fills *options with the defaults: every field 0, struct_size =
+// sizeof(tkr_attention_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
 // Thread-safe.
-void tkr_attention_options_init(struct tkr_attention_options *options);
+tkr_status tkr_attention_options_init(struct tkr_attention_options *options);
 
 // In-place stable compaction (token pruning): moves rows `keep[0], keep[1], ...` of
 // `data` to rows `0, 1, ...`, in order, and reports the new row count (`n_keep`).
@@ -521,6 +569,9 @@ tkr_status tkr_gather_rows(size_t elem_size,
 // TKR_STATUS_ISA_UNAVAILABLE). The first call reads TOKENROUTE_ISA and
 // TOKENROUTE_ISA_MAX. Thread-safe.
 uint32_t tkr_get_isa(void);
+
+// The built-in pool's thread count (the calling thread included); at least 1.
+size_t tkr_get_num_threads(void);
 
 // out_mask[0..n] = 0, then out_mask[indices[j]] = 1 for every j < count (duplicates
 // allowed, any order).
@@ -641,6 +692,15 @@ tkr_status tkr_kv_compact(uint32_t layout,
                           size_t n_keep,
                           uint32_t keep_mode,
                           size_t *out_n_tokens);
+
+// What the most recent failing call on the calling thread rejected: the argument, as
+// this header names it, and the rule it broke, e.g. "h_row_stride: row stride smaller
+// than the row" or "n_heads_kv = 0". "" before any failure. A successful call leaves
+// it unchanged, so read it right after the failing call (check the status first).
+//
+// Never NULL. The string belongs to the calling thread: valid until that thread
+// exits, its contents replaced by the thread's next failing call. Thread-safe.
+const char *tkr_last_error_message(void);
 
 // The positions of the non-zero bytes of mask[0..n], ascending: *out_count = c and
 // out_idx[0..c] holds them; out_idx[c..n] may be overwritten (whole vectors are
@@ -891,6 +951,56 @@ tkr_status tkr_score(uint32_t dtype,
 // build lacks `isa`, TKR_STATUS_INVALID_ARGUMENT for an unknown id. Thread-safe.
 tkr_status tkr_set_isa(uint32_t isa);
 
+// Sets the built-in pool's thread count, the calling thread included (default: 1, or
+// TOKENROUTE_NUM_THREADS read at first use: a count, or `auto` for every core the
+// process may use). 1 runs every call on its calling thread and stops the pool's
+// threads; n > 1 starts n - 1 threads now.
+//
+// Calls that start afterwards use the new count; calls already running finish
+// correctly. Results never depend on the thread count: every call splits its work into
+// units fixed by its shape (see the README, "Threads").
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_INVALID_ARGUMENT (n = 0 or n > 1024; nothing
+//   changes), TKR_STATUS_PARALLEL_FAILED (the system refused to start a thread: the
+//   pool keeps those it has; tkr_get_num_threads() tells how many).
+// - Thread-safe.
+tkr_status tkr_set_num_threads(size_t n);
+
+// Sets the process-wide parallel-for: calls (from threads without their own setting,
+// see tkr_set_thread_parallel_for) then hand their units to `parallel_for` instead of
+// the built-in pool. `parallel_for = NULL` with `ctx = NULL` removes it.
+//
+// The callback's contract is that of tkr_parallel_for_fn. A call whose work is too
+// small to gain from threads, or made from inside a task, runs inline without calling
+// it. When it returns non-zero, skips a task, runs one twice or passes an index not
+// below n_tasks, the library runs every task that did not run on the calling thread
+// and the call returns TKR_STATUS_PARALLEL_FAILED with its outputs complete.
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER (NULL `parallel_for` with a
+//   non-NULL `ctx`; nothing changes).
+// - Thread-safe; calls running meanwhile use either the old or the new setting.
+tkr_status tkr_set_parallel_for(tkr_parallel_for_fn parallel_for,
+                                void *ctx);
+
+// Caps the built-in pool threads used by the calls of the calling thread at `n`
+// (the thread included; 1: every call runs inline on it), taking precedence over
+// tkr_set_parallel_for; it does not grow the pool beyond tkr_set_num_threads. `n = 0`
+// removes the thread's setting (also one made by tkr_set_thread_parallel_for).
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_INVALID_ARGUMENT (n > 1024; nothing changes).
+tkr_status tkr_set_thread_num_threads(size_t n);
+
+// Sets the parallel-for of the calling thread only: the calls this thread makes hand
+// their units to `parallel_for` (taking precedence over tkr_set_parallel_for and the
+// built-in pool), e.g. one engine session per thread with its own pool.
+// `parallel_for = NULL` with `ctx = NULL` removes the thread's setting (also one made
+// by tkr_set_thread_num_threads). Contract and failures as for tkr_set_parallel_for.
+//
+// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER (NULL `parallel_for` with a
+//   non-NULL `ctx`; nothing changes).
+tkr_status tkr_set_thread_parallel_for(tkr_parallel_for_fn parallel_for,
+                                       void *ctx);
+
 // Elementwise logistic sigmoid: `y[i] = 1 / (1 + exp(-x[i]))` for `i < n`.
 //
 // Accuracy: at most 2 ulp from the correctly rounded result for every finite input
@@ -899,15 +1009,15 @@ tkr_status tkr_set_isa(uint32_t isa);
 // sigmoid(-inf) = 0; a NaN input of any sign or payload gives the canonical quiet NaN
 // 0x7fc00000. Results, NaN included, are bit-identical on every ISA level.
 //
-// - `x`, `y`: `n` floats each; (NULL, 0) is valid. `y == x` (in place) is allowed;
-//   any other overlap returns TKR_STATUS_OVERLAP.
+// - `x`: `n` floats; `y`: `n` floats. (NULL, 0) is valid. `y == x` (in place) is
+//   allowed; any other overlap returns TKR_STATUS_OVERLAP.
 // - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT
 //   (misaligned pointer), TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
 //   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
 // - Thread-safe; no allocation.
 tkr_status tkr_sigmoid_f32(const float *x,
-                           float *y,
-                           size_t n);
+                           size_t n,
+                           float *y);
 
 // The name of a status code, e.g. "TKR_STATUS_OUT_OF_RANGE".
 //

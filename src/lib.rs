@@ -20,6 +20,7 @@ mod error;
 pub mod ffi;
 mod isa;
 mod ops;
+pub mod parallel;
 
 pub use dispatch::Kernels;
 pub use error::{Error, ErrorKind, Result};

@@ -172,3 +172,47 @@ fn fma_portable(iters: u64) {
         });
     }
 }
+
+/// The part `i` of `t` nearly equal parts of `0..n`, 64-byte aligned boundaries.
+fn part(n: usize, i: usize, t: usize) -> core::ops::Range<usize> {
+    let per = n.div_ceil(t).div_ceil(16) * 16;
+    (i * per).min(n)..((i + 1) * per).min(n)
+}
+
+/// Runs `f(i)` for `i < t` on `t` threads of the library's pool (inline for 1).
+fn on_threads(t: usize, f: &(dyn Fn(usize) + Sync)) {
+    if t <= 1 {
+        f(0);
+        return;
+    }
+    tokenroute::parallel::with_executor(tokenroute::parallel::Executor::Threads(t), || {
+        tokenroute::parallel::run_tasks(t, usize::MAX, f).expect("the pool runs every task")
+    });
+}
+
+/// [`read_sum`] of `x` split across `t` threads.
+pub fn read_par(x: &[f32], t: usize) {
+    on_threads(t, &|i| {
+        black_box(read_sum(&x[part(x.len(), i, t)]));
+    });
+}
+
+/// `dst.copy_from_slice(src)` split across `t` threads.
+pub fn copy_par(dst: &mut [f32], src: &[f32], t: usize) {
+    let (d, n) = (dst.as_mut_ptr() as usize, dst.len());
+    on_threads(t, &|i| {
+        let r = part(n, i, t);
+        // SAFETY: the parts are disjoint ranges of `dst`, which outlives the call.
+        let out = unsafe { core::slice::from_raw_parts_mut((d as *mut f32).add(r.start), r.len()) };
+        out.copy_from_slice(&src[r]);
+    });
+    black_box(dst);
+}
+
+/// [`fma_loop`] on each of `t` threads: returns the flops done in all.
+pub fn fma_par(iters: u64, t: usize) -> u64 {
+    on_threads(t, &|_| {
+        black_box(fma_loop(black_box(iters)));
+    });
+    fma_loop_flops(iters) * t as u64
+}

@@ -86,11 +86,20 @@ def interleaved(fns, rounds=15, budget=4.0, before=None, repeat=1):
     return out
 
 
+#: With n > 1 threads, tokenroute makes one call on its own pool of n threads
+#: (`tokenroute.set_num_threads(n)`: what users run) unless TOKENROUTE_PEERS_SPLIT=python,
+#: which splits the rows across n Python threads, one single-threaded call each (how an
+#: engine with its own pool would call it).
+PYTHON_SPLIT = os.environ.get("TOKENROUTE_PEERS_SPLIT") == "python"
+
+
 def set_threads(n):
-    """Peers single-threaded (n = 1) or on n cores; the clock to match (CLOCK)."""
+    """Peers single-threaded (n = 1) or on n cores, tokenroute's pool likewise; the clock
+    to match (CLOCK)."""
     global CLOCK
     import torch
     torch.set_num_threads(n)
+    load_package().set_num_threads(1 if PYTHON_SPLIT else n)
     CLOCK = time.process_time if n == 1 else time.perf_counter
 
 
@@ -129,7 +138,10 @@ def run_parallel(calls):
 
 
 def chunks(n, parts):
-    """`parts` contiguous (start, stop) ranges covering 0..n."""
+    """`parts` contiguous (start, stop) ranges covering 0..n for the Python-thread split
+    (TOKENROUTE_PEERS_SPLIT=python); otherwise one range: the library's pool splits."""
+    if not PYTHON_SPLIT:
+        parts = 1
     step = -(-n // parts)
     return [(i, min(n, i + step)) for i in range(0, n, step)] or [(0, 0)]
 

@@ -102,7 +102,8 @@ def overhead_markdown(tables):
 
 def markdown(rows, meta):
     out = [f"# tokenroute vs peers\n",
-           f"{meta['date']}; {meta['cpu']}; {meta['cores']} CPUs; tokenroute level {meta['isa']}; "
+           f"{meta['date']}; {meta['cpu']}; {meta['cores']} CPUs (load average at the end "
+           f"{meta.get('load', '?')}); tokenroute level {meta['isa']}; "
            f"torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, numpy {meta['numpy']}; "
            f"{'quick' if meta['quick'] else 'full'} run (`{meta['command']}`).\n",
            "Times are medians (all the implementations of a case timed interleaved). The **tokenroute** "
@@ -112,8 +113,10 @@ def markdown(rows, meta):
            "is faster). Throughput in the tokenroute column: bytes read or moved once per second (GB/s), "
            "or GFLOP/s for prefill attention. Single-threaded rows pin one CPU and use the process's CPU "
            "time (time waiting for a core on a shared machine is not part of a call's cost); with more "
-           "threads (wall time) the peers use their own thread pools and tokenroute splits the rows (or "
-           "KV heads) across Python threads, one wrapper call each.\n"]
+           "threads (wall time) the peers use their own thread pools and tokenroute "
+           + ("splits the rows (or KV heads) across Python threads, one wrapper call each "
+              "(TOKENROUTE_PEERS_SPLIT=python).\n" if os.environ.get("TOKENROUTE_PEERS_SPLIT") == "python"
+              else "makes one call on its own pool of as many threads (tokenroute.set_num_threads).\n")]
     for family in FAMILIES:
         fr = [r for r in rows if r["family"] == family]
         if not fr:
@@ -247,6 +250,7 @@ def main():
     except OSError:
         pass
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
+            "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
             "isa": tr.get_isa(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__, "quick": a.quick,
             "command": "python benches/peers/run.py " + " ".join(sys.argv[1:]), "threads": threads_list}

@@ -14,6 +14,15 @@
 
 #include "check.h"
 
+/* A parallel-for that runs nothing and reports failure. */
+static int32_t failing_for(void *ctx, size_t n, tkr_task_fn task, void *task_ctx) {
+    (void)ctx;
+    (void)n;
+    (void)task;
+    (void)task_ctx;
+    return 1;
+}
+
 #ifdef TKR_TEST_HOOKS
 /* Not in tokenroute.h: exported only by a `test-hooks` build (src/ffi/testing.rs). */
 tkr_status tkr_test_panic(uint32_t kind, float *out, size_t n);
@@ -44,9 +53,9 @@ static int y_untouched(void) {
 
 /* --- producers: each returns the status of one call ------------------------------ */
 
-static tkr_status ok_sigmoid(void) { return tkr_sigmoid_f32(buf_x, buf_y, 8); }
-static tkr_status ok_empty(void) { return tkr_sigmoid_f32(NULL, NULL, 0); }
-static tkr_status null_sigmoid_x(void) { return tkr_sigmoid_f32(NULL, buf_y, 3); }
+static tkr_status ok_sigmoid(void) { return tkr_sigmoid_f32(buf_x, 8, buf_y); }
+static tkr_status ok_empty(void) { return tkr_sigmoid_f32(NULL, 0, NULL); }
+static tkr_status null_sigmoid_x(void) { return tkr_sigmoid_f32(NULL, 3, buf_y); }
 static tkr_status null_score_h(void) {
     return tkr_score(TKR_DTYPE_F32, NULL, 2, 4, 4, buf_x, 1, 4, NULL, TKR_ACT_NONE, buf_y, 1);
 }
@@ -60,7 +69,7 @@ static tkr_status invalid_no_routers(void) {
     return tkr_score(TKR_DTYPE_F32, buf_x, 2, 4, 4, buf_x, 0, 4, NULL, TKR_ACT_NONE, buf_y, 1);
 }
 static tkr_status invalid_misaligned(void) {
-    return tkr_sigmoid_f32((const float *)((const char *)buf_x + 1), buf_y, 4);
+    return tkr_sigmoid_f32((const float *)((const char *)buf_x + 1), 4, buf_y);
 }
 static tkr_status invalid_misaligned_bf16(void) {
     return tkr_score(TKR_DTYPE_BF16, (const char *)buf_h16 + 1, 2, 4, 4, buf_h16, 1, 4, NULL,
@@ -73,7 +82,7 @@ static tkr_status isa_unavailable(void) {
         if (!(mask & (1u << isa))) return tkr_set_isa(isa);
     return TKR_STATUS_OK; /* every level supported: no producer on this CPU */
 }
-static tkr_status size_overflow_sigmoid(void) { return tkr_sigmoid_f32(buf_x, buf_y, SIZE_MAX / 2); }
+static tkr_status size_overflow_sigmoid(void) { return tkr_sigmoid_f32(buf_x, SIZE_MAX / 2, buf_y); }
 static tkr_status size_overflow_rows(void) {
     return tkr_score(TKR_DTYPE_F32, buf_x, SIZE_MAX / 2, 4, SIZE_MAX / 4, buf_x, 1, 4, NULL,
                      TKR_ACT_NONE, buf_y, 1);
@@ -84,7 +93,7 @@ static tkr_status bad_stride_h(void) {
 static tkr_status bad_stride_out(void) {
     return tkr_score(TKR_DTYPE_F32, buf_x, 2, 4, 4, buf_x, 2, 4, NULL, TKR_ACT_NONE, buf_y, 1);
 }
-static tkr_status overlap_sigmoid(void) { return tkr_sigmoid_f32(buf_y, buf_y + 1, 4); }
+static tkr_status overlap_sigmoid(void) { return tkr_sigmoid_f32(buf_y, 4, buf_y + 1); }
 static tkr_status overlap_score(void) {
     return tkr_score(TKR_DTYPE_F32, buf_y, 2, 4, 4, buf_x, 1, 4, NULL, TKR_ACT_NONE, buf_y + 2, 1);
 }
@@ -249,7 +258,7 @@ static tkr_status attention_rows_overlap(void) {
                          NULL, NULL, buf_y, 8, 4);
 }
 static tkr_status merge_head_dim_0(void) {
-    return tkr_attention_merge(2, 2, 0, buf_x, 8, 4, buf_x + 32, 2, TKR_DTYPE_F32, buf_y, 4, NULL);
+    return tkr_attention_merge(TKR_DTYPE_F32, buf_x, 2, 2, 0, 8, 4, buf_x + 32, 2, buf_y, 4, NULL);
 }
 static tkr_status summary_block_end_past(void) {
     /* 4 keys in blocks of 2: block_end 3 > 2. */
@@ -271,6 +280,28 @@ static tkr_status quest_keeps_above_k(void) {
 static tkr_status panic_static(void) { return tkr_test_panic(0, buf_y, 8); }
 static tkr_status panic_formatted(void) { return tkr_test_panic(1, NULL, 0); }
 #endif
+
+/* The calling thread's parallel-for fails: the call completes its outputs inline and
+ * says PARALLEL_FAILED. A score over 1024 x 128 floats has enough work to split. */
+static tkr_status parallel_callback_fails(void) {
+    static float h[1024 * 128], w[128], want[1024], out[1024];
+    for (int i = 0; i < 1024 * 128; i++) h[i] = (float)(i % 7) * 0.125f;
+    for (int i = 0; i < 128; i++) w[i] = 0.01f;
+    tkr_status st = tkr_score(TKR_DTYPE_F32, h, 1024, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE,
+                              want, 1);
+    if (st != TKR_STATUS_OK) return st;
+    st = tkr_set_thread_parallel_for(failing_for, NULL);
+    if (st != TKR_STATUS_OK) return st;
+    st = tkr_score(TKR_DTYPE_F32, h, 1024, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE, out, 1);
+    tkr_set_thread_parallel_for(NULL, NULL);
+    /* Complete outputs, equal to the inline call's (999: not a status, so a mismatch). */
+    return memcmp(out, want, sizeof out) == 0 ? st : (tkr_status)999;
+}
+static tkr_status thread_count_zero(void) { return tkr_set_num_threads(0); }
+static tkr_status parallel_for_null_with_ctx(void) {
+    static int ctx;
+    return tkr_set_parallel_for(NULL, &ctx);
+}
 
 typedef struct {
     const char *what;
@@ -334,6 +365,9 @@ static const producer PRODUCERS[] = {
     {"key_block_summary begin > end", TKR_STATUS_INVALID_ARGUMENT, summary_reversed, 0},
     {"key_block_bound 3 query heads over 2 KV heads", TKR_STATUS_INVALID_ARGUMENT, bound_heads_not_dividing, 0},
     {"quest_select_blocks keep_first + keep_last > k", TKR_STATUS_INVALID_ARGUMENT, quest_keeps_above_k, 0},
+    {"thread parallel-for returns 1", TKR_STATUS_PARALLEL_FAILED, parallel_callback_fails, 0},
+    {"set_num_threads(0)", TKR_STATUS_INVALID_ARGUMENT, thread_count_zero, 0},
+    {"set_parallel_for(NULL, ctx)", TKR_STATUS_NULL_POINTER, parallel_for_null_with_ctx, 0},
 #ifdef TKR_TEST_HOOKS
     {"tkr_test_panic (static message)", TKR_STATUS_PANIC, panic_static, 0},
     {"tkr_test_panic (formatted message)", TKR_STATUS_PANIC, panic_formatted, 0},
@@ -359,10 +393,18 @@ int main(void) {
             fprintf(stderr, "%s: returned %s but wrote its output\n", p->what, tkr_status_string(got));
             tkr_test_failures++;
         }
+        /* Every failure leaves a message; a caught panic says so, with its text. */
+        if (got != TKR_STATUS_OK && tkr_last_error_message()[0] == 0) {
+            fprintf(stderr, "%s: no tkr_last_error_message\n", p->what);
+            tkr_test_failures++;
+        }
+        if (got == TKR_STATUS_PANIC)
+            CHECK(strstr(tkr_last_error_message(), "panic caught") != NULL &&
+                  strstr(tkr_last_error_message(), "deliberate panic") != NULL);
         /* The library stays usable (after a caught panic too) and on its level. */
         CHECK(tkr_get_isa() == level);
         reset();
-        CHECK_STATUS(tkr_sigmoid_f32(buf_x, buf_y, 4), TKR_STATUS_OK);
+        CHECK_STATUS(tkr_sigmoid_f32(buf_x, 4, buf_y), TKR_STATUS_OK);
         CHECK(buf_y[0] == 0.5f);
         if (got < 64) produced[got] = 1;
     }

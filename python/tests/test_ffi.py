@@ -57,6 +57,9 @@ def matches(ctype_decl, c_type):
         return ctype_decl is None
     if c_type in C_TO_CTYPES:
         return ctype_decl is C_TO_CTYPES[c_type]
+    if c_type.startswith("tkr_") and c_type.endswith("_fn"):
+        # Function pointer typedefs: a CFUNCTYPE.
+        return isinstance(ctype_decl, type) and issubclass(ctype_decl, ctypes._CFuncPtr)
     if c_type.endswith("*"):
         # Data and struct pointers: void pointers (numpy .ctypes.data) or typed pointers.
         return ctype_decl is ctypes.c_void_p or (

@@ -25,6 +25,7 @@ from .score import score, sigmoid
 from .select import indices_to_mask, mask_to_indices, threshold, topk, topk_workspace_size
 from .compact import compact_rows, gather_rows, kv_compact, scatter_add_rows, scatter_rows
 from .route import Routed, route, route_workspace_size
+from .threads import available_cores, get_num_threads, set_num_threads, set_thread_num_threads
 from .attend import (
     AttentionResult,
     QuestBlocks,
@@ -43,6 +44,10 @@ __all__ = [
     "Routed",
     "attention",
     "attention_merge",
+    "available_cores",
+    "get_num_threads",
+    "set_num_threads",
+    "set_thread_num_threads",
     "compact_rows",
     "gather_rows",
     "key_block_bound",

@@ -3,9 +3,11 @@
 //!
 //! Numerics (see `tokenroute_kernels::attend` for the exact recipe): inputs are
 //! converted exactly to f32, dot products and the online softmax follow one canonical
-//! order of f32 operations, so every ISA level returns **bit-identical** results, and a
-//! (query, head) row's result does not depend on the other queries of the call, on
-//! `n_k` or on how an engine splits the queries. Against an exact (f64) evaluation of
+//! order of f32 operations, so every ISA level and every thread count returns
+//! **bit-identical** results, and a (query, head) row's result does not depend on the
+//! other queries of the call, on `n_k` or on how an engine splits the queries, except
+//! through the shape-only split-K rule of decoding calls (see `attend_units`). Against
+//! an exact (f64) evaluation of
 //! the same inputs the output error is at most
 //! `2^-17 (1 + A + n / 64) vmax + u_out |ref|`, where `A` is the largest
 //! `scale * sum_e |q_e k_e|` of the row's visible keys, `n` their number, `vmax` the
@@ -14,8 +16,8 @@
 
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::{span, Element};
+use crate::parallel::{self, Phases, Shared};
 use crate::Kernels;
-use core::cell::RefCell;
 use half::{bf16, f16};
 use tokenroute_kernels::attend::{
     self as ka, AttendArgs, AttendFn, BoundArgs, BoundFn, KeySet, MergeArgs, OutType, SummaryArgs,
@@ -215,40 +217,15 @@ pub struct AttendExtras<'a> {
     pub mass: Option<(&'a mut [f32], usize)>,
 }
 
-/// A reusable per-thread, grow-only, 64-byte aligned scratch buffer (no allocation once
-/// it is large enough).
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-struct Line([u8; 64]);
-
 thread_local! {
-    static WORKSPACE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    /// The running thread's kernel workspace (grow-only, 64-byte aligned).
+    static WORKSPACE: parallel::Aligned = const { parallel::Aligned::new() };
 }
 
-/// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch.
-fn with_workspace<R>(bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
-    let lines = bytes.div_ceil(64).max(1);
-    let grow = |v: &mut Vec<Line>| -> Result<()> {
-        if v.len() < lines {
-            v.try_reserve_exact(lines - v.len())
-                .map_err(|_| Error::new(ErrorKind::SizeOverflow, "workspace allocation failed"))?;
-            v.resize(lines, Line([0; 64]));
-        }
-        Ok(())
-    };
-    WORKSPACE.with(|w| match w.try_borrow_mut() {
-        Ok(mut v) => {
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-        // Only reachable through reentrancy, which the kernels never do: use a
-        // one-off buffer rather than fail.
-        Err(_) => {
-            let mut v = Vec::new();
-            grow(&mut v)?;
-            Ok(f(v.as_mut_ptr() as *mut u8))
-        }
-    })
+/// Runs `f` with at least `bytes` bytes of 64-byte aligned scratch of the running
+/// thread (a one-off buffer when re-entered, which the kernels never do).
+pub(crate) fn with_workspace<R>(bytes: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
+    WORKSPACE.with(|w| w.with(bytes, f))
 }
 
 /// The element types attention supports (f32, f16, bf16).
@@ -385,11 +362,12 @@ impl Kernels {
             "out must have q's tokens and heads"
         );
         let (n_q, h_q, n_k, h_kv) = (q.n_tokens, q.n_heads, k.n_tokens, k.n_heads);
-        ensure!(h_q > 0 && h_kv > 0, InvalidArgument, "zero heads");
+        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(h_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             h_q % h_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         ensure!(
             n_k <= u32::MAX as usize,
@@ -447,7 +425,7 @@ impl Kernels {
                 per,
             } => {
                 ensure!(block_size > 0, InvalidArgument, "block_size = 0");
-                ensure!(query_block > 0, InvalidArgument, "query_block = 0");
+                ensure!(query_block > 0, InvalidArgument, "query_block_size = 0");
                 let n_qb = n_q.div_ceil(query_block);
                 let groups = match per {
                     ListsPer::Shared => 1,
@@ -521,7 +499,7 @@ impl Kernels {
             Some(f) if opts.bf16_dot && n_q.saturating_mul(h_q / h_kv) >= ka::TILE_ROWS => f,
             _ => T::attend_fn(self),
         };
-        let mut args = AttendArgs {
+        let args = AttendArgs {
             q: q.data.as_ptr(),
             n_q,
             h_q,
@@ -552,14 +530,10 @@ impl Kernels {
             mass_head,
             workspace: core::ptr::null_mut(),
         };
-        with_workspace(ws, |w| {
-            args.workspace = w;
-            // SAFETY: every view was checked to hold the rows it describes, every index
-            // and block id is in range, positions are present when masking, outputs are
-            // unique borrows (disjoint from the inputs), and the workspace is large and
-            // aligned enough.
-            unsafe { f(&args) }
-        })
+        // Every view was checked to hold the rows it describes, every index and block
+        // id is in range, positions are present when masking, and outputs are unique
+        // borrows (disjoint from the inputs): the units run the kernel on parts of it.
+        super::attend_units::attend(f, self.attend_merge, args, ws)
     }
 
     /// Combines partial attention results over disjoint key chunks (flash-decoding):
@@ -603,7 +577,7 @@ impl Kernels {
             ErrorKind::SizeOverflow,
             "workspace size overflows",
         ))?;
-        let mut args = MergeArgs {
+        let args = MergeArgs {
             n_parts,
             n_rows,
             d,
@@ -618,12 +592,31 @@ impl Kernels {
             out_lse: lse_out,
             workspace: core::ptr::null_mut(),
         };
-        let f = self.attend_merge;
-        with_workspace(ws, |w| {
-            args.workspace = w as *mut f32;
-            // SAFETY: the spans were checked; outputs are unique borrows.
-            unsafe { f(&args) }
-        })
+        // Rows are merged independently: units of consecutive rows.
+        let (f, sh) = (self.attend_merge, Shared(args));
+        let esz = O::out_type().size();
+        let row_work = n_parts.saturating_mul(d).saturating_mul(8).max(1);
+        parallel::for_each_range(
+            n_rows,
+            parallel::items_per_unit(row_work),
+            n_rows.saturating_mul(row_work),
+            &|r| {
+                let mut a = sh.get();
+                a.o = a.o.wrapping_add(r.start * a.row_stride);
+                a.lse = a.lse.wrapping_add(r.start);
+                a.out = a.out.wrapping_add(r.start * a.out_row_stride * esz);
+                if !a.out_lse.is_null() {
+                    a.out_lse = a.out_lse.wrapping_add(r.start);
+                }
+                a.n_rows = r.len();
+                with_workspace(ws, |w| {
+                    a.workspace = w as *mut f32;
+                    // SAFETY: the spans were checked; outputs are unique borrows, and
+                    // units write disjoint rows.
+                    unsafe { f(&a) }
+                })
+            },
+        )
     }
 
     /// Quest key-block summaries: for key blocks `blocks` of `block_size` keys of `k`
@@ -642,7 +635,7 @@ impl Kernels {
         let d = k.head_dim;
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
         ensure!(block_size > 0, InvalidArgument, "block_size = 0");
-        ensure!(k.n_heads > 0, InvalidArgument, "zero heads");
+        ensure!(k.n_heads > 0, InvalidArgument, "n_heads_kv = 0");
         let n_blocks = k.n_tokens.div_ceil(block_size);
         ensure!(
             blocks.start <= blocks.end,
@@ -680,9 +673,22 @@ impl Kernels {
             kmin: kmin.as_mut_ptr(),
             kmax: kmax.as_mut_ptr(),
         };
-        // SAFETY: checked above; kmin and kmax are distinct unique borrows.
-        unsafe { (T::summary_fn(self))(&a) };
-        Ok(())
+        // Blocks are independent: units of consecutive blocks.
+        let (f, sh) = (T::summary_fn(self), Shared(a));
+        let block_work = block_size * k.n_heads * d * core::mem::size_of::<T>() + 8;
+        parallel::for_each_range(
+            blocks.len(),
+            parallel::items_per_unit(block_work),
+            blocks.len().saturating_mul(block_work),
+            &|r| {
+                let mut a = sh.get();
+                (a.b0, a.b1) = (blocks.start + r.start, blocks.start + r.end);
+                // SAFETY: checked above; kmin and kmax are distinct unique borrows, and
+                // units write disjoint blocks.
+                unsafe { f(&a) };
+                Ok(())
+            },
+        )
     }
 
     /// Quest bounds: for every query row `(i, h)` of `q` and key block `b < n_blocks` of
@@ -702,15 +708,12 @@ impl Kernels {
     ) -> Result<()> {
         let d = q.head_dim;
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(
-            q.n_heads > 0 && n_heads_kv > 0,
-            InvalidArgument,
-            "zero heads"
-        );
+        ensure!(q.n_heads > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             q.n_heads % n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let need = n_blocks
             .checked_mul(n_heads_kv)
@@ -741,7 +744,7 @@ impl Kernels {
                 ErrorKind::SizeOverflow,
                 "workspace size overflows",
             ))?;
-        let mut a = BoundArgs {
+        let a = BoundArgs {
             q: q.data.as_ptr(),
             n_q: q.n_tokens,
             h_q: q.n_heads,
@@ -756,12 +759,7 @@ impl Kernels {
             out_stride,
             workspace: core::ptr::null_mut(),
         };
-        let f = T::bound_fn(self);
-        with_workspace(ws, |w| {
-            a.workspace = w as *mut f32;
-            // SAFETY: checked above; out is a unique borrow.
-            unsafe { f(&a) }
-        })
+        bound_units(T::bound_fn(self), a, ws)
     }
 }
 
@@ -798,11 +796,12 @@ impl Kernels {
     ) -> Result<usize> {
         let (n_q, h_q, d) = (q.n_tokens, q.n_heads, q.head_dim);
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(h_q > 0 && n_heads_kv > 0, InvalidArgument, "zero heads");
+        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             h_q % n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let rows = n_q
             .checked_mul(h_q)
@@ -851,24 +850,20 @@ impl Kernels {
         let ids_bytes = n_ids
             .checked_mul(4)
             .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
-        // Scratch: the bounds (rows x n_blocks f32, rows in (i, h) order), the selected
-        // ids in that order, then the bound kernel's query row.
-        let d16 = (d + 15) & !15;
-        let total = nb_bytes
-            .checked_add(ids_bytes)
-            .and_then(|x| x.checked_add(d16 * 4 + 128))
-            .ok_or(Error::new(
-                ErrorKind::SizeOverflow,
-                "scratch size overflows",
-            ))?;
-        with_workspace(total, |w| -> Result<usize> {
+        // Scratch: the bounds (rows x n_blocks f32, rows in (i, h) order), then the
+        // selected ids in that order; each bound unit has its own query row workspace.
+        let total = nb_bytes.checked_add(ids_bytes).ok_or(Error::new(
+            ErrorKind::SizeOverflow,
+            "scratch size overflows",
+        ))?;
+        let bound_ws = ((d + 15) & !15) * 4;
+        parallel::with_call_scratch(total, |w| -> Result<usize> {
             let ws = w as usize;
-            // SAFETY: the scratch holds `total` bytes, 64-byte aligned, for this call.
+            // SAFETY: the scratch holds the bytes asked, 64-byte aligned, for this call.
             let bounds =
                 unsafe { core::slice::from_raw_parts_mut(ws as *mut f32, rows * n_blocks) };
             let sel =
                 unsafe { core::slice::from_raw_parts_mut((ws + nb_bytes) as *mut u32, n_ids) };
-            let qws = ((ws + nb_bytes + ids_bytes + 63) & !63) as *mut f32;
             let a = BoundArgs {
                 q: q.data.as_ptr(),
                 n_q,
@@ -882,11 +877,12 @@ impl Kernels {
                 h_kv: n_heads_kv,
                 out: bounds.as_mut_ptr(),
                 out_stride: n_blocks,
-                workspace: qws,
+                workspace: core::ptr::null_mut(),
             };
-            // SAFETY: checked above: q's rows, the summaries and the scratch.
-            unsafe { (T::bound_fn(self))(&a) };
-            self.topk_f32(
+            // Checked above: q's rows, the summaries and the scratch.
+            let mut phases = Phases::default();
+            phases.run(bound_units(T::bound_fn(self), a, bound_ws))?;
+            phases.run(self.topk_f32(
                 crate::Matrix::new(bounds, rows, n_blocks, n_blocks)?,
                 crate::ops::select::TopK::Fixed(k_eff),
                 crate::ops::select::Order::Position,
@@ -901,7 +897,7 @@ impl Kernels {
                     counts: None,
                 },
                 None,
-            )?;
+            ))?;
             // Lists in (query head, query) order.
             for i in 0..n_q {
                 for h in 0..h_q {
@@ -912,9 +908,34 @@ impl Kernels {
             for (l, o) in offsets.iter_mut().enumerate().take(rows + 1) {
                 *o = l * k_eff;
             }
+            phases.finish()?;
             Ok(k_eff)
         })?
     }
+}
+
+/// Runs the bound kernel on `a` in units of consecutive queries (each row's bounds
+/// depend on its query only), with `ws` bytes of workspace per unit.
+fn bound_units<T: Copy>(f: BoundFn<T>, a: BoundArgs<T>, ws: usize) -> Result<()> {
+    let sh = Shared(a);
+    let q_work = a.h_q.saturating_mul(a.n_blocks).saturating_mul(a.d).max(1);
+    parallel::for_each_range(
+        a.n_q,
+        parallel::items_per_unit(q_work),
+        a.n_q.saturating_mul(q_work),
+        &|r| {
+            let mut a = sh.get();
+            a.q = a.q.wrapping_add(r.start * a.q_tok);
+            a.out = a.out.wrapping_add(r.start * a.h_q * a.out_stride);
+            a.n_q = r.len();
+            with_workspace(ws, |w| {
+                a.workspace = w as *mut f32;
+                // SAFETY: the caller validated `a`; units take disjoint queries (and
+                // output rows).
+                unsafe { f(&a) }
+            })
+        },
+    )
 }
 
 /// [`Kernels::attention`] on the active level.

@@ -26,6 +26,7 @@
 
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::{Element, Matrix, MatrixMut};
+use crate::parallel::{self, MoveWaves, Shared};
 use crate::Kernels;
 use core::mem::size_of;
 use std::cell::RefCell;
@@ -339,12 +340,74 @@ impl Kernels {
             first: 0,
             n: idx.len(),
             row_bytes: src.cols * size_of::<T>(),
-            whole_bytes,
+            whole_bytes: if whole_bytes == 0 {
+                idx.len() * src.cols * size_of::<T>()
+            } else {
+                whole_bytes
+            },
         };
         // SAFETY: both views hold every row they describe, indices are in range, and
-        // `dst` is a unique borrow, disjoint from `src` and `idx`.
-        unsafe { (self.copy_rows)(&a) };
-        Ok(())
+        // `dst` is a unique borrow, disjoint from `src` and `idx`; units copy disjoint
+        // destination rows.
+        unsafe { self.copy_rows_units(a) }
+    }
+
+    /// Runs a row copy without in-place overlap as units of consecutive list positions
+    /// (each destination row is written by one unit; a copy is exact, so any split gives
+    /// the same bytes). `whole_bytes` should hold the whole copy's size, so that every
+    /// unit makes the kernel's choice of stores for the whole.
+    ///
+    /// # Safety
+    /// `a` satisfies the row-copy contract, and no destination row is a source row.
+    unsafe fn copy_rows_units(&self, a: CopyRowsArgs) -> Result<()> {
+        let (f, a) = (self.copy_rows, Shared(a));
+        let row_work = 2 * a.0.row_bytes + 8;
+        let n = a.0.n;
+        parallel::for_each_range(
+            n,
+            parallel::items_per_unit(row_work),
+            n.saturating_mul(row_work),
+            &|r| {
+                let mut a = a.get();
+                (a.first, a.n) = (r.start, r.end);
+                // SAFETY: the caller's contract, on a sub-range of the list.
+                unsafe { f(&a) };
+                Ok(())
+            },
+        )
+    }
+
+    /// Runs an in-place compaction `dst row j = src row keep[j]` for `j < keep.len()`
+    /// (strictly ascending `keep`) as pieces of consecutive positions in waves that never
+    /// overwrite a row a piece of an earlier position has yet to read
+    /// ([`MoveWaves`]). `copy(j0, j1)` moves positions `j0..j1`; `src(j0, j1)` is the range
+    /// of source rows it reads (ascending with `j0`, starting at or after `j0`).
+    fn compact_waves(
+        &self,
+        n_keep: usize,
+        row_work: usize,
+        src: &(dyn Fn(usize, usize) -> core::ops::Range<usize> + Sync),
+        copy: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<()> {
+        let per = parallel::items_per_unit(row_work).max(n_keep.div_ceil(parallel::MAX_PIECES));
+        let pieces = n_keep.div_ceil(per);
+        let span = |p: usize| (p * per, n_keep.min((p + 1) * per));
+        let plan = MoveWaves::plan(
+            pieces,
+            &|p| {
+                let (j0, j1) = span(p);
+                src(j0, j1)
+            },
+            &|p| {
+                let (j0, j1) = span(p);
+                j0..j1
+            },
+        );
+        plan.run(n_keep.saturating_mul(row_work), &|p| {
+            let (j0, j1) = span(p);
+            copy(j0, j1);
+            Ok(())
+        })
     }
 
     /// Scatters rows: `dst[idx[j]] = src[j]` for every `j < idx.len()`; the other rows
@@ -380,11 +443,10 @@ impl Kernels {
             first: 0,
             n: idx.len(),
             row_bytes: src.cols * size_of::<T>(),
-            whole_bytes: 0,
+            whole_bytes: idx.len() * src.cols * size_of::<T>(),
         };
         // SAFETY: as in gather_rows; distinct indices make the written rows disjoint.
-        unsafe { (self.copy_rows)(&a) };
-        Ok(())
+        unsafe { self.copy_rows_units(a) }
     }
 
     /// The gated residual scatter-add of Mixture-of-Depths:
@@ -437,10 +499,30 @@ impl Kernels {
             g: gate.map_or(core::ptr::null(), <[f32]>::as_ptr),
             d: h.cols,
         };
-        // SAFETY: the views hold every row, indices are distinct and in range, and `h`
-        // is a unique borrow, disjoint from `y`, `gate` and `idx`.
-        unsafe { (T::scatter_add_fn(self))(&a) };
-        Ok(())
+        // Distinct indices: units of consecutive list positions write disjoint rows.
+        let (f, a) = (T::scatter_add_fn(self), Shared(a));
+        let row_work = 3 * h.cols * size_of::<T>() + 8;
+        parallel::for_each_range(
+            idx.len(),
+            parallel::items_per_unit(row_work),
+            idx.len().saturating_mul(row_work),
+            &|r| {
+                let mut a = a.get();
+                // SAFETY: the views hold every row, indices are distinct and in range, and
+                // `h` is a unique borrow, disjoint from `y`, `gate` and `idx`; a unit
+                // takes positions r of the list, of y and of the gates.
+                unsafe {
+                    a.idx = a.idx.add(r.start);
+                    a.y = a.y.add(r.start * a.y_stride);
+                    if !a.g.is_null() {
+                        a.g = a.g.add(r.start);
+                    }
+                    a.n = r.len();
+                    f(&a)
+                };
+                Ok(())
+            },
+        )
     }
 
     /// In-place stable compaction (token pruning): moves rows `keep[0], keep[1], ...` to
@@ -465,12 +547,23 @@ impl Kernels {
             first: 0,
             n: keep.len(),
             row_bytes: data.cols * size_of::<T>(),
-            whole_bytes: 0,
+            whole_bytes: keep.len() * data.cols * size_of::<T>(),
         };
-        // SAFETY: the view holds every row; `keep` is strictly ascending and in range,
-        // so row keep[j] >= j is either row j itself (skipped) or a row not yet written
-        // and never read again (the kernel's in-place contract).
-        unsafe { (self.copy_rows)(&a) };
+        let (f, a) = (self.copy_rows, Shared(a));
+        self.compact_waves(
+            keep.len(),
+            2 * a.0.row_bytes + 8,
+            &|j0, j1| keep[j0] as usize..keep[j1 - 1] as usize + 1,
+            &|j0, j1| {
+                let mut a = a.get();
+                (a.first, a.n) = (j0, j1);
+                // SAFETY: the view holds every row; `keep` is strictly ascending and in
+                // range, so row keep[j] >= j is either row j itself (skipped) or a row
+                // not yet written and never read again (the kernel's in-place contract);
+                // the waves keep that true across pieces.
+                unsafe { f(&a) };
+            },
+        )?;
         Ok(keep.len())
     }
 
@@ -531,12 +624,24 @@ impl Kernels {
         } else {
             c.token_stride * sz
         };
+        let whole = n_keep.saturating_mul(c.n_heads * c.head_dim * sz);
+        let f = self.copy_rows;
+        // The source tokens positions j0..j1 read, over every head.
+        let src = |j0: usize, j1: usize| match keep {
+            KvKeep::Shared(k) => k[j0] as usize..k[j1 - 1] as usize + 1,
+            KvKeep::PerHead(k) => {
+                let lo = (0..c.n_heads).map(|h| k[h * n_keep + j0]).min();
+                let hi = (0..c.n_heads).map(|h| k[h * n_keep + j1 - 1]).max();
+                lo.unwrap_or(0) as usize..hi.unwrap_or(0) as usize + 1
+            }
+        };
+        let row_work = 2 * c.n_heads * c.head_dim * sz + 8;
         if c.layout == KvLayout::TokenMajor
             && !per_head
             && (c.n_heads == 1 || c.head_stride == c.head_dim)
         {
             // Each token's heads form one contiguous row.
-            let a = CopyRowsArgs {
+            let a = Shared(CopyRowsArgs {
                 src: base,
                 src_stride: ts,
                 src_idx: list(0),
@@ -546,10 +651,14 @@ impl Kernels {
                 first: 0,
                 n: n_keep,
                 row_bytes: c.n_heads * c.head_dim * sz,
-                whole_bytes: 0,
-            };
-            // SAFETY: as in compact_rows; token rows are disjoint (stride rule).
-            unsafe { (self.copy_rows)(&a) };
+                whole_bytes: whole,
+            });
+            self.compact_waves(n_keep, row_work, &src, &|j0, j1| {
+                let mut a = a.get();
+                (a.first, a.n) = (j0, j1);
+                // SAFETY: as in compact_rows; token rows are disjoint (stride rule).
+                unsafe { f(&a) };
+            })?;
             return Ok(n_keep);
         }
         // Token-major heads are interleaved in memory: walk the tokens in blocks and,
@@ -559,32 +668,40 @@ impl Kernels {
             KvLayout::TokenMajor => KV_BLOCK,
             KvLayout::HeadMajor => n_keep,
         };
-        let mut j0 = 0;
-        while j0 < n_keep {
-            let j1 = n_keep.min(j0 + block);
-            for h in 0..c.n_heads {
-                // SAFETY: h < n_heads, so the head's first row lies in the cache.
-                let hb = unsafe { base.add(h * c.head_stride * sz) };
-                let a = CopyRowsArgs {
-                    src: hb,
-                    src_stride: ts,
-                    src_idx: list(h),
-                    dst: hb,
-                    dst_stride: ts,
-                    dst_idx: core::ptr::null(),
-                    first: j0,
-                    n: j1,
-                    row_bytes: c.head_dim * sz,
-                    whole_bytes: n_keep.saturating_mul(c.n_heads * c.head_dim * sz),
-                };
-                // SAFETY: as in compact_rows, within one head; the stride rules of the
-                // layout make rows of different heads disjoint. Across the blocks, row
-                // keep_h[j] >= j of head h is read before any row >= j of head h is
-                // written, and no head touches another head's rows.
-                unsafe { (self.copy_rows)(&a) };
+        let (head_bytes, head_dim_bytes, n_heads) =
+            (c.head_stride * sz, c.head_dim * sz, c.n_heads);
+        let lists = Shared((base, keep));
+        self.compact_waves(n_keep, row_work, &src, &|from, to| {
+            let (base, keep) = lists.get();
+            let mut j0 = from;
+            while j0 < to {
+                let j1 = to.min(j0 + block);
+                for h in 0..n_heads {
+                    let a = CopyRowsArgs {
+                        src: base.wrapping_add(h * head_bytes),
+                        src_stride: ts,
+                        src_idx: match keep {
+                            KvKeep::Shared(k) => k.as_ptr(),
+                            KvKeep::PerHead(k) => k[h * n_keep..].as_ptr(),
+                        },
+                        dst: base.wrapping_add(h * head_bytes),
+                        dst_stride: ts,
+                        dst_idx: core::ptr::null(),
+                        first: j0,
+                        n: j1,
+                        row_bytes: head_dim_bytes,
+                        whole_bytes: whole,
+                    };
+                    // SAFETY: as in compact_rows, within one head (h < n_heads, so the
+                    // head's first row lies in the cache); the stride rules of the layout
+                    // make rows of different heads disjoint. Across the blocks and the
+                    // waves, row keep_h[j] >= j of head h is read before any piece writes
+                    // it, and no head touches another head's rows.
+                    unsafe { f(&a) };
+                }
+                j0 = j1;
             }
-            j0 = j1;
-        }
+        })?;
         Ok(n_keep)
     }
 }

@@ -2,6 +2,7 @@
 //! kernel family.
 
 pub mod attend;
+mod attend_units;
 pub mod compact;
 pub mod route;
 pub mod score;

@@ -2,6 +2,7 @@
 
 use crate::error::{ensure, Result};
 use crate::ops::{Element, Matrix, MatrixMut};
+use crate::parallel::{self, Shared};
 use crate::Kernels;
 use tokenroute_kernels::score::ScoreArgs;
 
@@ -16,15 +17,24 @@ impl Kernels {
             InvalidArgument,
             "x and y lengths differ"
         );
-        // SAFETY: both slices hold x.len() elements and cannot overlap (borrowck).
-        unsafe { (self.sigmoid_f32)(x.as_ptr(), y.as_mut_ptr(), x.len()) };
-        Ok(())
+        self.sigmoid_units(x.as_ptr(), y.as_mut_ptr(), x.len())
     }
 
     /// In-place [`Kernels::sigmoid_f32`].
-    pub fn sigmoid_f32_in_place(&self, x: &mut [f32]) {
-        // SAFETY: in place is allowed by the kernel contract.
-        unsafe { (self.sigmoid_f32)(x.as_ptr(), x.as_mut_ptr(), x.len()) };
+    pub fn sigmoid_f32_in_place(&self, x: &mut [f32]) -> Result<()> {
+        self.sigmoid_units(x.as_ptr(), x.as_mut_ptr(), x.len())
+    }
+
+    /// Elementwise, so any split gives the same bits: units of consecutive elements.
+    fn sigmoid_units(&self, x: *const f32, y: *mut f32, n: usize) -> Result<()> {
+        let (f, p) = (self.sigmoid_f32, Shared((x, y)));
+        parallel::for_each_range(n, parallel::items_per_unit(8), n * 8, &|r| {
+            let (x, y) = p.get();
+            // SAFETY: x and y hold n elements (the callers' slices, equal or disjoint);
+            // units cover disjoint ranges.
+            unsafe { f(x.add(r.start), y.add(r.start), r.len()) };
+            Ok(())
+        })
     }
 
     /// Router scores `out[i][e] = act(sum_j h[i][j] * w[e][j] + bias[e])`.
@@ -59,7 +69,7 @@ impl Kernels {
         ensure!(
             w.rows > 0 || h.rows == 0,
             InvalidArgument,
-            "no routers (E = 0) for a non-empty batch"
+            "n_routers = 0 (no routers) for a non-empty batch"
         );
         if let Some(b) = bias {
             ensure!(
@@ -84,10 +94,28 @@ impl Kernels {
             out: out.data.as_mut_ptr(),
             out_stride: out.stride,
         };
-        // SAFETY: the views were checked to hold every row they describe, shapes agree,
-        // and `out` is a unique borrow, disjoint from the inputs.
-        unsafe { (T::score_fn(self))(&args) };
-        Ok(())
+        // Each score depends only on its row: units of consecutive rows, a multiple of
+        // 16 (the kernels' row blocks divide it).
+        let row_work = h.cols * core::mem::size_of::<T>() + w.rows * (h.cols / 2 + 4);
+        let (f, a) = (T::score_fn(self), Shared(args));
+        parallel::for_each_range(
+            h.rows,
+            parallel::items_per_unit(row_work).next_multiple_of(16),
+            h.rows.saturating_mul(row_work),
+            &|r| {
+                let mut a = a.get();
+                // SAFETY: the views were checked to hold every row they describe, shapes
+                // agree, and `out` is a unique borrow, disjoint from the inputs; units
+                // take disjoint row ranges.
+                unsafe {
+                    a.h = a.h.add(r.start * a.h_stride);
+                    a.out = a.out.add(r.start * a.out_stride);
+                    a.n = r.len();
+                    f(&a)
+                };
+                Ok(())
+            },
+        )
     }
 }
 
@@ -98,8 +126,7 @@ pub fn sigmoid_f32(x: &[f32], y: &mut [f32]) -> Result<()> {
 
 /// [`Kernels::sigmoid_f32_in_place`] on the active level.
 pub fn sigmoid_f32_in_place(x: &mut [f32]) -> Result<()> {
-    Kernels::active()?.sigmoid_f32_in_place(x);
-    Ok(())
+    Kernels::active()?.sigmoid_f32_in_place(x)
 }
 
 /// [`Kernels::score`] on the active level.

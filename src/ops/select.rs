@@ -34,6 +34,7 @@
 
 use crate::error::{ensure, Result};
 use crate::ops::{Matrix, MatrixMut};
+use crate::parallel::{self, Phases, Shared};
 use crate::Kernels;
 use core::cell::RefCell;
 use tokenroute_kernels::select::{self as ks, ThresholdArgs, TopkArgs};
@@ -126,6 +127,106 @@ pub const fn topk_workspace_len(n: usize) -> usize {
 
 /// Top-k is given at most this many tokens per row (indices are `u32`).
 pub const MAX_ROW: usize = u32::MAX as usize;
+
+/// Tokens per chunk of a long top-k row (see [`Kernels::topk_f32`]).
+pub const TOPK_CHUNK: usize = 1 << 16;
+
+/// Whether a top-k row of `len` tokens keeping `k` is split into chunks: `len >= 2
+/// TOPK_CHUNK` and `1 <= k <= TOPK_CHUNK / 8` (then the candidates are few). Depends on
+/// the shape only; the result is exact either way.
+const fn chunks_topk(len: usize, k: usize) -> bool {
+    len >= 2 * TOPK_CHUNK && k >= 1 && k <= TOPK_CHUNK / 8
+}
+
+/// Tokens per chunk of a long threshold row: rows of at least twice this split.
+pub const THRESHOLD_CHUNK: usize = 1 << 16;
+
+/// The chunk of a threshold row of `n` tokens: [`THRESHOLD_CHUNK`], larger for rows of
+/// more than 1024 chunks (at most 1024 chunks).
+const fn threshold_chunk(n: usize) -> usize {
+    let c = n.div_ceil(1024);
+    if c > THRESHOLD_CHUNK {
+        c
+    } else {
+        THRESHOLD_CHUNK
+    }
+}
+
+/// Indices moved per piece when compacting a chunked threshold row (at least).
+const PIECE: usize = 1 << 14;
+
+/// Runs `row(r)` for every row that is not `long(r)`, in units of whole rows (`row_work`
+/// each), then `long_row(r)` for each long row in order (which splits it into its own
+/// units). A parallel-for failure is reported after every row has run.
+fn rows_then_long(
+    rows: usize,
+    row_work: usize,
+    long: &(dyn Fn(usize) -> bool + Sync),
+    row: &(dyn Fn(usize) -> Result<()> + Sync),
+    long_row: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<()> {
+    let row_work = row_work.max(1);
+    let mut phases = Phases::default();
+    phases.run(parallel::for_each_range(
+        rows,
+        parallel::items_per_unit(row_work),
+        rows.saturating_mul(row_work),
+        &|rs| rs.filter(|&r| !long(r)).try_for_each(row),
+    ))?;
+    for r in (0..rows).filter(|&r| long(r)) {
+        phases.run(long_row(r))?;
+    }
+    phases.finish()
+}
+
+/// An output matrix as a base pointer and a row stride, for the units.
+#[derive(Clone, Copy)]
+struct RawOut<T> {
+    p: *mut T,
+    stride: usize,
+}
+
+impl<T> RawOut<T> {
+    fn of(m: &mut MatrixMut<'_, T>) -> RawOut<T> {
+        RawOut {
+            p: m.data.as_mut_ptr(),
+            stride: m.stride,
+        }
+    }
+    /// Row `r` (`r < rows`: within the validated span).
+    fn row(self, r: usize) -> *mut T {
+        self.p.wrapping_add(r * self.stride)
+    }
+}
+
+/// The top-k scratch of a unit: the caller's workspace for units on the calling thread
+/// (which run there one after another), the running thread's reusable buffer elsewhere.
+pub(crate) struct UnitWorkspace {
+    words: usize,
+    caller: Option<Shared<*mut u64>>,
+    thread: std::thread::ThreadId,
+}
+
+impl UnitWorkspace {
+    /// `caller`, when given, holds at least `words` words.
+    pub(crate) fn new(words: usize, caller: Option<&mut [u64]>) -> UnitWorkspace {
+        UnitWorkspace {
+            words,
+            caller: caller.map(|w| Shared(w.as_mut_ptr())),
+            thread: std::thread::current().id(),
+        }
+    }
+    /// Runs `f` on `words` words of scratch (as u32 words, 8-byte aligned).
+    pub(crate) fn with(&self, f: impl FnOnce(*mut u32)) -> Result<()> {
+        match self.caller {
+            Some(p) if std::thread::current().id() == self.thread => {
+                f(p.get() as *mut u32);
+                Ok(())
+            }
+            _ => with_workspace(self.words, None, "", |w| f(w.as_mut_ptr() as *mut u32)),
+        }
+    }
+}
 
 thread_local! {
     /// The calling thread's reusable top-k scratch (grow-only).
@@ -224,13 +325,6 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// `(ptr to row r, its length)` of an output matrix, for the kernels.
-fn row_mut<T>(m: &mut MatrixMut<'_, T>, r: usize) -> *mut T {
-    // r * stride <= span - cols: in bounds (or one past the end when cols == 0, not
-    // dereferenced then).
-    m.data[r * m.stride..].as_mut_ptr()
-}
-
 impl Kernels {
     /// The forced count of a row of `len` tokens whose keep bytes start at `keep`.
     fn forced_count(&self, len: usize, keep_first: usize, keep_last: usize, keep: &[u8]) -> usize {
@@ -324,39 +418,168 @@ impl Kernels {
             );
         }
         let words = topk_workspace_len(b.max_valid());
-        with_workspace(
-            words,
-            workspace,
-            "workspace smaller than topk_workspace_len(n)",
-            |ws| {
-                for r in 0..b.rows {
-                    let kr = k_of(r);
-                    let args = TopkArgs {
-                        scores: scores.data[r * scores.stride..].as_ptr(),
-                        n: b.valid(r),
-                        k: kr,
-                        keep_first: spec.keep_first,
-                        keep_last: spec.keep_last,
-                        keep: b.keep_ptr(r),
-                        order,
-                        out_idx: row_mut(&mut out.indices, r),
-                        out_scores: out
-                            .scores
-                            .as_mut()
-                            .map_or(core::ptr::null_mut(), |s| row_mut(s, r)),
-                        scratch: ws.as_mut_ptr() as *mut u32,
-                    };
+        if let Some(ws) = &workspace {
+            ensure!(
+                ws.len() >= words,
+                BufferTooSmall,
+                "workspace smaller than topk_workspace_len(n)"
+            );
+        }
+        let ws = UnitWorkspace::new(words, workspace);
+        let outs = Shared((
+            RawOut::of(&mut out.indices),
+            out.scores.as_mut().map(RawOut::of),
+            out.counts.as_deref_mut().map(<[usize]>::as_mut_ptr),
+        ));
+        let row_args = |r: usize, scratch: *mut u32| -> TopkArgs {
+            let (idx, sc, _) = outs.get();
+            TopkArgs {
+                scores: scores.data[r * scores.stride..].as_ptr(),
+                n: b.valid(r),
+                k: k_of(r),
+                keep_first: spec.keep_first,
+                keep_last: spec.keep_last,
+                keep: b.keep_ptr(r),
+                order,
+                out_idx: idx.row(r),
+                out_scores: sc.map_or(core::ptr::null_mut(), |s| s.row(r)),
+                scratch,
+            }
+        };
+        let set_count = |r: usize| {
+            if let Some(c) = outs.get().2 {
+                // SAFETY: counts has one entry per row (checked); each row is one unit's.
+                unsafe { *c.add(r) = k_of(r) };
+            }
+        };
+        // Rows are independent: units of whole rows, except long rows with a small k,
+        // which split into fixed chunks (below).
+        rows_then_long(
+            b.rows,
+            b.n.saturating_mul(12),
+            &|r| chunks_topk(b.valid(r), k_of(r)),
+            &|r| {
+                ws.with(|scratch| {
+                    let args = row_args(r, scratch);
                     // SAFETY: row r holds valid(r) scores and keep bytes; the output rows
                     // have room for k_r (checked); k_r <= valid(r) and >= the forced count
-                    // (checked); the scratch holds topk_scratch_words(max valid) u32 words,
-                    // 8-byte aligned; outputs are unique borrows, disjoint from the inputs.
+                    // (checked); the scratch holds topk_scratch_words(max valid) u32
+                    // words, 8-byte aligned; outputs are unique borrows, disjoint from
+                    // the inputs, and each row is written by one unit.
                     unsafe { (self.select_topk_f32)(&args) };
-                    if let Some(c) = out.counts.as_deref_mut() {
-                        c[r] = kr;
-                    }
-                }
+                })?;
+                set_count(r);
+                Ok(())
+            },
+            &mut |r| {
+                let res = self.topk_chunked(row_args(r, core::ptr::null_mut()), &ws);
+                set_count(r);
+                res
             },
         )
+    }
+
+    /// Top-k of one long row (`a.n >= 2 TOPK_CHUNK`, `a.k <= TOPK_CHUNK / 8`) in fixed
+    /// chunks of [`TOPK_CHUNK`] tokens: each chunk's own top-`min(k, len)` (its forced
+    /// keeps included) are the candidates, which hold the row's top-k; a top-k of the
+    /// candidates, in chunk order (so ascending positions and the ties' lower-index rule
+    /// carry over), with the forced ones forced again, is the row's. Exact: identical to
+    /// the one-pass result.
+    fn topk_chunked(&self, a: TopkArgs, ws: &UnitWorkspace) -> Result<()> {
+        let (n, k) = (a.n, a.k);
+        let n_ch = n.div_ceil(TOPK_CHUNK);
+        let (kf, kl) = ks::forced_ranges(n, a.keep_first, a.keep_last);
+        let forced = kf + kl > 0 || !a.keep.is_null();
+        let slots = n_ch * k;
+        // Candidates: scores (f32), indices (u32), forced flags (u8), k slots per chunk.
+        let bytes = slots * 9;
+        let f = self.select_topk_f32;
+        parallel::with_call_scratch(bytes, |base| -> Result<()> {
+            let sh = Shared((a, base));
+            let mut phases = Phases::default();
+            phases.run(parallel::for_each(n_ch, n.saturating_mul(12), &|c| {
+                let (a, base) = sh.get();
+                let (c0, c1) = (c * TOPK_CHUNK, n.min((c + 1) * TOPK_CHUNK));
+                let len = c1 - c0;
+                let kc = k.min(len);
+                let kf_c = kf.saturating_sub(c0).min(len);
+                let kl_c = c1.saturating_sub((n - kl).max(c0)).min(len);
+                // SAFETY: the scratch holds `slots` entries of each kind; chunk c owns
+                // slots c*k .. c*k + kc.
+                let (cs, ci, ck) = unsafe {
+                    (
+                        (base as *mut f32).add(c * k),
+                        (base.add(slots * 4) as *mut u32).add(c * k),
+                        base.add(slots * 8).add(c * k),
+                    )
+                };
+                ws.with(|scratch| {
+                    let args = TopkArgs {
+                        scores: a.scores.wrapping_add(c0),
+                        n: len,
+                        k: kc,
+                        keep_first: kf_c,
+                        keep_last: kl_c,
+                        keep: if a.keep.is_null() {
+                            a.keep
+                        } else {
+                            a.keep.wrapping_add(c0)
+                        },
+                        order: Order::Position,
+                        out_idx: ci,
+                        out_scores: cs,
+                        scratch,
+                    };
+                    // SAFETY: the chunk lies in the row; its forced count is at most
+                    // min(k, len) (the row's is at most k); outputs are the chunk's slots.
+                    unsafe { f(&args) };
+                })?;
+                for j in 0..kc {
+                    // SAFETY: slot j < kc of this chunk, written just above.
+                    unsafe {
+                        let i = *ci.add(j) as usize;
+                        if forced {
+                            let keep = !a.keep.is_null() && *a.keep.add(c0 + i) != 0;
+                            *ck.add(j) = (i < kf_c || i >= len - kl_c || keep) as u8;
+                        }
+                        *ci.add(j) = (c0 + i) as u32;
+                    }
+                }
+                Ok(())
+            }))?;
+            // Every chunk but the last has at least k tokens: the candidates are the
+            // first `cands` slots.
+            let cands = (n_ch - 1) * k + k.min(n - (n_ch - 1) * TOPK_CHUNK);
+            ws.with(|scratch| {
+                let args = TopkArgs {
+                    scores: base as *const f32,
+                    n: cands,
+                    k,
+                    keep_first: 0,
+                    keep_last: 0,
+                    keep: if forced {
+                        base.wrapping_add(slots * 8)
+                    } else {
+                        core::ptr::null()
+                    },
+                    order: a.order,
+                    out_idx: a.out_idx,
+                    out_scores: a.out_scores,
+                    scratch,
+                };
+                // SAFETY: cands <= n candidates (scratch for n suffices); k <= cands and
+                // the forced candidates number at most k; the outputs have room for k.
+                unsafe {
+                    f(&args);
+                    let ci = base.add(slots * 4) as *const u32;
+                    for j in 0..k {
+                        let o = a.out_idx.add(j);
+                        *o = *ci.add(*o as usize);
+                    }
+                }
+            })?;
+            phases.finish()
+        })?
     }
 
     /// Threshold selection `s > tau` of every row of `scores`, plus the forced keeps
@@ -408,8 +631,14 @@ impl Kernels {
                 "counts must have one entry per row"
             );
         }
-        for r in 0..b.rows {
-            let args = ThresholdArgs {
+        let outs = Shared((
+            out.indices.as_mut().map(RawOut::of),
+            out.mask.as_mut().map(RawOut::of),
+            out.counts.as_deref_mut().map(<[usize]>::as_mut_ptr),
+        ));
+        let row_args = |r: usize| -> ThresholdArgs {
+            let (idx, mask, _) = outs.get();
+            ThresholdArgs {
                 scores: scores.data[r * scores.stride..].as_ptr(),
                 n: b.valid(r),
                 tau: match tau {
@@ -419,25 +648,144 @@ impl Kernels {
                 keep_first: spec.keep_first,
                 keep_last: spec.keep_last,
                 keep: b.keep_ptr(r),
-                out_idx: out
-                    .indices
-                    .as_mut()
-                    .map_or(core::ptr::null_mut(), |i| row_mut(i, r)),
-                out_mask: out
-                    .mask
-                    .as_mut()
-                    .map_or(core::ptr::null_mut(), |m| row_mut(m, r)),
+                out_idx: idx.map_or(core::ptr::null_mut(), |i| i.row(r)),
+                out_mask: mask.map_or(core::ptr::null_mut(), |m| m.row(r)),
                 mask_len: b.n,
-            };
-            // SAFETY: row r holds valid(r) scores and keep bytes; an indices row has room
-            // for valid(r) entries and a mask row for n bytes (checked); outputs are
-            // unique borrows, disjoint from the inputs.
-            let c = unsafe { (self.select_threshold_f32)(&args) };
-            if let Some(cs) = out.counts.as_deref_mut() {
-                cs[r] = c;
             }
-        }
-        Ok(())
+        };
+        let set_count = |r: usize, c: usize| {
+            if let Some(cs) = outs.get().2 {
+                // SAFETY: counts has one entry per row (checked); each row is one unit's.
+                unsafe { *cs.add(r) = c };
+            }
+        };
+        // Rows are independent: units of whole rows, except long rows, which split into
+        // fixed chunks (below).
+        rows_then_long(
+            b.rows,
+            b.n.saturating_mul(6),
+            &|r| b.valid(r) >= 2 * THRESHOLD_CHUNK,
+            &|r| {
+                // SAFETY: row r holds valid(r) scores and keep bytes; an indices row has
+                // room for valid(r) entries and a mask row for n bytes (checked); outputs
+                // are unique borrows, disjoint from the inputs, and each row is written
+                // by one unit.
+                let c = unsafe { (self.select_threshold_f32)(&row_args(r)) };
+                set_count(r, c);
+                Ok(())
+            },
+            &mut |r| {
+                let mut c = 0;
+                let res = self.threshold_chunked(row_args(r), &mut c);
+                set_count(r, c);
+                res
+            },
+        )
+    }
+
+    /// Threshold selection of one long row in fixed chunks: each chunk selects into its
+    /// own part of the output (its positions `c0..c1` of the indices row, its bytes of the
+    /// mask), then the chunks' indices move left to their final places, `c0` added, in
+    /// waves that never clobber an unread one ([`parallel::MoveWaves`]). Exact.
+    fn threshold_chunked(&self, a: ThresholdArgs, count: &mut usize) -> Result<()> {
+        let n = a.n;
+        let chunk = threshold_chunk(n);
+        let n_ch = n.div_ceil(chunk);
+        let (kf, kl) = ks::forced_ranges(n, a.keep_first, a.keep_last);
+        let f = self.select_threshold_f32;
+        // Scratch: per chunk its count and final offset, then the move pieces.
+        let piece_cap = parallel::MAX_PIECES;
+        let bytes = (2 * n_ch + 3 * piece_cap) * core::mem::size_of::<usize>();
+        parallel::with_call_scratch(bytes, |base| -> Result<()> {
+            let base = base as *mut usize;
+            let sh = Shared((a, base));
+            let mut phases = Phases::default();
+            phases.run(parallel::for_each(n_ch, n.saturating_mul(6), &|c| {
+                let (a, counts) = sh.get();
+                let (c0, c1) = (c * chunk, n.min((c + 1) * chunk));
+                let len = c1 - c0;
+                let args = ThresholdArgs {
+                    scores: a.scores.wrapping_add(c0),
+                    n: len,
+                    tau: a.tau,
+                    keep_first: kf.saturating_sub(c0).min(len),
+                    keep_last: c1.saturating_sub((n - kl).max(c0)).min(len),
+                    keep: if a.keep.is_null() {
+                        a.keep
+                    } else {
+                        a.keep.wrapping_add(c0)
+                    },
+                    out_idx: if a.out_idx.is_null() {
+                        a.out_idx
+                    } else {
+                        a.out_idx.wrapping_add(c0)
+                    },
+                    out_mask: if a.out_mask.is_null() {
+                        a.out_mask
+                    } else {
+                        a.out_mask.wrapping_add(c0)
+                    },
+                    // The last chunk also clears the mask's padding.
+                    mask_len: if c1 == n { a.mask_len - c0 } else { len },
+                };
+                // SAFETY: the chunk's scores, keep bytes, indices (room for len) and mask
+                // bytes lie in the row's; chunks are disjoint.
+                unsafe { *counts.add(c) = f(&args) };
+                Ok(())
+            }))?;
+            // SAFETY: the scratch holds 2 n_ch counts and offsets, then the pieces.
+            let (counts, offs, pieces) = unsafe {
+                (
+                    core::slice::from_raw_parts(base, n_ch),
+                    core::slice::from_raw_parts_mut(base.add(n_ch), n_ch),
+                    core::slice::from_raw_parts_mut(base.add(2 * n_ch), 3 * piece_cap),
+                )
+            };
+            let mut total = 0;
+            for (o, &c) in offs.iter_mut().zip(counts) {
+                *o = total;
+                total += c;
+            }
+            *count = total;
+            if a.out_idx.is_null() {
+                return phases.finish();
+            }
+            // Pieces (chunk, from, to) of the chunks' index lists, chunk 0 excepted (in
+            // place, offset 0).
+            let len = total.div_ceil(piece_cap / 2).max(PIECE);
+            let mut m = 0;
+            for (c, &cnt) in counts.iter().enumerate().skip(1) {
+                let mut j = 0;
+                while j < cnt {
+                    let e = cnt.min(j + len);
+                    pieces[3 * m..3 * m + 3].copy_from_slice(&[c, j, e]);
+                    m += 1;
+                    j = e;
+                }
+            }
+            let pieces = &*pieces;
+            let src = |p: usize| {
+                let (c, j, e) = (pieces[3 * p], pieces[3 * p + 1], pieces[3 * p + 2]);
+                c * chunk + j..c * chunk + e
+            };
+            let dst = |p: usize| {
+                let (c, j, e) = (pieces[3 * p], pieces[3 * p + 1], pieces[3 * p + 2]);
+                offs[c] + j..offs[c] + e
+            };
+            let out = Shared(a.out_idx);
+            let plan = parallel::MoveWaves::plan(m, &src, &dst);
+            phases.run(plan.run(total.saturating_mul(8), &|p| {
+                let (s, d) = (src(p), dst(p));
+                let add = (pieces[3 * p] * chunk) as u32;
+                for (i, o) in s.zip(d) {
+                    // SAFETY: both positions lie in the row's indices (< n); o <= i and
+                    // pieces of one wave never touch each other's positions.
+                    unsafe { *out.get().add(o) = *out.get().add(i) + add };
+                }
+                Ok(())
+            }))?;
+            phases.finish()
+        })?
     }
 
     /// Top-k of one row with no forced keeps: `out[..k]` gets the indices (ascending, or

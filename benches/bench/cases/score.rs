@@ -108,10 +108,11 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
         let x = values(n, 7).into_iter().map(|v| v * 12.0).collect();
         v.push(Box::new(Sigmoid { x, y: vec![0.0; n] }));
     }
+    // n = 64 is the small call threads must not slow down.
     let shapes: &[(usize, usize)] = if quick {
-        &[(512, 768), (4096, 4096)]
+        &[(64, 768), (512, 768), (4096, 4096)]
     } else {
-        &[(512, 768), (4096, 4096), (32768, 4096)]
+        &[(64, 768), (512, 768), (4096, 4096), (32768, 4096)]
     };
     for &(n, d) in shapes {
         for e in [1, 8] {

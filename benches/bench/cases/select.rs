@@ -168,9 +168,15 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     }
     v.push(topk(1, 50257, 50, Dist::AllEqual));
     v.push(topk(1, 50257, 50, Dist::FewDistinct));
-    // Threshold selection over 1M scores uniform in [-1, 1): 10% and 50% selected.
-    for (tau, percent) in [(0.8f32, 10), (0.0, 50)] {
-        let n = 1 << 20;
+    // A small call (n = 64): what threads must not cost.
+    v.push(topk(1, 64, 8, Dist::Random));
+    // Threshold selection over 1M scores uniform in [-1, 1): 10% and 50% selected; and
+    // (full run) 16M, from memory.
+    let big: &[(f32, u32, usize)] = if quick { &[] } else { &[(0.8, 10, 16 << 20)] };
+    for &(tau, percent, n) in [(0.8f32, 10, 1 << 20), (0.0, 50, 1 << 20)]
+        .iter()
+        .chain(big)
+    {
         v.push(Box::new(Threshold {
             tau,
             percent,

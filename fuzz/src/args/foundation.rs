@@ -8,7 +8,7 @@ use tokenroute::ffi::*;
 
 pub fn status_string(inp: &mut Input) {
     let code = if inp.bool() {
-        inp.below(14) as u32
+        inp.below(15) as u32
     } else {
         inp.u32()
     };
@@ -16,7 +16,7 @@ pub fn status_string(inp: &mut Input) {
     assert!(!p.is_null());
     // SAFETY: the library returns a static NUL-terminated string.
     let s = unsafe { CStr::from_ptr(p) }.to_str().unwrap();
-    if code <= TKR_STATUS_UNSORTED_INDEX {
+    if code <= TKR_STATUS_PARALLEL_FAILED {
         assert!(
             s.starts_with("TKR_STATUS_") && s != "TKR_STATUS_UNKNOWN",
             "{code}: {s}"
