@@ -1,13 +1,15 @@
-"""The example's checks (``evaluate.py --quick``, under 3 minutes), run by .ci/test when
-the example's packages are installed (examples/llm/requirements-quick.txt):
+"""The example's checks (``evaluate.py --quick``), run by hand when the example's
+packages are installed (examples/llm/requirements-quick.txt; not part of .ci/test):
 
 - dense decode through the library matches float64 numpy attention of the same f16
-  inputs within the library's documented bound, at every layer and step;
-- Quest with a budget covering every block gives dense's logits and attention outputs
-  bit for bit;
+  inputs within the library's documented bound, at every layer and step, and so does
+  Quest with a budget covering every block;
+- that Quest gives dense's logits and attention outputs bit for bit while the caches
+  hold fewer than 1024 keys (from 1024 keys the library's dense decode is split-K);
+- the sparse methods keep their budgets and forced keys; H2O's cache shrinks;
 - bad input is a clear error naming the limit.
 
-Run: python -m pytest examples/llm/test_quick.py
+Run: PYTHONPATH=python python -m pytest examples/llm/test_quick.py
 """
 import pathlib
 import sys
@@ -35,6 +37,10 @@ def test_quick_checks(model):
     res = evaluate.run_quick(model=model)
     assert res["dense_checked"] == model.cfg.n_layers * res["steps"]
     assert res["dense_bound_ratio"] <= 1.0, res
+    assert res["quest_full_bound_ratio"] <= 1.0, res
+    # 1008 keys prefilled: the steps over 1009 .. 1023 keys are one pass, the last
+    # (1024 keys) split-K.
+    assert res["bitexact_steps"] == res["steps"] - 1
     assert res["quest_full_bitexact"], res
     # The sparse methods keep their 256-key budget at every layer and step (Quest past
     # its dense layers; the first and newest keys always among them), H2O's cache
@@ -43,6 +49,7 @@ def test_quick_checks(model):
     assert not res["missing_forced"], res["missing_forced"]
     assert res["h2o_cache_rows"] == 257
     assert res["finite"]
+    assert evaluate.quick_ok(res)
 
 
 def test_bad_input_is_a_clear_error(model):
