@@ -4,7 +4,7 @@ torch's SDPA on the same f16 cache and llama.cpp. Writes results.md and results.
 
     python examples/llm/evaluate.py            # the full evaluation (hours on one core;
                                                # resumable: results are cached per text)
-    python examples/llm/evaluate.py --quick    # the checks, < 3 minutes, writes nothing
+    python examples/llm/evaluate.py --quick    # the checks (test_quick.py), writes nothing
 
 Teacher-forced decode: each text is ``context + 1`` tokens; the first ``context -
 steps`` are prefilled densely (causal attention through the library), then the last
@@ -696,7 +696,7 @@ def quick_ok(res: dict) -> bool:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the checks only (< 3 minutes); writes nothing")
+    ap.add_argument("--quick", action="store_true", help="the checks only (test_quick.py); writes nothing")
     ap.add_argument("--contexts", default="2048,4096,8192")
     ap.add_argument("--budgets", default="256,512,1024,2048")
     ap.add_argument("--texts", type=int, default=8, help="texts per context")
