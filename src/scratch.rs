@@ -41,13 +41,16 @@ pub(crate) enum Kind {
     Attend = 2,
     /// Call-level partials of calls split into units ([`crate::parallel`]).
     Call = 3,
+    /// Implicit positions of batched attention sequences.
+    Positions = 4,
 }
 
-const KINDS: usize = 4;
+const KINDS: usize = 5;
 
 thread_local! {
     static BUFFERS: [RefCell<Vec<Line>>; KINDS] = const {
         [
+            RefCell::new(Vec::new()),
             RefCell::new(Vec::new()),
             RefCell::new(Vec::new()),
             RefCell::new(Vec::new()),

@@ -1,5 +1,6 @@
 //! What a thread keeps after a call: at most THREAD_SCRATCH_CAP bytes of library scratch
-//! per buffer kind (top-k, compaction, attention, call-level partials), plus the one process-wide spare of at
+//! per buffer kind (top-k, compaction, attention, call-level partials, batched
+//! attention positions), plus the one process-wide spare of at
 //! most SPARE_SCRATCH_CAP bytes; `release_thread_buffers` frees all of it. Measured with
 //! a counting global allocator: the live heap bytes after each call, against the bytes
 //! the test itself holds.
@@ -49,7 +50,7 @@ fn live() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
 
-const KINDS: usize = 4;
+const KINDS: usize = 5;
 /// Slack for the allocator's bookkeeping of the test harness (thread names, ...).
 const SLACK: usize = 64 << 10;
 

@@ -13,7 +13,6 @@ use super::attend::{
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::span;
-use crate::parallel::Aligned;
 use crate::Kernels;
 use tokenroute_kernels::attend::{self as ka, AttendArgs, AttendFn, KeySet, ListsPer, MergeFn};
 
@@ -176,22 +175,10 @@ impl<T> Call<'_, T> {
     }
 }
 
-thread_local! {
-    /// Implicit positions of the running sequence (grow-only, reused).
-    static POSITIONS: Aligned = const { Aligned::new() };
-}
-
-/// Runs `f` with `n` u32 of the thread's position scratch.
+/// Runs `f` with `n` u32 of the thread's position scratch ([`crate::scratch`]: bounded
+/// after the call).
 fn with_positions<R>(n: usize, f: impl FnOnce(&mut [u32]) -> R) -> Result<R> {
-    let bytes = n
-        .checked_mul(4)
-        .ok_or(too_big("position scratch overflows"))?;
-    POSITIONS.with(|p| {
-        p.with(bytes, |w| {
-            // SAFETY: the scratch holds `bytes` bytes, 64-byte aligned, for this call.
-            f(unsafe { core::slice::from_raw_parts_mut(w as *mut u32, n) })
-        })
-    })
+    crate::scratch::with_scratch_of(crate::scratch::Kind::Positions, n, f)
 }
 
 /// Writes the implicit positions of a sequence: `n_q` query positions then `n_k` key
