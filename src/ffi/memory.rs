@@ -2,8 +2,10 @@
 
 /// Most bytes of scratch the library keeps per thread and per buffer kind (top-k
 /// workspaces; duplicate checks of index lists; attention rows; positions of batched
-/// attention; call-level partials of calls split into units) once a call returns: 1 MiB. Pool workers are threads too. A call that needs more scratch (and gets no caller workspace) uses the
-/// process-wide spare buffer or allocates, and gives the memory back when it returns.
+/// attention; call-level partials of calls split into units) once a call returns: 1 MiB.
+/// Pool workers are threads too. A call that needs more scratch (and gets no caller
+/// workspace) uses the process-wide spare buffer or allocates, and gives the memory back
+/// when it returns.
 pub const TKR_THREAD_SCRATCH_CAP: usize = 1 << 20;
 /// Most bytes of the one process-wide spare scratch buffer the library keeps for calls
 /// that need more than TKR_THREAD_SCRATCH_CAP: 64 MiB (larger buffers are freed).
