@@ -286,6 +286,7 @@ macro_rules! tiles {
                             r += $pr;
                         }
                     )*
+                    let _ = r;
                 }
             }
         }

@@ -3,12 +3,11 @@
 //! [`Backend`]: the canonical one written once over the SIMD tiers (`canon.rs`), or the
 //! opt-in AVX512-BF16 one.
 
+use super::canon::Backend;
 use super::keys::{block_setup, key_iter, Block};
 use super::numerics::{canon_nan, canon_pos, lse_of, pad32, scale_log2e, store_out};
-use super::canon::Backend;
 use super::{AttendArgs, KeySet, ListsPer, BK, SUPER, TILE_ROWS};
 use crate::simd::Elem;
-
 
 /// One tile: up to `TILE_ROWS` rows (query `qi[r]`, query head `hq[r]`).
 #[derive(Clone, Copy)]
@@ -100,7 +99,6 @@ pub(crate) unsafe fn attend<T: Elem, B: Backend<T>>(a: &AttendArgs<T>) {
         }
     }
 }
-
 
 /// Prefetches the K and V rows of a block for every run of the tile (into L2).
 #[inline(always)]
@@ -448,7 +446,7 @@ unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, lis
                     for r in r0..r1 {
                         acc += *s.add(j * TILE_ROWS + r);
                     }
-                    *mass.add(k) = acc;
+                    *mass.add(k) = canon_nan(acc);
                 }
             }
         }

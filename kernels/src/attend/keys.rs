@@ -116,7 +116,6 @@ impl KeyIter {
     }
 }
 
-
 /// The key iterator of the shared set, or of block list `list`.
 #[inline(always)]
 pub(super) unsafe fn key_iter<T>(a: &AttendArgs<T>, list: usize) -> KeyIter {
@@ -161,7 +160,6 @@ pub(super) struct Block {
     pub(super) nb: usize,
     pub(super) contiguous: bool,
 }
-
 
 /// Offsets and per-key visibility masks of one block; false when no row sees any key.
 #[inline(always)]
@@ -237,4 +235,3 @@ pub(super) unsafe fn block_setup<T>(
     }
     true
 }
-

@@ -228,8 +228,8 @@ pub type AttendFn<T> = unsafe fn(args: &AttendArgs<T>);
 /// kernels, then the merge (and any extra item of the tier's module).
 macro_rules! entries {
     ($isa:ident, $tier:ident, $merge:ident,
-     $($t:ident: $attend:ident, $summary:ident, $bound:ident);+
-     $(; $extra:item)*) => {
+     [$($t:ident: $attend:ident, $summary:ident, $bound:ident);+]
+     $($extra:item)*) => {
         #[doc = concat!("The ", stringify!($isa), " attention entry points.")]
         pub mod $isa {
             #[allow(unused_imports)]
@@ -277,26 +277,26 @@ macro_rules! entries {
     };
 }
 
-entries!(scalar, Scalar, f32_merge_u1,
+entries!(scalar, Scalar, f32_merge_u1, [
     f32: f32_fma16_b64, f32_summary_u1, f32_bound_u1;
     f16: f16_fma16_b64, f16_summary_u1, f16_bound_u1;
-    bf16: bf16_fma16_b64, bf16_summary_u1, bf16_bound_u1);
+    bf16: bf16_fma16_b64, bf16_summary_u1, bf16_bound_u1]);
 #[cfg(target_arch = "x86_64")]
-entries!(avx2, Avx2, f32_merge_u8,
+entries!(avx2, Avx2, f32_merge_u8, [
     f32: f32_fma16_b64, f32_summary_v16, f32_bound_v16;
     f16: f16_fma16_b64, f16_summary_v16, f16_bound_v16;
-    bf16: bf16_fma16_b64, bf16_summary_v16, bf16_bound_v16);
+    bf16: bf16_fma16_b64, bf16_summary_v16, bf16_bound_v16]);
 #[cfg(target_arch = "x86_64")]
-entries!(avx512, Avx512, f32_merge_u16,
+entries!(avx512, Avx512, f32_merge_u16, [
     f32: f32_fma16_b64, f32_summary_v16, f32_bound_v16;
     f16: f16_fma16_b64, f16_summary_v16, f16_bound_v16;
-    bf16: bf16_fma16_b64, bf16_summary_v16, bf16_bound_v16;
+    bf16: bf16_fma16_b64, bf16_summary_v16, bf16_bound_v16]
     pub use super::dpbf16::bf16_dpbf16_b64;);
 #[cfg(target_arch = "aarch64")]
-entries!(neon, Neon, f32_merge_u4,
+entries!(neon, Neon, f32_merge_u4, [
     f32: f32_fma16_b64, f32_summary_v16, f32_bound_v16;
     f16: f16_fma16_b64, f16_summary_v16, f16_bound_v16;
-    bf16: bf16_fma16_b64, bf16_summary_v16, bf16_bound_v16);
+    bf16: bf16_fma16_b64, bf16_summary_v16, bf16_bound_v16]);
 
 // ------------------------------------------------------------------------------------
 // Registries.

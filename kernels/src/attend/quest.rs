@@ -147,7 +147,11 @@ unsafe fn bound_row<S: Tier>(
                     )
                 };
                 let qv = S::v16_load(q.add(e));
-                let t = S::v16_zip(S::v16_zip(qv, lo, S::mul), S::v16_zip(qv, hi, S::mul), S::max);
+                let t = S::v16_zip(
+                    S::v16_zip(qv, lo, S::mul),
+                    S::v16_zip(qv, hi, S::mul),
+                    S::max,
+                );
                 s = S::v16_zip(s, t, S::add);
                 a = S::v16_zip(a, S::v16_map(t, S::abs), S::add);
                 e += 16;

@@ -280,8 +280,7 @@ pub(crate) trait Tier: Copy + 'static {
     /// `f` on each vector.
     fn v16_map(a: Self::V16, f: impl Fn(Self::F) -> Self::F) -> Self::V16;
     /// `f` on each pair of vectors.
-    fn v16_zip(a: Self::V16, b: Self::V16, f: impl Fn(Self::F, Self::F) -> Self::F)
-        -> Self::V16;
+    fn v16_zip(a: Self::V16, b: Self::V16, f: impl Fn(Self::F, Self::F) -> Self::F) -> Self::V16;
     /// # Safety
     /// 16 floats writable at `p`.
     unsafe fn v16_store(p: *mut f32, v: Self::V16);
@@ -382,7 +381,9 @@ macro_rules! v16 {
         #[inline(always)]
         unsafe fn v16_load_pairs(p: *const half::bf16, odd: bool) -> Self::V16 {
             // SAFETY: 32 elements at p.
-            core::array::from_fn(|i| unsafe { Self::load_bf16_pairs(p.add(2 * i * Self::LANES), odd) })
+            core::array::from_fn(|i| unsafe {
+                Self::load_bf16_pairs(p.add(2 * i * Self::LANES), odd)
+            })
         }
         #[inline(always)]
         unsafe fn v16_load_pairs_first(p: *const half::bf16, odd: bool, k: usize) -> Self::V16 {

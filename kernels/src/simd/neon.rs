@@ -102,7 +102,13 @@ impl Tier for Neon {
     }
     #[inline(always)]
     fn fma_if(on: bool, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
-        unsafe { vbslq_f32(vdupq_n_u32((on as u32).wrapping_neg()), vfmaq_f32(c, a, b), c) }
+        unsafe {
+            vbslq_f32(
+                vdupq_n_u32((on as u32).wrapping_neg()),
+                vfmaq_f32(c, a, b),
+                c,
+            )
+        }
     }
     #[inline(always)]
     fn hsum(v: float32x4_t) -> f32 {
