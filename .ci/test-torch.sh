@@ -38,7 +38,7 @@ lib=target/release/libtokenroute.so
 [ -f "$lib" ] || { echo "$lib is missing: run cargo build --release first" >&2; exit 1; }
 stage=target/py-stage-torch
 rm -rf "$stage" && mkdir -p "$stage"
-cp -r python/pyproject.toml python/tokenroute "$stage"/
+cp -r python/pyproject.toml python/build_backend python/tokenroute "$stage"/
 cp "$lib" "$stage"/tokenroute/
 "$py" -m pip install -q --no-deps --no-build-isolation --force-reinstall "$stage"
 

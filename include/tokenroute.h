@@ -25,12 +25,9 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-// Top-k is given at most this many tokens per row (indices are `u32`).
-#define MAX_ROW (size_t)UINT32_MAX
-
 // The ABI version: bumped only on a breaking change of this header's ABI. Compare it
 // with tkr_abi_version() at load time (dynamic loaders such as Python ctypes).
-#define TKR_ABI_VERSION 1
+#define TKR_ABI_VERSION 2
 
 // Activation code: the raw logit `w . h + b`.
 #define TKR_ACT_NONE 0
@@ -100,6 +97,10 @@
 
 // KV-cache layout code: `[n_tokens, n_heads, head_dim]` (token-major).
 #define TKR_KV_TOKEN_MAJOR 1
+
+// The longest row the selection calls take, in tokens (token indices are uint32_t):
+// a larger n is TKR_STATUS_INVALID_ARGUMENT.
+#define TKR_MAX_ROW (size_t)UINT32_MAX
 
 // tkr_route select mode: threshold selection, every token with score > tau.
 #define TKR_ROUTE_THRESHOLD 2
@@ -454,9 +455,10 @@ tkr_status tkr_attention(uint32_t dtype,
                          size_t out_token_stride,
                          size_t out_head_stride);
 
-// Fills `*keys` with the defaults (dense; all zero, struct_size set). NULL is ignored.
+// Fills *keys with the defaults (dense): every field 0, struct_size =
+// sizeof(tkr_attention_keys). Returns TKR_STATUS_NULL_POINTER for a NULL keys.
 // Thread-safe.
-void tkr_attention_keys_init(struct tkr_attention_keys *keys);
+tkr_status tkr_attention_keys_init(struct tkr_attention_keys *keys);
 
 // Merges partial attention results computed over disjoint key chunks (flash-decoding):
 // for every row r < n_rows, out[r] = sum_i w_i part_out[i][r] with
@@ -482,22 +484,23 @@ void tkr_attention_keys_init(struct tkr_attention_keys *keys);
 //   TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE. On error
 //   nothing is written.
 // - Thread-safe; uses the per-thread scratch buffer (head_dim floats).
-tkr_status tkr_attention_merge(size_t n_parts,
+tkr_status tkr_attention_merge(uint32_t out_dtype,
+                               const float *part_out,
+                               size_t n_parts,
                                size_t n_rows,
                                size_t head_dim,
-                               const float *part_out,
                                size_t part_stride,
                                size_t row_stride,
                                const float *part_lse,
                                size_t lse_part_stride,
-                               uint32_t out_dtype,
                                void *out,
                                size_t out_row_stride,
                                float *out_lse);
 
-// Fills `*options` with the defaults (all zero, struct_size set). NULL is ignored.
+// Fills *options with the defaults: every field 0, struct_size =
+// sizeof(tkr_attention_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
 // Thread-safe.
-void tkr_attention_options_init(struct tkr_attention_options *options);
+tkr_status tkr_attention_options_init(struct tkr_attention_options *options);
 
 // In-place stable compaction (token pruning): moves rows `keep[0], keep[1], ...` of
 // `data` to rows `0, 1, ...`, in order, and reports the new row count (`n_keep`).
@@ -689,6 +692,15 @@ tkr_status tkr_kv_compact(uint32_t layout,
                           size_t n_keep,
                           uint32_t keep_mode,
                           size_t *out_n_tokens);
+
+// What the most recent failing call on the calling thread rejected: the argument, as
+// this header names it, and the rule it broke, e.g. "h_row_stride: row stride smaller
+// than the row" or "n_heads_kv = 0". "" before any failure. A successful call leaves
+// it unchanged, so read it right after the failing call (check the status first).
+//
+// Never NULL. The string belongs to the calling thread: valid until that thread
+// exits, its contents replaced by the thread's next failing call. Thread-safe.
+const char *tkr_last_error_message(void);
 
 // The positions of the non-zero bytes of mask[0..n], ascending: *out_count = c and
 // out_idx[0..c] holds them; out_idx[c..n] may be overwritten (whole vectors are
@@ -997,15 +1009,15 @@ tkr_status tkr_set_thread_parallel_for(tkr_parallel_for_fn parallel_for,
 // sigmoid(-inf) = 0; a NaN input of any sign or payload gives the canonical quiet NaN
 // 0x7fc00000. Results, NaN included, are bit-identical on every ISA level.
 //
-// - `x`, `y`: `n` floats each; (NULL, 0) is valid. `y == x` (in place) is allowed;
-//   any other overlap returns TKR_STATUS_OVERLAP.
+// - `x`: `n` floats; `y`: `n` floats. (NULL, 0) is valid. `y == x` (in place) is
+//   allowed; any other overlap returns TKR_STATUS_OVERLAP.
 // - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT
 //   (misaligned pointer), TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
 //   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
 // - Thread-safe; no allocation.
 tkr_status tkr_sigmoid_f32(const float *x,
-                           float *y,
-                           size_t n);
+                           size_t n,
+                           float *y);
 
 // The name of a status code, e.g. "TKR_STATUS_OUT_OF_RANGE".
 //

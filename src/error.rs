@@ -81,23 +81,58 @@ impl ErrorKind {
     ];
 }
 
-/// An error of the safe API: its kind (the C status) and which check failed.
+/// An error of the safe API: its kind (the C status), which check failed and, where
+/// known, which argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Error {
     pub kind: ErrorKind,
     /// A short description of the failed check, e.g. `"k > n"`.
     pub what: &'static str,
+    /// The argument the check concerns, as the C API names it (e.g. `"h_row_stride"`),
+    /// or `""` when `what` already says it.
+    pub arg: &'static str,
 }
 
 impl Error {
     pub const fn new(kind: ErrorKind, what: &'static str) -> Error {
-        Error { kind, what }
+        Error {
+            kind,
+            what,
+            arg: "",
+        }
+    }
+
+    /// The same error, naming `arg` unless an argument is already named (the
+    /// innermost name wins).
+    pub const fn with_arg(self, arg: &'static str) -> Error {
+        if self.arg.is_empty() {
+            Error { arg, ..self }
+        } else {
+            self
+        }
+    }
+}
+
+/// Names the argument of an error: `slice(p, n).arg("scores")?`.
+pub(crate) trait ArgName<T> {
+    fn arg(self, name: &'static str) -> Result<T>;
+}
+
+impl<T> ArgName<T> for Result<T> {
+    #[inline(always)]
+    fn arg(self, name: &'static str) -> Result<T> {
+        self.map_err(|e| e.with_arg(name))
     }
 }
 
 impl fmt::Display for Error {
+    /// `"BAD_STRIDE: h_row_stride: row stride smaller than the row"`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.name(), self.what)
+        if self.arg.is_empty() {
+            write!(f, "{}: {}", self.kind.name(), self.what)
+        } else {
+            write!(f, "{}: {}: {}", self.kind.name(), self.arg, self.what)
+        }
     }
 }
 
@@ -106,8 +141,14 @@ impl std::error::Error for Error {}
 /// The safe API's result type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
-/// Returns `Err(Error::new(kind, what))` when `cond` is false.
+/// Returns `Err(Error::new(kind, what))` when `cond` is false; the form
+/// `ensure!(cond, Kind, "arg": "what")` also names the C argument concerned.
 macro_rules! ensure {
+    ($cond:expr, $kind:ident, $arg:tt : $what:expr) => {
+        if !$cond {
+            return Err($crate::Error::new($crate::ErrorKind::$kind, $what).with_arg($arg));
+        }
+    };
     ($cond:expr, $kind:ident, $what:expr) => {
         if !$cond {
             return Err($crate::Error::new($crate::ErrorKind::$kind, $what));

@@ -88,7 +88,7 @@ fn jobs() -> Vec<(&'static str, Job)> {
     let sig: Job = Box::new(move |out: &mut Vec<f32>| {
         out.resize(x.len(), 0.0);
         // SAFETY: both hold x.len() floats.
-        unsafe { tkr_sigmoid_f32(x.as_ptr(), out.as_mut_ptr(), x.len()) }
+        unsafe { tkr_sigmoid_f32(x.as_ptr(), x.len(), out.as_mut_ptr()) }
     });
     // Selection over the f32 rows of h32 (d valid tokens, hs apart); indices and counts
     // are returned as raw 32-bit words.
@@ -675,15 +675,15 @@ fn attention_jobs(r: &mut Rng) -> Vec<(&'static str, Job)> {
                 // SAFETY: buffers of the documented sizes.
                 let st = unsafe {
                     tkr_attention_merge(
+                        TKR_DTYPE_BF16,
+                        parts.as_ptr(),
                         3,
                         7,
                         d,
-                        parts.as_ptr(),
                         7 * d,
                         d,
                         lse.as_ptr(),
                         7,
-                        TKR_DTYPE_BF16,
                         o.as_mut_ptr() as _,
                         d,
                         ol.as_mut_ptr(),

@@ -103,7 +103,7 @@ def small_cases():
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     px, py = a(x), a(y)
     cases.append(Case("score", "sigmoid", "[64] f32",
-                      lambda: lib.tkr_sigmoid_f32(px, py, n),
+                      lambda: lib.tkr_sigmoid_f32(px, n, py),
                       lambda: tr.sigmoid(x), lambda: tr.sigmoid(x, out=y),
                       lambda: torch.sigmoid(tx), "torch.sigmoid(x)"))
     h = rng.standard_normal((n, d)).astype(np.float32)
@@ -249,7 +249,7 @@ def small_cases():
         return (torch.exp(tplse - lse)[:, :, None] * tparts).sum(0), lse
 
     cases.append(Case("attend", "attention_merge", "2 parts x 4 rows, d = 64",
-                      lambda: lib.tkr_attention_merge(2, hh, dd, pparts, hh * dd, dd, pplse, hh, F32, pmo2, dd, None),
+                      lambda: lib.tkr_attention_merge(F32, pparts, 2, hh, dd, hh * dd, dd, pplse, hh, pmo2, dd, None),
                       lambda: tr.attention_merge(parts, plse), lambda: tr.attention_merge(parts, plse, out=mo2),
                       torch_merge, "logsumexp, exp, weighted sum"))
     bs = 16

@@ -102,7 +102,8 @@ def overhead_markdown(tables):
 
 def markdown(rows, meta):
     out = [f"# tokenroute vs peers\n",
-           f"{meta['date']}; {meta['cpu']}; {meta['cores']} CPUs; tokenroute level {meta['isa']}; "
+           f"{meta['date']}; {meta['cpu']}; {meta['cores']} CPUs (load average at the end "
+           f"{meta.get('load', '?')}); tokenroute level {meta['isa']}; "
            f"torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, numpy {meta['numpy']}; "
            f"{'quick' if meta['quick'] else 'full'} run (`{meta['command']}`).\n",
            "Times are medians (all the implementations of a case timed interleaved). The **tokenroute** "
@@ -249,6 +250,7 @@ def main():
     except OSError:
         pass
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
+            "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
             "isa": tr.get_isa(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__, "quick": a.quick,
             "command": "python benches/peers/run.py " + " ".join(sys.argv[1:]), "threads": threads_list}

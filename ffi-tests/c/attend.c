@@ -206,12 +206,12 @@ static void test_merge(void) {
     keys.n_indices = NK - 30;
     opts.lse = lses + NQ * HQ;
     CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, parts + NQ * HQ * D), TKR_STATUS_OK);
-    CHECK_STATUS(tkr_attention_merge(2, NQ * HQ, D, parts, NQ * HQ * D, D, lses, NQ * HQ,
-                                     TKR_DTYPE_F32, merged, D, lse_m),
+    CHECK_STATUS(tkr_attention_merge(TKR_DTYPE_F32, parts, 2, NQ * HQ, D, NQ * HQ * D, D, lses,
+                                     NQ * HQ, merged, D, lse_m),
                  TKR_STATUS_OK);
     for (int e = 0; e < NQ * HQ * D; e++) CHECK(fabs(merged[e] - full[e]) < 2e-6);
     for (int r = 0; r < NQ * HQ; r++) CHECK(fabs(lse_m[r] - lse_full[r]) < 1e-5);
-    CHECK_STATUS(tkr_attention_merge(2, NQ * HQ, D, parts, NQ * HQ * D, D, lses, NQ * HQ, 0,
+    CHECK_STATUS(tkr_attention_merge(0, parts, 2, NQ * HQ, D, NQ * HQ * D, D, lses, NQ * HQ,
                                      merged, D, lse_m),
                  TKR_STATUS_INVALID_ARGUMENT);
 }

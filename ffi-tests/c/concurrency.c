@@ -70,7 +70,7 @@ typedef struct {
     tkr_status (*run)(float *out);
 } job;
 
-static tkr_status job_sigmoid(float *out) { return tkr_sigmoid_f32(sig_x, out, SN); }
+static tkr_status job_sigmoid(float *out) { return tkr_sigmoid_f32(sig_x, SN, out); }
 static tkr_status job_score_f32(float *out) {
     return tkr_score(TKR_DTYPE_F32, h32, N, D, HS, w32, E, D, bias, TKR_ACT_SIGMOID, out, E);
 }
@@ -223,7 +223,7 @@ static tkr_status job_merge(float *out) {
     static const float lse[3 * 7] = {0.5f, -1.0f, 2.0f, -INFINITY, 0.0f, 1.0f, 3.0f,
                                      1.5f, 0.25f, -2.0f, -INFINITY, 0.5f, 0.75f, -3.0f,
                                      -0.5f, 4.0f, 1.0f, -INFINITY, 2.5f, -1.5f, 0.0f};
-    return tkr_attention_merge(3, 7, D, h32, 7 * HS, HS, lse, 7, TKR_DTYPE_F32, out, D, out + 7 * D);
+    return tkr_attention_merge(TKR_DTYPE_F32, h32, 3, 7, D, 7 * HS, HS, lse, 7, out, D, out + 7 * D);
 }
 static tkr_status job_summary_bound(float *out) {
     enum { NB = (AK + 7) / 8 };

@@ -71,7 +71,7 @@ static void test_sigmoid(void) {
     float x[N], y[N + 2];
     for (int i = 0; i < N; i++) x[i] = (float)(i - 18) * 1.7f;
     for (int i = 0; i < N + 2; i++) y[i] = canary();
-    CHECK_STATUS(tkr_sigmoid_f32(x, y + 1, N), TKR_STATUS_OK);
+    CHECK_STATUS(tkr_sigmoid_f32(x, N, y + 1), TKR_STATUS_OK);
     CHECK(is_canary(y[0]) && is_canary(y[N + 1]));
     for (int i = 0; i < N; i++) {
         double want = sigmoid_ref(x[i]);
@@ -80,21 +80,21 @@ static void test_sigmoid(void) {
     /* In place. */
     float z[N];
     memcpy(z, x, sizeof z);
-    CHECK_STATUS(tkr_sigmoid_f32(z, z, N), TKR_STATUS_OK);
+    CHECK_STATUS(tkr_sigmoid_f32(z, N, z), TKR_STATUS_OK);
     CHECK(memcmp(z, y + 1, sizeof z) == 0);
     /* Special values. */
     float s[4] = {INFINITY, -INFINITY, NAN, -0.0f};
-    CHECK_STATUS(tkr_sigmoid_f32(s, s, 4), TKR_STATUS_OK);
+    CHECK_STATUS(tkr_sigmoid_f32(s, 4, s), TKR_STATUS_OK);
     CHECK(s[0] == 1.0f && s[1] == 0.0f && isnan(s[2]) && s[3] == 0.5f);
     /* Empty, NULL, partial overlap, misalignment. */
-    CHECK_STATUS(tkr_sigmoid_f32(NULL, NULL, 0), TKR_STATUS_OK);
-    CHECK_STATUS(tkr_sigmoid_f32(NULL, y, 3), TKR_STATUS_NULL_POINTER);
-    CHECK_STATUS(tkr_sigmoid_f32(x, NULL, 3), TKR_STATUS_NULL_POINTER);
+    CHECK_STATUS(tkr_sigmoid_f32(NULL, 0, NULL), TKR_STATUS_OK);
+    CHECK_STATUS(tkr_sigmoid_f32(NULL, 3, y), TKR_STATUS_NULL_POINTER);
+    CHECK_STATUS(tkr_sigmoid_f32(x, 3, NULL), TKR_STATUS_NULL_POINTER);
     float before[N];
     memcpy(before, x, sizeof x);
-    CHECK_STATUS(tkr_sigmoid_f32(x, x + 1, N - 1), TKR_STATUS_OVERLAP);
+    CHECK_STATUS(tkr_sigmoid_f32(x, N - 1, x + 1), TKR_STATUS_OVERLAP);
     CHECK(memcmp(before, x, sizeof x) == 0);
-    CHECK_STATUS(tkr_sigmoid_f32((const float *)((const char *)x + 1), y, 2), TKR_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tkr_sigmoid_f32((const float *)((const char *)x + 1), 2, y), TKR_STATUS_INVALID_ARGUMENT);
 }
 
 /* Score a small case in all three dtypes; values are multiples of 1/4 so every dtype
@@ -162,11 +162,11 @@ int main(void) {
         /* TOKENROUTE_ISA forced a level this CPU lacks: every kernel call refuses. */
         float x[2] = {0, 1}, y[2];
         CHECK(tkr_get_isa() == TKR_ISA_AUTO);
-        CHECK_STATUS(tkr_sigmoid_f32(x, y, 2), TKR_STATUS_ISA_UNAVAILABLE);
+        CHECK_STATUS(tkr_sigmoid_f32(x, 2, y), TKR_STATUS_ISA_UNAVAILABLE);
         CHECK_STATUS(tkr_score(TKR_DTYPE_F32, x, 1, 2, 2, x, 1, 2, NULL, TKR_ACT_NONE, y, 1), TKR_STATUS_ISA_UNAVAILABLE);
         /* Switching explicitly to a supported level recovers. */
         CHECK_STATUS(tkr_set_isa(TKR_ISA_SCALAR), TKR_STATUS_OK);
-        CHECK_STATUS(tkr_sigmoid_f32(x, y, 2), TKR_STATUS_OK);
+        CHECK_STATUS(tkr_sigmoid_f32(x, 2, y), TKR_STATUS_OK);
         return finish_tests("smoke (forced level unavailable)");
     }
     check_expected_isa();

@@ -53,9 +53,9 @@ static int y_untouched(void) {
 
 /* --- producers: each returns the status of one call ------------------------------ */
 
-static tkr_status ok_sigmoid(void) { return tkr_sigmoid_f32(buf_x, buf_y, 8); }
-static tkr_status ok_empty(void) { return tkr_sigmoid_f32(NULL, NULL, 0); }
-static tkr_status null_sigmoid_x(void) { return tkr_sigmoid_f32(NULL, buf_y, 3); }
+static tkr_status ok_sigmoid(void) { return tkr_sigmoid_f32(buf_x, 8, buf_y); }
+static tkr_status ok_empty(void) { return tkr_sigmoid_f32(NULL, 0, NULL); }
+static tkr_status null_sigmoid_x(void) { return tkr_sigmoid_f32(NULL, 3, buf_y); }
 static tkr_status null_score_h(void) {
     return tkr_score(TKR_DTYPE_F32, NULL, 2, 4, 4, buf_x, 1, 4, NULL, TKR_ACT_NONE, buf_y, 1);
 }
@@ -69,7 +69,7 @@ static tkr_status invalid_no_routers(void) {
     return tkr_score(TKR_DTYPE_F32, buf_x, 2, 4, 4, buf_x, 0, 4, NULL, TKR_ACT_NONE, buf_y, 1);
 }
 static tkr_status invalid_misaligned(void) {
-    return tkr_sigmoid_f32((const float *)((const char *)buf_x + 1), buf_y, 4);
+    return tkr_sigmoid_f32((const float *)((const char *)buf_x + 1), 4, buf_y);
 }
 static tkr_status invalid_misaligned_bf16(void) {
     return tkr_score(TKR_DTYPE_BF16, (const char *)buf_h16 + 1, 2, 4, 4, buf_h16, 1, 4, NULL,
@@ -82,7 +82,7 @@ static tkr_status isa_unavailable(void) {
         if (!(mask & (1u << isa))) return tkr_set_isa(isa);
     return TKR_STATUS_OK; /* every level supported: no producer on this CPU */
 }
-static tkr_status size_overflow_sigmoid(void) { return tkr_sigmoid_f32(buf_x, buf_y, SIZE_MAX / 2); }
+static tkr_status size_overflow_sigmoid(void) { return tkr_sigmoid_f32(buf_x, SIZE_MAX / 2, buf_y); }
 static tkr_status size_overflow_rows(void) {
     return tkr_score(TKR_DTYPE_F32, buf_x, SIZE_MAX / 2, 4, SIZE_MAX / 4, buf_x, 1, 4, NULL,
                      TKR_ACT_NONE, buf_y, 1);
@@ -93,7 +93,7 @@ static tkr_status bad_stride_h(void) {
 static tkr_status bad_stride_out(void) {
     return tkr_score(TKR_DTYPE_F32, buf_x, 2, 4, 4, buf_x, 2, 4, NULL, TKR_ACT_NONE, buf_y, 1);
 }
-static tkr_status overlap_sigmoid(void) { return tkr_sigmoid_f32(buf_y, buf_y + 1, 4); }
+static tkr_status overlap_sigmoid(void) { return tkr_sigmoid_f32(buf_y, 4, buf_y + 1); }
 static tkr_status overlap_score(void) {
     return tkr_score(TKR_DTYPE_F32, buf_y, 2, 4, 4, buf_x, 1, 4, NULL, TKR_ACT_NONE, buf_y + 2, 1);
 }
@@ -258,7 +258,7 @@ static tkr_status attention_rows_overlap(void) {
                          NULL, NULL, buf_y, 8, 4);
 }
 static tkr_status merge_head_dim_0(void) {
-    return tkr_attention_merge(2, 2, 0, buf_x, 8, 4, buf_x + 32, 2, TKR_DTYPE_F32, buf_y, 4, NULL);
+    return tkr_attention_merge(TKR_DTYPE_F32, buf_x, 2, 2, 0, 8, 4, buf_x + 32, 2, buf_y, 4, NULL);
 }
 static tkr_status summary_block_end_past(void) {
     /* 4 keys in blocks of 2: block_end 3 > 2. */
@@ -393,10 +393,18 @@ int main(void) {
             fprintf(stderr, "%s: returned %s but wrote its output\n", p->what, tkr_status_string(got));
             tkr_test_failures++;
         }
+        /* Every failure leaves a message; a caught panic says so, with its text. */
+        if (got != TKR_STATUS_OK && tkr_last_error_message()[0] == 0) {
+            fprintf(stderr, "%s: no tkr_last_error_message\n", p->what);
+            tkr_test_failures++;
+        }
+        if (got == TKR_STATUS_PANIC)
+            CHECK(strstr(tkr_last_error_message(), "panic caught") != NULL &&
+                  strstr(tkr_last_error_message(), "deliberate panic") != NULL);
         /* The library stays usable (after a caught panic too) and on its level. */
         CHECK(tkr_get_isa() == level);
         reset();
-        CHECK_STATUS(tkr_sigmoid_f32(buf_x, buf_y, 4), TKR_STATUS_OK);
+        CHECK_STATUS(tkr_sigmoid_f32(buf_x, 4, buf_y), TKR_STATUS_OK);
         CHECK(buf_y[0] == 0.5f);
         if (got < 64) produced[got] = 1;
     }

@@ -17,7 +17,7 @@ int main() {
 
     std::vector<float> x(1000), y(1000);
     for (size_t i = 0; i < x.size(); i++) x[i] = static_cast<float>(i) * 0.05f - 25.0f;
-    CHECK_STATUS(tkr_sigmoid_f32(x.data(), y.data(), x.size()), TKR_STATUS_OK);
+    CHECK_STATUS(tkr_sigmoid_f32(x.data(), x.size(), y.data()), TKR_STATUS_OK);
     for (size_t i = 0; i < x.size(); i++) {
         double want = 1.0 / (1.0 + std::exp(-static_cast<double>(x[i])));
         CHECK(std::fabs(y[i] - want) <= 3e-7 * want);

@@ -53,6 +53,7 @@ fn programs(tag: &str, link: Link, extra: &[&str]) -> Vec<(PathBuf, String)> {
 }
 
 #[test]
+#[ignore = "long step (.ci/test-long): cargo test --release -p tokenroute-ffi-tests --test sanitizers -- --ignored"]
 fn c_and_cpp_programs_under_address_and_ub_sanitizers() {
     let env = [
         (
@@ -114,6 +115,7 @@ fn valgrind(exe: &Path, isa: &str, envs: &[(&str, &str)]) -> String {
 }
 
 #[test]
+#[ignore = "long step (.ci/test-long): cargo test --release -p tokenroute-ffi-tests --test sanitizers -- --ignored"]
 fn c_and_cpp_programs_under_valgrind_memcheck() {
     if !have_valgrind() {
         return;

@@ -17,13 +17,24 @@ pub enum Isa {
     Neon = 4,
 }
 
-/// The `target_feature` string of the avx2 tier (x86-64-v3).
-pub const TIER_AVX2: &str = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt";
-/// The `target_feature` string of the avx512 tier (x86-64-v4).
-pub const TIER_AVX512: &str =
-    "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl";
-/// The `target_feature` string of the neon tier.
-pub const TIER_NEON: &str = "neon";
+crate::simd::for_tier!(
+    avx2,
+    tier_const,
+    /// The `target_feature` string of the avx2 tier (x86-64-v3).
+    TIER_AVX2
+);
+crate::simd::for_tier!(
+    avx512,
+    tier_const,
+    /// The `target_feature` string of the avx512 tier (x86-64-v4).
+    TIER_AVX512
+);
+crate::simd::for_tier!(
+    neon,
+    tier_const,
+    /// The `target_feature` string of the neon tier.
+    TIER_NEON
+);
 
 impl Isa {
     /// Every tier, in id order.

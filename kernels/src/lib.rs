@@ -18,10 +18,12 @@ extern crate std;
 pub mod attend;
 pub mod compact;
 pub mod isa;
+pub mod numerics;
 pub mod registry;
 pub mod score;
 pub mod select;
 pub mod sigmoid;
+pub(crate) mod simd;
 
 pub use isa::Isa;
 pub use registry::KernelInfo;

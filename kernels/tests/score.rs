@@ -7,10 +7,9 @@ mod common;
 use common::*;
 use half::{bf16, f16};
 use proptest::prelude::{any, prop_oneof, proptest, Just, ProptestConfig};
-use tokenroute_kernels::score::{
-    fma_f32, Activation, ScoreArgs, ScoreFn, SCORE_BF16, SCORE_F16, SCORE_F32,
-};
-use tokenroute_kernels::sigmoid::scalar::sigmoid_f32;
+use tokenroute_kernels::numerics::fma_f32;
+use tokenroute_kernels::score::{Activation, ScoreArgs, ScoreFn, SCORE_BF16, SCORE_F16, SCORE_F32};
+use tokenroute_kernels::sigmoid::sigmoid_f32;
 use tokenroute_kernels::KernelInfo;
 
 trait Elem: Copy + Default + std::fmt::Debug + 'static {
@@ -129,12 +128,19 @@ impl<T: Elem> Case<T> {
         self.run_rows(f, 0, self.n)
     }
 
-    /// The canonical order spelled out naively, with std's fused multiply-add.
+    /// The canonical order spelled out naively, with std's fused multiply-add (elements
+    /// past `d`, up to a multiple of 16, count as `0 * 0`).
     fn oracle(&self, i: usize, e: usize) -> f32 {
         let mut lanes = [0f32; 16];
-        for j in 0..self.d {
-            let x = self.h[i * self.hs + j].to_f32();
-            let y = self.w[e * self.ws + j].to_f32();
+        for j in 0..self.d.div_ceil(16) * 16 {
+            let (x, y) = if j < self.d {
+                (
+                    self.h[i * self.hs + j].to_f32(),
+                    self.w[e * self.ws + j].to_f32(),
+                )
+            } else {
+                (0.0, 0.0)
+            };
             lanes[j % 16] = x.mul_add(y, lanes[j % 16]);
         }
         let mut width = 8;
@@ -305,6 +311,24 @@ fn saturating_logits_and_denormal_inputs() {
         Case::random(&mut rng, 9, 48, 2, 0, &mut |r| r.uniform(-100.0, 100.0));
     case.act = Activation::Sigmoid;
     check_case(&case);
+}
+
+/// Products that underflow to -0 in every lane: the lanes past `d` add `0 * 0` (and
+/// `-0 + +0 = +0`), so the dot is +0 on every tier. (The scalar tier once skipped those
+/// lanes and returned -0 where the vector tiers returned +0.)
+#[test]
+fn underflowing_dots_have_the_same_zero_on_every_tier() {
+    let mut case: Case<f32> = Case::random(&mut Rng::new(60), 3, 17, 2, 1, &mut |_| 1e-30);
+    for x in case.h.iter_mut() {
+        *x = -1e-30;
+    }
+    case.bias = None;
+    case.act = Activation::None;
+    check_case(&case);
+    for k in runnable(SCORE_F32) {
+        let out = case.run(k.f);
+        assert_eq!(out[0].to_bits(), 0, "{}: the dot is not +0", k.id());
+    }
 }
 
 #[test]

@@ -31,12 +31,12 @@ def test_error_carries_the_status_name():
 def test_sigmoid_statuses():
     x = np.arange(8, dtype=np.float32)
     y = np.full(8, 5.0, np.float32)
-    assert lib.tkr_sigmoid_f32(None, None, 0) == _ffi.TKR_STATUS_OK
-    assert lib.tkr_sigmoid_f32(None, p(y), 3) == _ffi.TKR_STATUS_NULL_POINTER
-    assert lib.tkr_sigmoid_f32(p(x), None, 3) == _ffi.TKR_STATUS_NULL_POINTER
-    assert lib.tkr_sigmoid_f32(p(x), p(x) + 4, 4) == _ffi.TKR_STATUS_OVERLAP
-    assert lib.tkr_sigmoid_f32(p(x), p(y) + 1, 4) == _ffi.TKR_STATUS_INVALID_ARGUMENT
-    assert lib.tkr_sigmoid_f32(p(x), p(y), SIZE_MAX // 2) == _ffi.TKR_STATUS_SIZE_OVERFLOW
+    assert lib.tkr_sigmoid_f32(None, 0, None) == _ffi.TKR_STATUS_OK
+    assert lib.tkr_sigmoid_f32(None, 3, p(y)) == _ffi.TKR_STATUS_NULL_POINTER
+    assert lib.tkr_sigmoid_f32(p(x), 3, None) == _ffi.TKR_STATUS_NULL_POINTER
+    assert lib.tkr_sigmoid_f32(p(x), 4, p(x) + 4) == _ffi.TKR_STATUS_OVERLAP
+    assert lib.tkr_sigmoid_f32(p(x), 4, p(y) + 1) == _ffi.TKR_STATUS_INVALID_ARGUMENT
+    assert lib.tkr_sigmoid_f32(p(x), SIZE_MAX // 2, p(y)) == _ffi.TKR_STATUS_SIZE_OVERFLOW
     assert np.all(y == 5.0) and np.array_equal(x, np.arange(8, dtype=np.float32))
 
 

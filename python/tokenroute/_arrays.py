@@ -132,24 +132,27 @@ def _header_reader() -> Optional[Tuple[Callable[[np.ndarray], int], Callable[[np
     off_data, off_flags = Header.data.offset, Header.flags.offset
     if word not in (4, 8) or off_data % word or off_flags % 4:
         return None
-    # The whole address space as words and as C ints: index i reads the word at i * size.
-    words = (ctypes.c_size_t * (sys.maxsize // word)).from_address(0)
-    ints = (ctypes.c_int * (sys.maxsize // 4)).from_address(0)
+    # The address space seen from the data field and from the flags field of an array
+    # at address 0: element id(a) >> shift of `datas` is the data pointer of the array
+    # at id(a) (objects are word-aligned, checked below), element id(a) >> 2 of `flagss`
+    # its flags.
+    datas = (ctypes.c_size_t * (sys.maxsize // word - 1)).from_address(off_data)
+    flagss = (ctypes.c_int * (sys.maxsize // 4 - 1)).from_address(off_flags)
     shift = word.bit_length() - 1
 
-    def addr(a, _w=words, _o=off_data, _s=shift):
-        return _w[(id(a) + _o) >> _s]
+    def addr(a, _d=datas, _s=shift):
+        return _d[id(a) >> _s]
 
-    def flags(a, _i=ints, _o=off_flags):
-        return _i[(id(a) + _o) >> 2]
+    def flags(a, _f=flagss):
+        return _f[id(a) >> 2]
 
-    def cptr(a, _w=words, _i=ints, _od=off_data, _of=off_flags, _s=shift):
+    def cptr(a, _d=datas, _f=flagss, _s=shift):
         i = id(a)
-        return _w[(i + _od) >> _s] if _i[(i + _of) >> 2] & CA == CA else 0
+        return _d[i >> _s] if _f[i >> 2] & CA == CA else 0
 
-    def wptr(a, _w=words, _i=ints, _od=off_data, _of=off_flags, _s=shift):
+    def wptr(a, _d=datas, _f=flagss, _s=shift):
         i = id(a)
-        return _w[(i + _od) >> _s] if _i[(i + _of) >> 2] & CAW == CAW else 0
+        return _d[i >> _s] if _f[i >> 2] & CAW == CAW else 0
 
     for a in _probe_arrays():
         if id(a) % word or addr(a) != _documented_addr(a):

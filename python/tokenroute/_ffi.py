@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 #: The C ABI version this package is written against (``TKR_ABI_VERSION``). The
 #: library's ``tkr_abi_version()`` must equal it, checked when the library is loaded.
-EXPECTED_ABI_VERSION = 1
+EXPECTED_ABI_VERSION = 2
 
 # --- constants (the TKR_* macros of tokenroute.h; tests compare them with the header)
 
@@ -187,7 +187,10 @@ def _load() -> None:
     if abi != EXPECTED_ABI_VERSION:
         raise ImportError(
             f"tokenroute: {path} has C ABI version {abi}, this package expects "
-            f"{EXPECTED_ABI_VERSION}"
+            f"{EXPECTED_ABI_VERSION}: the library does not match this Python package "
+            "(reinstall both from one checkout: pip install ./python; or point "
+            "TOKENROUTE_LIB at a library of ABI version "
+            f"{EXPECTED_ABI_VERSION})"
         )
     _LIB = handle
     LIBRARY_PATH = path
@@ -204,12 +207,16 @@ declare("tkr_get_isa", c_uint32, [])
 declare("tkr_set_isa", c_uint32, [c_uint32])
 declare("tkr_supported_isas", c_uint32, [])
 declare("tkr_isa_name", c_char_p, [c_uint32])
+declare("tkr_last_error_message", c_char_p, [])
 
 
 def check(status: int, function: str) -> None:
-    """Raises :class:`TokenrouteError` unless ``status`` is ``TKR_STATUS_OK``."""
+    """Raises :class:`TokenrouteError` unless ``status`` is ``TKR_STATUS_OK``; its
+    ``detail`` is the library's ``tkr_last_error_message()`` (which argument, which
+    rule), read right after the failing call on this thread."""
     if status != TKR_STATUS_OK:
-        raise TokenrouteError(status, function)
+        detail = _LIB.tkr_last_error_message().decode(errors="replace") if _LIB else ""
+        raise TokenrouteError(status, function, detail)
 
 
 # Exported for the family modules.

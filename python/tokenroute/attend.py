@@ -105,12 +105,12 @@ _attention = declare(
     [c_uint32, _P, _S, _S, _S, _S, _S, _P, _P, _S, _S, _S, _S, _S, _S,
      POINTER(AttentionKeys), POINTER(AttentionOptions), _P, _S, _S],
 )
-_keys_init = declare("tkr_attention_keys_init", None, [POINTER(AttentionKeys)])
-_options_init = declare("tkr_attention_options_init", None, [POINTER(AttentionOptions)])
+_keys_init = declare("tkr_attention_keys_init", c_uint32, [POINTER(AttentionKeys)])
+_options_init = declare("tkr_attention_options_init", c_uint32, [POINTER(AttentionOptions)])
 _merge = declare(
     "tkr_attention_merge",
     c_uint32,
-    [_S, _S, _S, _P, _S, _S, _P, _S, c_uint32, _P, _S, _P],
+    [c_uint32, _P, _S, _S, _S, _S, _S, _P, _S, _P, _S, _P],
 )
 _summary = declare(
     "tkr_key_block_summary",
@@ -521,7 +521,7 @@ def attention_merge(
         return_lse = True
     elif return_lse:
         out_lse = np.empty(r, dtype=np.float32)
-    st = _merge(p, r, d, op, ps, rs, lp, ls, ocode, outp, ots,
+    st = _merge(ocode, op, p, r, d, ps, rs, lp, ls, outp, ots,
                 addr(out_lse) if return_lse else None)
     if st:
         raise TokenrouteError(st, fn)

@@ -27,7 +27,7 @@ from ._ffi import TokenrouteError, c_size_t, c_uint32, c_void_p, check, constant
 TKR_ACT_NONE = constant("TKR_ACT_NONE", 0)
 TKR_ACT_SIGMOID = constant("TKR_ACT_SIGMOID", 1)
 
-_sigmoid_f32 = declare("tkr_sigmoid_f32", c_uint32, [c_void_p, c_void_p, c_size_t])
+_sigmoid_f32 = declare("tkr_sigmoid_f32", c_uint32, [c_void_p, c_size_t, c_void_p])
 _score = declare(
     "tkr_score",
     c_uint32,
@@ -68,7 +68,7 @@ def sigmoid(x, out: Optional[np.ndarray] = None) -> np.ndarray:
             else:
                 op = wptr(out) if type(out) is NDARRAY and out.dtype is F32 and out.shape == x.shape else 0
             if op:
-                st = _sigmoid_f32(xp, op, x.size)
+                st = _sigmoid_f32(xp, x.size, op)
                 if st:
                     raise TokenrouteError(st, "tkr_sigmoid_f32")
                 return out
@@ -89,7 +89,7 @@ def _sigmoid(x, out):
     else:
         out_p = output_vector(out, fn, "out", x.shape, np.float32)
         x, xp = input_vector(x.reshape(-1), fn, "x", x.size, np.float32)
-    check(_sigmoid_f32(xp, out_p, x.size), fn)
+    check(_sigmoid_f32(xp, x.size, out_p), fn)
     return out
 
 

@@ -130,7 +130,8 @@ def _err(status: int, op: str, detail: str) -> TokenrouteError:
 
 def _check(status: int, op: str, cname: str) -> None:
     if status != _OK:
-        raise TokenrouteError(status, f"tokenroute.{op} ({cname})")
+        detail = _ffi.lib().tkr_last_error_message().decode(errors="replace")
+        raise TokenrouteError(status, f"tokenroute.{op} ({cname})", detail)
 
 
 def _tensor(t, op: str, name: str) -> Tensor:
@@ -1017,7 +1018,7 @@ def _merge_op(part_out: Tensor, part_lse: Tensor, out_dtype: Optional[torch.dtyp
     olse = torch.empty(rows_shape, dtype=torch.float32)
     po_t, ps, rs = po
     pl_t, ls = pl
-    st = _merge(p, r, d, _ptr(po_t), ps, rs, _ptr(pl_t), ls, ocode, _ptr(out), d, _ptr(olse))
+    st = _merge(ocode, _ptr(po_t), p, r, d, ps, rs, _ptr(pl_t), ls, _ptr(out), d, _ptr(olse))
     _check(st, op, "tkr_attention_merge")
     return out, olse
 

@@ -1,7 +1,8 @@
 //! Sparse attention, merging, attention mass and Quest bounds through the C ABI.
 
 use super::{
-    byte_range, disjoint, guard, range, read_options, slice, slice_mut, tkr_status, OptionsStruct,
+    byte_range, disjoint, guard, range, read_options, slice, slice_mut, tkr_status, ArgName,
+    OptionsStruct,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::attend::{span3, AttendElement, OutElement};
@@ -102,38 +103,40 @@ pub struct tkr_attention_keys {
 }
 unsafe impl OptionsStruct for tkr_attention_keys {}
 
-/// Fills `*options` with the defaults (all zero, struct_size set). NULL is ignored.
+/// Fills *options with the defaults: every field 0, struct_size =
+/// sizeof(tkr_attention_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
 /// Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn tkr_attention_options_init(options: *mut tkr_attention_options) {
-    if !options.is_null() {
-        // SAFETY: all-zero is the default (OptionsStruct); the caller passes a writable
-        // tkr_attention_options.
-        unsafe {
-            let mut o: tkr_attention_options = core::mem::zeroed();
-            o.struct_size = core::mem::size_of::<tkr_attention_options>();
-            options.write_unaligned(o);
-        }
-    }
+pub unsafe extern "C" fn tkr_attention_options_init(
+    options: *mut tkr_attention_options,
+) -> tkr_status {
+    guard(|| {
+        // SAFETY: the caller promises room for one tkr_attention_options at options.
+        let o = unsafe { slice_mut(options, 1).arg("options")? };
+        // SAFETY: NULL options reads as the defaults.
+        o[0] = unsafe { read_options::<tkr_attention_options>(core::ptr::null())? };
+        Ok(())
+    })
 }
 
-/// Fills `*keys` with the defaults (dense; all zero, struct_size set). NULL is ignored.
+/// Fills *keys with the defaults (dense): every field 0, struct_size =
+/// sizeof(tkr_attention_keys). Returns TKR_STATUS_NULL_POINTER for a NULL keys.
 /// Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn tkr_attention_keys_init(keys: *mut tkr_attention_keys) {
-    if !keys.is_null() {
-        // SAFETY: all-zero is the default (OptionsStruct); the caller passes a writable
-        // tkr_attention_keys.
-        unsafe {
-            let mut k: tkr_attention_keys = core::mem::zeroed();
-            k.struct_size = core::mem::size_of::<tkr_attention_keys>();
-            keys.write_unaligned(k);
-        }
-    }
+pub unsafe extern "C" fn tkr_attention_keys_init(keys: *mut tkr_attention_keys) -> tkr_status {
+    guard(|| {
+        // SAFETY: the caller promises room for one tkr_attention_keys at keys.
+        let k = unsafe { slice_mut(keys, 1).arg("keys")? };
+        // SAFETY: NULL keys reads as the defaults.
+        k[0] = unsafe { read_options::<tkr_attention_keys>(core::ptr::null())? };
+        Ok(())
+    })
 }
 
-fn dtype_of(code: u32) -> Result<DType> {
-    DType::from_code(code).ok_or(Error::new(ErrorKind::InvalidArgument, "unknown dtype"))
+/// A dtype code (argument `name`) as a DType.
+fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
+    DType::from_code(code)
+        .ok_or(Error::new(ErrorKind::InvalidArgument, "unknown dtype code").with_arg(name))
 }
 
 /// Attention of queries over a subset of keys, flash-style, with optional causal and
@@ -220,14 +223,14 @@ pub unsafe extern "C" fn tkr_attention(
     out_head_stride: usize,
 ) -> tkr_status {
     guard(|| {
-        let dtype = dtype_of(dtype)?;
+        let dtype = dtype_of(dtype, "dtype")?;
         // SAFETY: NULL or a struct of at least struct_size readable bytes (caller).
-        let opts = unsafe { read_options(options)? };
-        let ks = unsafe { read_options(keys)? };
+        let opts = unsafe { read_options(options).arg("options")? };
+        let ks = unsafe { read_options(keys).arg("keys")? };
         let out_dtype = if opts.out_dtype == 0 {
             dtype
         } else {
-            dtype_of(opts.out_dtype)?
+            dtype_of(opts.out_dtype, "options->out_dtype")?
         };
         let raw = RawAttention {
             q,
@@ -298,25 +301,22 @@ impl RawAttention {
         ensure!(
             o.flags & !(TKR_ATTENTION_CAUSAL | TKR_ATTENTION_BF16_DOT) == 0,
             InvalidArgument,
-            "unknown attention flags"
+            "options->flags": "unknown attention flags"
         );
         ensure!(
             self.keys.kind <= TKR_KEYS_BLOCKS,
             InvalidArgument,
-            "unknown key set kind"
+            "keys->kind": "unknown key set kind"
         );
         let d = self.head_dim;
         // Shape rules first, so that they get their own status before any buffer check.
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(
-            self.n_heads_q > 0 && self.n_heads_kv > 0,
-            InvalidArgument,
-            "zero heads"
-        );
+        ensure!(self.n_heads_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(self.n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             self.n_heads_q % self.n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let qn = span3(
             self.n_q,
@@ -324,43 +324,47 @@ impl RawAttention {
             d,
             self.q_token_stride,
             self.q_head_stride,
-        )?;
+        )
+        .arg("q_token_stride, q_head_stride")?;
         let kn = span3(
             self.n_k,
             self.n_heads_kv,
             d,
             self.k_token_stride,
             self.k_head_stride,
-        )?;
+        )
+        .arg("k_token_stride, k_head_stride")?;
         let vn = span3(
             self.n_k,
             self.n_heads_kv,
             d,
             self.v_token_stride,
             self.v_head_stride,
-        )?;
+        )
+        .arg("v_token_stride, v_head_stride")?;
         let on = span3(
             self.n_q,
             self.n_heads_q,
             d,
             self.out_token_stride,
             self.out_head_stride,
-        )?;
+        )
+        .arg("out_token_stride, out_head_stride")?;
         // SAFETY (all slices): sizes come from the documented shapes; validity is the
         // caller's promise.
         let (qs, ks, vs) = unsafe {
             (
-                slice(self.q as *const T, qn)?,
-                slice(self.k as *const T, kn)?,
-                slice(self.v as *const T, vn)?,
+                slice(self.q as *const T, qn).arg("q")?,
+                slice(self.k as *const T, kn).arg("k")?,
+                slice(self.v as *const T, vn).arg("v")?,
             )
         };
         let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0;
         let (mut qp, mut kp) = (None, None);
         if masked {
             // NULL with a non-zero count is NULL_POINTER (slice's rule).
-            qp = Some(unsafe { slice(o.q_positions, self.n_q)? });
-            kp = Some(unsafe { slice(o.k_positions, self.n_k)? });
+            qp = Some(unsafe { slice(o.q_positions, self.n_q).arg("options->q_positions")? });
+            kp = Some(unsafe { slice(o.k_positions, self.n_k).arg("options->k_positions")? });
         }
         // Byte ranges of every input (fixed capacity: no allocation on this path).
         let mut inputs = [(0usize, 0usize); 7];
@@ -380,7 +384,8 @@ impl RawAttention {
         }
         let subset = match self.keys.kind {
             TKR_KEYS_INDICES => {
-                let idx = unsafe { slice(self.keys.indices, self.keys.n_indices)? };
+                let idx =
+                    unsafe { slice(self.keys.indices, self.keys.n_indices).arg("keys->indices")? };
                 push(byte_range(idx));
                 KeySubset::Indices(idx)
             }
@@ -392,14 +397,15 @@ impl RawAttention {
                     _ => {
                         return Err(Error::new(
                             ErrorKind::InvalidArgument,
-                            "unknown block_lists",
-                        ))
+                            "unknown block_lists code",
+                        )
+                        .with_arg("keys->block_lists"))
                     }
                 };
                 ensure!(
                     self.keys.query_block_size > 0,
                     InvalidArgument,
-                    "query_block_size = 0"
+                    "keys->query_block_size": "must be > 0"
                 );
                 let groups = match per {
                     ListsPer::Shared => 1,
@@ -415,8 +421,12 @@ impl RawAttention {
                         ErrorKind::SizeOverflow,
                         "number of block lists overflows",
                     ))?;
-                let offsets = unsafe { slice(self.keys.block_offsets, n_offsets)? };
-                let ids = unsafe { slice(self.keys.block_ids, self.keys.n_block_ids)? };
+                let offsets = unsafe {
+                    slice(self.keys.block_offsets, n_offsets).arg("keys->block_offsets")?
+                };
+                let ids = unsafe {
+                    slice(self.keys.block_ids, self.keys.n_block_ids).arg("keys->block_ids")?
+                };
                 push(byte_range(offsets));
                 push(byte_range(ids));
                 KeySubset::Blocks {
@@ -430,8 +440,9 @@ impl RawAttention {
             _ => KeySubset::Dense,
         };
         // Outputs: their ranges, disjoint from every input and from each other.
+        const OUT_NAMES: [&str; 3] = ["out", "options->lse", "options->mass"];
         let mut outs = [(0usize, 0usize); 3];
-        outs[0] = range(self.out as *const O, on)?;
+        outs[0] = range(self.out as *const O, on).arg("out")?;
         let lse_stride = if o.lse_token_stride == 0 {
             self.n_heads_q
         } else {
@@ -440,27 +451,27 @@ impl RawAttention {
         let lse_n = if o.lse.is_null() {
             0
         } else {
-            span(self.n_q, self.n_heads_q, lse_stride)?
+            span(self.n_q, self.n_heads_q, lse_stride).arg("options->lse_token_stride")?
         };
         if !o.lse.is_null() {
-            outs[1] = range(o.lse as *const f32, lse_n)?;
+            outs[1] = range(o.lse as *const f32, lse_n).arg("options->lse")?;
         }
         let mass_n = if o.mass.is_null() {
             0
         } else if o.mass_head_stride == 0 {
             self.n_k
         } else {
-            span(self.n_heads_kv, self.n_k, o.mass_head_stride)?
+            span(self.n_heads_kv, self.n_k, o.mass_head_stride).arg("options->mass_head_stride")?
         };
         if !o.mass.is_null() {
-            outs[2] = range(o.mass as *const f32, mass_n)?;
+            outs[2] = range(o.mass as *const f32, mass_n).arg("options->mass")?;
         }
         for (i, a) in outs.iter().enumerate() {
             for b in &inputs[..n_in] {
-                disjoint(*a, *b)?;
+                disjoint(*a, *b).arg(OUT_NAMES[i])?;
             }
             for b in &outs[i + 1..] {
-                disjoint(*a, *b)?;
+                disjoint(*a, *b).arg(OUT_NAMES[i])?;
             }
         }
         let scale = if o.scale == 0.0 { None } else { Some(o.scale) };
@@ -553,15 +564,15 @@ impl RawAttention {
 /// - Thread-safe; uses the per-thread scratch buffer (head_dim floats).
 #[no_mangle]
 pub unsafe extern "C" fn tkr_attention_merge(
+    out_dtype: u32,
+    part_out: *const f32,
     n_parts: usize,
     n_rows: usize,
     head_dim: usize,
-    part_out: *const f32,
     part_stride: usize,
     row_stride: usize,
     part_lse: *const f32,
     lse_part_stride: usize,
-    out_dtype: u32,
     out: *mut c_void,
     out_row_stride: usize,
     out_lse: *mut f32,
@@ -582,7 +593,7 @@ pub unsafe extern "C" fn tkr_attention_merge(
         };
         // SAFETY: the caller's promises, passed on.
         unsafe {
-            match dtype_of(out_dtype)? {
+            match dtype_of(out_dtype, "out_dtype")? {
                 DType::F32 => raw.run::<f32>(),
                 DType::F16 => raw.run::<f16>(),
                 DType::BF16 => raw.run::<bf16>(),
@@ -617,21 +628,27 @@ impl RawMerge {
             self.head_dim,
             self.part_stride,
             self.row_stride,
-        )?;
-        let ln = span(self.n_parts, self.n_rows, self.lse_part_stride)?;
-        let on = span(self.n_rows, self.head_dim, self.out_row_stride)?;
-        let (parts, lse) = unsafe { (slice(self.part_out, pn)?, slice(self.part_lse, ln)?) };
-        let o = range(self.out as *const O, on)?;
+        )
+        .arg("part_stride, row_stride")?;
+        let ln = span(self.n_parts, self.n_rows, self.lse_part_stride).arg("lse_part_stride")?;
+        let on = span(self.n_rows, self.head_dim, self.out_row_stride).arg("out_row_stride")?;
+        let (parts, lse) = unsafe {
+            (
+                slice(self.part_out, pn).arg("part_out")?,
+                slice(self.part_lse, ln).arg("part_lse")?,
+            )
+        };
+        let o = range(self.out as *const O, on).arg("out")?;
         let ol = if self.out_lse.is_null() {
             (0, 0)
         } else {
-            range(self.out_lse as *const f32, self.n_rows)?
+            range(self.out_lse as *const f32, self.n_rows).arg("out_lse")?
         };
-        for x in [o, ol] {
-            disjoint(x, byte_range(parts))?;
-            disjoint(x, byte_range(lse))?;
+        for (x, name) in [(o, "out"), (ol, "out_lse")] {
+            disjoint(x, byte_range(parts)).arg(name)?;
+            disjoint(x, byte_range(lse)).arg(name)?;
         }
-        disjoint(o, ol)?;
+        disjoint(o, ol).arg("out")?;
         // SAFETY: checked disjoint above.
         let out = unsafe { slice_mut(self.out as *mut O, on)? };
         let out_lse = if self.out_lse.is_null() {
@@ -699,7 +716,7 @@ pub unsafe extern "C" fn tkr_key_block_summary(
         };
         // SAFETY: the caller's promises, passed on.
         unsafe {
-            match dtype_of(dtype)? {
+            match dtype_of(dtype, "dtype")? {
                 DType::F32 => raw.run::<f32>(),
                 DType::F16 => raw.run::<f16>(),
                 DType::BF16 => raw.run::<bf16>(),
@@ -728,7 +745,7 @@ impl RawSummary {
     unsafe fn run<T: AttendElement>(&self) -> Result<()> {
         let kern = Kernels::active()?;
         ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
-        ensure!(self.n_heads_kv > 0, InvalidArgument, "zero heads");
+        ensure!(self.n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(self.block_size > 0, InvalidArgument, "block_size = 0");
         ensure!(
             self.block_begin <= self.block_end,
@@ -746,7 +763,8 @@ impl RawSummary {
             self.head_dim,
             self.k_token_stride,
             self.k_head_stride,
-        )?;
+        )
+        .arg("k_token_stride, k_head_stride")?;
         let sn = self
             .block_end
             .checked_mul(self.n_heads_kv)
@@ -755,14 +773,14 @@ impl RawSummary {
                 ErrorKind::SizeOverflow,
                 "summary size overflows",
             ))?;
-        let ks = unsafe { slice(self.k as *const T, kn)? };
+        let ks = unsafe { slice(self.k as *const T, kn).arg("k")? };
         let (a, b) = (
-            range(self.kmin as *const f32, sn)?,
-            range(self.kmax as *const f32, sn)?,
+            range(self.kmin as *const f32, sn).arg("kmin")?,
+            range(self.kmax as *const f32, sn).arg("kmax")?,
         );
-        disjoint(a, b)?;
-        disjoint(a, byte_range(ks))?;
-        disjoint(b, byte_range(ks))?;
+        disjoint(a, b).arg("kmin")?;
+        disjoint(a, byte_range(ks)).arg("kmin")?;
+        disjoint(b, byte_range(ks)).arg("kmax")?;
         // SAFETY: checked disjoint above.
         let (mn, mx) = unsafe { (slice_mut(self.kmin, sn)?, slice_mut(self.kmax, sn)?) };
         kern.key_block_summary(
@@ -831,7 +849,7 @@ pub unsafe extern "C" fn tkr_key_block_bound(
         };
         // SAFETY: the caller's promises, passed on.
         unsafe {
-            match dtype_of(dtype)? {
+            match dtype_of(dtype, "dtype")? {
                 DType::F32 => raw.run::<f32>(),
                 DType::F16 => raw.run::<f16>(),
                 DType::BF16 => raw.run::<bf16>(),
@@ -867,7 +885,8 @@ impl RawBound {
             self.head_dim,
             self.q_token_stride,
             self.q_head_stride,
-        )?;
+        )
+        .arg("q_token_stride, q_head_stride")?;
         let sn = self
             .n_blocks
             .checked_mul(self.n_heads_kv)
@@ -880,17 +899,17 @@ impl RawBound {
             .n_q
             .checked_mul(self.n_heads_q)
             .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;
-        let bn = span(rows, self.n_blocks, self.bound_row_stride)?;
+        let bn = span(rows, self.n_blocks, self.bound_row_stride).arg("bound_row_stride")?;
         let (qs, mn, mx) = unsafe {
             (
-                slice(self.q as *const T, qn)?,
-                slice(self.kmin, sn)?,
-                slice(self.kmax, sn)?,
+                slice(self.q as *const T, qn).arg("q")?,
+                slice(self.kmin, sn).arg("kmin")?,
+                slice(self.kmax, sn).arg("kmax")?,
             )
         };
-        let b = range(self.bound as *const f32, bn)?;
+        let b = range(self.bound as *const f32, bn).arg("bound")?;
         for x in [byte_range(qs), byte_range(mn), byte_range(mx)] {
-            disjoint(b, x)?;
+            disjoint(b, x).arg("bound")?;
         }
         // SAFETY: checked disjoint above.
         let out = unsafe { slice_mut(self.bound, bn)? };
@@ -976,7 +995,7 @@ pub unsafe extern "C" fn tkr_quest_select_blocks(
         };
         // SAFETY: the caller's promises, passed on.
         unsafe {
-            match dtype_of(dtype)? {
+            match dtype_of(dtype, "dtype")? {
                 DType::F32 => raw.run::<f32>(),
                 DType::F16 => raw.run::<f16>(),
                 DType::BF16 => raw.run::<bf16>(),
@@ -1010,15 +1029,12 @@ impl RawQuest {
     unsafe fn run<T: AttendElement>(&self) -> Result<()> {
         let kern = Kernels::active()?;
         ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
-        ensure!(
-            self.n_heads_q > 0 && self.n_heads_kv > 0,
-            InvalidArgument,
-            "zero heads"
-        );
+        ensure!(self.n_heads_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(self.n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             self.n_heads_q % self.n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let qn = span3(
             self.n_q,
@@ -1026,7 +1042,8 @@ impl RawQuest {
             self.head_dim,
             self.q_token_stride,
             self.q_head_stride,
-        )?;
+        )
+        .arg("q_token_stride, q_head_stride")?;
         let sn = self
             .n_blocks
             .checked_mul(self.n_heads_kv)
@@ -1045,26 +1062,26 @@ impl RawQuest {
             .ok_or(Error::new(ErrorKind::SizeOverflow, "ids size overflows"))?;
         let (qs, mn, mx) = unsafe {
             (
-                slice(self.q as *const T, qn)?,
-                slice(self.kmin, sn)?,
-                slice(self.kmax, sn)?,
+                slice(self.q as *const T, qn).arg("q")?,
+                slice(self.kmin, sn).arg("kmin")?,
+                slice(self.kmax, sn).arg("kmax")?,
             )
         };
-        let ir = range(self.block_ids as *const u32, n_ids)?;
-        let or = range(self.block_offsets as *const usize, rows + 1)?;
+        let ir = range(self.block_ids as *const u32, n_ids).arg("block_ids")?;
+        let or = range(self.block_offsets as *const usize, rows + 1).arg("block_offsets")?;
         let kr = if self.out_k.is_null() {
             (0, 0)
         } else {
-            range(self.out_k as *const usize, 1)?
+            range(self.out_k as *const usize, 1).arg("out_k")?
         };
-        for x in [ir, or, kr] {
+        for (x, name) in [(ir, "block_ids"), (or, "block_offsets"), (kr, "out_k")] {
             for y in [byte_range(qs), byte_range(mn), byte_range(mx)] {
-                disjoint(x, y)?;
+                disjoint(x, y).arg(name)?;
             }
         }
-        disjoint(ir, or)?;
-        disjoint(ir, kr)?;
-        disjoint(or, kr)?;
+        disjoint(ir, or).arg("block_ids")?;
+        disjoint(ir, kr).arg("block_ids")?;
+        disjoint(or, kr).arg("block_offsets")?;
         // SAFETY: checked disjoint above.
         let (ids, offs) = unsafe {
             (

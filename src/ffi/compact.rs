@@ -1,7 +1,7 @@
 //! Token compaction through the C ABI: gather, scatter, gated scatter-add, in-place
 //! compaction and KV-cache compaction.
 
-use super::{byte_range, disjoint, guard, range, slice, slice_mut, tkr_status};
+use super::{byte_range, disjoint, guard, range, slice, slice_mut, tkr_status, ArgName};
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::compact::{KvCacheMut, KvKeep, KvLayout};
 use crate::ops::{span, DType, Element, Matrix, MatrixMut};
@@ -22,27 +22,31 @@ pub const TKR_KV_KEEP_PER_HEAD: u32 = 1;
 
 /// Byte geometry of `rows` rows of `row_len` elements of `elem_size` bytes, `stride`
 /// elements apart: `(row_bytes, stride_bytes, span_bytes)`. A stride that is never used
-/// (at most one row) is not scaled, so it cannot overflow.
+/// (at most one row) is not scaled, so it cannot overflow. Errors name `stride_arg`.
 fn byte_rows(
     elem_size: usize,
     rows: usize,
     row_len: usize,
     stride: usize,
+    stride_arg: &'static str,
 ) -> Result<(usize, usize, usize)> {
-    ensure!(elem_size > 0, InvalidArgument, "elem_size is 0");
+    ensure!(elem_size > 0, InvalidArgument, "elem_size": "must be > 0");
     ensure!(
         stride >= row_len,
         BadStride,
-        "row stride smaller than the row"
+        stride_arg: "row stride smaller than the row"
     );
-    let overflow = || Error::new(ErrorKind::SizeOverflow, "row size overflows");
+    let overflow = || Error::new(ErrorKind::SizeOverflow, "row_len * elem_size overflows");
     let rb = row_len.checked_mul(elem_size).ok_or_else(overflow)?;
     let sb = if rows <= 1 {
         rb
     } else {
-        stride.checked_mul(elem_size).ok_or_else(overflow)?
+        stride
+            .checked_mul(elem_size)
+            .ok_or_else(overflow)
+            .arg(stride_arg)?
     };
-    Ok((rb, sb, span(rows, rb, sb)?))
+    Ok((rb, sb, span(rows, rb, sb).arg(stride_arg)?))
 }
 
 /// Writes `value` to an optional `size_t` output that must not overlap `data`.
@@ -56,12 +60,40 @@ unsafe fn write_count(out: *mut usize, value: usize) {
     }
 }
 
-/// Checks an optional `size_t` output before anything is written.
-fn check_count(out: *mut usize, data: (usize, usize)) -> Result<()> {
+/// Checks an optional `size_t` output (argument `name`) before anything is written.
+fn check_count(out: *mut usize, data: (usize, usize), name: &'static str) -> Result<()> {
     if out.is_null() {
         return Ok(());
     }
-    disjoint(range(out as *const usize, 1)?, data)
+    disjoint(range(out as *const usize, 1).arg(name)?, data).arg(name)
+}
+
+/// The buffers of a gather or scatter: `src` (`sn` bytes), `idx`, and `dst` (`dn` bytes),
+/// which must not overlap `src` or `idx`.
+///
+/// # Safety
+/// The pointers hold what the tkr_gather_rows / tkr_scatter_rows documentation says.
+unsafe fn row_move_buffers<'a>(
+    src: *const c_void,
+    sn: usize,
+    idx: *const u32,
+    n_idx: usize,
+    dst: *mut c_void,
+    dn: usize,
+) -> Result<(&'a [u8], &'a [u32], &'a mut [u8])> {
+    // SAFETY: sizes from the documented shapes; validity is the caller's promise.
+    let (s, ix) = unsafe {
+        (
+            slice(src as *const u8, sn).arg("src")?,
+            slice(idx, n_idx).arg("idx")?,
+        )
+    };
+    let d = range(dst as *const u8, dn).arg("dst")?;
+    disjoint(d, byte_range(s)).arg("dst")?;
+    disjoint(d, byte_range(ix)).arg("dst")?;
+    // SAFETY: checked above: dst is disjoint from every input.
+    let ds = unsafe { slice_mut(dst as *mut u8, dn)? };
+    Ok((s, ix, ds))
 }
 
 /// Gathers rows: `dst[j] = src[idx[j]]` for `j < n_idx` (row `r` of a buffer starts
@@ -98,20 +130,22 @@ pub unsafe extern "C" fn tkr_gather_rows(
 ) -> tkr_status {
     guard(|| {
         let k = Kernels::active()?;
-        let (rb, ssb, sn) = byte_rows(elem_size, n_src_rows, row_len, src_row_stride)?;
-        let (_, dsb, dn) = byte_rows(elem_size, n_idx, row_len, dst_row_stride)?;
-        // SAFETY: sizes from the documented shapes; validity is the caller's promise.
-        let (s, ix) = unsafe { (slice(src as *const u8, sn)?, slice(idx, n_idx)?) };
-        let d = range(dst as *const u8, dn)?;
-        disjoint(d, byte_range(s))?;
-        disjoint(d, byte_range(ix))?;
-        // SAFETY: checked above: dst is disjoint from every input.
-        let ds = unsafe { slice_mut(dst as *mut u8, dn)? };
+        let (rb, ssb, sn) = byte_rows(
+            elem_size,
+            n_src_rows,
+            row_len,
+            src_row_stride,
+            "src_row_stride",
+        )?;
+        let (_, dsb, dn) = byte_rows(elem_size, n_idx, row_len, dst_row_stride, "dst_row_stride")?;
+        // SAFETY: the caller's promises about the buffers, passed on.
+        let (s, ix, ds) = unsafe { row_move_buffers(src, sn, idx, n_idx, dst, dn)? };
         k.gather_rows(
             Matrix::new(s, n_src_rows, rb, ssb)?,
             ix,
             MatrixMut::new(ds, n_idx, rb, dsb)?,
         )
+        .arg("idx")
     })
 }
 
@@ -148,20 +182,22 @@ pub unsafe extern "C" fn tkr_scatter_rows(
 ) -> tkr_status {
     guard(|| {
         let k = Kernels::active()?;
-        let (rb, ssb, sn) = byte_rows(elem_size, n_idx, row_len, src_row_stride)?;
-        let (_, dsb, dn) = byte_rows(elem_size, n_dst_rows, row_len, dst_row_stride)?;
-        // SAFETY: sizes from the documented shapes; validity is the caller's promise.
-        let (s, ix) = unsafe { (slice(src as *const u8, sn)?, slice(idx, n_idx)?) };
-        let d = range(dst as *const u8, dn)?;
-        disjoint(d, byte_range(s))?;
-        disjoint(d, byte_range(ix))?;
-        // SAFETY: checked above: dst is disjoint from every input.
-        let ds = unsafe { slice_mut(dst as *mut u8, dn)? };
+        let (rb, ssb, sn) = byte_rows(elem_size, n_idx, row_len, src_row_stride, "src_row_stride")?;
+        let (_, dsb, dn) = byte_rows(
+            elem_size,
+            n_dst_rows,
+            row_len,
+            dst_row_stride,
+            "dst_row_stride",
+        )?;
+        // SAFETY: the caller's promises about the buffers, passed on.
+        let (s, ix, ds) = unsafe { row_move_buffers(src, sn, idx, n_idx, dst, dn)? };
         k.scatter_rows(
             Matrix::new(s, n_idx, rb, ssb)?,
             ix,
             MatrixMut::new(ds, n_dst_rows, rb, dsb)?,
         )
+        .arg("idx")
     })
 }
 
@@ -227,7 +263,10 @@ pub unsafe extern "C" fn tkr_scatter_add_rows(
                 Some(DType::F32) => raw.run::<f32>(),
                 Some(DType::F16) => raw.run::<f16>(),
                 Some(DType::BF16) => raw.run::<bf16>(),
-                None => Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype")),
+                None => {
+                    Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype code")
+                        .with_arg("dtype"))
+                }
             }
         }
     })
@@ -250,21 +289,26 @@ impl RawScatterAdd {
     /// The buffers hold what the tkr_scatter_add_rows documentation says.
     unsafe fn run<T: Element>(&self) -> Result<()> {
         let k = Kernels::active()?;
-        let hn = span(self.n_h_rows, self.d, self.h_row_stride)?;
-        let yn = span(self.n_idx, self.d, self.y_row_stride)?;
+        let hn = span(self.n_h_rows, self.d, self.h_row_stride).arg("h_row_stride")?;
+        let yn = span(self.n_idx, self.d, self.y_row_stride).arg("y_row_stride")?;
         // SAFETY: sizes from the documented shapes; validity is the caller's promise.
-        let (ys, ix) = unsafe { (slice(self.y as *const T, yn)?, slice(self.idx, self.n_idx)?) };
+        let (ys, ix) = unsafe {
+            (
+                slice(self.y as *const T, yn).arg("y")?,
+                slice(self.idx, self.n_idx).arg("idx")?,
+            )
+        };
         let gate = if self.gate.is_null() {
             None
         } else {
             // SAFETY: as above.
-            Some(unsafe { slice(self.gate, self.n_idx)? })
+            Some(unsafe { slice(self.gate, self.n_idx).arg("gate")? })
         };
-        let hr = range(self.h as *const T, hn)?;
-        disjoint(hr, byte_range(ys))?;
-        disjoint(hr, byte_range(ix))?;
+        let hr = range(self.h as *const T, hn).arg("h")?;
+        disjoint(hr, byte_range(ys)).arg("h")?;
+        disjoint(hr, byte_range(ix)).arg("h")?;
         if let Some(g) = gate {
-            disjoint(hr, byte_range(g))?;
+            disjoint(hr, byte_range(g)).arg("h")?;
         }
         // SAFETY: checked above: h is disjoint from every input.
         let hs = unsafe { slice_mut(self.h as *mut T, hn)? };
@@ -274,6 +318,7 @@ impl RawScatterAdd {
             Matrix::new(ys, self.n_idx, self.d, self.y_row_stride)?,
             gate,
         )
+        .arg("idx")
     }
 }
 
@@ -313,15 +358,17 @@ pub unsafe extern "C" fn tkr_compact_rows(
 ) -> tkr_status {
     guard(|| {
         let k = Kernels::active()?;
-        let (rb, sb, n) = byte_rows(elem_size, n_rows, row_len, row_stride)?;
+        let (rb, sb, n) = byte_rows(elem_size, n_rows, row_len, row_stride, "row_stride")?;
         // SAFETY: sizes from the documented shapes; validity is the caller's promise.
-        let ks = unsafe { slice(keep, n_keep)? };
-        let dr = range(data as *const u8, n)?;
-        disjoint(dr, byte_range(ks))?;
-        check_count(out_n_rows, dr)?;
+        let ks = unsafe { slice(keep, n_keep).arg("keep")? };
+        let dr = range(data as *const u8, n).arg("data")?;
+        disjoint(dr, byte_range(ks)).arg("keep")?;
+        check_count(out_n_rows, dr, "out_n_rows")?;
         // SAFETY: checked above: data is disjoint from the other buffers.
         let ds = unsafe { slice_mut(data as *mut u8, n)? };
-        let new_len = k.compact_rows(MatrixMut::new(ds, n_rows, rb, sb)?, ks)?;
+        let new_len = k
+            .compact_rows(MatrixMut::new(ds, n_rows, rb, sb)?, ks)
+            .arg("keep")?;
         // SAFETY: checked above (aligned, disjoint from data) or NULL.
         unsafe { write_count(out_n_rows, new_len) };
         Ok(())
@@ -378,14 +425,24 @@ pub unsafe extern "C" fn tkr_kv_compact(
         let layout = match layout {
             TKR_KV_TOKEN_MAJOR => KvLayout::TokenMajor,
             TKR_KV_HEAD_MAJOR => KvLayout::HeadMajor,
-            _ => return Err(Error::new(ErrorKind::InvalidArgument, "unknown KV layout")),
+            _ => {
+                return Err(
+                    Error::new(ErrorKind::InvalidArgument, "unknown KV layout code")
+                        .with_arg("layout"),
+                )
+            }
         };
         let per_head = match keep_mode {
             TKR_KV_KEEP_SHARED => false,
             TKR_KV_KEEP_PER_HEAD => true,
-            _ => return Err(Error::new(ErrorKind::InvalidArgument, "unknown keep mode")),
+            _ => {
+                return Err(
+                    Error::new(ErrorKind::InvalidArgument, "unknown keep mode code")
+                        .with_arg("keep_mode"),
+                )
+            }
         };
-        ensure!(elem_size > 0, InvalidArgument, "elem_size is 0");
+        ensure!(elem_size > 0, InvalidArgument, "elem_size": "must be > 0");
         let overflow = || Error::new(ErrorKind::SizeOverflow, "KV-cache size overflows");
         // The stride rules in elements, then the same geometry in bytes (strides that
         // are never used are replaced by their smallest valid value before scaling).
@@ -396,7 +453,8 @@ pub unsafe extern "C" fn tkr_kv_compact(
             head_dim,
             token_stride,
             head_stride,
-        )?;
+        )
+        .arg("token_stride, head_stride")?;
         let bytes = elems.checked_mul(elem_size).ok_or_else(overflow)?;
         let (ts, hs) = match layout {
             KvLayout::TokenMajor => {
@@ -427,10 +485,10 @@ pub unsafe extern "C" fn tkr_kv_compact(
         let n_lists = if per_head { n_heads } else { 1 };
         let n_idx = n_keep.checked_mul(n_lists).ok_or_else(overflow)?;
         // SAFETY: sizes from the documented shapes; validity is the caller's promise.
-        let ks = unsafe { slice(keep, n_idx)? };
-        let cr = range(cache as *const u8, bytes)?;
-        disjoint(cr, byte_range(ks))?;
-        check_count(out_n_tokens, cr)?;
+        let ks = unsafe { slice(keep, n_idx).arg("keep")? };
+        let cr = range(cache as *const u8, bytes).arg("cache")?;
+        disjoint(cr, byte_range(ks)).arg("keep")?;
+        check_count(out_n_tokens, cr, "out_n_tokens")?;
         // SAFETY: checked above: the cache is disjoint from the other buffers.
         let cs = unsafe { slice_mut(cache as *mut u8, bytes)? };
         let view = KvCacheMut::new(cs, layout, n_tokens, n_heads, db, tsb, hsb)?;
@@ -439,7 +497,7 @@ pub unsafe extern "C" fn tkr_kv_compact(
         } else {
             KvKeep::Shared(ks)
         };
-        k.kv_compact(view, keep)?;
+        k.kv_compact(view, keep).arg("keep")?;
         // SAFETY: checked above (aligned, disjoint from the cache) or NULL.
         unsafe { write_count(out_n_tokens, n_keep) };
         Ok(())

@@ -42,7 +42,7 @@ pub extern "C" fn tkr_set_isa(isa: u32) -> tkr_status {
             return crate::set_isa(None);
         }
         let level = Isa::from_id(isa);
-        ensure!(level.is_some(), InvalidArgument, "unknown ISA id");
+        ensure!(level.is_some(), InvalidArgument, "isa": "unknown ISA id");
         crate::set_isa(level)
     })
 }

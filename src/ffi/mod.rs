@@ -17,16 +17,31 @@ pub mod status;
 pub mod testing;
 pub mod version;
 
+pub(crate) use crate::error::ArgName;
 use crate::error::{Error, ErrorKind, Result};
 pub use status::*;
 
-/// Runs `f` and maps its outcome to a status; a panic becomes `TKR_STATUS_PANIC`.
+/// Runs `f` and maps its outcome to a status; a panic becomes `TKR_STATUS_PANIC`. An
+/// error is recorded as the thread's last error message (`tkr_last_error_message`).
 #[inline]
 pub(crate) fn guard(f: impl FnOnce() -> Result<()>) -> tkr_status {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => TKR_STATUS_OK,
-        Ok(Err(e)) => e.kind.code(),
-        Err(_) => TKR_STATUS_PANIC,
+        Ok(Err(e)) => {
+            status::set_last_error_from(&e);
+            e.kind.code()
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("");
+            status::set_last_error(format_args!(
+                "panic caught (a bug: please report it): {what}"
+            ));
+            TKR_STATUS_PANIC
+        }
     }
 }
 

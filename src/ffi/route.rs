@@ -2,7 +2,8 @@
 
 use super::select::{TKR_TOPK_CAPACITY, TKR_TOPK_ORDER_SCORE};
 use super::{
-    byte_range, disjoint, guard, range, read_options, slice, slice_mut, tkr_status, OptionsStruct,
+    byte_range, disjoint, guard, range, read_options, slice, slice_mut, tkr_status, ArgName,
+    OptionsStruct,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::route::{route_workspace_len, RouteOut, RouteSelect};
@@ -57,7 +58,7 @@ unsafe impl OptionsStruct for tkr_route_options {}
 pub unsafe extern "C" fn tkr_route_options_init(options: *mut tkr_route_options) -> tkr_status {
     guard(|| {
         // SAFETY: the caller promises room for one tkr_route_options at options.
-        let o = unsafe { slice_mut(options, 1)? };
+        let o = unsafe { slice_mut(options, 1).arg("options")? };
         // SAFETY: NULL options reads as the defaults.
         o[0] = unsafe { read_options::<tkr_route_options>(core::ptr::null())? };
         Ok(())
@@ -84,7 +85,7 @@ pub unsafe extern "C" fn tkr_route_workspace_size(
             ))?;
         debug_assert_eq!(bytes, route_workspace_len(n_tokens) * 8);
         // SAFETY: the caller promises one writable size_t at out_bytes.
-        let out = unsafe { slice_mut(out_bytes, 1)? };
+        let out = unsafe { slice_mut(out_bytes, 1).arg("out_bytes")? };
         out[0] = bytes;
         Ok(())
     })
@@ -158,21 +159,26 @@ pub unsafe extern "C" fn tkr_route(
         let act = match activation {
             super::score::TKR_ACT_NONE => Activation::None,
             super::score::TKR_ACT_SIGMOID => Activation::Sigmoid,
-            _ => return Err(Error::new(ErrorKind::InvalidArgument, "unknown activation")),
+            _ => {
+                return Err(
+                    Error::new(ErrorKind::InvalidArgument, "unknown activation code")
+                        .with_arg("activation"),
+                )
+            }
         };
         // SAFETY: NULL or a caller's struct of struct_size readable bytes.
-        let o = unsafe { read_options(options)? };
+        let o = unsafe { read_options(options).arg("options")? };
         ensure!(
             o.reserved == 0,
             InvalidArgument,
-            "tkr_route_options.reserved must be 0"
+            "options->reserved": "must be 0"
         );
         let how = match select {
             TKR_ROUTE_TOPK => {
                 ensure!(
                     o.flags & !(TKR_TOPK_ORDER_SCORE | TKR_TOPK_CAPACITY) == 0,
                     InvalidArgument,
-                    "unknown tkr_route_options flags"
+                    "options->flags": "unknown tkr_route_options flags"
                 );
                 let order = if o.flags & TKR_TOPK_ORDER_SCORE != 0 {
                     Order::Score
@@ -183,14 +189,14 @@ pub unsafe extern "C" fn tkr_route(
                     ensure!(
                         k == 0,
                         InvalidArgument,
-                        "TKR_TOPK_CAPACITY with a non-zero k"
+                        "k": "non-zero together with TKR_TOPK_CAPACITY"
                     );
                     TopK::Capacity(o.capacity)
                 } else {
                     ensure!(
                         o.capacity == 0.0,
                         InvalidArgument,
-                        "capacity set without TKR_TOPK_CAPACITY"
+                        "options->capacity": "set without TKR_TOPK_CAPACITY"
                     );
                     TopK::Fixed(k)
                 };
@@ -200,16 +206,16 @@ pub unsafe extern "C" fn tkr_route(
                 ensure!(
                     o.flags == 0 && o.capacity == 0.0,
                     InvalidArgument,
-                    "top-k options with TKR_ROUTE_THRESHOLD"
+                    "options": "top-k flags or capacity with TKR_ROUTE_THRESHOLD"
                 );
-                ensure!(k == 0, InvalidArgument, "k with TKR_ROUTE_THRESHOLD");
+                ensure!(k == 0, InvalidArgument, "k": "non-zero with TKR_ROUTE_THRESHOLD");
                 RouteSelect::Threshold(tau)
             }
             _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "unknown select mode",
-                ))
+                return Err(
+                    Error::new(ErrorKind::InvalidArgument, "unknown select mode code")
+                        .with_arg("select"),
+                )
             }
         };
         let raw = RawRoute {
@@ -237,7 +243,10 @@ pub unsafe extern "C" fn tkr_route(
                 Some(DType::F32) => raw.run::<f32>(),
                 Some(DType::F16) => raw.run::<f16>(),
                 Some(DType::BF16) => raw.run::<bf16>(),
-                None => Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype")),
+                None => {
+                    Err(Error::new(ErrorKind::InvalidArgument, "unknown dtype code")
+                        .with_arg("dtype"))
+                }
             }
         }
     })
@@ -272,15 +281,15 @@ impl RawRoute<'_> {
         ensure!(
             n <= u32::MAX as usize,
             InvalidArgument,
-            "more than 2^32 - 1 tokens"
+            "n_tokens": "more than 2^32 - 1 tokens"
         );
-        let hn = span(n, d, self.h_row_stride)?;
-        let on = span(cap, d, self.out_rows_stride)?;
+        let hn = span(n, d, self.h_row_stride).arg("h_row_stride")?;
+        let on = span(cap, d, self.out_rows_stride).arg("out_rows_stride")?;
         // SAFETY: sizes from the documented shapes; validity is the caller's promise.
         let (hs, ws) = unsafe {
             (
-                slice(self.h as *const T, hn)?,
-                slice(self.w as *const T, d)?,
+                slice(self.h as *const T, hn).arg("h")?,
+                slice(self.w as *const T, d).arg("w")?,
             )
         };
         let mut ins = vec![byte_range(hs), byte_range(ws)];
@@ -288,7 +297,7 @@ impl RawRoute<'_> {
             None
         } else {
             // SAFETY: as above.
-            let b = unsafe { slice(self.bias, 1)? };
+            let b = unsafe { slice(self.bias, 1).arg("bias")? };
             ins.push(byte_range(b));
             Some(b[0])
         };
@@ -296,17 +305,29 @@ impl RawRoute<'_> {
             None
         } else {
             // SAFETY: as above.
-            let m = unsafe { slice(self.opts.keep_mask, n)? };
+            let m = unsafe { slice(self.opts.keep_mask, n).arg("options->keep_mask")? };
             ins.push(byte_range(m));
             Some(Matrix::new(m, 1, n, n)?)
         };
         let mut outs = vec![
-            range(self.out_idx as *const u32, cap)?,
-            range(self.out_rows as *const T, on)?,
-            range(self.out_count as *const usize, 1)?,
+            (
+                "out_idx",
+                range(self.out_idx as *const u32, cap).arg("out_idx")?,
+            ),
+            (
+                "out_rows",
+                range(self.out_rows as *const T, on).arg("out_rows")?,
+            ),
+            (
+                "out_count",
+                range(self.out_count as *const usize, 1).arg("out_count")?,
+            ),
         ];
         if !self.out_scores.is_null() {
-            outs.push(range(self.out_scores as *const f32, cap)?);
+            outs.push((
+                "out_scores",
+                range(self.out_scores as *const f32, cap).arg("out_scores")?,
+            ));
         }
         let use_ws = matches!(self.how, RouteSelect::TopK(..)) && self.workspace_size > 0;
         let ws_words = self.workspace_size / 8;
@@ -314,13 +335,16 @@ impl RawRoute<'_> {
             ensure!(
                 self.workspace.is_null() || (self.workspace as usize) % 8 == 0,
                 InvalidArgument,
-                "workspace not 8-byte aligned"
+                "workspace": "not 8-byte aligned"
             );
-            outs.push(range(self.workspace as *const u64, ws_words)?);
+            outs.push((
+                "workspace",
+                range(self.workspace as *const u64, ws_words).arg("workspace")?,
+            ));
         }
-        for (j, &a) in outs.iter().enumerate() {
-            for &b in ins.iter().chain(&outs[j + 1..]) {
-                disjoint(a, b)?;
+        for (j, &(name, a)) in outs.iter().enumerate() {
+            for &b in ins.iter().chain(outs[j + 1..].iter().map(|(_, r)| r)) {
+                disjoint(a, b).arg(name)?;
             }
         }
         // SAFETY: checked above: every output is disjoint from the inputs and the

@@ -1,6 +1,6 @@
 //! Router scoring through the C ABI.
 
-use super::{byte_range, disjoint, guard, range, slice, slice_mut, tkr_status};
+use super::{byte_range, disjoint, guard, range, slice, slice_mut, tkr_status, ArgName};
 use crate::error::{ensure, Result};
 use crate::ops::{span, DType, Element, Matrix, MatrixMut};
 use crate::{Activation, Kernels};
@@ -27,22 +27,22 @@ pub const TKR_ACT_SIGMOID: u32 = 1;
 /// sigmoid(-inf) = 0; a NaN input of any sign or payload gives the canonical quiet NaN
 /// 0x7fc00000. Results, NaN included, are bit-identical on every ISA level.
 ///
-/// - `x`, `y`: `n` floats each; (NULL, 0) is valid. `y == x` (in place) is allowed;
-///   any other overlap returns TKR_STATUS_OVERLAP.
+/// - `x`: `n` floats; `y`: `n` floats. (NULL, 0) is valid. `y == x` (in place) is
+///   allowed; any other overlap returns TKR_STATUS_OVERLAP.
 /// - Returns TKR_STATUS_OK, TKR_STATUS_NULL_POINTER, TKR_STATUS_INVALID_ARGUMENT
 ///   (misaligned pointer), TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_OVERLAP,
 ///   TKR_STATUS_ISA_UNAVAILABLE. On error nothing is written.
 /// - Thread-safe; no allocation.
 #[no_mangle]
-pub unsafe extern "C" fn tkr_sigmoid_f32(x: *const f32, y: *mut f32, n: usize) -> tkr_status {
+pub unsafe extern "C" fn tkr_sigmoid_f32(x: *const f32, n: usize, y: *mut f32) -> tkr_status {
     guard(|| {
         let k = Kernels::active()?;
         if n > 0 && core::ptr::eq(x, y) {
             // SAFETY: the caller promises n valid floats at x (== y).
-            let xy = unsafe { slice_mut(y, n)? };
+            let xy = unsafe { slice_mut(y, n).arg("x")? };
             return k.sigmoid_f32_in_place(xy);
         }
-        disjoint(range(x, n)?, range(y, n)?)?;
+        disjoint(range(x, n).arg("x")?, range(y, n).arg("y")?).arg("y")?;
         // SAFETY: the caller promises n valid floats at x and at y, now known disjoint.
         let (xs, ys) = unsafe { (slice(x, n)?, slice_mut(y, n)?) };
         k.sigmoid_f32(xs, ys)
@@ -91,15 +91,16 @@ pub unsafe extern "C" fn tkr_score(
 ) -> tkr_status {
     guard(|| {
         let dtype = DType::from_code(dtype);
-        ensure!(dtype.is_some(), InvalidArgument, "unknown dtype");
+        ensure!(dtype.is_some(), InvalidArgument, "dtype": "unknown dtype code");
         let act = match activation {
             TKR_ACT_NONE => Activation::None,
             TKR_ACT_SIGMOID => Activation::Sigmoid,
             _ => {
                 return Err(crate::Error::new(
                     crate::ErrorKind::InvalidArgument,
-                    "unknown activation",
-                ))
+                    "unknown activation code",
+                )
+                .with_arg("activation"))
             }
         };
         let raw = RawScore {
@@ -145,28 +146,29 @@ impl RawScore {
     /// The buffers hold what the tkr_score documentation says.
     unsafe fn run<T: Element>(&self) -> Result<()> {
         let k = Kernels::active()?;
-        let hn = span(self.n_tokens, self.d, self.h_row_stride)?;
-        let wn = span(self.n_routers, self.d, self.w_row_stride)?;
-        let on = span(self.n_tokens, self.n_routers, self.scores_row_stride)?;
+        let hn = span(self.n_tokens, self.d, self.h_row_stride).arg("h_row_stride")?;
+        let wn = span(self.n_routers, self.d, self.w_row_stride).arg("w_row_stride")?;
+        let on =
+            span(self.n_tokens, self.n_routers, self.scores_row_stride).arg("scores_row_stride")?;
         // SAFETY: sizes come from the documented shapes; validity is the caller's promise.
         let (hs, ws, out) = unsafe {
             (
-                slice(self.h as *const T, hn)?,
-                slice(self.w as *const T, wn)?,
-                slice(self.scores as *const f32, on)?,
+                slice(self.h as *const T, hn).arg("h")?,
+                slice(self.w as *const T, wn).arg("w")?,
+                slice(self.scores as *const f32, on).arg("scores")?,
             )
         };
         let bias = if self.bias.is_null() {
             None
         } else {
             // SAFETY: as above.
-            Some(unsafe { slice(self.bias, self.n_routers)? })
+            Some(unsafe { slice(self.bias, self.n_routers).arg("bias")? })
         };
         let o = byte_range(out);
-        disjoint(o, byte_range(hs))?;
-        disjoint(o, byte_range(ws))?;
+        disjoint(o, byte_range(hs)).arg("scores")?;
+        disjoint(o, byte_range(ws)).arg("scores")?;
         if let Some(b) = bias {
-            disjoint(o, byte_range(b))?;
+            disjoint(o, byte_range(b)).arg("scores")?;
         }
         // SAFETY: checked above: the output is disjoint from every input.
         let out = unsafe { slice_mut(self.scores, on)? };

@@ -1,13 +1,19 @@
 //! Token selection through the C ABI: threshold selection, exact top-k, mask <-> indices.
 
 use super::{
-    byte_range, disjoint, guard, range, read_options, slice, slice_mut, tkr_status, OptionsStruct,
+    byte_range, disjoint, guard, range, read_options, slice, slice_mut, tkr_status, ArgName,
+    OptionsStruct,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::select::{Order, RowSpec, Tau, ThresholdOut, TopK, TopkOut, MAX_ROW};
 use crate::ops::{span, Matrix, MatrixMut};
 use crate::Kernels;
 use core::ffi::c_void;
+
+/// The longest row the selection calls take, in tokens (token indices are uint32_t):
+/// a larger n is TKR_STATUS_INVALID_ARGUMENT.
+pub const TKR_MAX_ROW: usize = u32::MAX as usize;
+const _: () = assert!(TKR_MAX_ROW == MAX_ROW);
 
 /// tkr_topk_options.flags: order each row's indices by descending score (ties by
 /// ascending index, NaN last) instead of ascending token position.
@@ -108,7 +114,7 @@ unsafe impl OptionsStruct for tkr_threshold_options {}
 pub unsafe extern "C" fn tkr_topk_options_init(options: *mut tkr_topk_options) -> tkr_status {
     guard(|| {
         // SAFETY: the caller promises room for one tkr_topk_options at options.
-        let o = unsafe { slice_mut(options, 1)? };
+        let o = unsafe { slice_mut(options, 1).arg("options")? };
         // SAFETY: NULL options reads as the defaults.
         o[0] = unsafe { read_options::<tkr_topk_options>(core::ptr::null())? };
         Ok(())
@@ -124,7 +130,7 @@ pub unsafe extern "C" fn tkr_threshold_options_init(
 ) -> tkr_status {
     guard(|| {
         // SAFETY: the caller promises room for one tkr_threshold_options at options.
-        let o = unsafe { slice_mut(options, 1)? };
+        let o = unsafe { slice_mut(options, 1).arg("options")? };
         // SAFETY: NULL options reads as the defaults.
         o[0] = unsafe { read_options::<tkr_threshold_options>(core::ptr::null())? };
         Ok(())
@@ -141,18 +147,18 @@ pub unsafe extern "C" fn tkr_topk_workspace_size(n: usize, out_bytes: *mut usize
             .checked_mul(8)
             .ok_or(Error::new(ErrorKind::SizeOverflow, "8 * n overflows"))?;
         // SAFETY: the caller promises one writable size_t at out_bytes.
-        let out = unsafe { slice_mut(out_bytes, 1)? };
+        let out = unsafe { slice_mut(out_bytes, 1).arg("out_bytes")? };
         out[0] = bytes;
         Ok(())
     })
 }
 
-/// Fails with OVERLAP unless every output range is disjoint from every input range and
-/// from every other output range.
-fn all_disjoint(outs: &[(usize, usize)], ins: &[(usize, usize)]) -> Result<()> {
-    for (j, &o) in outs.iter().enumerate() {
-        for &x in ins.iter().chain(&outs[j + 1..]) {
-            disjoint(o, x)?;
+/// Fails with OVERLAP (naming the output) unless every output range is disjoint from
+/// every input range and from every other output range.
+fn all_disjoint(outs: &[(&'static str, (usize, usize))], ins: &[(usize, usize)]) -> Result<()> {
+    for (j, &(name, o)) in outs.iter().enumerate() {
+        for &x in ins.iter().chain(outs[j + 1..].iter().map(|(_, r)| r)) {
+            disjoint(o, x).arg(name)?;
         }
     }
     Ok(())
@@ -184,11 +190,11 @@ unsafe fn c_rows<'a>(
     ensure!(
         n <= MAX_ROW,
         InvalidArgument,
-        "rows longer than 2^32 - 1 tokens"
+        "n": "rows longer than 2^32 - 1 tokens"
     );
-    let sn = span(batch, n, scores_row_stride)?;
+    let sn = span(batch, n, scores_row_stride).arg("scores_row_stride")?;
     // SAFETY: the caller's promises, passed on; sizes from the documented shapes.
-    let s = unsafe { slice(scores, sn)? };
+    let s = unsafe { slice(scores, sn).arg("scores")? };
     let mut ranges = [(0, 0); 4];
     ranges[0] = byte_range(s);
     let keep = if keep_mask.is_null() {
@@ -199,9 +205,9 @@ unsafe fn c_rows<'a>(
         } else {
             keep_mask_row_stride
         };
-        let kn = span(batch, n, stride)?;
+        let kn = span(batch, n, stride).arg("keep_mask_row_stride")?;
         // SAFETY: as above.
-        let k = unsafe { slice(keep_mask, kn)? };
+        let k = unsafe { slice(keep_mask, kn).arg("keep_mask")? };
         ranges[1] = byte_range(k);
         Some(Matrix::new(k, batch, n, stride)?)
     };
@@ -209,11 +215,11 @@ unsafe fn c_rows<'a>(
         None
     } else {
         // SAFETY: as above.
-        let v = unsafe { slice(valid_lens, batch)? };
+        let v = unsafe { slice(valid_lens, batch).arg("valid_lens")? };
         ensure!(
             v.iter().all(|&l| l <= n),
             InvalidArgument,
-            "a valid length exceeds n"
+            "valid_lens": "a valid length exceeds n"
         );
         ranges[2] = byte_range(v);
         Some(v)
@@ -288,16 +294,16 @@ pub unsafe extern "C" fn tkr_topk_f32(
     guard(|| {
         let kern = Kernels::active()?;
         // SAFETY: NULL or a caller's struct of struct_size readable bytes.
-        let o = unsafe { read_options(options)? };
+        let o = unsafe { read_options(options).arg("options")? };
         ensure!(
             o.flags & !(TKR_TOPK_ORDER_SCORE | TKR_TOPK_CAPACITY) == 0,
             InvalidArgument,
-            "unknown tkr_topk_options flags"
+            "options->flags": "unknown tkr_topk_options flags"
         );
         ensure!(
             o.reserved == 0,
             InvalidArgument,
-            "tkr_topk_options.reserved must be 0"
+            "options->reserved": "must be 0"
         );
         // SAFETY: the caller's promises about the buffers, passed on.
         let rows = unsafe {
@@ -317,26 +323,26 @@ pub unsafe extern "C" fn tkr_topk_f32(
             ensure!(
                 k == 0 && o.row_k.is_null(),
                 InvalidArgument,
-                "TKR_TOPK_CAPACITY with a non-zero k or row_k"
+                "k": "TKR_TOPK_CAPACITY with a non-zero k or row_k"
             );
             ensure!(
                 (0.0..=1.0).contains(&o.capacity),
                 InvalidArgument,
-                "capacity must be in [0, 1]"
+                "options->capacity": "must be in [0, 1]"
             );
             TopK::Capacity(o.capacity)
         } else {
             ensure!(
                 o.capacity == 0.0,
                 InvalidArgument,
-                "capacity set without TKR_TOPK_CAPACITY"
+                "options->capacity": "set without TKR_TOPK_CAPACITY"
             );
             if o.row_k.is_null() {
                 TopK::Fixed(k)
             } else {
-                ensure!(k == 0, InvalidArgument, "row_k with a non-zero k");
+                ensure!(k == 0, InvalidArgument, "k": "non-zero together with options->row_k");
                 // SAFETY: the caller promises batch size_t at row_k.
-                let ks = unsafe { slice(o.row_k, batch)? };
+                let ks = unsafe { slice(o.row_k, batch).arg("options->row_k")? };
                 ins[3] = byte_range(ks);
                 TopK::PerRow(ks)
             }
@@ -348,14 +354,14 @@ pub unsafe extern "C" fn tkr_topk_f32(
             ensure!(
                 kr <= valid(r),
                 InvalidArgument,
-                "k > n (the row's valid length)"
+                "k": "k > n (the row's valid length)"
             );
             max_k = max_k.max(kr);
         }
-        let on = span(batch, max_k, out_row_stride)?;
+        let on = span(batch, max_k, out_row_stride).arg("out_row_stride")?;
         // out_idx, out_scores, out_counts, workspace (no allocation on this path).
-        let mut outs = [(0, 0); 4];
-        outs[0] = range(out_idx, on)?;
+        let mut outs = [("", (0, 0)); 4];
+        outs[0] = ("out_idx", range(out_idx, on).arg("out_idx")?);
         let sc_stride = if o.out_scores_row_stride == 0 {
             out_row_stride
         } else {
@@ -364,11 +370,14 @@ pub unsafe extern "C" fn tkr_topk_f32(
         let sn = if o.out_scores.is_null() {
             0
         } else {
-            span(batch, max_k, sc_stride)?
+            span(batch, max_k, sc_stride).arg("options->out_scores_row_stride")?
         };
-        outs[1] = range(o.out_scores, sn)?;
+        outs[1] = (
+            "options->out_scores",
+            range(o.out_scores, sn).arg("options->out_scores")?,
+        );
         let cn = if out_counts.is_null() { 0 } else { batch };
-        outs[2] = range(out_counts, cn)?;
+        outs[2] = ("out_counts", range(out_counts, cn).arg("out_counts")?);
         let max_valid = rows
             .valid
             .map_or(n, |v| v.iter().copied().max().unwrap_or(0));
@@ -379,9 +388,12 @@ pub unsafe extern "C" fn tkr_topk_f32(
             ensure!(
                 workspace_size / 8 >= words,
                 BufferTooSmall,
-                "workspace smaller than tkr_topk_workspace_size"
+                "workspace_size": "smaller than tkr_topk_workspace_size"
             );
-            outs[3] = range(workspace as *const u64, words)?;
+            outs[3] = (
+                "workspace",
+                range(workspace as *const u64, words).arg("workspace")?,
+            );
             Some(workspace as *mut u64)
         };
         all_disjoint(&outs, &ins)?;
@@ -480,16 +492,16 @@ pub unsafe extern "C" fn tkr_threshold_f32(
     guard(|| {
         let kern = Kernels::active()?;
         // SAFETY: NULL or a caller's struct of struct_size readable bytes.
-        let o = unsafe { read_options(options)? };
+        let o = unsafe { read_options(options).arg("options")? };
         ensure!(
             o.flags == 0,
             InvalidArgument,
-            "unknown tkr_threshold_options flags"
+            "options->flags": "unknown tkr_threshold_options flags"
         );
         ensure!(
             o.reserved == 0,
             InvalidArgument,
-            "tkr_threshold_options.reserved must be 0"
+            "options->reserved": "must be 0"
         );
         // SAFETY: the caller's promises about the buffers, passed on.
         let rows = unsafe {
@@ -508,7 +520,7 @@ pub unsafe extern "C" fn tkr_threshold_f32(
             Tau::Fixed(tau)
         } else {
             // SAFETY: the caller promises batch floats at row_tau.
-            let t = unsafe { slice(o.row_tau, batch)? };
+            let t = unsafe { slice(o.row_tau, batch).arg("options->row_tau")? };
             ins[3] = byte_range(t);
             Tau::PerRow(t)
         };
@@ -518,7 +530,7 @@ pub unsafe extern "C" fn tkr_threshold_f32(
         let on = if out_idx.is_null() {
             0
         } else {
-            span(batch, max_valid, out_row_stride)?
+            span(batch, max_valid, out_row_stride).arg("out_row_stride")?
         };
         let mask_stride = if o.out_mask_row_stride == 0 {
             n
@@ -528,13 +540,16 @@ pub unsafe extern "C" fn tkr_threshold_f32(
         let mn = if o.out_mask.is_null() {
             0
         } else {
-            span(batch, n, mask_stride)?
+            span(batch, n, mask_stride).arg("options->out_mask_row_stride")?
         };
         let cn = if out_counts.is_null() { 0 } else { batch };
         let outs = [
-            range(out_idx, on)?,
-            range(o.out_mask, mn)?,
-            range(out_counts, cn)?,
+            ("out_idx", range(out_idx, on).arg("out_idx")?),
+            (
+                "options->out_mask",
+                range(o.out_mask, mn).arg("options->out_mask")?,
+            ),
+            ("out_counts", range(out_counts, cn).arg("out_counts")?),
         ];
         all_disjoint(&outs, &ins)?;
         // SAFETY: sizes from the documented shapes; each output is disjoint from every
@@ -601,9 +616,12 @@ pub unsafe extern "C" fn tkr_mask_to_indices(
 ) -> tkr_status {
     guard(|| {
         let kern = Kernels::active()?;
-        ensure!(n <= MAX_ROW, InvalidArgument, "n > 2^32 - 1");
-        let m_r = range(mask, n)?;
-        let outs = [range(out_idx, n)?, range(out_count, 1)?];
+        ensure!(n <= MAX_ROW, InvalidArgument, "n": "n > 2^32 - 1");
+        let m_r = range(mask, n).arg("mask")?;
+        let outs = [
+            ("out_idx", range(out_idx, n).arg("out_idx")?),
+            ("out_count", range(out_count, 1).arg("out_count")?),
+        ];
         all_disjoint(&outs, &[m_r])?;
         // SAFETY: the caller's promises; the outputs are disjoint from every other
         // buffer (checked).
@@ -637,7 +655,11 @@ pub unsafe extern "C" fn tkr_indices_to_mask(
 ) -> tkr_status {
     guard(|| {
         let kern = Kernels::active()?;
-        disjoint(range(out_mask, n)?, range(indices, count)?)?;
+        disjoint(
+            range(out_mask, n).arg("out_mask")?,
+            range(indices, count).arg("indices")?,
+        )
+        .arg("out_mask")?;
         // SAFETY: the caller's promises; the two buffers are disjoint (checked).
         let (idx, mask) = unsafe { (slice(indices, count)?, slice_mut(out_mask, n)?) };
         kern.indices_to_mask(idx, mask)

@@ -1,8 +1,10 @@
 //! Status codes. Values are part of the ABI and are never renumbered; a retired value
 //! stays reserved here.
 
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind};
+use core::cell::RefCell;
 use core::ffi::c_char;
+use core::fmt::Write;
 
 /// The result of every fallible call: `TKR_STATUS_OK` (0) or an error code.
 /// A fixed-width integer, not a C enum, so its size never depends on the compiler.
@@ -73,10 +75,98 @@ pub extern "C" fn tkr_status_string(status: u32) -> *const c_char {
     }
 }
 
+/// Room for the last error message of a thread, NUL included (longer ones are cut).
+const MESSAGE_CAP: usize = 256;
+
+thread_local! {
+    /// The calling thread's last error message (a NUL-terminated string).
+    static LAST_ERROR: RefCell<[u8; MESSAGE_CAP]> = const { RefCell::new([0; MESSAGE_CAP]) };
+}
+
+/// Writes into a fixed buffer, keeping room for the NUL and cutting what does not fit.
+struct Cut<'a> {
+    buf: &'a mut [u8; MESSAGE_CAP],
+    len: usize,
+}
+
+impl Write for Cut<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = MESSAGE_CAP - 1 - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Records the calling thread's last error message: `"<argument>: <rule>"`, or the
+/// rule alone when it names its arguments. No allocation.
+pub(crate) fn set_last_error(args: core::fmt::Arguments<'_>) {
+    LAST_ERROR.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let mut w = Cut {
+            buf: &mut buf,
+            len: 0,
+        };
+        let _ = w.write_fmt(args);
+        let len = w.len;
+        buf[len] = 0;
+    });
+}
+
+/// Records `e` as the calling thread's last error.
+pub(crate) fn set_last_error_from(e: &Error) {
+    if e.arg.is_empty() {
+        set_last_error(format_args!("{}", e.what));
+    } else {
+        set_last_error(format_args!("{}: {}", e.arg, e.what));
+    }
+}
+
+/// What the most recent failing call on the calling thread rejected: the argument, as
+/// this header names it, and the rule it broke, e.g. "h_row_stride: row stride smaller
+/// than the row" or "n_heads_kv = 0". "" before any failure. A successful call leaves
+/// it unchanged, so read it right after the failing call (check the status first).
+///
+/// Never NULL. The string belongs to the calling thread: valid until that thread
+/// exits, its contents replaced by the thread's next failing call. Thread-safe.
+#[no_mangle]
+pub extern "C" fn tkr_last_error_message() -> *const c_char {
+    LAST_ERROR.with(|cell| cell.as_ptr() as *const c_char)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::ffi::CStr;
+
+    fn last() -> String {
+        unsafe { CStr::from_ptr(tkr_last_error_message()) }
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn last_error_message_is_per_thread_and_cut_to_fit() {
+        let e = Error::new(ErrorKind::BadStride, "row stride smaller than the row")
+            .with_arg("h_row_stride");
+        set_last_error_from(&e);
+        assert_eq!(last(), "h_row_stride: row stride smaller than the row");
+        // Another thread has its own (empty) message.
+        assert_eq!(std::thread::spawn(last).join().unwrap(), "");
+        // An inner name wins over an outer one.
+        assert_eq!(e.with_arg("outer").arg, "h_row_stride");
+        // Too long: cut at a character boundary, NUL-terminated.
+        let long = "é".repeat(400);
+        set_last_error(format_args!("{long}"));
+        let got = last();
+        assert!(got.len() <= MESSAGE_CAP - 1 && got.len() >= MESSAGE_CAP - 2);
+        assert!(long.starts_with(&got));
+    }
 
     #[test]
     fn codes_and_names_agree_with_error_kinds() {

@@ -13,7 +13,7 @@ pub const TKR_VERSION_PATCH: u32 = 0;
 pub const TKR_VERSION_NUMBER: u32 = 100;
 /// The ABI version: bumped only on a breaking change of this header's ABI. Compare it
 /// with tkr_abi_version() at load time (dynamic loaders such as Python ctypes).
-pub const TKR_ABI_VERSION: u32 = 1;
+pub const TKR_ABI_VERSION: u32 = 2;
 
 /// The library version as MAJOR * 10000 + MINOR * 100 + PATCH (compare with
 /// TKR_VERSION_NUMBER to detect a header/library mismatch). Thread-safe.

@@ -362,11 +362,12 @@ impl Kernels {
             "out must have q's tokens and heads"
         );
         let (n_q, h_q, n_k, h_kv) = (q.n_tokens, q.n_heads, k.n_tokens, k.n_heads);
-        ensure!(h_q > 0 && h_kv > 0, InvalidArgument, "zero heads");
+        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(h_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             h_q % h_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         ensure!(
             n_k <= u32::MAX as usize,
@@ -424,7 +425,7 @@ impl Kernels {
                 per,
             } => {
                 ensure!(block_size > 0, InvalidArgument, "block_size = 0");
-                ensure!(query_block > 0, InvalidArgument, "query_block = 0");
+                ensure!(query_block > 0, InvalidArgument, "query_block_size = 0");
                 let n_qb = n_q.div_ceil(query_block);
                 let groups = match per {
                     ListsPer::Shared => 1,
@@ -634,7 +635,7 @@ impl Kernels {
         let d = k.head_dim;
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
         ensure!(block_size > 0, InvalidArgument, "block_size = 0");
-        ensure!(k.n_heads > 0, InvalidArgument, "zero heads");
+        ensure!(k.n_heads > 0, InvalidArgument, "n_heads_kv = 0");
         let n_blocks = k.n_tokens.div_ceil(block_size);
         ensure!(
             blocks.start <= blocks.end,
@@ -707,15 +708,12 @@ impl Kernels {
     ) -> Result<()> {
         let d = q.head_dim;
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(
-            q.n_heads > 0 && n_heads_kv > 0,
-            InvalidArgument,
-            "zero heads"
-        );
+        ensure!(q.n_heads > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             q.n_heads % n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let need = n_blocks
             .checked_mul(n_heads_kv)
@@ -798,11 +796,12 @@ impl Kernels {
     ) -> Result<usize> {
         let (n_q, h_q, d) = (q.n_tokens, q.n_heads, q.head_dim);
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(h_q > 0 && n_heads_kv > 0, InvalidArgument, "zero heads");
+        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
+        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
         ensure!(
             h_q % n_heads_kv == 0,
             InvalidArgument,
-            "query heads are not a multiple of KV heads"
+            "n_heads_q is not a multiple of n_heads_kv"
         );
         let rows = n_q
             .checked_mul(h_q)

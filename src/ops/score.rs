@@ -69,7 +69,7 @@ impl Kernels {
         ensure!(
             w.rows > 0 || h.rows == 0,
             InvalidArgument,
-            "no routers (E = 0) for a non-empty batch"
+            "n_routers = 0 (no routers) for a non-empty batch"
         );
         if let Some(b) = bias {
             ensure!(

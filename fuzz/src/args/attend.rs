@@ -681,15 +681,15 @@ pub fn merge(inp: &mut Input) {
     // SAFETY: as in attention.
     let st = unsafe {
         tkr_attention_merge(
+            odt,
+            parts.ptr as _,
             n_parts,
             n_rows,
             d,
-            parts.ptr as _,
             ps,
             rs,
             lse.ptr as _,
             lps,
-            odt,
             out.ptr as _,
             ors,
             olse.ptr as _,

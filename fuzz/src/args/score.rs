@@ -102,7 +102,7 @@ pub fn sigmoid(inp: &mut Input) {
         .collect();
     // SAFETY: every pointer is either documented truthfully or the call must fail
     // without touching it (the model found an error).
-    let st = unsafe { tkr_sigmoid_f32(x.ptr as *const f32, y.ptr as *mut f32, n) };
+    let st = unsafe { tkr_sigmoid_f32(x.ptr as *const f32, n, y.ptr as *mut f32) };
     let ok = m.check("tkr_sigmoid_f32", st);
     let after = if in_place { x.snapshot() } else { y.snapshot() };
     assert!(

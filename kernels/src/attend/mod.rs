@@ -30,7 +30,7 @@
 //!    elements feeds 16 lanes, two fused multiply-adds per lane, in this order: for f32
 //!    and f16, lane `l` takes element `32c + l`, then `32c + 16 + l`; for bf16, element
 //!    `32c + 2l + 1`, then `32c + 2l` (the order of `vdpbf16ps`). Lanes start at +0;
-//!    the dot is the fixed 16-lane tree of [`crate::score::reduce16`].
+//!    the dot is the fixed 16-lane tree of [`crate::numerics::reduce16`].
 //! 2. `x = dot * c`; `x = -inf` for a key the row may not see.
 //! 3. The key sequence is cut into blocks of [`BK`] = 64 consecutive entries (fixed:
 //!    never derived from `n_k`, the number of queries or threads). Per block, with
@@ -73,7 +73,7 @@ pub mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 
-use crate::score::{fma_f32, reduce16};
+use crate::numerics::{fma_f32, reduce16};
 use crate::KernelInfo;
 use half::{bf16, f16};
 

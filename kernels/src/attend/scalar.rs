@@ -5,7 +5,7 @@ use super::{
     bound, exp2_f32, merge, softmax_row, summary, AttendArgs, Axpy, Backend, BoundArgs, Elem,
     MergeArgs, QuestBackend, SummaryArgs, BK, TILE_ROWS,
 };
-use crate::score::{fma_f32, reduce16};
+use crate::numerics::{fma_f32, reduce16};
 use half::{bf16, f16};
 
 /// The scalar tier.

@@ -42,17 +42,13 @@
 //! holds `n` floats; `h` is disjoint from `y`, `g` and `idx`. Only the `d` elements of
 //! the addressed `h` rows are written.
 
-pub mod scalar;
-
-#[cfg(target_arch = "x86_64")]
-pub mod avx2;
-#[cfg(target_arch = "x86_64")]
-pub mod avx512;
 #[cfg(target_arch = "aarch64")]
-pub mod neon;
+mod rows_neon;
+mod rows_scalar;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+mod rows_x86;
 
+use crate::simd::{self, Elem, Tier};
 use crate::KernelInfo;
 use half::{bf16, f16};
 
@@ -344,81 +340,155 @@ pub(crate) fn use_nt(a: &CopyRowsArgs) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
-// Scalar numerics of the scatter-add, shared by every tier's tails.
+// The scatter-add, written once for every tier.
 
-/// Element types of the scatter-add: exact widening to f32 and the rounding store.
-pub(crate) trait AddElem: Copy + 'static {
-    fn to_f32(self) -> f32;
-    /// Round to nearest even; a NaN becomes the canonical NaN.
-    fn from_f32(x: f32) -> Self;
-}
-impl AddElem for f32 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> f32 {
-        if x.is_nan() {
-            f32::from_bits(CANONICAL_NAN_F32)
-        } else {
-            x
-        }
-    }
-}
-impl AddElem for f16 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> f16 {
-        if x.is_nan() {
-            f16::from_bits(CANONICAL_NAN_F16)
-        } else {
-            f16::from_f32(x)
-        }
-    }
-}
-impl AddElem for bf16 {
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        bf16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> bf16 {
-        if x.is_nan() {
-            bf16::from_bits(CANONICAL_NAN_BF16)
-        } else {
-            bf16::from_f32(x)
-        }
-    }
-}
-
-/// One element of the scatter-add: `h + g * y` (or `h + y`), rounded to `T`.
+/// `h + g * y` (or `h + y`), a NaN made the canonical one.
 #[inline(always)]
-pub(crate) fn add_one<T: AddElem>(h: T, y: T, g: Option<f32>) -> T {
-    let t = match g {
-        Some(g) => g * y.to_f32(),
-        None => y.to_f32(),
-    };
-    T::from_f32(h.to_f32() + t)
+fn add_v<S: Tier, const GATED: bool>(h: S::F, y: S::F, g: S::F) -> S::F {
+    let t = if GATED { S::mul(g, y) } else { y };
+    simd::canon_nan::<S>(S::add(h, t))
 }
 
-/// Elements `c0..d` of one scatter-add row, one at a time (the tiers' tails).
+/// One row: 4 vectors per step, then one, then a partial vector.
 ///
 /// # Safety
 /// `hr` and `yr` valid for `d` elements.
 #[inline(always)]
-pub(crate) unsafe fn add_tail<T: AddElem>(
+unsafe fn add_row<S: Tier, T: Elem, const GATED: bool>(
     hr: *mut T,
     yr: *const T,
-    g: Option<f32>,
-    c0: usize,
+    g: S::F,
     d: usize,
 ) {
-    for c in c0..d {
-        // SAFETY: c < d.
-        unsafe { *hr.add(c) = add_one(*hr.add(c), *yr.add(c), g) };
+    let w = S::LANES;
+    let ld = |p: *const T| unsafe { simd::load_elem::<S, T>(p) };
+    // SAFETY: every access lies in [0, d) of the two rows.
+    unsafe {
+        let mut c = 0;
+        while c + 4 * w <= d {
+            let y: [S::F; 4] = core::array::from_fn(|u| ld(yr.add(c + u * w)));
+            let h: [S::F; 4] = core::array::from_fn(|u| ld(hr.add(c + u * w)));
+            for u in 0..4 {
+                simd::store_elem::<S, T>(hr.add(c + u * w), add_v::<S, GATED>(h[u], y[u], g));
+            }
+            c += 4 * w;
+        }
+        while c + w <= d {
+            let v = add_v::<S, GATED>(ld(hr.add(c)), ld(yr.add(c)), g);
+            simd::store_elem::<S, T>(hr.add(c), v);
+            c += w;
+        }
+        if c < d {
+            let k = d - c;
+            let v = add_v::<S, GATED>(S::load_part(hr.add(c), k), S::load_part(yr.add(c), k), g);
+            S::store_part(hr.add(c), v, k);
+        }
     }
 }
+
+/// The gated residual scatter-add (see the module contract), rows in list order, the
+/// head of the next destination row prefetched.
+///
+/// # Safety
+/// The module contract; the CPU supports the tier.
+#[inline(always)]
+unsafe fn scatter_add<S: Tier, T: Elem>(a: &ScatterAddArgs<T>) {
+    for j in 0..a.n {
+        // SAFETY: the contract makes idx[j], row idx[j] of h, row j of y and g[j] valid.
+        unsafe {
+            let hr = a.h.add(*a.idx.add(j) as usize * a.h_stride);
+            let yr = a.y.add(j * a.y_stride);
+            if j + 1 < a.n {
+                // The head of the next destination row (its index is not predictable).
+                let next = a.h.add(*a.idx.add(j + 1) as usize * a.h_stride) as *const u8;
+                for line in 0..4 {
+                    S::prefetch(next.wrapping_add(64 * line));
+                }
+            }
+            if a.g.is_null() {
+                add_row::<S, T, false>(hr, yr, S::splat(0.0), a.d);
+            } else {
+                add_row::<S, T, true>(hr, yr, S::splat(*a.g.add(j)), a.d);
+            }
+        }
+    }
+}
+
+/// The entry points of one tier: its row copy (`$rows`) and the scatter-adds.
+macro_rules! entries {
+    ($isa:ident, $tier:ident, $rows:path, $copy:ident, $f32:ident, $f16:ident, $bf16:ident) => {
+        #[doc = concat!("The ", stringify!($isa), " compaction entry points.")]
+        pub mod $isa {
+            #[allow(unused_imports)]
+            use super::*;
+            simd::tier_fn!(
+                $isa,
+                /// Row moves by index (see the module contract).
+                ///
+                /// # Safety
+                /// The CPU supports the tier; see the module contract.
+                pub unsafe fn $copy(a: &CopyRowsArgs) {
+                    // SAFETY: passed on from the caller.
+                    unsafe { $rows(a) }
+                }
+            );
+            entries!(@add $isa, $tier, $f32, f32);
+            entries!(@add $isa, $tier, $f16, f16);
+            entries!(@add $isa, $tier, $bf16, bf16);
+        }
+    };
+    (@add $isa:ident, $tier:ident, $name:ident, $t:ident) => {
+        simd::tier_fn!(
+            $isa,
+            /// The gated residual scatter-add (see the module contract).
+            ///
+            /// # Safety
+            /// The CPU supports the tier; see the module contract.
+            pub unsafe fn $name(a: &ScatterAddArgs<$t>) {
+                // SAFETY: passed on from the caller.
+                unsafe { scatter_add::<simd::$tier, $t>(a) }
+            }
+        );
+    };
+}
+
+entries!(
+    scalar,
+    Scalar,
+    rows_scalar::copy_rows,
+    bytes_rows_memcpy,
+    f32_scatter_add_u1,
+    f16_scatter_add_u1,
+    bf16_scatter_add_u1
+);
+// The x86 tiers share the 256-bit row moves of `rows_x86`.
+#[cfg(target_arch = "x86_64")]
+entries!(
+    avx2,
+    Avx2,
+    rows_x86::copy_rows,
+    bytes_rows_y256nt,
+    f32_scatter_add_u4,
+    f16_scatter_add_u4,
+    bf16_scatter_add_u4
+);
+#[cfg(target_arch = "x86_64")]
+entries!(
+    avx512,
+    Avx512,
+    rows_x86::copy_rows,
+    bytes_rows_y256nt,
+    f32_scatter_add_u4,
+    f16_scatter_add_u4,
+    bf16_scatter_add_u4
+);
+#[cfg(target_arch = "aarch64")]
+entries!(
+    neon,
+    Neon,
+    rows_neon::copy_rows,
+    bytes_rows_q64,
+    f32_scatter_add_u4,
+    f16_scatter_add_u4,
+    bf16_scatter_add_u4
+);

@@ -20,15 +20,7 @@
 //! The kernels read exactly the `d` elements of each row and write exactly the `e`
 //! outputs of each row (never the stride padding).
 
-pub mod scalar;
-
-#[cfg(target_arch = "x86_64")]
-pub mod avx2;
-#[cfg(target_arch = "x86_64")]
-pub mod avx512;
-#[cfg(target_arch = "aarch64")]
-pub mod neon;
-
+use crate::simd::{self, Elem, Tier};
 use crate::KernelInfo;
 use half::{bf16, f16};
 
@@ -104,18 +96,6 @@ pub static SCORE_BF16: &[KernelInfo<ScoreFn<bf16>>] = &[
     crate::kernel!(score::neon::bf16_fma16_r4e2),
 ];
 
-/// The canonical 16-lane reduction tree.
-#[inline(always)]
-pub fn reduce16(a: &[f32; 16]) -> f32 {
-    let mut s8 = [0f32; 8];
-    for i in 0..8 {
-        s8[i] = a[i] + a[i + 8];
-    }
-    let s4 = [s8[0] + s8[4], s8[1] + s8[5], s8[2] + s8[6], s8[3] + s8[7]];
-    let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
-    s2[0] + s2[1]
-}
-
 /// `dot + bias[e]` with NaN made canonical: the logit every tier writes before the
 /// activation pass.
 ///
@@ -160,52 +140,208 @@ pub(crate) unsafe fn activate<T>(a: &ScoreArgs<T>, sigmoid: crate::sigmoid::Sigm
     }
 }
 
-/// Walks all rows of `$a`: blocks of `$R` rows, then single rows, each against router
-/// blocks of at most `$EB`, calling `$block(i, rows, e0, eb)`. A macro rather than a
-/// function taking a closure, so the block body is expanded inside the caller's
-/// `#[target_feature]` function and its intrinsics inline.
-macro_rules! drive {
-    ($a:expr, $R:expr, $EB:expr, |$i:ident, $r:ident, $e0:ident, $eb:ident| $body:expr) => {{
-        let a = $a;
-        let mut $i = 0;
-        while $i < a.n {
-            #[allow(clippy::int_plus_one)] // R = 1 instantiations
-            let $r = if $i + $R <= a.n { $R } else { 1 };
-            let mut $e0 = 0;
-            while $e0 < a.e {
-                let $eb = core::cmp::min($EB, a.e - $e0);
-                $body;
-                $e0 += $eb;
-            }
-            $i += $r;
-        }
-    }};
-}
-pub(crate) use drive;
-
-/// Exactly rounded `a * b + c` for f32 without hardware FMA or libm: the product is
-/// exact in f64, the f64 sum is rounded to odd (TwoSum + sticky bit), and rounding
-/// that to f32 is then the correctly rounded fused result (53 >= 2 * 24 + 2).
+/// Rows `i..i+R` against routers `e0..e0+EB`, written to the output (before the
+/// activation). With `PF`, 16-bit rows prefetch the next block's rows at the offset
+/// being read, one cache line per row every other step (they are short streams that
+/// the hardware prefetcher picks up late; for f32 rows this measured slower).
 #[inline(always)]
-pub fn fma_f32(a: f32, b: f32, c: f32) -> f32 {
-    let p = a as f64 * b as f64;
-    let c = c as f64;
-    let s = p + c;
-    if !s.is_finite() {
-        return s as f32;
-    }
-    let bb = s - p;
-    let err = (p - (s - bb)) + (c - bb);
-    let bits = s.to_bits();
-    let s = if err != 0.0 && bits & 1 == 0 {
-        // Move to the odd neighbour on err's side of s.
-        if (err > 0.0) == (s > 0.0) {
-            f64::from_bits(bits + 1)
-        } else {
-            f64::from_bits(bits - 1)
+unsafe fn block<S: Tier, T: Elem, const R: usize, const EB: usize, const PF: bool>(
+    a: &ScoreArgs<T>,
+    i: usize,
+    e0: usize,
+) {
+    // SAFETY (whole body): the contract makes rows i..i+R of H, routers e0..e0+EB of W
+    // and their outputs valid; loads stay within the d elements of each row.
+    unsafe {
+        let h: [*const T; R] = core::array::from_fn(|r| a.h.add((i + r) * a.h_stride));
+        let w: [*const T; EB] = core::array::from_fn(|e| a.w.add((e0 + e) * a.w_stride));
+        let mut acc = [[S::v16_zero(); EB]; R];
+        let d = a.d;
+        let ahead = R * a.h_stride;
+        let prefetch = PF && core::mem::size_of::<T>() == 2;
+        let mut j = 0;
+        while j + 16 <= d {
+            if prefetch && j % 32 == 0 {
+                for r in 0..R {
+                    S::prefetch(h[r].wrapping_add(ahead + j) as *const u8);
+                }
+            }
+            let wv: [S::V16; EB] = core::array::from_fn(|e| S::v16_load(w[e].add(j)));
+            for r in 0..R {
+                let hv = S::v16_load(h[r].add(j));
+                for e in 0..EB {
+                    acc[r][e] = S::v16_fma(hv, wv[e], acc[r][e]);
+                }
+            }
+            j += 16;
         }
-    } else {
-        s
-    };
-    s as f32
+        if j < d {
+            let k = d - j;
+            let wv: [S::V16; EB] = core::array::from_fn(|e| S::v16_load_first(w[e].add(j), k));
+            for r in 0..R {
+                let hv = S::v16_load_first(h[r].add(j), k);
+                for e in 0..EB {
+                    acc[r][e] = S::v16_fma(hv, wv[e], acc[r][e]);
+                }
+            }
+        }
+        for r in 0..R {
+            for e in 0..EB {
+                let s = logit(S::v16_reduce(acc[r][e]), a.bias, e0 + e);
+                *a.out.add((i + r) * a.out_stride + e0 + e) = s;
+            }
+        }
+    }
 }
+
+/// `block::<S, T, R, eb, PF>` for the router count `eb <= EB` of this block.
+#[inline(always)]
+unsafe fn block_eb<S: Tier, T: Elem, const R: usize, const EB: usize, const PF: bool>(
+    a: &ScoreArgs<T>,
+    i: usize,
+    e0: usize,
+    eb: usize,
+) {
+    // SAFETY (every arm): passed on; eb routers remain from e0.
+    unsafe {
+        match eb {
+            8 if EB >= 8 => block::<S, T, R, 8, PF>(a, i, e0),
+            7 if EB >= 7 => block::<S, T, R, 7, PF>(a, i, e0),
+            6 if EB >= 6 => block::<S, T, R, 6, PF>(a, i, e0),
+            5 if EB >= 5 => block::<S, T, R, 5, PF>(a, i, e0),
+            4 if EB >= 4 => block::<S, T, R, 4, PF>(a, i, e0),
+            3 if EB >= 3 => block::<S, T, R, 3, PF>(a, i, e0),
+            2 if EB >= 2 => block::<S, T, R, 2, PF>(a, i, e0),
+            _ => block::<S, T, R, 1, PF>(a, i, e0),
+        }
+    }
+}
+
+/// Every row in blocks of `R` rows (then single rows) against router blocks of up to
+/// `EB` (`EB <= 8`).
+#[inline(always)]
+unsafe fn blocks<S: Tier, T: Elem, const R: usize, const EB: usize, const PF: bool>(
+    a: &ScoreArgs<T>,
+) {
+    let mut i = 0;
+    while i < a.n {
+        let whole = i + R <= a.n;
+        let mut e0 = 0;
+        while e0 < a.e {
+            let eb = core::cmp::min(EB, a.e - e0);
+            // SAFETY: rows i.. (R of them when whole, else one) and routers e0..e0+eb.
+            unsafe {
+                if whole {
+                    block_eb::<S, T, R, EB, PF>(a, i, e0, eb)
+                } else {
+                    block_eb::<S, T, 1, EB, PF>(a, i, e0, eb)
+                }
+            }
+            e0 += eb;
+        }
+        i += if whole { R } else { 1 };
+    }
+}
+
+/// The scoring of one tier: blocks of `RF` rows x `EF` routers when there are at most
+/// `EF` routers (one pass over H), else `RM` rows x `EM` routers; then the activation
+/// with the tier's sigmoid.
+///
+/// # Safety
+/// The module contract; the CPU supports the tier.
+#[inline(always)]
+#[allow(clippy::extra_unused_type_parameters)]
+unsafe fn run<
+    S: Tier,
+    T: Elem,
+    const RF: usize,
+    const EF: usize,
+    const RM: usize,
+    const EM: usize,
+    const PF: bool,
+>(
+    a: &ScoreArgs<T>,
+    sigmoid: crate::sigmoid::SigmoidF32,
+) {
+    // SAFETY: passed on; every logit is written before the activation pass.
+    unsafe {
+        if a.e <= EF {
+            blocks::<S, T, RF, EF, PF>(a);
+        } else {
+            blocks::<S, T, RM, EM, PF>(a);
+        }
+        activate(a, sigmoid);
+    }
+}
+
+/// The entry points of one tier: `name: element type => (RF, EF, RM, EM, PF)` (see
+/// [`run`]) or `=> sized` (the avx512 policy).
+macro_rules! entries {
+    ($isa:ident, $tier:ident, $sigmoid:path, $($name:ident: $t:ident => $policy:tt),+ $(,)?) => {
+        #[doc = concat!("The ", stringify!($isa), " scoring entry points.")]
+        pub mod $isa {
+            #[allow(unused_imports)]
+            use super::*;
+            $(simd::tier_fn!(
+                $isa,
+                /// # Safety
+                /// The CPU supports the tier; see the module contract.
+                pub unsafe fn $name(a: &ScoreArgs<$t>) {
+                    // SAFETY: passed on from the caller.
+                    unsafe { entries!(@call $tier, $t, $sigmoid, a, $policy) }
+                }
+            );)+
+        }
+    };
+    (@call $tier:ident, $t:ident, $sigmoid:path, $a:ident, ($rf:literal, $ef:literal, $rm:literal, $em:literal, $pf:literal)) => {
+        run::<simd::$tier, $t, $rf, $ef, $rm, $em, $pf>($a, $sigmoid)
+    };
+    (@call $tier:ident, $t:ident, $sigmoid:path, $a:ident, sized) => {
+        // 16-bit H beyond the L2 cache with at most 4 routers streams best one row at a
+        // time (the next row prefetched: 94-102% of the read ceiling against 67-80% for
+        // 4-row blocks on AMD Zen 4, `cargo bench --bench variants`); everything else in
+        // 4-row (or 2-row x 8-router) blocks.
+        if core::mem::size_of::<$t>() == 2 && $a.e <= 4 && $a.n * $a.d * 2 > (2 << 20) {
+            run::<simd::$tier, $t, 1, 8, 1, 8, true>($a, $sigmoid)
+        } else {
+            run::<simd::$tier, $t, 4, 4, 2, 8, true>($a, $sigmoid)
+        }
+    };
+}
+
+entries!(
+    scalar, Scalar, crate::sigmoid::scalar::f32_rr2_lut8_p4_div_u1,
+    f32_fma16_u1: f32 => (1, 1, 1, 1, false),
+    f16_fma16_u1: f16 => (1, 1, 1, 1, false),
+    bf16_fma16_u1: bf16 => (1, 1, 1, 1, false),
+);
+#[cfg(target_arch = "x86_64")]
+entries!(
+    avx2, Avx2, crate::sigmoid::avx2::f32_rr2_lut8_p4_div_u16,
+    f32_fma16_r4e2: f32 => (4, 1, 2, 2, false),
+    f16_fma16_r4e2: f16 => (4, 1, 2, 2, false),
+    bf16_fma16_r4e2: bf16 => (4, 1, 2, 2, false),
+);
+// Up to 4 routers: blocks of 4 rows x all routers (one pass over H). More routers:
+// blocks of 2 rows x 8 routers (16 accumulators, each H row read once per 8 routers;
+// with fewer rows per block, W stays in L1/L2 and H streams once). `r1e8`: one row at a
+// time against up to 8 routers, a single sequential stream over H.
+#[cfg(target_arch = "x86_64")]
+entries!(
+    avx512, Avx512, crate::sigmoid::avx512::f32_rr2_lut8_p4_div_u64,
+    f32_fma16_r4e4_r2e8: f32 => (4, 4, 2, 8, true),
+    f16_fma16_r4e4_r2e8: f16 => (4, 4, 2, 8, true),
+    bf16_fma16_r4e4_r2e8: bf16 => (4, 4, 2, 8, true),
+    f32_fma16_r1e8: f32 => (1, 8, 1, 8, true),
+    f16_fma16_r1e8: f16 => (1, 8, 1, 8, true),
+    bf16_fma16_r1e8: bf16 => (1, 8, 1, 8, true),
+    f16_fma16_sized: f16 => sized,
+    bf16_fma16_sized: bf16 => sized,
+);
+#[cfg(target_arch = "aarch64")]
+entries!(
+    neon, Neon, crate::sigmoid::neon::f32_rr2_lut8_p4_div_u8,
+    f32_fma16_r4e2: f32 => (4, 1, 2, 2, false),
+    f16_fma16_r4e2: f16 => (4, 1, 2, 2, false),
+    bf16_fma16_r4e2: bf16 => (4, 1, 2, 2, false),
+);

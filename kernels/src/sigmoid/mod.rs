@@ -28,15 +28,7 @@
 //! instruction sets.
 //! Results assume the default floating-point environment (no flush-to-zero).
 
-pub mod scalar;
-
-#[cfg(target_arch = "x86_64")]
-pub mod avx2;
-#[cfg(target_arch = "x86_64")]
-pub mod avx512;
-#[cfg(target_arch = "aarch64")]
-pub mod neon;
-
+use crate::simd::{self, Tier};
 use crate::KernelInfo;
 
 /// `unsafe fn(x, y, n)`: see the module contract.
@@ -54,7 +46,7 @@ pub static SIGMOID_F32: &[KernelInfo<SigmoidF32>] = &[
 ];
 
 /// The bit pattern of the quiet NaN every tier returns for a NaN input.
-pub const CANONICAL_NAN: u32 = 0x7fc0_0000;
+pub const CANONICAL_NAN: u32 = crate::numerics::CANONICAL_NAN;
 /// `z` is clamped to this before the reduction: `sigmoid(-104)` already rounds to 0.
 pub(crate) const Z_MAX: f32 = 104.0;
 /// `8 / ln 2`, rounded to f32.
@@ -102,4 +94,129 @@ const fn table(bits: [u32; 8]) -> [f32; 16] {
         i += 1;
     }
     t
+}
+
+/// `2^-m` for lanes with `0 <= m <= 126`, exactly.
+#[inline(always)]
+fn pow2_neg<S: Tier>(m: S::I) -> S::F {
+    S::from_bits(S::shl23(S::sub_i(S::splat_i(127), m)))
+}
+
+/// The module's recipe on one vector of any tier (same operations, same order on every
+/// tier; see the module doc).
+#[inline(always)]
+pub(crate) fn sigmoid_v<S: Tier>(x: S::F) -> S::F {
+    let c = S::splat;
+    let one = c(1.0);
+    // min(104, |x|): the second operand (a NaN) when either is NaN.
+    let z = S::min(c(Z_MAX), S::abs(x));
+    let t = S::fma(z, c(LOG2E_X8), c(SHIFTER));
+    let kf = S::sub(t, c(SHIFTER));
+    let r = S::fnma(kf, c(LN2_8_HI), z);
+    let r = S::fnma(kf, c(LN2_8_LO), r);
+    let u = S::fma(r, c(P4), c(P3));
+    let u = S::fma(u, r, c(P2));
+    let u = S::fma(u, r, c(P1));
+    let p = S::mul(u, r);
+    let neg = S::sign(x);
+    let y = if S::SCALEF {
+        // The low bits of t are k (the shifter's low mantissa bits are zero), and
+        // floor(7/8 - k/8) = -(k div 8) = -m, exact for the integers k here; the
+        // scaling by 2^-m rounds once.
+        let ki = S::bits(t);
+        let ep = ep::<S>(ki, p);
+        let neg_m = S::fma(kf, c(-0.125), c(0.875));
+        let d = S::add(one, S::scalef(ep, neg_m));
+        let q = S::div(S::select(neg, ep, one), d);
+        S::select(neg, S::scalef(q, neg_m), q)
+    } else {
+        let k = S::sub_i(S::bits(t), S::splat_i(SHIFTER.to_bits() as i32));
+        let ep = ep::<S>(k, p);
+        let m = S::shr3(k);
+        let m1 = S::min_i(m, S::splat_i(M_SPLIT));
+        let s1 = pow2_neg::<S>(m1);
+        // For m > M_SPLIT the scaled e is below 2^-100 either way, so d = 1 exactly.
+        let d = S::add(one, S::mul(ep, s1));
+        let q = S::div(S::select(neg, ep, one), d);
+        let s2 = pow2_neg::<S>(S::sub_i(m, m1));
+        S::select(neg, S::mul(S::mul(q, s1), s2), q)
+    };
+    // A NaN lane carries a payload that depends on the operations above: canonical.
+    S::select(S::is_nan(x), S::from_bits(S::splat_i(CANONICAL_NAN as i32)), y)
+}
+
+/// `e' = T[k mod 8] * (1 + p)` as `hi + fma(hi, p, lo)`.
+#[inline(always)]
+fn ep<S: Tier>(k: S::I, p: S::F) -> S::F {
+    let hi = S::lookup8(&T_HI, k);
+    let lo = S::lookup8(&T_LO, k);
+    S::add(hi, S::fma(hi, p, lo))
+}
+
+/// The entry point of one tier: `U` vectors per step, then one, then a partial one.
+macro_rules! entry {
+    ($isa:ident, $tier:ident, $name:ident, $u:literal, $doc:literal) => {
+        #[doc = concat!("The ", stringify!($isa), " sigmoid.")]
+        pub mod $isa {
+            #[allow(unused_imports)]
+            use super::*;
+            simd::tier_fn!(
+                $isa,
+                #[doc = $doc]
+                ///
+                /// # Safety
+                /// The CPU supports the tier; see the module contract for the pointers.
+                pub unsafe fn $name(x: *const f32, y: *mut f32, n: usize) {
+                    // SAFETY: passed on from the caller.
+                    unsafe {
+                        simd::map::<simd::$tier, $u>(
+                            x,
+                            y,
+                            n,
+                            #[inline(always)]
+                            |v| sigmoid_v::<simd::$tier>(v),
+                        )
+                    }
+                }
+            );
+        }
+    };
+}
+
+entry!(
+    scalar,
+    Scalar,
+    f32_rr2_lut8_p4_div_u1,
+    1,
+    "Elementwise sigmoid, one element at a time."
+);
+#[cfg(target_arch = "x86_64")]
+entry!(
+    avx2,
+    Avx2,
+    f32_rr2_lut8_p4_div_u16,
+    2,
+    "Elementwise sigmoid, 16 lanes per step, then 8, then a masked tail."
+);
+#[cfg(target_arch = "x86_64")]
+entry!(
+    avx512,
+    Avx512,
+    f32_rr2_lut8_p4_div_u64,
+    4,
+    "Elementwise sigmoid, 64 lanes per step, then 16, then a masked tail."
+);
+#[cfg(target_arch = "aarch64")]
+entry!(
+    neon,
+    Neon,
+    f32_rr2_lut8_p4_div_u8,
+    2,
+    "Elementwise sigmoid, 8 lanes per step, then 4, then a partial vector."
+);
+
+/// Sigmoid of one f32, by the module's recipe (the scalar tier's lane).
+#[inline]
+pub fn sigmoid_f32(x: f32) -> f32 {
+    sigmoid_v::<simd::Scalar>(x)
 }

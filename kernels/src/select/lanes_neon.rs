@@ -2,7 +2,9 @@
 //! 4 bits (`and` with 1,2,4,8 then `addv`), and compression by `tbl` with a 16-entry
 //! table of byte shuffles, then a whole-vector store.
 
-use super::{Lanes, ThresholdArgs, TopkArgs, INF_BITS, M_SGT, M_ULT};
+use super::keys::{INF_BITS, M_SGT, M_ULT};
+use super::passes::Lanes;
+use crate::simd::Neon;
 use core::arch::aarch64::*;
 
 /// `SHUF[m]`: the byte shuffle moving the set lanes of `m` to the front.
@@ -41,9 +43,6 @@ static BYTES: [u32; 16] = {
     }
     t
 };
-
-#[derive(Clone, Copy)]
-pub(crate) struct Neon;
 
 #[inline(always)]
 fn bits(v: uint32x4_t) -> u32 {
@@ -211,55 +210,4 @@ impl Lanes for Neon {
             core::ptr::copy_nonoverlapping(b.as_ptr(), out, n)
         }
     }
-}
-
-/// Threshold selection, groups of 4 blocks of 4 lanes, `tbl` compress.
-///
-/// # Safety
-/// See the module contract.
-#[target_feature(enable = "neon")]
-pub unsafe fn f32_threshold_tbl_u16(a: &ThresholdArgs) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::threshold::<Neon>(a) }
-}
-
-/// Exact top-k: sampled pivots, band and output passes over groups of 4 x 4 lanes,
-/// radix selection.
-///
-/// # Safety
-/// See the module contract.
-#[target_feature(enable = "neon")]
-pub unsafe fn f32_topk_band_tbl_u16(a: &TopkArgs) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::topk::<Neon>(a) }
-}
-
-/// Indices of the non-zero bytes, 4 per step.
-///
-/// # Safety
-/// `mask` holds `n` bytes, `out` room for `n`.
-#[target_feature(enable = "neon")]
-pub unsafe fn u8_mask_to_indices_tbl_u4(mask: *const u8, n: usize, out: *mut u32) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::mask_pass::<Neon>(mask, n, 0, out) }
-}
-
-/// `mask[..n] = 0`, then 1 at every index.
-///
-/// # Safety
-/// `idx` holds `count` indices `< n`, `mask` `n` bytes.
-#[target_feature(enable = "neon")]
-pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u8, n: usize) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::indices_to_mask(idx, count, mask, n) }
-}
-
-/// Number of non-zero bytes, 4 per step.
-///
-/// # Safety
-/// `p` holds `n` bytes.
-#[target_feature(enable = "neon")]
-pub unsafe fn u8_count_nonzero_u4(p: *const u8, n: usize) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::count_nonzero::<Neon>(p, n) }
 }

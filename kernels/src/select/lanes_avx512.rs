@@ -5,11 +5,10 @@
 //! destination there, so the merge form is used with the source vector itself as the
 //! merge operand (a true dependency on a value that is already available).
 
-use super::{Lanes, ThresholdArgs, TopkArgs, INF_BITS, M_SGT, M_ULT};
+use super::keys::{INF_BITS, M_SGT, M_ULT};
+use super::passes::Lanes;
+use crate::simd::Avx512;
 use core::arch::x86_64::*;
-
-#[derive(Clone, Copy)]
-pub(crate) struct Avx512;
 
 impl Lanes for Avx512 {
     const W: usize = 16;
@@ -172,66 +171,4 @@ impl Lanes for Avx512 {
             )
         }
     }
-}
-
-/// Threshold selection, groups of 4 blocks of 16 lanes, register compress + whole-vector
-/// stores.
-///
-/// # Safety
-/// The CPU supports the avx512 tier; see the module contract.
-#[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
-)]
-pub unsafe fn f32_threshold_vcompress_u64(a: &ThresholdArgs) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::threshold::<Avx512>(a) }
-}
-
-/// Exact top-k: sampled pivots, band and output passes over groups of 4 x 16 lanes,
-/// radix selection.
-///
-/// # Safety
-/// The CPU supports the avx512 tier; see the module contract.
-#[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
-)]
-pub unsafe fn f32_topk_band_vcompress_u64(a: &TopkArgs) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::topk::<Avx512>(a) }
-}
-
-/// Indices of the non-zero bytes, 16 per step.
-///
-/// # Safety
-/// The CPU supports the avx512 tier; `mask` holds `n` bytes, `out` room for `n`.
-#[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
-)]
-pub unsafe fn u8_mask_to_indices_vcompress_u16(mask: *const u8, n: usize, out: *mut u32) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::mask_pass::<Avx512>(mask, n, 0, out) }
-}
-
-/// `mask[..n] = 0`, then 1 at every index.
-///
-/// # Safety
-/// The CPU supports the avx512 tier; `idx` holds `count` indices `< n`, `mask` `n` bytes.
-#[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
-)]
-pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u8, n: usize) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::indices_to_mask(idx, count, mask, n) }
-}
-
-/// Number of non-zero bytes, 16 per step.
-///
-/// # Safety
-/// The CPU supports the avx512 tier; `p` holds `n` bytes.
-#[target_feature(
-    enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
-)]
-pub unsafe fn u8_count_nonzero_u16(p: *const u8, n: usize) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::count_nonzero::<Avx512>(p, n) }
 }

@@ -1,12 +1,12 @@
-//! Portable selection: the shared drivers over one-lane "vectors". The reference every
-//! tier must match (and does, exactly: selection has a unique answer).
+//! The scalar tier's selection primitives: one-lane "vectors" of u32 under the shared
+//! passes, the reference every tier must match (and does, exactly: selection has a
+//! unique answer).
 
-use super::{Lanes, ThresholdArgs, TopkArgs, INF_BITS, M_SGT, M_ULT};
+use super::keys::{INF_BITS, M_SGT, M_ULT};
+use super::passes::Lanes;
+use crate::simd::Scalar;
 
 /// One lane of u32; masks are 0 or 1.
-#[derive(Clone, Copy)]
-pub(crate) struct Scalar;
-
 impl Lanes for Scalar {
     const W: usize = 1;
     type V = u32;
@@ -73,7 +73,7 @@ impl Lanes for Scalar {
     }
     #[inline(always)]
     fn max_key(acc: u32, b: u32) -> u32 {
-        (acc as i32).max(super::max_key(b)) as u32
+        (acc as i32).max(super::keys::max_key(b)) as u32
     }
     #[inline(always)]
     fn key_floor() -> u32 {
@@ -116,49 +116,4 @@ impl Lanes for Scalar {
     }
     #[inline(always)]
     unsafe fn store_mask_part(_out: *mut u8, _m: u32, _n: usize) {}
-}
-
-/// Threshold selection, one element per block, groups of 4.
-///
-/// # Safety
-/// See the module contract.
-pub unsafe fn f32_threshold_u4(a: &ThresholdArgs) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::threshold::<Scalar>(a) }
-}
-
-/// Exact top-k by sampled pivots, a band pass and radix selection.
-///
-/// # Safety
-/// See the module contract.
-pub unsafe fn f32_topk_band_u4(a: &TopkArgs) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::topk::<Scalar>(a) }
-}
-
-/// Indices of the non-zero bytes.
-///
-/// # Safety
-/// `mask` holds `n` bytes, `out` has room for `n` indices.
-pub unsafe fn u8_mask_to_indices_u1(mask: *const u8, n: usize, out: *mut u32) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::mask_pass::<Scalar>(mask, n, 0, out) }
-}
-
-/// `mask[..n] = 0`, then 1 at every index.
-///
-/// # Safety
-/// `idx` holds `count` indices, each `< n`; `mask` holds `n` bytes.
-pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u8, n: usize) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::indices_to_mask(idx, count, mask, n) }
-}
-
-/// Number of non-zero bytes.
-///
-/// # Safety
-/// `p` holds `n` bytes.
-pub unsafe fn u8_count_nonzero_u1(p: *const u8, n: usize) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::count_nonzero::<Scalar>(p, n) }
 }

@@ -2,7 +2,9 @@
 //! the sign-flip), lane masks through `vmovmskps`, and compression by `vpermd` with a
 //! 256-entry lookup table of packed byte indices (2 KiB), then a whole-vector store.
 
-use super::{Lanes, ThresholdArgs, TopkArgs, INF_BITS, M_SGT, M_ULT};
+use super::keys::{INF_BITS, M_SGT, M_ULT};
+use super::passes::Lanes;
+use crate::simd::Avx2;
 use core::arch::x86_64::*;
 
 /// `PERM[m]`: byte j = the lane of the j-th set bit of `m`.
@@ -40,9 +42,6 @@ static BYTES: [u64; 256] = {
     }
     t
 };
-
-#[derive(Clone, Copy)]
-pub(crate) struct Avx2;
 
 /// Per-block data shared by the predicates: the positive-NaN lanes and the bits with
 /// the sign flipped (for unsigned compares).
@@ -236,55 +235,4 @@ impl Lanes for Avx2 {
             core::ptr::copy_nonoverlapping(b.as_ptr(), out, n)
         }
     }
-}
-
-/// Threshold selection, groups of 4 blocks of 8 lanes, `vpermd` lookup-table compress.
-///
-/// # Safety
-/// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
-pub unsafe fn f32_threshold_lut_u32(a: &ThresholdArgs) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::threshold::<Avx2>(a) }
-}
-
-/// Exact top-k: sampled pivots, band and output passes over groups of 4 x 8 lanes,
-/// radix selection.
-///
-/// # Safety
-/// The CPU supports the avx2 tier; see the module contract.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
-pub unsafe fn f32_topk_band_lut_u32(a: &TopkArgs) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::topk::<Avx2>(a) }
-}
-
-/// Indices of the non-zero bytes, 8 per step.
-///
-/// # Safety
-/// The CPU supports the avx2 tier; `mask` holds `n` bytes, `out` room for `n`.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
-pub unsafe fn u8_mask_to_indices_lut_u8(mask: *const u8, n: usize, out: *mut u32) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::mask_pass::<Avx2>(mask, n, 0, out) }
-}
-
-/// `mask[..n] = 0`, then 1 at every index.
-///
-/// # Safety
-/// The CPU supports the avx2 tier; `idx` holds `count` indices `< n`, `mask` `n` bytes.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
-pub unsafe fn u32_indices_to_mask_u1(idx: *const u32, count: usize, mask: *mut u8, n: usize) {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::indices_to_mask(idx, count, mask, n) }
-}
-
-/// Number of non-zero bytes, 8 per step.
-///
-/// # Safety
-/// The CPU supports the avx2 tier; `p` holds `n` bytes.
-#[target_feature(enable = "avx,avx2,fma,bmi1,bmi2,f16c,lzcnt,movbe,popcnt")]
-pub unsafe fn u8_count_nonzero_u8(p: *const u8, n: usize) -> usize {
-    // SAFETY: the caller upholds the contract.
-    unsafe { super::count_nonzero::<Avx2>(p, n) }
 }
