@@ -482,6 +482,7 @@ impl RawAttention {
             q_positions: qp,
             k_positions: kp,
             bf16_dot: o.flags & TKR_ATTENTION_BF16_DOT != 0,
+            ..Default::default()
         };
         // SAFETY: the output ranges were checked disjoint from every input and from
         // each other.
