@@ -6,12 +6,21 @@
 //! over 2 KV heads here, so that the scalar check stays short; `cargo bench --bench
 //! attend` has the full 32-head shape; bound: the FMA peak); and dense decode over all
 //! 8192 keys (full run), against which the 25% subset's time gives the speedup routing
-//! buys.
+//! buys; a ragged-batch causal prefill (8 sequences of 64 .. 1024 tokens packed back to
+//! back, one call, implicit bottom-right alignment) beside one causal sequence of the
+//! same work (1474 tokens: the same number of visible (query, key) pairs within 0.01%),
+//! whose FLOP rates (and % of the FMA peak) compare the batch driver with one long
+//! sequence. Long-context LLM decode (issue 13) over 16-bit caches at 8192 keys: f16 and
+//! bf16, SmolLM2's 9/3 heads with head_dim 64 and 32/8 heads with head_dim 128, dense
+//! and block-sparse at Quest budgets (per-query-head lists of 16-key blocks, the first
+//! and newest blocks among them, the heads of a KV group sharing their list); bound:
+//! reading the K/V bytes touched.
 
 use super::{bits, values};
 use crate::{Bound, Case};
 use tokenroute::{
-    bf16, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut, Isa, Kernels, KeySubset,
+    bf16, f16, AttendElement, AttendExtras, AttendOptions, Batch, CausalAlign, Heads, HeadsMut,
+    Isa, Kernels, KeySubset, ListsPer,
 };
 
 struct Attend<T> {
@@ -30,8 +39,19 @@ struct Attend<T> {
     out: Vec<f32>,
     visible: usize,
     mode: Mode,
+    /// Block-sparse keys (per query head lists) instead of `sel` / dense.
+    blocks: Option<Blocks>,
     /// Upper bounds of |q|, |k|, |v| (for the bf16-dot check).
     amax: [f32; 3],
+}
+
+/// Per-query-head block lists of one decode query.
+struct Blocks {
+    size: usize,
+    offsets: Vec<usize>,
+    ids: Vec<u32>,
+    /// Keys per list, and distinct keys read per KV head (the heads of a group share).
+    keys: usize,
 }
 
 /// How a case attends.
@@ -43,11 +63,16 @@ struct Mode {
     causal: bool,
     /// The opt-in AVX512-BF16 dot-product path (bf16; other levels ignore it).
     bf16_dot: bool,
+    /// A ragged batch of self-attention sequences (`cu_seqlens` for queries and keys),
+    /// causal by implicit bottom-right alignment.
+    ragged: Option<&'static [usize]>,
 }
 
 impl<T> Attend<T> {
     fn n_keys(&self) -> usize {
-        if self.mode.dense {
+        if let Some(b) = &self.blocks {
+            b.keys
+        } else if self.mode.dense {
             self.n_k
         } else {
             self.sel.len()
@@ -64,13 +89,16 @@ impl<T: AttendElement> Case for Attend<T> {
     }
     fn shape(&self) -> String {
         format!(
-            "{}q_{}of{}k_{}/{}h_d{}",
+            "{}q_{}of{}k_{}/{}h_d{}{}",
             self.n_q,
             self.n_keys(),
             self.n_k,
             self.h_q,
             self.h_kv,
-            self.d
+            self.d,
+            self.blocks
+                .as_ref()
+                .map_or(String::new(), |b| format!("_b{}", b.size))
         )
     }
     fn bytes(&self) -> u64 {
@@ -87,6 +115,28 @@ impl<T: AttendElement> Case for Attend<T> {
         }
     }
     fn run(&mut self, k: &'static Kernels) {
+        if let Some(cu) = self.mode.ragged {
+            let opts = AttendOptions {
+                causal: true,
+                align: CausalAlign::BottomRight,
+                ..Default::default()
+            };
+            return k
+                .attention_batch(
+                    Heads::dense(&self.q, self.n_q, self.h_q, self.d).unwrap(),
+                    Heads::dense(&self.k, self.n_k, self.h_kv, self.d).unwrap(),
+                    Heads::dense(&self.v, self.n_k, self.h_kv, self.d).unwrap(),
+                    KeySubset::Dense,
+                    &opts,
+                    &Batch::Ragged {
+                        cu_seqlens_q: cu,
+                        cu_seqlens_k: cu,
+                    },
+                    HeadsMut::dense(&mut self.out, self.n_q, self.h_q, self.d).unwrap(),
+                    AttendExtras::default(),
+                )
+                .unwrap();
+        }
         let opts = AttendOptions {
             causal: self.mode.causal,
             q_positions: Some(&self.q_pos),
@@ -98,7 +148,15 @@ impl<T: AttendElement> Case for Attend<T> {
             Heads::dense(&self.q, self.n_q, self.h_q, self.d).unwrap(),
             Heads::dense(&self.k, self.n_k, self.h_kv, self.d).unwrap(),
             Heads::dense(&self.v, self.n_k, self.h_kv, self.d).unwrap(),
-            if self.mode.dense {
+            if let Some(b) = &self.blocks {
+                KeySubset::Blocks {
+                    block_size: b.size,
+                    query_block: 1,
+                    offsets: &b.offsets,
+                    ids: &b.ids,
+                    per: ListsPer::QHead,
+                }
+            } else if self.mode.dense {
                 KeySubset::Dense
             } else {
                 KeySubset::Indices(&self.sel)
@@ -153,7 +211,7 @@ fn attend<T: AttendElement>(
     n_k: usize,
     sel: Vec<u32>,
     mode: Mode,
-) -> Box<dyn Case> {
+) -> Attend<T> {
     let (q, k, v) = (
         values(n_q * h_q * d, 11),
         values(n_k * h_kv * d, 12),
@@ -163,21 +221,30 @@ fn attend<T: AttendElement>(
     let k_pos: Vec<u32> = (0..n_k as u32).collect();
     let q_pos: Vec<u32> = if n_q == 1 {
         vec![n_k as u32]
+    } else if sel.is_empty() {
+        // Every key: the queries are the last n_q tokens.
+        (n_k - n_q..n_k).map(|p| p as u32).collect()
     } else {
         sel[sel.len() - n_q..].to_vec()
     };
-    let visible = q_pos
-        .iter()
-        .map(|&p| {
-            let seen = |t: u32| !mode.causal || t <= p;
-            if mode.dense {
-                k_pos.iter().filter(|&&t| seen(t)).count()
-            } else {
-                sel.iter().filter(|&&t| seen(k_pos[t as usize])).count()
-            }
-        })
-        .sum();
-    Box::new(Attend::<T> {
+    let visible = if let Some(cu) = mode.ragged {
+        cu.windows(2)
+            .map(|w| (w[1] - w[0]) * (w[1] - w[0] + 1) / 2)
+            .sum()
+    } else {
+        q_pos
+            .iter()
+            .map(|&p| {
+                let seen = |t: u32| !mode.causal || t <= p;
+                if mode.dense {
+                    k_pos.iter().filter(|&&t| seen(t)).count()
+                } else {
+                    sel.iter().filter(|&&t| seen(k_pos[t as usize])).count()
+                }
+            })
+            .sum()
+    };
+    Attend::<T> {
         name,
         n_q,
         h_q,
@@ -193,10 +260,77 @@ fn attend<T: AttendElement>(
         out: vec![0.0; n_q * h_q * d],
         visible,
         mode,
+        blocks: None,
         // The conversion to bf16 rounds to nearest: at most 2^-8 larger in magnitude.
         amax: [amax(&q), amax(&k), amax(&v)].map(|m| m * (1.0 + 2f32.powi(-8))),
-    })
+    }
 }
+
+/// Quest-like block lists for one decode query over `n_k` keys: per KV head, the first
+/// and newest of `n_k / size` blocks plus pseudo-random others, `budget / size` in all,
+/// ascending; the query heads of a group share their KV head's list.
+fn quest_lists(n_k: usize, h_q: usize, h_kv: usize, size: usize, budget: usize) -> Blocks {
+    let nb = n_k.div_ceil(size);
+    let k = (budget / size).clamp(2, nb);
+    let mut offsets = vec![0];
+    let mut ids = Vec::new();
+    for h in 0..h_q {
+        // Stand-in bounds: pseudo-random block scores per KV head; the first and newest
+        // blocks are forced, the k - 2 best of the others taken.
+        let score = values(nb, 100 + (h / (h_q / h_kv)) as u64);
+        let mut mid: Vec<u32> = (1..nb as u32 - 1).collect();
+        mid.sort_by(|&a, &b| score[b as usize].total_cmp(&score[a as usize]));
+        let mut list: Vec<u32> = mid[..k - 2].to_vec();
+        list.extend([0, nb as u32 - 1]);
+        list.sort_unstable();
+        ids.extend(list);
+        offsets.push(ids.len());
+    }
+    let keys = k * size - (nb * size - n_k);
+    Blocks {
+        size,
+        offsets,
+        ids,
+        keys,
+    }
+}
+
+/// LLM decode over a 16-bit cache of 8192 keys: dense, or block-sparse at `budget`.
+fn decode_llm<T: AttendElement>(
+    conv: fn(f32) -> T,
+    h_q: usize,
+    h_kv: usize,
+    d: usize,
+    budget: Option<(usize, usize)>,
+) -> Box<dyn Case> {
+    let n_k = 8192;
+    let causal = Mode {
+        causal: true,
+        dense: budget.is_none(),
+        ..Mode::default()
+    };
+    let name = if budget.is_some() {
+        "decode8k_quest"
+    } else {
+        "decode8k_dense"
+    };
+    let mut c = attend::<T>(name, conv, 1, h_q, h_kv, d, n_k, Vec::new(), causal);
+    if let Some((size, keys)) = budget {
+        let b = quest_lists(n_k, h_q, h_kv, size, keys);
+        c.visible = b.keys; // every key of a list is before the query
+        c.blocks = Some(b);
+    }
+    Box::new(c)
+}
+
+/// The ragged batch: sequences of 64, 128, 192, 256, 384, 512, 768 and 1024 tokens
+/// (sum of n (n + 1) / 2: 1 087 104 visible pairs).
+const CU_RAGGED: &[usize] = &[0, 64, 192, 384, 640, 1024, 1536, 2304, 3328];
+/// One sequence of the same work: 1474 * 1475 / 2 = 1 087 075 pairs (-0.003%).
+const LONG: usize = 1474;
+/// Quick run: 16 .. 256 tokens (68 256 pairs) against 369 tokens (68 265 pairs).
+const CU_RAGGED_QUICK: &[usize] = &[0, 16, 48, 96, 160, 256, 384, 576, 832];
+const LONG_QUICK: usize = 369;
 
 pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
@@ -207,7 +341,7 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     let sel_d: Vec<u32> = (0..2048u32).map(|j| 4 * j + (j * 7919) % 4).collect();
     let kvs: &[usize] = if quick { &[8] } else { &[8, 32] };
     for &h_kv in kvs {
-        v.push(attend::<f32>(
+        v.push(Box::new(attend::<f32>(
             "decode",
             |x| x,
             1,
@@ -217,8 +351,8 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
             8192,
             sel_d.clone(),
             causal,
-        ));
-        v.push(attend::<bf16>(
+        )));
+        v.push(Box::new(attend::<bf16>(
             "decode",
             bf16::from_f32,
             1,
@@ -228,12 +362,12 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
             8192,
             sel_d.clone(),
             causal,
-        ));
+        )));
     }
     // Dense attention over all 8192 keys (4x the bytes of the 25% subset above): the
     // speedup routing buys is the ratio of the two times.
     if !quick {
-        v.push(attend::<f32>(
+        v.push(Box::new(attend::<f32>(
             "decode_dense",
             |x| x,
             1,
@@ -246,8 +380,8 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
                 dense: true,
                 ..causal
             },
-        ));
-        v.push(attend::<bf16>(
+        )));
+        v.push(Box::new(attend::<bf16>(
             "decode_dense",
             bf16::from_f32,
             1,
@@ -260,7 +394,7 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
                 dense: true,
                 ..causal
             },
-        ));
+        )));
     }
     let n_q = if quick { 128 } else { 512 };
     let sel_p: Vec<u32> = (0..1024u32).map(|j| 2 * j).collect();
@@ -288,11 +422,98 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
             ),
         ]);
     }
+    // Ragged prefill: 8 sequences in one call, and one sequence of the same work.
+    let ragged = Mode {
+        dense: true,
+        ragged: Some(if quick { CU_RAGGED_QUICK } else { CU_RAGGED }),
+        ..causal
+    };
+    let n_long = if quick { LONG_QUICK } else { LONG };
+    let n_tot = ragged.ragged.map_or(0, |cu| cu[cu.len() - 1]);
+    let long = Mode {
+        dense: true,
+        ..causal
+    };
+    v.push(Box::new(attend::<f32>(
+        "prefill_ragged8",
+        |x| x,
+        n_tot,
+        8,
+        2,
+        128,
+        n_tot,
+        Vec::new(),
+        ragged,
+    )));
+    v.push(Box::new(attend::<f32>(
+        "prefill_long",
+        |x| x,
+        n_long,
+        8,
+        2,
+        128,
+        n_long,
+        Vec::new(),
+        long,
+    )));
+    v.push(Box::new(attend::<bf16>(
+        "prefill_ragged8",
+        bf16::from_f32,
+        n_tot,
+        8,
+        2,
+        128,
+        n_tot,
+        Vec::new(),
+        ragged,
+    )));
+    v.push(Box::new(attend::<bf16>(
+        "prefill_long",
+        bf16::from_f32,
+        n_long,
+        8,
+        2,
+        128,
+        n_long,
+        Vec::new(),
+        long,
+    )));
+    // LLM decode over 16-bit caches at 8192 keys (issue 13): SmolLM2's 9/3 heads with
+    // head_dim 64 and 32/8 heads with head_dim 128, dense and at Quest budgets of 16-key
+    // blocks (1024 keys in the quick run; 256, 1024, 2048, and 1024 in 64-key blocks).
+    let llm_shapes: &[(usize, usize, usize)] = if quick {
+        &[(9, 3, 64)]
+    } else {
+        &[(9, 3, 64), (32, 8, 128)]
+    };
+    let budgets: &[(usize, usize)] = if quick {
+        &[(16, 1024)]
+    } else {
+        &[(16, 256), (16, 1024), (16, 2048), (64, 1024)]
+    };
+    for &(h_q, h_kv, d) in llm_shapes {
+        for budget in std::iter::once(None).chain(budgets.iter().copied().map(Some)) {
+            v.push(decode_llm::<f16>(f16::from_f32, h_q, h_kv, d, budget));
+            if !quick {
+                v.push(decode_llm::<bf16>(bf16::from_f32, h_q, h_kv, d, budget));
+            }
+        }
+    }
     for (name, mode, is_f32) in prefill {
         v.push(if is_f32 {
-            attend::<f32>(name, |x| x, n_q, 8, 2, 128, 2048, sel_p.clone(), mode)
+            Box::new(attend::<f32>(
+                name,
+                |x| x,
+                n_q,
+                8,
+                2,
+                128,
+                2048,
+                sel_p.clone(),
+                mode,
+            ))
         } else {
-            attend::<bf16>(
+            Box::new(attend::<bf16>(
                 name,
                 bf16::from_f32,
                 n_q,
@@ -302,7 +523,7 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
                 2048,
                 sel_p.clone(),
                 mode,
-            )
+            ))
         });
     }
     v
