@@ -756,3 +756,401 @@ fn batches_are_bit_identical_for_every_thread_count() {
         }
     }
 }
+
+mod through_c {
+    use super::{Rng, CANARY};
+    use tokenroute::ffi::attend::*;
+    use tokenroute::ffi::score::TKR_DTYPE_F32;
+    use tokenroute::ffi::*;
+    use tokenroute::{
+        AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, Heads, HeadsMut, Kernels,
+        KeySubset,
+    };
+
+    const H_Q: usize = 4;
+    const H_KV: usize = 2;
+    const D: usize = 8;
+
+    /// tkr_attention on dense f32 `[rows, heads, D]` tensors; out, lse (per token) and
+    /// per-KV-head mass (stride `n_k`) written into the given buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        q: &[f32],
+        k: &[f32],
+        n_q: usize,
+        n_k: usize,
+        keys: Option<&tkr_attention_keys>,
+        opts: &mut tkr_attention_options,
+        out: &mut [f32],
+        lse: &mut [f32],
+        mass: &mut [f32],
+    ) -> tkr_status {
+        opts.lse = lse.as_mut_ptr();
+        opts.mass = mass.as_mut_ptr();
+        opts.mass_head_stride = n_k;
+        // SAFETY: the buffers hold what the descriptions say (the callers size them).
+        unsafe {
+            tkr_attention(
+                TKR_DTYPE_F32,
+                q.as_ptr() as *const _,
+                n_q,
+                H_Q,
+                D,
+                H_Q * D,
+                D,
+                k.as_ptr() as *const _,
+                k.as_ptr() as *const _,
+                n_k,
+                H_KV,
+                H_KV * D,
+                D,
+                H_KV * D,
+                D,
+                keys.map_or(std::ptr::null(), |k| k as *const _),
+                opts,
+                out.as_mut_ptr() as *mut _,
+                H_Q * D,
+                D,
+            )
+        }
+    }
+
+    fn defaults() -> (
+        tkr_attention_options,
+        tkr_attention_keys,
+        tkr_attention_batch,
+    ) {
+        // SAFETY: zeroed structs are filled by their init functions.
+        unsafe {
+            let (mut o, mut k, mut b) = std::mem::zeroed();
+            assert_eq!(tkr_attention_options_init(&mut o), TKR_STATUS_OK);
+            assert_eq!(tkr_attention_keys_init(&mut k), TKR_STATUS_OK);
+            assert_eq!(tkr_attention_batch_init(&mut b), TKR_STATUS_OK);
+            assert_eq!(
+                tkr_attention_batch_init(std::ptr::null_mut()),
+                TKR_STATUS_NULL_POINTER
+            );
+            (o, k, b)
+        }
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Ragged and dense batches with implicit alignment and per-sequence index lists
+    /// through the C ABI give the Rust API's bits; an options struct of the size before
+    /// the batch fields (garbage after it) still works as before.
+    #[test]
+    fn batches_through_c_equal_the_rust_api() {
+        let kern = Kernels::active().unwrap();
+        let mut r = Rng(5);
+        let (cu_q, cu_k) = ([0usize, 5, 6, 6, 14], [0usize, 40, 41, 70, 130]);
+        let (tq, tk) = (16, 133);
+        let q = r.vec(24 * H_Q * D); // tq rows for the ragged batch, 18 for the dense one
+        let k = r.vec(tk * H_KV * D);
+        let idx: Vec<u32> = vec![0, 3, 0, 0, 9, 20, 2];
+        let ioff = [0usize, 3, 4, 4, 7];
+        for (seq_keys, align) in [
+            (false, TKR_CAUSAL_ALIGN_BOTTOM_RIGHT),
+            (true, TKR_CAUSAL_ALIGN_TOP_LEFT),
+        ] {
+            let (mut o, mut ks, mut b) = defaults();
+            b.n_seqs = 4;
+            b.cu_seqlens_q = cu_q.as_ptr();
+            b.cu_seqlens_k = cu_k.as_ptr();
+            o.flags = TKR_ATTENTION_CAUSAL;
+            o.causal_align = align;
+            o.batch = &b;
+            ks.kind = TKR_KEYS_SEQ_INDICES;
+            ks.indices = idx.as_ptr();
+            ks.n_indices = idx.len();
+            ks.index_offsets = ioff.as_ptr();
+            let mut out = vec![CANARY; tq * H_Q * D];
+            let mut lse = vec![CANARY; tq * H_Q];
+            let mut mass = vec![0f32; H_KV * tk];
+            let st = call(
+                &q,
+                &k,
+                tq,
+                tk,
+                seq_keys.then_some(&ks),
+                &mut o,
+                &mut out,
+                &mut lse,
+                &mut mass,
+            );
+            assert_eq!(st, TKR_STATUS_OK);
+            let mut o2 = vec![CANARY; tq * H_Q * D];
+            let mut l2 = vec![CANARY; tq * H_Q];
+            let mut m2 = vec![0f32; H_KV * tk];
+            kern.attention_batch(
+                Heads::dense(&q, tq, H_Q, D).unwrap(),
+                Heads::dense(&k, tk, H_KV, D).unwrap(),
+                Heads::dense(&k, tk, H_KV, D).unwrap(),
+                if seq_keys {
+                    KeySubset::SeqIndices {
+                        indices: &idx,
+                        offsets: &ioff,
+                    }
+                } else {
+                    KeySubset::Dense
+                },
+                &AttendOptions {
+                    causal: true,
+                    align: if align == TKR_CAUSAL_ALIGN_TOP_LEFT {
+                        CausalAlign::TopLeft
+                    } else {
+                        CausalAlign::BottomRight
+                    },
+                    ..Default::default()
+                },
+                &Batch::Ragged {
+                    cu_seqlens_q: &cu_q,
+                    cu_seqlens_k: &cu_k,
+                },
+                HeadsMut::dense(&mut o2, tq, H_Q, D).unwrap(),
+                AttendExtras {
+                    lse: Some((&mut l2, 0)),
+                    mass: Some((&mut m2, tk)),
+                },
+            )
+            .unwrap();
+            assert_eq!(bits(&out), bits(&o2));
+            assert_eq!(bits(&lse), bits(&l2));
+            assert_eq!(bits(&mass), bits(&m2));
+            assert!(out[14 * H_Q * D..].iter().all(|&x| x == CANARY));
+        }
+        // A dense batch of 3 sequences of 6 queries and 40 keys, packed; positions
+        // explicit and per sequence.
+        let (nb, nq, nk) = (3, 6, 40);
+        let qp: Vec<u32> = (0..(nb * nq) as u32).map(|i| 30 + i % 6).collect();
+        let kp: Vec<u32> = (0..(nb * nk) as u32).map(|j| j % 40).collect();
+        let (mut o, _, mut b) = defaults();
+        b.n_seqs = nb;
+        b.q_batch_stride = nq * H_Q * D;
+        b.k_batch_stride = nk * H_KV * D;
+        b.v_batch_stride = nk * H_KV * D;
+        b.out_batch_stride = nq * H_Q * D;
+        b.mass_batch_stride = H_KV * nk;
+        b.q_positions_batch_stride = nq;
+        b.k_positions_batch_stride = nk;
+        o.flags = TKR_ATTENTION_CAUSAL;
+        o.window = 9;
+        o.q_positions = qp.as_ptr();
+        o.k_positions = kp.as_ptr();
+        o.batch = &b;
+        let mut out = vec![CANARY; nb * nq * H_Q * D];
+        let mut lse = vec![CANARY; nb * nq * H_Q];
+        let mut mass = vec![0f32; nb * H_KV * nk];
+        let st = call(&q, &k, nq, nk, None, &mut o, &mut out, &mut lse, &mut mass);
+        assert_eq!(st, TKR_STATUS_OK);
+        let mut o2 = vec![CANARY; out.len()];
+        let mut l2 = vec![CANARY; lse.len()];
+        let mut m2 = vec![0f32; mass.len()];
+        let view = |x, n, h| Heads::new(x, n, h, D, h * D, D).unwrap();
+        kern.attention_batch(
+            view(&q[..nb * nq * H_Q * D], nq, H_Q),
+            view(&k[..nb * nk * H_KV * D], nk, H_KV),
+            view(&k[..nb * nk * H_KV * D], nk, H_KV),
+            KeySubset::Dense,
+            &AttendOptions {
+                causal: true,
+                window: 9,
+                q_positions: Some(&qp),
+                k_positions: Some(&kp),
+                ..Default::default()
+            },
+            &Batch::Dense {
+                n: nb,
+                strides: BatchStrides {
+                    q: nq * H_Q * D,
+                    k: nk * H_KV * D,
+                    v: nk * H_KV * D,
+                    out: nq * H_Q * D,
+                    lse: 0,
+                    mass: H_KV * nk,
+                    q_positions: nq,
+                    k_positions: nk,
+                },
+            },
+            HeadsMut::new(&mut o2, nq, H_Q, D, H_Q * D, D).unwrap(),
+            AttendExtras {
+                lse: Some((&mut l2, 0)),
+                mass: Some((&mut m2, nk)),
+            },
+        )
+        .unwrap();
+        assert_eq!(bits(&out), bits(&o2));
+        assert_eq!(bits(&lse), bits(&l2));
+        assert_eq!(bits(&mass), bits(&m2));
+        // An options struct of the size before causal_align and batch: the fields after
+        // it are never read (garbage there changes nothing).
+        let (mut o, _, _) = defaults();
+        o.flags = TKR_ATTENTION_CAUSAL;
+        o.q_positions = qp.as_ptr();
+        o.k_positions = kp.as_ptr();
+        let mut old = o;
+        old.struct_size = std::mem::offset_of!(tkr_attention_options, causal_align);
+        old.causal_align = 77;
+        old.batch = 16 as *const tkr_attention_batch;
+        let (mut a, mut la, mut ma) = (
+            vec![0f32; nq * H_Q * D],
+            vec![0f32; nq * H_Q],
+            vec![0f32; H_KV * nk],
+        );
+        let (mut b2, mut lb, mut mb) = (a.clone(), la.clone(), ma.clone());
+        assert_eq!(
+            call(&q, &k, nq, nk, None, &mut o, &mut a, &mut la, &mut ma),
+            TKR_STATUS_OK
+        );
+        assert_eq!(
+            call(&q, &k, nq, nk, None, &mut old, &mut b2, &mut lb, &mut mb),
+            TKR_STATUS_OK
+        );
+        assert_eq!(bits(&a), bits(&b2));
+    }
+
+    /// Bad batches and alignments through C: the status, the argument in the last error
+    /// message, nothing written.
+    #[test]
+    fn bad_batches_through_c_write_nothing() {
+        let mut r = Rng(9);
+        let (tq, tk) = (8, 50);
+        let q = r.vec(tq * H_Q * D);
+        let k = r.vec(tk * H_KV * D);
+        let (cu_q, cu_k) = ([0usize, 4, 8], [0usize, 20, 50]);
+        let idx = [0u32, 1];
+        static DEC: [usize; 3] = [0, 5, 4];
+        static PAST: [usize; 3] = [0, 20, 51];
+        static POS: [u32; 64] = [0; 64];
+        type Setup =
+            fn(&mut tkr_attention_options, &mut tkr_attention_keys, &mut tkr_attention_batch);
+        let cases: Vec<(&str, Setup, tkr_status, &str)> = vec![
+            (
+                "unknown alignment",
+                |o, _, _| o.causal_align = 3,
+                TKR_STATUS_INVALID_ARGUMENT,
+                "options->causal_align",
+            ),
+            (
+                "positions with an implicit alignment",
+                |o, _, _| {
+                    o.causal_align = TKR_CAUSAL_ALIGN_TOP_LEFT;
+                    o.flags = TKR_ATTENTION_CAUSAL;
+                    o.q_positions = POS.as_ptr();
+                },
+                TKR_STATUS_INVALID_ARGUMENT,
+                "options->causal_align",
+            ),
+            (
+                "ragged batch with a stride",
+                |_, _, b| b.out_batch_stride = 1,
+                TKR_STATUS_INVALID_ARGUMENT,
+                "options->batch",
+            ),
+            (
+                "one cu_seqlens missing",
+                |_, _, b| b.cu_seqlens_q = std::ptr::null(),
+                TKR_STATUS_NULL_POINTER,
+                "options->batch->cu_seqlens_q",
+            ),
+            (
+                "seq indices without a batch",
+                |_, k, _| k.kind = TKR_KEYS_SEQ_INDICES,
+                TKR_STATUS_INVALID_ARGUMENT,
+                "keys->kind",
+            ),
+            (
+                "seq index offsets missing",
+                |_, k, _| k.kind = TKR_KEYS_SEQ_INDICES,
+                TKR_STATUS_NULL_POINTER,
+                "keys->index_offsets",
+            ),
+            (
+                "batch struct_size too small",
+                |_, _, b| b.struct_size = 3,
+                TKR_STATUS_INVALID_ARGUMENT,
+                "options->batch",
+            ),
+            (
+                "decreasing cu_seqlens",
+                |_, _, b| b.cu_seqlens_q = DEC.as_ptr(),
+                TKR_STATUS_INVALID_ARGUMENT,
+                "cu_seqlens",
+            ),
+            (
+                "decreasing cu_seqlens with block lists",
+                |_, k, b| {
+                    b.cu_seqlens_q = DEC.as_ptr();
+                    k.kind = TKR_KEYS_BLOCKS;
+                    k.block_size = 4;
+                    k.query_block_size = 2;
+                },
+                TKR_STATUS_INVALID_ARGUMENT,
+                "keys->block_offsets",
+            ),
+            (
+                "cu_seqlens past the rows",
+                |_, _, b| b.cu_seqlens_k = PAST.as_ptr(),
+                TKR_STATUS_OUT_OF_RANGE,
+                "cu_seqlens",
+            ),
+            (
+                "dense outputs sharing memory",
+                |_, _, b| {
+                    b.cu_seqlens_q = std::ptr::null();
+                    b.cu_seqlens_k = std::ptr::null();
+                },
+                TKR_STATUS_BAD_STRIDE,
+                "options->batch",
+            ),
+            (
+                "dense batch overflowing",
+                |_, _, b| {
+                    b.cu_seqlens_q = std::ptr::null();
+                    b.cu_seqlens_k = std::ptr::null();
+                    b.n_seqs = 1 << 60;
+                    b.out_batch_stride = 1 << 20;
+                },
+                TKR_STATUS_SIZE_OVERFLOW,
+                "options->batch",
+            ),
+        ];
+        for (what, setup, want, arg) in cases {
+            let (mut o, mut ks, mut b) = defaults();
+            b.n_seqs = 2;
+            b.cu_seqlens_q = cu_q.as_ptr();
+            b.cu_seqlens_k = cu_k.as_ptr();
+            ks.kind = TKR_KEYS_INDICES;
+            ks.indices = idx.as_ptr();
+            ks.n_indices = 2;
+            setup(&mut o, &mut ks, &mut b);
+            if what != "seq indices without a batch" {
+                o.batch = &b;
+            }
+            let mut out = vec![CANARY; tq * H_Q * D];
+            let mut lse = vec![CANARY; tq * H_Q];
+            let mut mass = vec![CANARY; H_KV * tk];
+            let st = call(
+                &q,
+                &k,
+                tq,
+                tk,
+                Some(&ks),
+                &mut o,
+                &mut out,
+                &mut lse,
+                &mut mass,
+            );
+            assert_eq!(st, want, "{what}");
+            let msg = unsafe { std::ffi::CStr::from_ptr(tkr_last_error_message()) };
+            let msg = msg.to_str().unwrap();
+            assert!(msg.contains(arg), "{what}: {msg}");
+            assert!(
+                out.iter().chain(&lse).chain(&mass).all(|&x| x == CANARY),
+                "{what}: written on error"
+            );
+        }
+    }
+}

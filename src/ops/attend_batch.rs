@@ -5,15 +5,16 @@
 //!
 //! A batch runs the kernel once per sequence on views of the caller's tensors (nothing
 //! is copied), so every sequence's outputs, log-sum-exps and attention mass are
-//! bit-identical to a separate call over that sequence alone. Every argument of every
-//! sequence is validated before anything is written.
+//! bit-identical to a separate call over that sequence alone, for every thread count
+//! (small sequences run in parallel with one another, larger ones split themselves).
+//! Every argument of every sequence is validated before anything is written.
 
 use super::attend::{
     span_dims, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut, KeySubset, OutElement,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::span;
-use crate::parallel::Aligned;
+use crate::parallel::{self, Aligned, Shared};
 use crate::Kernels;
 use tokenroute_kernels::attend::{self as ka, AttendArgs, AttendFn, KeySet, ListsPer, MergeFn};
 
@@ -157,21 +158,61 @@ impl<T> Call<'_, T> {
         }
     }
 
+    /// Block lists per query block (1 for other key sets).
+    fn groups(&self, keys: &KeySubset<'_>) -> usize {
+        match *keys {
+            KeySubset::Blocks { per, .. } => list_groups(per, self.q.n_heads, self.k.n_heads),
+            _ => 1,
+        }
+    }
+
     /// The block lists of a sequence of `n_q` queries (0 for other key sets; `None` on
     /// overflow).
     fn n_lists(&self, keys: &KeySubset<'_>, n_q: usize) -> Option<usize> {
         match *keys {
-            KeySubset::Blocks {
-                query_block, per, ..
-            } => {
-                let groups = match per {
-                    ListsPer::Shared => 1,
-                    ListsPer::KvHead => self.k.n_heads,
-                    ListsPer::QHead => self.q.n_heads,
-                };
-                n_q.div_ceil(query_block).checked_mul(groups)
+            KeySubset::Blocks { query_block, .. } => {
+                n_q.div_ceil(query_block).checked_mul(self.groups(keys))
             }
             _ => Some(0),
+        }
+    }
+}
+
+/// Block lists per query block: 1 shared, one per KV head or one per query head.
+pub(crate) fn list_groups(per: ListsPer, h_q: usize, h_kv: usize) -> usize {
+    match per {
+        ListsPer::Shared => 1,
+        ListsPer::KvHead => h_kv,
+        ListsPer::QHead => h_q,
+    }
+}
+
+/// The block lists of a whole batch (`query_block > 0`): `ceil(n_q_b / query_block) *
+/// groups` for every sequence `b` (`n_q`: the queries of a sequence of a dense batch, the
+/// rows of a ragged one). Refuses decreasing `cu_seqlens_q` and overflow.
+pub(crate) fn block_list_count(
+    batch: &Batch<'_>,
+    n_q: usize,
+    query_block: usize,
+    groups: usize,
+) -> Result<usize> {
+    let per = |n: usize| n.div_ceil(query_block).checked_mul(groups);
+    let overflow = || too_big("number of block lists overflows");
+    match *batch {
+        Batch::One => per(n_q).ok_or_else(overflow),
+        Batch::Dense { n, .. } => per(n_q).and_then(|x| x.checked_mul(n)).ok_or_else(overflow),
+        Batch::Ragged { cu_seqlens_q, .. } => {
+            let mut total = 0usize;
+            for w in cu_seqlens_q.windows(2) {
+                let n = w[1].checked_sub(w[0]).ok_or(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "cu_seqlens must be nondecreasing",
+                ))?;
+                total = per(n)
+                    .and_then(|x| x.checked_add(total))
+                    .ok_or_else(overflow)?;
+            }
+            Ok(total)
         }
     }
 }
@@ -218,12 +259,7 @@ fn too_big(what: &'static str) -> Error {
 
 /// Elements spanned by a batched `[n, tokens, heads, d]` view with batch stride `bs`
 /// (0: shared, allowed only for inputs), after the overlap rules of `span_dims`.
-fn batch_span(
-    h: (usize, usize, usize, usize, usize),
-    n: usize,
-    bs: usize,
-    input: bool,
-) -> Result<usize> {
+fn batch_span(h: Dims, n: usize, bs: usize, input: bool) -> Result<usize> {
     let (tok, heads, d, ts, hs) = (h.0, h.1, h.2, h.3, h.4);
     if n > 1 && bs == 0 {
         ensure!(
@@ -234,6 +270,82 @@ fn batch_span(
         return span_dims(d, &mut [(ts, tok), (hs, heads)]);
     }
     span_dims(d, &mut [(ts, tok), (hs, heads), (bs, n)])
+}
+
+/// A view's dimensions: (tokens, heads, head_dim, token stride, head stride).
+pub(crate) type Dims = (usize, usize, usize, usize, usize);
+
+/// Elements every buffer of a batched call must hold (0 for an empty one), and the
+/// lse elements between sequences.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Extents {
+    pub q: usize,
+    pub k: usize,
+    pub v: usize,
+    pub out: usize,
+    pub lse: usize,
+    pub mass: usize,
+    pub q_pos: usize,
+    pub k_pos: usize,
+    pub lse_batch: usize,
+}
+
+/// The extents of a call's buffers under `batch` (`q`, `k`, `v`, `out`: the views of
+/// one sequence, or of every row for a ragged batch; `lse`: whether it is written, and
+/// its token stride; `mass_head`: its head stride, 0 for one array), with the overlap
+/// rules of dense batch strides.
+pub(crate) fn extents(
+    batch: &Batch<'_>,
+    q: Dims,
+    k: Dims,
+    v: Dims,
+    out: Dims,
+    lse: (bool, usize),
+    mass_head: usize,
+) -> Result<Extents> {
+    let ((n_q, h_q), (n_k, h_kv)) = ((q.0, q.1), (k.0, k.1));
+    let lse_per = span(n_q, h_q, lse.1)?;
+    let mass_per = if mass_head == 0 {
+        n_k
+    } else {
+        span(h_kv, n_k, mass_head)?
+    };
+    let (n, s) = match *batch {
+        Batch::Dense { n, strides } => (n, strides),
+        Batch::One | Batch::Ragged { .. } => (1, BatchStrides::default()),
+    };
+    let lse_batch = if s.lse == 0 {
+        n_q.checked_mul(lse.1)
+            .ok_or(too_big("lse size overflows"))?
+    } else {
+        s.lse
+    };
+    ensure!(
+        n < 2 || !lse.0 || lse_batch >= lse_per,
+        BadStride,
+        "lse batch stride makes sequences overlap"
+    );
+    // (n - 1) * stride + per, or 0 for an empty batch.
+    let ext = |stride: usize, per: usize| -> Result<usize> {
+        match n {
+            0 => Ok(0),
+            _ => (n - 1)
+                .checked_mul(stride)
+                .and_then(|x| x.checked_add(per))
+                .ok_or(too_big("batch size overflows")),
+        }
+    };
+    Ok(Extents {
+        q: batch_span(q, n, s.q, true)?,
+        k: batch_span(k, n, s.k, true)?,
+        v: batch_span(v, n, s.v, true)?,
+        out: batch_span(out, n, s.out, false)?,
+        lse: ext(lse_batch, lse_per)?,
+        mass: ext(s.mass, mass_per)?,
+        q_pos: ext(s.q_positions, n_q)?,
+        k_pos: ext(s.k_positions, n_k)?,
+        lse_batch,
+    })
 }
 
 impl Kernels {
@@ -333,68 +445,31 @@ impl Kernels {
             g: h_q / h_kv,
         };
 
-        // The batch's extent in every tensor.
-        let (n_q, n_k) = (q.n_tokens, k.n_tokens);
-        let view = |t: &Heads<'_, T>| (t.n_tokens, t.n_heads, d, t.token_stride, t.head_stride);
-        let out_view = (
-            out.n_tokens,
-            out.n_heads,
-            d,
-            out.token_stride,
-            out.head_stride,
-        );
-        // What the lse, mass and position buffers must hold (elements).
-        let lse_per = span(n_q, h_q, lse_tok)?;
-        let mass_per = if call.mass_head == 0 {
-            n_k
-        } else {
-            span(h_kv, n_k, call.mass_head)?
-        };
-        let (lse_need, mass_need, q_pos_need, k_pos_need) = match *batch {
-            Batch::One | Batch::Ragged { .. } => (lse_per, mass_per, n_q, n_k),
-            Batch::Dense { n, strides: s } => {
-                let checks = [
-                    (batch_span(view(&q), n, s.q, true)?, q.data.len()),
-                    (batch_span(view(&k), n, s.k, true)?, k.data.len()),
-                    (batch_span(view(&v), n, s.v, true)?, v.data.len()),
-                    (batch_span(out_view, n, s.out, false)?, out.data.len()),
-                ];
-                for (need, have) in checks {
-                    ensure!(
-                        have >= need,
-                        BufferTooSmall,
-                        "tensor data shorter than its batch"
-                    );
-                }
-                call.lse_batch = if s.lse == 0 {
-                    n_q.checked_mul(lse_tok)
-                        .ok_or(too_big("lse size overflows"))?
-                } else {
-                    s.lse
-                };
-                ensure!(
-                    n < 2 || extras.lse.is_none() || call.lse_batch >= lse_per,
-                    BadStride,
-                    "lse batch stride makes sequences overlap"
-                );
-                // (n - 1) * stride + per, or 0 for an empty batch.
-                let ext = |stride: usize, per: usize| -> Result<usize> {
-                    match n {
-                        0 => Ok(0),
-                        _ => (n - 1)
-                            .checked_mul(stride)
-                            .and_then(|x| x.checked_add(per))
-                            .ok_or(too_big("batch size overflows")),
-                    }
-                };
-                (
-                    ext(call.lse_batch, lse_per)?,
-                    ext(s.mass, mass_per)?,
-                    ext(s.q_positions, n_q)?,
-                    ext(s.k_positions, n_k)?,
-                )
-            }
-        };
+        // The batch's extent in every buffer.
+        let dims = |n: usize, h: usize, ts: usize, hs: usize| (n, h, d, ts, hs);
+        let e = extents(
+            batch,
+            dims(q.n_tokens, h_q, q.token_stride, q.head_stride),
+            dims(k.n_tokens, h_kv, k.token_stride, k.head_stride),
+            dims(v.n_tokens, h_kv, v.token_stride, v.head_stride),
+            dims(out.n_tokens, h_q, out.token_stride, out.head_stride),
+            (extras.lse.is_some(), lse_tok),
+            call.mass_head,
+        )?;
+        for (need, have) in [
+            (e.q, q.data.len()),
+            (e.k, k.data.len()),
+            (e.v, v.data.len()),
+            (e.out, out.data.len()),
+        ] {
+            ensure!(
+                have >= need,
+                BufferTooSmall,
+                "tensor data shorter than its batch"
+            );
+        }
+        call.lse_batch = e.lse_batch;
+        let (lse_need, mass_need, q_pos_need, k_pos_need) = (e.lse, e.mass, e.q_pos, e.k_pos);
         if let Batch::Ragged {
             cu_seqlens_q: cq,
             cu_seqlens_k: ck,
@@ -411,7 +486,7 @@ impl Kernels {
                 "cu_seqlens_q and cu_seqlens_k differ in length"
             );
             // Sequences index the views by row: every view holds its rows.
-            for (cu, rows) in [(cq, n_q), (ck, n_k)] {
+            for (cu, rows) in [(cq, q.n_tokens), (ck, k.n_tokens)] {
                 ensure!(
                     cu.windows(2).all(|w| w[0] <= w[1]),
                     InvalidArgument,
@@ -487,13 +562,7 @@ impl Kernels {
         {
             ensure!(block_size > 0, InvalidArgument, "block_size = 0");
             ensure!(query_block > 0, InvalidArgument, "query_block_size = 0");
-            let mut total = 0usize;
-            for b in 0..n_seqs {
-                total = call
-                    .n_lists(&keys, call.seq(b).n_q)
-                    .and_then(|x| x.checked_add(total))
-                    .ok_or(too_big("number of block lists overflows"))?;
-            }
+            let total = block_list_count(batch, q.n_tokens, query_block, call.groups(&keys))?;
             ensure!(
                 offsets.len() == total + 1,
                 InvalidArgument,
@@ -541,14 +610,10 @@ impl Kernels {
                 .mass
                 .map_or(core::ptr::null_mut(), |(b, _)| b.as_mut_ptr()),
         );
-        let mut list0 = 0;
-        for b in 0..n_seqs {
-            let mut s = call.seq(b);
-            s.list0 = list0;
-            list0 += call.n_lists(&keys, s.n_q).unwrap_or(0);
-            if s.n_q == 0 {
-                continue;
-            }
+        let sh = Shared((out_ptr, lse_ptr, mass_ptr));
+        // Runs sequence `s` (its first block list at `s.list0`).
+        let run_seq = |b: usize, s: Seq| -> Result<()> {
+            let (out_ptr, lse_ptr, mass_ptr) = sh.get();
             let mut args = AttendArgs {
                 q: q.data.as_ptr().wrapping_add(s.q),
                 n_q: s.n_q,
@@ -595,14 +660,14 @@ impl Kernels {
                 _ => T::attend_fn(self),
             };
             if !masked {
-                run(f, self.attend_merge, args, ws)?;
+                run(f, self.attend_merge, args, ws)
             } else if implicit {
                 with_positions(s.n_q + s.n_k, |p| {
                     implicit_positions(opts.align, s.n_q, s.n_k, p);
                     args.q_pos = p.as_ptr();
                     args.k_pos = p[s.n_q..].as_ptr();
                     run(f, self.attend_merge, args, ws)
-                })??;
+                })?
             } else {
                 // Checked above to hold every sequence's positions.
                 args.q_pos = opts
@@ -615,10 +680,58 @@ impl Kernels {
                     .unwrap_or(&[])
                     .as_ptr()
                     .wrapping_add(s.k_pos);
-                run(f, self.attend_merge, args, ws)?;
+                run(f, self.attend_merge, args, ws)
+            }
+        };
+        // Threads: a sequence with enough work for threads of its own splits into its
+        // own units (see `attend_units`), one sequence after the other; the smaller ones
+        // run as the units of one parallel loop over the batch (each inline on the thread
+        // that runs it), unless they add into one shared mass array. A sequence computes
+        // the same bits either way (its units are fixed by its shape alone), so the
+        // outputs never depend on this grouping or on the threads.
+        let seq_work = |s: &Seq| {
+            s.n_q
+                .saturating_mul(h_q)
+                .saturating_mul(s.n_k.max(1))
+                .saturating_mul(d)
+        };
+        let min_work = parallel::min_parallel_work();
+        let big = |s: &Seq| seq_work(s) >= min_work;
+        let shared_mass = !mass_ptr.is_null()
+            && matches!(batch, Batch::Dense { n, strides } if *n > 1 && strides.mass == 0);
+        let mut list0 = 0;
+        let mut small_work = 0usize;
+        for b in 0..n_seqs {
+            let mut s = call.seq(b);
+            s.list0 = list0;
+            list0 += call.n_lists(&keys, s.n_q).unwrap_or(0);
+            if s.n_q == 0 {
+                continue;
+            }
+            if shared_mass || big(&s) {
+                run_seq(b, s)?;
+            } else {
+                small_work = small_work.saturating_add(seq_work(&s));
             }
         }
-        Ok(())
+        if shared_mass || small_work == 0 {
+            return Ok(());
+        }
+        // Ranges of consecutive sequences (a range finds its first block list by adding
+        // up the lists of the sequences before it).
+        let per = n_seqs.div_ceil(256);
+        parallel::for_each_range(n_seqs, per, small_work, &|range| {
+            let mut list0 = 0;
+            for b in 0..range.end {
+                let mut s = call.seq(b);
+                s.list0 = list0;
+                list0 += call.n_lists(&keys, s.n_q).unwrap_or(0);
+                if b >= range.start && s.n_q > 0 && !big(&s) {
+                    run_seq(b, s)?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
