@@ -269,6 +269,12 @@ typedef struct tkr_attention_options {
   uint32_t causal_align;
   // NULL: one sequence. Else the batch the tensors hold (see tkr_attention_batch).
   const struct tkr_attention_batch *batch;
+  // NULL, or n_heads_q sink logits (gpt-oss style): sink h joins the softmax
+  // denominator of every row of query head h as exp(sinks[h]) without a value (-inf:
+  // no sink); the log-sum-exp includes it. Rows are merged with it by
+  // tkr_attention_merge's canonical merge (error bound + 2^-22 vmax). Not together
+  // with mass (TKR_STATUS_UNSUPPORTED).
+  const float *sinks;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options
