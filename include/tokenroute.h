@@ -524,8 +524,11 @@ uint32_t tkr_abi_version(void);
 // nothing is written.
 //
 // Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
-// allocates a per-thread scratch buffer of about 128 * head_dim bytes, kept for reuse;
-// later calls do not allocate.
+// allocates a per-thread scratch buffer of about 128 * head_dim bytes (on every thread
+// that runs units of the call), kept for reuse; split-K calls also use a buffer of the
+// calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
+// calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
+// unit of 1024 rows, kept likewise; later calls do not allocate.
 tkr_status tkr_attention(uint32_t dtype,
                          const void *q,
                          size_t n_q,

@@ -2,9 +2,9 @@
 //! inline, on the built-in pool at 1, 2, 3 and 7 threads, and through parallel-for
 //! callbacks that run the tasks in reverse order, in a random order, or on scoped
 //! threads; with the default unit sizes and with tiny ones (so odd small shapes split
-//! into many units). Plus: the fixed decompositions that change numerics (split-K
-//! decoding, mass partials) against an f64 oracle, the long-row selection chunks against
-//! sort oracles, the parallel-for contract (failures, skipped, repeated and
+//! into many units); attention batches included. Plus: the fixed decompositions that
+//! change numerics (split-K decoding, mass partials) against an f64 oracle, the long-row
+//! selection chunks against sort oracles, the parallel-for contract (failures, skipped, repeated and
 //! out-of-range tasks, a panicking callback), nested calls, small calls, and calls while
 //! the thread count changes.
 
@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokenroute::parallel::{self, Executor, ParallelFor};
 use tokenroute::{
-    bf16, f16, Activation, AttendExtras, AttendOptions, ErrorKind, Heads, HeadsMut, Kernels,
-    KeySubset, KvCacheMut, KvKeep, KvLayout, ListsPer, Matrix, MatrixMut, Order, RouteOut,
-    RouteSelect, RowSpec, Tau, ThresholdOut, TopK, TopkOut,
+    bf16, f16, Activation, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
+    ErrorKind, Heads, HeadsMut, Kernels, KeySubset, KvCacheMut, KvKeep, KvLayout, ListsPer, Matrix,
+    MatrixMut, Order, RouteOut, RouteSelect, RowSpec, Tau, ThresholdOut, TopK, TopkOut,
 };
 
 struct Rng(u64);
@@ -789,6 +789,90 @@ fn attention_units_mass_and_block_lists() {
             },
         );
     }
+}
+
+#[test]
+fn attention_batches() {
+    // A dense decoding batch (split-K per sequence: 1 query over 1100 keys, and over
+    // indexed keys per sequence) and a ragged causal prefill batch with lse and mass
+    // (sequences sharing one mass array with a stride, and a sequence with no keys).
+    let mut r = Rng(41);
+    let (nb, h_q, h_kv, d, n_k) = (3usize, 4usize, 2usize, 16usize, 1100usize);
+    let q = r.vec(nb * h_q * d);
+    let k = r.vec(nb * n_k * h_kv * d);
+    let v = r.vec(nb * n_k * h_kv * d);
+    let strides = BatchStrides {
+        q: h_q * d,
+        k: n_k * h_kv * d,
+        v: n_k * h_kv * d,
+        out: h_q * d,
+        ..Default::default()
+    };
+    let sel: Vec<u32> = (0..nb)
+        .flat_map(|b| (0..n_k as u32).filter(move |t| !(t + b as u32).is_multiple_of(3)))
+        .collect();
+    let per_seq = sel.len() / nb;
+    let offs: Vec<usize> = (0..=nb).map(|b| b * per_seq).collect();
+    check("attention dense decoding batch", true, &|kern| {
+        let mut all = Vec::new();
+        for keys in [
+            KeySubset::Dense,
+            KeySubset::SeqIndices {
+                indices: &sel,
+                offsets: &offs,
+            },
+        ] {
+            let mut out = vec![0f32; nb * h_q * d];
+            let mut lse = vec![0f32; nb * h_q];
+            kern.attention_batch(
+                Heads::dense(&q, 1, h_q, d).unwrap(),
+                Heads::dense(&k, n_k, h_kv, d).unwrap(),
+                Heads::dense(&v, n_k, h_kv, d).unwrap(),
+                keys,
+                &AttendOptions::default(),
+                &Batch::Dense { n: nb, strides },
+                HeadsMut::dense(&mut out, 1, h_q, d).unwrap(),
+                AttendExtras {
+                    lse: Some((&mut lse, 0)),
+                    mass: None,
+                },
+            )
+            .unwrap();
+            all.extend(bits(&out));
+            all.extend(bits(&lse));
+        }
+        all
+    });
+    let (cu_q, cu_k) = ([0usize, 70, 71, 71, 190], [0usize, 80, 1300, 1300, 1400]);
+    let (tq, tk) = (190, 1400);
+    let q = r.vec(tq * h_q * d);
+    check("attention ragged prefill batch", true, &|kern| {
+        let mut out = vec![0f32; tq * h_q * d];
+        let mut lse = vec![0f32; tq * h_q];
+        let mut mass = vec![0.5f32; h_kv * tk];
+        kern.attention_batch(
+            Heads::dense(&q, tq, h_q, d).unwrap(),
+            Heads::dense(&k[..tk * h_kv * d], tk, h_kv, d).unwrap(),
+            Heads::dense(&v[..tk * h_kv * d], tk, h_kv, d).unwrap(),
+            KeySubset::Dense,
+            &AttendOptions {
+                causal: true,
+                align: CausalAlign::BottomRight,
+                ..Default::default()
+            },
+            &Batch::Ragged {
+                cu_seqlens_q: &cu_q,
+                cu_seqlens_k: &cu_k,
+            },
+            HeadsMut::dense(&mut out, tq, h_q, d).unwrap(),
+            AttendExtras {
+                lse: Some((&mut lse, 0)),
+                mass: Some((&mut mass, tk)),
+            },
+        )
+        .unwrap();
+        [bits(&out), bits(&lse), bits(&mass)].concat()
+    });
 }
 
 #[test]

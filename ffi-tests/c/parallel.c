@@ -141,9 +141,9 @@ int main(void) {
     check_expected_isa();
     if (getenv("TKR_TEST_ITERS") != NULL) {
         /* Still above the work threshold, a long (chunked) row and split-K. */
-        n_rows = 300;
-        row_len = 140000;
-        n_keys = 1100;
+        n_rows = 600;
+        row_len = 180000;
+        n_keys = 2100;
     }
     make_inputs();
 

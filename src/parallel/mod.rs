@@ -72,7 +72,7 @@ pub const MAX_THREADS: usize = 1024;
 
 /// Calls whose work (bytes read and written, plus a quarter of their flops) is below
 /// this run inline: waking threads would cost more than it saves.
-pub const MIN_PARALLEL_WORK: usize = 256 << 10;
+pub const MIN_PARALLEL_WORK: usize = 1 << 20;
 
 /// The work of one unit of the row-split operations (same measure): small enough that
 /// a large call has many units for many cores, large enough that claiming one is
