@@ -306,7 +306,9 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// that runs units of the call), kept for reuse; split-K calls also use a buffer of the
 /// calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
 /// calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
-/// unit of 1024 rows, kept likewise; later calls do not allocate.
+/// unit of 1024 rows, and calls with sinks (not split-K) one of
+/// 4 * n_q * n_heads_q * (2 * head_dim + 2) bytes, kept likewise; later calls do not
+/// allocate.
 #[no_mangle]
 pub unsafe extern "C" fn tkr_attention(
     dtype: u32,
