@@ -222,30 +222,46 @@ fn sinks_are_bit_identical_for_every_thread_count_and_in_batches() {
             v.extend(&c.v);
         }
         let (tq, tk) = (cu_q[dense.len()], cu_k[dense.len()]);
-        let mut out = vec![0f32; tq * H_Q * D];
-        let mut lse = vec![0f32; tq * H_Q];
-        kern.attention_batch(
-            Heads::dense(&q, tq, H_Q, D).unwrap(),
-            Heads::dense(&k, tk, H_KV, D).unwrap(),
-            Heads::dense(&v, tk, H_KV, D).unwrap(),
-            KeySubset::Dense,
-            &AttendOptions {
-                causal: true,
-                align: CausalAlign::BottomRight,
-                sinks: Some(&SINKS),
-                ..Default::default()
-            },
-            &Batch::Ragged {
-                cu_seqlens_q: &cu_q,
-                cu_seqlens_k: &cu_k,
-            },
-            HeadsMut::dense(&mut out, tq, H_Q, D).unwrap(),
-            AttendExtras {
-                lse: Some((&mut lse, 0)),
-                mass: None,
-            },
-        )
-        .unwrap();
+        let batch = || {
+            let mut out = vec![0f32; tq * H_Q * D];
+            let mut lse = vec![0f32; tq * H_Q];
+            kern.attention_batch(
+                Heads::dense(&q, tq, H_Q, D).unwrap(),
+                Heads::dense(&k, tk, H_KV, D).unwrap(),
+                Heads::dense(&v, tk, H_KV, D).unwrap(),
+                KeySubset::Dense,
+                &AttendOptions {
+                    causal: true,
+                    align: CausalAlign::BottomRight,
+                    sinks: Some(&SINKS),
+                    ..Default::default()
+                },
+                &Batch::Ragged {
+                    cu_seqlens_q: &cu_q,
+                    cu_seqlens_k: &cu_k,
+                },
+                HeadsMut::dense(&mut out, tq, H_Q, D).unwrap(),
+                AttendExtras {
+                    lse: Some((&mut lse, 0)),
+                    mass: None,
+                },
+            )
+            .unwrap();
+            (out, lse)
+        };
+        let (out, lse) = batch();
+        // On threads, with every sequence small (one parallel loop over the batch) or
+        // big (each split on its own): the same bits.
+        for min in [0, 1 << 40] {
+            let got = parallel::with_executor(Executor::Threads(3), || {
+                parallel::with_granularity(parallel::UNIT_WORK, min, batch)
+            });
+            assert!(
+                got == (out.clone(), lse.clone()),
+                "{:?} batch min {min}",
+                kern.isa()
+            );
+        }
         for (b, c) in dense.iter().enumerate() {
             let (o1, l1) = run(kern, c, &SINKS);
             assert_eq!(

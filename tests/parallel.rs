@@ -121,6 +121,16 @@ fn executors() -> Vec<(&'static str, Executor)> {
 /// `run(level)` gives the same bits on every executor and unit size as inline with the
 /// default unit sizes, and (`same_on_levels`) the same on every level.
 fn check(name: &str, same_on_levels: bool, run: &(dyn Fn(&'static Kernels) -> Vec<u32> + Sync)) {
+    check_with(name, same_on_levels, &[], run)
+}
+
+/// [`check`] with more (unit work, minimum parallel work) pairs.
+fn check_with(
+    name: &str,
+    same_on_levels: bool,
+    more: &[(usize, usize)],
+    run: &(dyn Fn(&'static Kernels) -> Vec<u32> + Sync),
+) {
     let mut first: Option<Vec<u32>> = None;
     for k in Kernels::all_supported() {
         let want = parallel::with_executor(Executor::Inline, || run(k));
@@ -131,11 +141,14 @@ fn check(name: &str, same_on_levels: bool, run: &(dyn Fn(&'static Kernels) -> Ve
             }
         }
         for (en, e) in executors() {
-            for (unit, min) in [
+            for &(unit, min) in [
                 (parallel::UNIT_WORK, parallel::MIN_PARALLEL_WORK),
                 (1, 0),
                 (3000, 0),
-            ] {
+            ]
+            .iter()
+            .chain(more)
+            {
                 let got = parallel::with_executor(e.clone(), || {
                     parallel::with_granularity(unit, min, || run(k))
                 });
@@ -813,66 +826,84 @@ fn attention_batches() {
         .collect();
     let per_seq = sel.len() / nb;
     let offs: Vec<usize> = (0..=nb).map(|b| b * per_seq).collect();
-    check("attention dense decoding batch", true, &|kern| {
-        let mut all = Vec::new();
-        for keys in [
-            KeySubset::Dense,
-            KeySubset::SeqIndices {
-                indices: &sel,
-                offsets: &offs,
-            },
-        ] {
-            let mut out = vec![0f32; nb * h_q * d];
-            let mut lse = vec![0f32; nb * h_q];
+    // Sequences of 70400 work units (1 x 4 heads x 1100 keys x 16): with a minimum of
+    // 80000 each is small and the batch runs them as units of one parallel loop.
+    let small_seqs = [(3000, 80_000)];
+    check_with(
+        "attention dense decoding batch",
+        true,
+        &small_seqs,
+        &|kern| {
+            let mut all = Vec::new();
+            for keys in [
+                KeySubset::Dense,
+                KeySubset::SeqIndices {
+                    indices: &sel,
+                    offsets: &offs,
+                },
+            ] {
+                let mut out = vec![0f32; nb * h_q * d];
+                let mut lse = vec![0f32; nb * h_q];
+                kern.attention_batch(
+                    Heads::dense(&q, 1, h_q, d).unwrap(),
+                    Heads::dense(&k, n_k, h_kv, d).unwrap(),
+                    Heads::dense(&v, n_k, h_kv, d).unwrap(),
+                    keys,
+                    &AttendOptions::default(),
+                    &Batch::Dense { n: nb, strides },
+                    HeadsMut::dense(&mut out, 1, h_q, d).unwrap(),
+                    AttendExtras {
+                        lse: Some((&mut lse, 0)),
+                        mass: None,
+                    },
+                )
+                .unwrap();
+                all.extend(bits(&out));
+                all.extend(bits(&lse));
+            }
+            all
+        },
+    );
+    // Big and small sequences, mixed (1 x 4 x 1220 x 16 and 1 x 4 x 100 x 16 are below
+    // 80000, together above).
+    let (cu_q, cu_k) = (
+        [0usize, 70, 71, 71, 190, 191],
+        [0usize, 80, 1300, 1300, 1400, 1500],
+    );
+    let (tq, tk) = (191, 1500);
+    let q = r.vec(tq * h_q * d);
+    check_with(
+        "attention ragged prefill batch",
+        true,
+        &small_seqs,
+        &|kern| {
+            let mut out = vec![0f32; tq * h_q * d];
+            let mut lse = vec![0f32; tq * h_q];
+            let mut mass = vec![0.5f32; h_kv * tk];
             kern.attention_batch(
-                Heads::dense(&q, 1, h_q, d).unwrap(),
-                Heads::dense(&k, n_k, h_kv, d).unwrap(),
-                Heads::dense(&v, n_k, h_kv, d).unwrap(),
-                keys,
-                &AttendOptions::default(),
-                &Batch::Dense { n: nb, strides },
-                HeadsMut::dense(&mut out, 1, h_q, d).unwrap(),
+                Heads::dense(&q, tq, h_q, d).unwrap(),
+                Heads::dense(&k[..tk * h_kv * d], tk, h_kv, d).unwrap(),
+                Heads::dense(&v[..tk * h_kv * d], tk, h_kv, d).unwrap(),
+                KeySubset::Dense,
+                &AttendOptions {
+                    causal: true,
+                    align: CausalAlign::BottomRight,
+                    ..Default::default()
+                },
+                &Batch::Ragged {
+                    cu_seqlens_q: &cu_q,
+                    cu_seqlens_k: &cu_k,
+                },
+                HeadsMut::dense(&mut out, tq, h_q, d).unwrap(),
                 AttendExtras {
                     lse: Some((&mut lse, 0)),
-                    mass: None,
+                    mass: Some((&mut mass, tk)),
                 },
             )
             .unwrap();
-            all.extend(bits(&out));
-            all.extend(bits(&lse));
-        }
-        all
-    });
-    let (cu_q, cu_k) = ([0usize, 70, 71, 71, 190], [0usize, 80, 1300, 1300, 1400]);
-    let (tq, tk) = (190, 1400);
-    let q = r.vec(tq * h_q * d);
-    check("attention ragged prefill batch", true, &|kern| {
-        let mut out = vec![0f32; tq * h_q * d];
-        let mut lse = vec![0f32; tq * h_q];
-        let mut mass = vec![0.5f32; h_kv * tk];
-        kern.attention_batch(
-            Heads::dense(&q, tq, h_q, d).unwrap(),
-            Heads::dense(&k[..tk * h_kv * d], tk, h_kv, d).unwrap(),
-            Heads::dense(&v[..tk * h_kv * d], tk, h_kv, d).unwrap(),
-            KeySubset::Dense,
-            &AttendOptions {
-                causal: true,
-                align: CausalAlign::BottomRight,
-                ..Default::default()
-            },
-            &Batch::Ragged {
-                cu_seqlens_q: &cu_q,
-                cu_seqlens_k: &cu_k,
-            },
-            HeadsMut::dense(&mut out, tq, h_q, d).unwrap(),
-            AttendExtras {
-                lse: Some((&mut lse, 0)),
-                mass: Some((&mut mass, tk)),
-            },
-        )
-        .unwrap();
-        [bits(&out), bits(&lse), bits(&mass)].concat()
-    });
+            [bits(&out), bits(&lse), bits(&mass)].concat()
+        },
+    );
 }
 
 #[test]
