@@ -340,6 +340,28 @@ def test_attention_runs_on_the_pool_bit_identical_for_every_thread_count(gen):
     assert threads_mod.get_thread_num_threads() == 0
 
 
+@pytest.mark.parametrize("per_head", [False, True])
+def test_attention_batch_is_one_call_equal_to_per_element_calls(gen, monkeypatch, per_head):
+    # Evenly spaced batch views (k shared by expand: batch stride 0) go to the library as
+    # one batched call, with lse and mass; each element equals its own call bit for bit.
+    used = []
+    real = tt._batch_call
+    monkeypatch.setattr(tt, "_batch_call", lambda *a: used.append(real(*a)) or used[-1])
+    B, n_q, hq, hkv, d, n_k = 3, 5, 4, 2, 16, 40
+    q = torch.randn(B, n_q, hq, d, generator=gen)
+    k = torch.randn(1, n_k, hkv, d, generator=gen).expand(B, n_k, hkv, d)
+    v = torch.randn(B, n_k, hkv, d, generator=gen)
+    idx = torch.tensor([0, 3, 4, 9, 17, 39])
+    for keys in ({}, {"indices": idx}):
+        out, lse, mass = tt.attention(q, k, v, return_lse=True, return_mass=True, mass_per_head=per_head,
+                                      threads=2, **keys)
+        assert used[-1] is not None and used[-1][0].k_batch_stride == 0
+        for b in range(B):
+            o1, l1, m1 = tt.attention(q[b], k[b], v[b], return_lse=True, return_mass=True,
+                                      mass_per_head=per_head, threads=1, **keys)
+            assert torch.equal(out[b], o1) and torch.equal(lse[b], l1) and torch.equal(mass[b], m1)
+
+
 @pytest.mark.parametrize("level", tokenroute.supported_isas())
 def test_attention_bit_identical_across_levels(gen, level):
     q = torch.randn(5, 4, 32, generator=gen).to(torch.bfloat16)

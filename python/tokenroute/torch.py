@@ -51,7 +51,9 @@ Rules common to every operator
 - **Threads**: every operator runs on the library's thread pool (README, "Threads":
   results are bit-identical for every thread count). ``attention`` uses ``threads``
   threads (0: ``torch.get_num_threads()``), growing the pool (``tokenroute.set_num_threads``)
-  to that size when it is smaller; the other operators use the pool's size.
+  to that size when it is smaller; the other operators use the pool's size. A 4-D batch
+  of evenly spaced views (no copy) with dense or index keys is one batched C call, whose
+  small elements run in parallel with one another.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from torch import Tensor
 from . import _ffi
 from ._ffi import TokenrouteError
 from .threads import thread_cap
-from .attend import AttentionKeys, AttentionOptions
+from .attend import AttentionBatch, AttentionKeys, AttentionOptions
 from .route import RouteOptions
 from .select import ThresholdOptions, TopkOptions
 
@@ -665,6 +667,43 @@ def _(h, w, bias=None, k=-1, tau=None, sigmoid=True, by_score=False, keep_first=
 
 # --- attention -----------------------------------------------------------------------
 
+def _batch_call(lay_q, lay_k, lay_v, lay_o, lse, mass, esz, osz):
+    """(AttentionBatch, first pointers of q, k, v, out, lse, mass) describing a batch as
+    one dense batch, or None when its per-element views are not evenly spaced with equal
+    strides (an input may be shared: stride 0)."""
+    strides, firsts = [], []
+    per = [(lay_q, esz), (lay_k, esz), (lay_v, esz), (lay_o, osz)]
+    for lay, size in per:
+        if any(lay[b][1:] != lay[0][1:] for b in range(len(lay))):
+            return None
+        ptrs = [_ptr(t) for t, _, _ in lay]
+        firsts.append(ptrs[0])
+        strides.append(_even(ptrs, size))
+    for t in (lse, mass):
+        ptrs = None if t is None else [_ptr(x) for x in t]
+        firsts.append(None if t is None else ptrs[0])
+        strides.append(0 if t is None else _even(ptrs, 4))
+    if None in strides or strides[3] == 0 or None in firsts[:4]:
+        return None
+    ab = AttentionBatch()
+    ab.struct_size = ctypes.sizeof(AttentionBatch)
+    ab.n_seqs = len(lay_q)
+    (ab.q_batch_stride, ab.k_batch_stride, ab.v_batch_stride, ab.out_batch_stride,
+     ab.lse_batch_stride, ab.mass_batch_stride) = strides
+    return ab, firsts
+
+
+def _even(ptrs, size):
+    """The spacing of ``ptrs`` in elements of ``size`` bytes when they are evenly spaced
+    upwards (0: all equal), else None."""
+    if None in ptrs:
+        return None
+    step = ptrs[1] - ptrs[0]
+    if step < 0 or step % size or any(p - ptrs[0] != i * step for i, p in enumerate(ptrs)):
+        return None
+    return step // size
+
+
 def _span(t: Tensor) -> Tuple[int, int]:
     """[first byte, last byte + 1) of a tensor's elements."""
     lo = t.data_ptr()
@@ -801,8 +840,8 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
         given.append(mass)
     if mass is not None:
         o.mass_head_stride = n_k if mass_per_head else 0
-    # One call per batch element, on the library's pool: its units are fixed by the
-    # call's shape, so the outputs never depend on the thread count. Every element sees
+    # On the library's pool: every call's units are fixed by its shape, so the outputs
+    # never depend on the thread count. Every element sees
     # the same keys, lists and positions, so the library's checks fail in all of them or
     # in none (and then before writing); the one check that depends on the element
     # (an output overlapping another element's inputs) is made here.
@@ -816,7 +855,21 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
     o.q_positions = qpos_base
     structs = []
     calls = []
-    for b in range(B):
+    # A batch whose elements are evenly spaced views (no copies) with the key set shared
+    # by every element is one C call (tkr_attention_batch strides): the library then
+    # runs small elements in parallel with one another. Otherwise one call per element.
+    one = None
+    if batched and B > 1 and not blocky:
+        one = _batch_call(lay_q, lay_k, lay_v, lay_o, lse, mass, q.element_size(), out.element_size())
+    if one is not None:
+        ab, (pq, pk, pv, po, pl, pm) = one
+        o.batch = ctypes.addressof(ab)
+        o.lse, o.mass = pl, pm
+        structs += [ab, o]
+        (_, qts, qhs), (_, kts, khs), (_, vts, vhs), (_, ots, ohs) = lay_q[0], lay_k[0], lay_v[0], lay_o[0]
+        calls.append((code, pq, n_q, hq, d, qts, qhs, pk, pv, n_k, hkv, kts, khs, vts, vhs,
+                      ctypes.byref(keys), ctypes.byref(o), po, ots, ohs))
+    for b in range(B if one is None else 0):
         qt, qts, qhs = lay_q[b]
         kt, kts, khs = lay_k[b]
         vt, vts, vhs = lay_v[b]
