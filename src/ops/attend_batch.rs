@@ -5,14 +5,16 @@
 //!
 //! A batch runs the kernel once per sequence on views of the caller's tensors (nothing
 //! is copied), so every sequence's outputs, log-sum-exps and attention mass are
-//! bit-identical to a separate call over that sequence alone. Every argument of every
-//! sequence is validated before anything is written.
+//! bit-identical to a separate call over that sequence alone, for every thread count
+//! (small sequences run in parallel with one another, larger ones split themselves).
+//! Every argument of every sequence is validated before anything is written.
 
 use super::attend::{
     span_dims, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut, KeySubset, OutElement,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::span;
+use crate::parallel::{self, Shared};
 use crate::Kernels;
 use tokenroute_kernels::attend::{self as ka, AttendArgs, AttendFn, KeySet, ListsPer, MergeFn};
 
@@ -402,6 +404,22 @@ impl Kernels {
         };
         let masked = opts.causal || opts.window > 0;
         let implicit = opts.align != CausalAlign::Positions;
+        let sinks = match opts.sinks {
+            None => core::ptr::null(),
+            Some(s) => {
+                ensure!(
+                    s.len() == h_q,
+                    InvalidArgument,
+                    "need one sink per query head"
+                );
+                ensure!(
+                    extras.mass.is_none(),
+                    Unsupported,
+                    "sinks together with an attention mass output"
+                );
+                s.as_ptr()
+            }
+        };
         ensure!(
             !implicit || (opts.q_positions.is_none() && opts.k_positions.is_none()),
             InvalidArgument,
@@ -596,14 +614,10 @@ impl Kernels {
                 .mass
                 .map_or(core::ptr::null_mut(), |(b, _)| b.as_mut_ptr()),
         );
-        let mut list0 = 0;
-        for b in 0..n_seqs {
-            let mut s = call.seq(b);
-            s.list0 = list0;
-            list0 += call.n_lists(&keys, s.n_q).unwrap_or(0);
-            if s.n_q == 0 {
-                continue;
-            }
+        let sh = Shared((out_ptr, lse_ptr, mass_ptr, sinks));
+        // Runs sequence `s` (its first block list at `s.list0`).
+        let run_seq = |b: usize, s: Seq| -> Result<()> {
+            let (out_ptr, lse_ptr, mass_ptr, sinks) = sh.get();
             let mut args = AttendArgs {
                 q: q.data.as_ptr().wrapping_add(s.q),
                 n_q: s.n_q,
@@ -650,14 +664,14 @@ impl Kernels {
                 _ => T::attend_fn(self),
             };
             if !masked {
-                run(f, self.attend_merge, args, ws)?;
+                run(f, self.attend_merge, args, ws, sinks)
             } else if implicit {
                 with_positions(s.n_q + s.n_k, |p| {
                     implicit_positions(opts.align, s.n_q, s.n_k, p);
                     args.q_pos = p.as_ptr();
                     args.k_pos = p[s.n_q..].as_ptr();
-                    run(f, self.attend_merge, args, ws)
-                })??;
+                    run(f, self.attend_merge, args, ws, sinks)
+                })?
             } else {
                 // Checked above to hold every sequence's positions.
                 args.q_pos = opts
@@ -670,10 +684,58 @@ impl Kernels {
                     .unwrap_or(&[])
                     .as_ptr()
                     .wrapping_add(s.k_pos);
-                run(f, self.attend_merge, args, ws)?;
+                run(f, self.attend_merge, args, ws, sinks)
+            }
+        };
+        // Threads: a sequence with enough work for threads of its own splits into its
+        // own units (see `attend_units`), one sequence after the other; the smaller ones
+        // run as the units of one parallel loop over the batch (each inline on the thread
+        // that runs it), unless they add into one shared mass array. A sequence computes
+        // the same bits either way (its units are fixed by its shape alone), so the
+        // outputs never depend on this grouping or on the threads.
+        let seq_work = |s: &Seq| {
+            s.n_q
+                .saturating_mul(h_q)
+                .saturating_mul(s.n_k.max(1))
+                .saturating_mul(d)
+        };
+        let min_work = parallel::min_parallel_work();
+        let big = |s: &Seq| seq_work(s) >= min_work;
+        let shared_mass = !mass_ptr.is_null()
+            && matches!(batch, Batch::Dense { n, strides } if *n > 1 && strides.mass == 0);
+        let mut list0 = 0;
+        let mut small_work = 0usize;
+        for b in 0..n_seqs {
+            let mut s = call.seq(b);
+            s.list0 = list0;
+            list0 += call.n_lists(&keys, s.n_q).unwrap_or(0);
+            if s.n_q == 0 {
+                continue;
+            }
+            if shared_mass || big(&s) {
+                run_seq(b, s)?;
+            } else {
+                small_work = small_work.saturating_add(seq_work(&s));
             }
         }
-        Ok(())
+        if shared_mass || small_work == 0 {
+            return Ok(());
+        }
+        // Ranges of consecutive sequences (a range finds its first block list by adding
+        // up the lists of the sequences before it).
+        let per = n_seqs.div_ceil(256);
+        parallel::for_each_range(n_seqs, per, small_work, &|range| {
+            let mut list0 = 0;
+            for b in 0..range.end {
+                let mut s = call.seq(b);
+                s.list0 = list0;
+                list0 += call.n_lists(&keys, s.n_q).unwrap_or(0);
+                if b >= range.start && s.n_q > 0 && !big(&s) {
+                    run_seq(b, s)?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -682,8 +744,14 @@ impl Kernels {
 /// sequence it describes, that every index and block id is in range of the sequence's
 /// keys, that positions are present when masking, and that outputs are unique borrows
 /// (disjoint from the inputs) whose sequences do not overlap.
-fn run<T: Copy>(f: AttendFn<T>, merge: MergeFn, args: AttendArgs<T>, ws: usize) -> Result<()> {
-    super::attend_units::attend(f, merge, args, ws)
+fn run<T: Copy>(
+    f: AttendFn<T>,
+    merge: MergeFn,
+    args: AttendArgs<T>,
+    ws: usize,
+    sinks: *const f32,
+) -> Result<()> {
+    super::attend_units::attend(f, merge, args, ws, sinks)
 }
 
 /// The kernel's key set of sequence `b`; with `check`, validates it first.
