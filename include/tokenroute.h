@@ -269,6 +269,12 @@ typedef struct tkr_attention_options {
   uint32_t causal_align;
   // NULL: one sequence. Else the batch the tensors hold (see tkr_attention_batch).
   const struct tkr_attention_batch *batch;
+  // NULL, or n_heads_q sink logits (gpt-oss style): sink h joins the softmax
+  // denominator of every row of query head h as exp(sinks[h]) without a value (-inf:
+  // no sink); the log-sum-exp includes it. Rows are merged with it by
+  // tkr_attention_merge's canonical merge (error bound + 2^-22 vmax). Not together
+  // with mass (TKR_STATUS_UNSUPPORTED).
+  const float *sinks;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options
@@ -522,7 +528,9 @@ uint32_t tkr_abi_version(void);
 // that runs units of the call), kept for reuse; split-K calls also use a buffer of the
 // calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
 // calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
-// unit of 1024 rows, kept likewise; later calls do not allocate.
+// unit of 1024 rows, and calls with sinks (not split-K) one of
+// 4 * n_q * n_heads_q * (2 * head_dim + 2) bytes, kept likewise; later calls do not
+// allocate.
 tkr_status tkr_attention(uint32_t dtype,
                          const void *q,
                          size_t n_q,

@@ -108,3 +108,24 @@ def test_bad_batches(rng):
     for kw, want in bad:
         assert status(lambda: tokenroute.attention(q, k, v, out=out, **kw)) == want, kw
         assert (out == 7.0).all(), kw
+
+
+def test_sinks_join_the_denominator(rng, each_level):
+    q = rng.standard_normal((6, 4, 8)).astype(np.float32)
+    k = rng.standard_normal((30, 2, 8)).astype(np.float32)
+    v = rng.standard_normal((30, 2, 8)).astype(np.float32)
+    sinks = np.array([-np.inf, 0.0, 1.5, 6.0], np.float32)
+    res = each_level(lambda: tokenroute.attention(q, k, v, sinks=sinks, return_lse=True))
+    ref = res.pop("scalar")
+    for level, r in res.items():
+        assert np.array_equal(r.out.view(np.uint32), ref.out.view(np.uint32)), level
+    # float64: softmax over the logits and the sink, the sink carrying no value.
+    s = np.einsum("qhd,khd->qhk", q.astype(np.float64), np.repeat(k, 2, axis=1)) / np.sqrt(8)
+    m = np.maximum(s.max(-1), sinks.astype(np.float64))
+    p = np.exp(s - m[..., None])
+    den = p.sum(-1) + np.exp(sinks - m)
+    want = np.einsum("qhk,khd->qhd", p, np.repeat(v, 2, axis=1)) / den[..., None]
+    assert np.abs(ref.out - want).max() < 1e-5
+    assert np.abs(ref.lse - (m + np.log(den))).max() < 1e-5
+    assert status(lambda: tokenroute.attention(q, k, v, sinks=sinks[:3])) == "TKR_STATUS_INVALID_ARGUMENT"
+    assert status(lambda: tokenroute.attention(q, k, v, sinks=sinks, return_mass=True)) == "TKR_STATUS_UNSUPPORTED"

@@ -106,6 +106,7 @@ class AttentionOptions(ctypes.Structure):
         ("mass_head_stride", c_size_t),
         ("causal_align", c_uint32),
         ("batch", c_void_p),
+        ("sinks", c_void_p),
     ]
 
 
@@ -279,6 +280,7 @@ def attention(
     cu_seqlens_q=None,
     cu_seqlens_k=None,
     index_offsets=None,
+    sinks=None,
     scale: float = 0.0,
     bf16_dot: bool = False,
     out_dtype: Optional[str] = None,
@@ -306,6 +308,8 @@ def attention(
     PyTorch ``is_causal``) or ``"bottom_right"`` (query i at ``i + n_k - n_q``) instead
     of positions.
     ``scale``: 0 means ``1 / sqrt(head_dim)``. ``bf16_dot``: TKR_ATTENTION_BF16_DOT.
+    ``sinks``: ``n_heads_q`` sink logits (float32; each joins its head's softmax
+    denominator without a value; not with the mass).
 
     Ragged batches (``cu_seqlens_q``, ``cu_seqlens_k``: ``n_seqs + 1`` nondecreasing
     row offsets each): sequences packed back to back in q/out (query rows) and k/v
@@ -371,7 +375,7 @@ def attention(
     if (
         causal or window or scale or bf16_dot or want_lse or want_mass or out_dtype is not None
         or q_positions is not None or k_positions is not None or causal_align is not None
-        or batch is not None
+        or batch is not None or sinks is not None
     ):
         opts = options(AttentionOptions)
         if causal_align is not None:
@@ -380,6 +384,11 @@ def attention(
             opts.causal_align = CAUSAL_ALIGNS[causal_align]
         if batch is not None:
             opts.batch = addr(batch[0])
+        if sinks is not None:
+            sinks = np.ascontiguousarray(sinks, dtype=np.float32).reshape(-1)
+            if len(sinks) != hq:
+                raise invalid(fn, f"sinks needs {hq} entries (one per query head), got {len(sinks)}")
+            opts.sinks = addr(sinks)
         positions = _attention_options(opts, fn, causal, window, scale, bf16_dot, q_positions,
                                        k_positions, n_q, n_k)
         if out_dtype is not None and out_dtype not in DTYPE_CODES:
@@ -421,7 +430,7 @@ def attention(
             opts.mass_head_stride = n_k if mass_per_head else 0
     st = _attention(code, qp, n_q, hq, d, qts, qhs, kp, vp, n_k, hkv, kts, khs, vts, vhs,
                     keys, opts, op, ots, ohs)
-    del alive, positions, batch
+    del alive, positions, batch, sinks
     if st:
         raise TokenrouteError(st, fn)
     if want_lse or want_mass:

@@ -92,6 +92,12 @@ pub struct tkr_attention_options {
     pub causal_align: u32,
     /// NULL: one sequence. Else the batch the tensors hold (see tkr_attention_batch).
     pub batch: *const tkr_attention_batch,
+    /// NULL, or n_heads_q sink logits (gpt-oss style): sink h joins the softmax
+    /// denominator of every row of query head h as exp(sinks[h]) without a value (-inf:
+    /// no sink); the log-sum-exp includes it. Rows are merged with it by
+    /// tkr_attention_merge's canonical merge (error bound + 2^-22 vmax). Not together
+    /// with mass (TKR_STATUS_UNSUPPORTED).
+    pub sinks: *const f32,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -300,7 +306,9 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// that runs units of the call), kept for reuse; split-K calls also use a buffer of the
 /// calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
 /// calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
-/// unit of 1024 rows, kept likewise; later calls do not allocate.
+/// unit of 1024 rows, and calls with sinks (not split-K) one of
+/// 4 * n_q * n_heads_q * (2 * head_dim + 2) bytes, kept likewise; later calls do not
+/// allocate.
 #[no_mangle]
 pub unsafe extern "C" fn tkr_attention(
     dtype: u32,
@@ -567,8 +575,13 @@ impl RawAttention {
             qp = Some(unsafe { slice(o.q_positions, e.q_pos).arg("options->q_positions")? });
             kp = Some(unsafe { slice(o.k_positions, e.k_pos).arg("options->k_positions")? });
         }
+        let sinks = if o.sinks.is_null() {
+            None
+        } else {
+            Some(unsafe { slice(o.sinks, self.n_heads_q).arg("options->sinks")? })
+        };
         // Byte ranges of every input (fixed capacity: no allocation on this path).
-        let mut inputs = [(0usize, 0usize); 9];
+        let mut inputs = [(0usize, 0usize); 10];
         let mut n_in = 0;
         let mut push = |r: (usize, usize)| {
             inputs[n_in] = r;
@@ -581,6 +594,9 @@ impl RawAttention {
             push(byte_range(p));
         }
         if let Some(p) = kp {
+            push(byte_range(p));
+        }
+        if let Some(p) = sinks {
             push(byte_range(p));
         }
         if let Batch::Ragged {
@@ -692,6 +708,7 @@ impl RawAttention {
             q_positions: qp,
             k_positions: kp,
             align,
+            sinks,
             bf16_dot: o.flags & TKR_ATTENTION_BF16_DOT != 0,
         };
         // SAFETY: the output ranges were checked disjoint from every input and from

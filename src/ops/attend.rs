@@ -217,6 +217,11 @@ pub struct AttendOptions<'a> {
     /// Implicit positions instead of `q_positions` / `k_positions` (which must then be
     /// `None`): see [`CausalAlign`].
     pub align: CausalAlign,
+    /// Sink logits, one per query head (gpt-oss style): each joins its rows' softmax
+    /// denominator as `exp(sink)` without a value (`-inf`: none). Computed as one more
+    /// part of `attention_merge`'s canonical merge over the kernel's f32 rows, so the
+    /// output error grows by the merge's `2^-22 vmax`; not with a mass output.
+    pub sinks: Option<&'a [f32]>,
     /// Allow the AVX512-BF16 dot-product path for bf16 inputs where the CPU has it
     /// (not bit-identical to the other levels; see `Kernels::attention`).
     pub bf16_dot: bool,

@@ -416,6 +416,22 @@ impl Kernels {
         };
         let masked = opts.causal || opts.window > 0;
         let implicit = opts.align != CausalAlign::Positions;
+        let sinks = match opts.sinks {
+            None => core::ptr::null(),
+            Some(s) => {
+                ensure!(
+                    s.len() == h_q,
+                    InvalidArgument,
+                    "need one sink per query head"
+                );
+                ensure!(
+                    extras.mass.is_none(),
+                    Unsupported,
+                    "sinks together with an attention mass output"
+                );
+                s.as_ptr()
+            }
+        };
         ensure!(
             !implicit || (opts.q_positions.is_none() && opts.k_positions.is_none()),
             InvalidArgument,
@@ -610,10 +626,10 @@ impl Kernels {
                 .mass
                 .map_or(core::ptr::null_mut(), |(b, _)| b.as_mut_ptr()),
         );
-        let sh = Shared((out_ptr, lse_ptr, mass_ptr));
+        let sh = Shared((out_ptr, lse_ptr, mass_ptr, sinks));
         // Runs sequence `s` (its first block list at `s.list0`).
         let run_seq = |b: usize, s: Seq| -> Result<()> {
-            let (out_ptr, lse_ptr, mass_ptr) = sh.get();
+            let (out_ptr, lse_ptr, mass_ptr, sinks) = sh.get();
             let mut args = AttendArgs {
                 q: q.data.as_ptr().wrapping_add(s.q),
                 n_q: s.n_q,
@@ -660,13 +676,13 @@ impl Kernels {
                 _ => T::attend_fn(self),
             };
             if !masked {
-                run(f, self.attend_merge, args, ws)
+                run(f, self.attend_merge, args, ws, sinks)
             } else if implicit {
                 with_positions(s.n_q + s.n_k, |p| {
                     implicit_positions(opts.align, s.n_q, s.n_k, p);
                     args.q_pos = p.as_ptr();
                     args.k_pos = p[s.n_q..].as_ptr();
-                    run(f, self.attend_merge, args, ws)
+                    run(f, self.attend_merge, args, ws, sinks)
                 })?
             } else {
                 // Checked above to hold every sequence's positions.
@@ -680,7 +696,7 @@ impl Kernels {
                     .unwrap_or(&[])
                     .as_ptr()
                     .wrapping_add(s.k_pos);
-                run(f, self.attend_merge, args, ws)
+                run(f, self.attend_merge, args, ws, sinks)
             }
         };
         // Threads: a sequence with enough work for threads of its own splits into its
@@ -740,8 +756,14 @@ impl Kernels {
 /// sequence it describes, that every index and block id is in range of the sequence's
 /// keys, that positions are present when masking, and that outputs are unique borrows
 /// (disjoint from the inputs) whose sequences do not overlap.
-fn run<T: Copy>(f: AttendFn<T>, merge: MergeFn, args: AttendArgs<T>, ws: usize) -> Result<()> {
-    super::attend_units::attend(f, merge, args, ws)
+fn run<T: Copy>(
+    f: AttendFn<T>,
+    merge: MergeFn,
+    args: AttendArgs<T>,
+    ws: usize,
+    sinks: *const f32,
+) -> Result<()> {
+    super::attend_units::attend(f, merge, args, ws, sinks)
 }
 
 /// The kernel's key set of sequence `b`; with `check`, validates it first.
