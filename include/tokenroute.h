@@ -51,6 +51,20 @@
 // tkr_attention_keys.block_lists: one list per query block, shared by all heads.
 #define TKR_BLOCK_LISTS_SHARED 0
 
+// tkr_attention_options.causal_align: implicit positions, key row j at j and query i at
+// i + n_k - n_q (the last query aligned with the last key: decoding after a KV cache,
+// FlashAttention's causal).
+#define TKR_CAUSAL_ALIGN_BOTTOM_RIGHT 2
+
+// tkr_attention_options.causal_align: positions from q_positions and k_positions
+// (required when causal or windowed).
+#define TKR_CAUSAL_ALIGN_POSITIONS 0
+
+// tkr_attention_options.causal_align: implicit positions, key row j of a sequence at j
+// and its query i at i (the first query aligned with the first key: ONNX and PyTorch
+// is_causal).
+#define TKR_CAUSAL_ALIGN_TOP_LEFT 1
+
 // Element type code: bfloat16, passed as uint16_t bit patterns.
 #define TKR_DTYPE_BF16 3
 
@@ -84,6 +98,9 @@
 
 // tkr_attention_keys.kind: a list of key rows shared by every query and head.
 #define TKR_KEYS_INDICES 1
+
+// tkr_attention_keys.kind (batches only): per sequence, a list of its key rows.
+#define TKR_KEYS_SEQ_INDICES 3
 
 // KV-cache layout code: `[n_heads, n_tokens, head_dim]` (head-major).
 #define TKR_KV_HEAD_MAJOR 2
@@ -158,7 +175,58 @@ typedef struct tkr_attention_keys {
   // TKR_KEYS_BLOCKS: key block ids (each < ceil(n_k / block_size)).
   const uint32_t *block_ids;
   size_t n_block_ids;
+  // TKR_KEYS_SEQ_INDICES (batches): n_seqs + 1 nondecreasing offsets into indices;
+  // sequence b attends over its key rows indices[index_offsets[b] ..
+  // index_offsets[b + 1]] (each below the sequence's n_k).
+  const size_t *index_offsets;
 } tkr_attention_keys;
+
+// How the tensors of tkr_attention split into sequences (options->batch). Every
+// sequence attends over its own keys with the same options and gets results
+// bit-identical to a separate call over that sequence alone (for every thread count);
+// nothing is copied.
+//
+// - Dense batch (cu_seqlens_q and cu_seqlens_k NULL): n_seqs sequences of n_q queries
+//   and n_k keys each; sequence b's tensors are the ones described by the call's
+//   pointers and strides moved by b * <tensor>_batch_stride elements. An input stride
+//   of 0 shares one tensor between the sequences; out_batch_stride may not be 0 when
+//   n_seqs > 1 (TKR_STATUS_BAD_STRIDE), nor make rows overlap; lse_batch_stride 0 means
+//   n_q * lse_token_stride; mass_batch_stride 0 means every sequence adds into the same
+//   arrays.
+// - Ragged batch (cu_seqlens_q and cu_seqlens_k: n_seqs + 1 nondecreasing offsets
+//   each, the last at most n_q / n_k; every batch stride 0): the call's n_q and n_k
+//   count every row; sequence b has query rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1]
+//   (of q, out, lse, q_positions) and key rows cu_seqlens_k[b] .. cu_seqlens_k[b + 1]
+//   (of k, v, mass, k_positions). Rows outside every sequence are neither read nor
+//   written.
+// - Keys per sequence: dense, a key-row list shared by every sequence (each entry
+//   below every sequence's n_k), TKR_KEYS_SEQ_INDICES (list b for sequence b), or
+//   block lists (every sequence's lists back to back, ceil(n_q_b / query_block_size)
+//   per group for sequence b; block ids count the sequence's own key blocks).
+// - Positions: explicit ones are indexed like the rows they belong to (dense: moved by
+//   the positions' batch strides); implicit ones (options->causal_align) start at 0 in
+//   every sequence.
+typedef struct tkr_attention_batch {
+  // sizeof(tkr_attention_batch).
+  size_t struct_size;
+  // Number of sequences (0: nothing is computed).
+  size_t n_seqs;
+  // Ragged batches: n_seqs + 1 query row offsets (NULL for a dense batch).
+  const size_t *cu_seqlens_q;
+  // Ragged batches: n_seqs + 1 key row offsets (NULL for a dense batch).
+  const size_t *cu_seqlens_k;
+  // Dense batches: elements between sequences of q, k, v and out.
+  size_t q_batch_stride;
+  size_t k_batch_stride;
+  size_t v_batch_stride;
+  size_t out_batch_stride;
+  // Dense batches: floats between sequences of options->lse and options->mass.
+  size_t lse_batch_stride;
+  size_t mass_batch_stride;
+  // Dense batches: entries between sequences of the explicit positions.
+  size_t q_positions_batch_stride;
+  size_t k_positions_batch_stride;
+} tkr_attention_batch;
 
 // Options of tkr_attention. Zero (or a NULL pointer) means the default for every field;
 // set struct_size to sizeof(tkr_attention_options) (tkr_attention_options_init does).
@@ -194,6 +262,19 @@ typedef struct tkr_attention_options {
   // 0: every head adds into the same n_k floats; else floats between KV heads' arrays
   // (>= n_k).
   size_t mass_head_stride;
+  // Where the positions of causal and windowed masking come from:
+  // TKR_CAUSAL_ALIGN_POSITIONS (0: q_positions and k_positions), or implicit positions
+  // per sequence, TKR_CAUSAL_ALIGN_TOP_LEFT or TKR_CAUSAL_ALIGN_BOTTOM_RIGHT (then
+  // q_positions and k_positions must be NULL).
+  uint32_t causal_align;
+  // NULL: one sequence. Else the batch the tensors hold (see tkr_attention_batch).
+  const struct tkr_attention_batch *batch;
+  // NULL, or n_heads_q sink logits (gpt-oss style): sink h joins the softmax
+  // denominator of every row of query head h as exp(sinks[h]) without a value (-inf:
+  // no sink); the log-sum-exp includes it. Rows are merged with it by
+  // tkr_attention_merge's canonical merge (error bound + 2^-22 vmax). Not together
+  // with mass (TKR_STATUS_UNSUPPORTED).
+  const float *sinks;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options
@@ -396,6 +477,13 @@ uint32_t tkr_abi_version(void);
 // - `keys`: NULL (dense) or the key subset. `options`: NULL (defaults) or the options.
 // - `out`: [n_q, n_heads_q, head_dim] of options->out_dtype (default: dtype), with its
 //   strides; only the head_dim elements of each row are written.
+// - Batches (options->batch, see tkr_attention_batch): a dense batch of n_seqs
+//   sequences of n_q queries and n_k keys each at batch strides, or a ragged batch of
+//   sequences packed back to back (n_q and n_k then count every row), in one call;
+//   every sequence's results are bit-identical to a separate call over it.
+// - Masking positions: options->q_positions / k_positions, or implicit ones per
+//   sequence by options->causal_align (top-left: query i at i; bottom-right: query i
+//   at i + n_k - n_q; key j at j).
 //
 // Numerics: keys are taken in fixed blocks of 64 with an online softmax (never an
 // n_q x n_k matrix; stable for large logits); a row with no visible key gets zeros and a
@@ -422,18 +510,27 @@ uint32_t tkr_abi_version(void);
 //
 // Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
 // or positions missing when causal/windowed); TKR_STATUS_INVALID_ARGUMENT (unknown
-// dtype, out_dtype, flags, key kind or block_lists; head_dim = 0; head counts that are
-// 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or query_block_size 0;
-// block offsets not nondecreasing; misaligned pointer or options struct_size too small);
-// TKR_STATUS_OUT_OF_RANGE (a key index >= n_k, a block id >= ceil(n_k / block_size), a
-// block offset past n_block_ids); TKR_STATUS_BAD_STRIDE (overlapping rows);
+// dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0; head
+// counts that are 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or
+// query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
+// struct_size too small; positions given with an implicit causal_align;
+// TKR_KEYS_SEQ_INDICES without a batch; cu_seqlens or index offsets not nondecreasing;
+// batch strides in a ragged batch); TKR_STATUS_OUT_OF_RANGE (a key index >= n_k (of
+// its sequence), a block id >= ceil(n_k / block_size), a block offset past
+// n_block_ids, cu_seqlens past n_q / n_k, index offsets past n_indices);
+// TKR_STATUS_BAD_STRIDE (overlapping rows, sequences of an output overlapping);
 // TKR_STATUS_SIZE_OVERFLOW; TKR_STATUS_OVERLAP; TKR_STATUS_UNSUPPORTED (unknown nonzero
 // fields in a larger options or keys struct); TKR_STATUS_ISA_UNAVAILABLE. On error
 // nothing is written.
 //
 // Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
-// allocates a per-thread scratch buffer of about 128 * head_dim bytes, kept for reuse;
-// later calls do not allocate.
+// allocates a per-thread scratch buffer of about 128 * head_dim bytes (on every thread
+// that runs units of the call), kept for reuse; split-K calls also use a buffer of the
+// calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
+// calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
+// unit of 1024 rows, and calls with sinks (not split-K) one of
+// 4 * n_q * n_heads_q * (2 * head_dim + 2) bytes, kept likewise; later calls do not
+// allocate.
 tkr_status tkr_attention(uint32_t dtype,
                          const void *q,
                          size_t n_q,
@@ -454,6 +551,11 @@ tkr_status tkr_attention(uint32_t dtype,
                          void *out,
                          size_t out_token_stride,
                          size_t out_head_stride);
+
+// Fills *batch with the defaults: every field 0 (a dense batch of no sequence),
+// struct_size = sizeof(tkr_attention_batch). Returns TKR_STATUS_NULL_POINTER for a NULL
+// batch. Thread-safe.
+tkr_status tkr_attention_batch_init(struct tkr_attention_batch *batch);
 
 // Fills *keys with the defaults (dense): every field 0, struct_size =
 // sizeof(tkr_attention_keys). Returns TKR_STATUS_NULL_POINTER for a NULL keys.

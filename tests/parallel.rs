@@ -2,9 +2,9 @@
 //! inline, on the built-in pool at 1, 2, 3 and 7 threads, and through parallel-for
 //! callbacks that run the tasks in reverse order, in a random order, or on scoped
 //! threads; with the default unit sizes and with tiny ones (so odd small shapes split
-//! into many units). Plus: the fixed decompositions that change numerics (split-K
-//! decoding, mass partials) against an f64 oracle, the long-row selection chunks against
-//! sort oracles, the parallel-for contract (failures, skipped, repeated and
+//! into many units); attention batches included. Plus: the fixed decompositions that
+//! change numerics (split-K decoding, mass partials) against an f64 oracle, the long-row
+//! selection chunks against sort oracles, the parallel-for contract (failures, skipped, repeated and
 //! out-of-range tasks, a panicking callback), nested calls, small calls, and calls while
 //! the thread count changes.
 
@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokenroute::parallel::{self, Executor, ParallelFor};
 use tokenroute::{
-    bf16, f16, Activation, AttendExtras, AttendOptions, ErrorKind, Heads, HeadsMut, Kernels,
-    KeySubset, KvCacheMut, KvKeep, KvLayout, ListsPer, Matrix, MatrixMut, Order, RouteOut,
-    RouteSelect, RowSpec, Tau, ThresholdOut, TopK, TopkOut,
+    bf16, f16, Activation, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
+    ErrorKind, Heads, HeadsMut, Kernels, KeySubset, KvCacheMut, KvKeep, KvLayout, ListsPer, Matrix,
+    MatrixMut, Order, RouteOut, RouteSelect, RowSpec, Tau, ThresholdOut, TopK, TopkOut,
 };
 
 struct Rng(u64);
@@ -121,6 +121,16 @@ fn executors() -> Vec<(&'static str, Executor)> {
 /// `run(level)` gives the same bits on every executor and unit size as inline with the
 /// default unit sizes, and (`same_on_levels`) the same on every level.
 fn check(name: &str, same_on_levels: bool, run: &(dyn Fn(&'static Kernels) -> Vec<u32> + Sync)) {
+    check_with(name, same_on_levels, &[], run)
+}
+
+/// [`check`] with more (unit work, minimum parallel work) pairs.
+fn check_with(
+    name: &str,
+    same_on_levels: bool,
+    more: &[(usize, usize)],
+    run: &(dyn Fn(&'static Kernels) -> Vec<u32> + Sync),
+) {
     let mut first: Option<Vec<u32>> = None;
     for k in Kernels::all_supported() {
         let want = parallel::with_executor(Executor::Inline, || run(k));
@@ -131,11 +141,14 @@ fn check(name: &str, same_on_levels: bool, run: &(dyn Fn(&'static Kernels) -> Ve
             }
         }
         for (en, e) in executors() {
-            for (unit, min) in [
+            for &(unit, min) in [
                 (parallel::UNIT_WORK, parallel::MIN_PARALLEL_WORK),
                 (1, 0),
                 (3000, 0),
-            ] {
+            ]
+            .iter()
+            .chain(more)
+            {
                 let got = parallel::with_executor(e.clone(), || {
                     parallel::with_granularity(unit, min, || run(k))
                 });
@@ -789,6 +802,108 @@ fn attention_units_mass_and_block_lists() {
             },
         );
     }
+}
+
+#[test]
+fn attention_batches() {
+    // A dense decoding batch (split-K per sequence: 1 query over 1100 keys, and over
+    // indexed keys per sequence) and a ragged causal prefill batch with lse and mass
+    // (sequences sharing one mass array with a stride, and a sequence with no keys).
+    let mut r = Rng(41);
+    let (nb, h_q, h_kv, d, n_k) = (3usize, 4usize, 2usize, 16usize, 1100usize);
+    let q = r.vec(nb * h_q * d);
+    let k = r.vec(nb * n_k * h_kv * d);
+    let v = r.vec(nb * n_k * h_kv * d);
+    let strides = BatchStrides {
+        q: h_q * d,
+        k: n_k * h_kv * d,
+        v: n_k * h_kv * d,
+        out: h_q * d,
+        ..Default::default()
+    };
+    let sel: Vec<u32> = (0..nb)
+        .flat_map(|b| (0..n_k as u32).filter(move |t| !(t + b as u32).is_multiple_of(3)))
+        .collect();
+    let per_seq = sel.len() / nb;
+    let offs: Vec<usize> = (0..=nb).map(|b| b * per_seq).collect();
+    // Sequences of 70400 work units (1 x 4 heads x 1100 keys x 16): with a minimum of
+    // 80000 each is small and the batch runs them as units of one parallel loop.
+    let small_seqs = [(3000, 80_000)];
+    check_with(
+        "attention dense decoding batch",
+        true,
+        &small_seqs,
+        &|kern| {
+            let mut all = Vec::new();
+            for keys in [
+                KeySubset::Dense,
+                KeySubset::SeqIndices {
+                    indices: &sel,
+                    offsets: &offs,
+                },
+            ] {
+                let mut out = vec![0f32; nb * h_q * d];
+                let mut lse = vec![0f32; nb * h_q];
+                kern.attention_batch(
+                    Heads::dense(&q, 1, h_q, d).unwrap(),
+                    Heads::dense(&k, n_k, h_kv, d).unwrap(),
+                    Heads::dense(&v, n_k, h_kv, d).unwrap(),
+                    keys,
+                    &AttendOptions::default(),
+                    &Batch::Dense { n: nb, strides },
+                    HeadsMut::dense(&mut out, 1, h_q, d).unwrap(),
+                    AttendExtras {
+                        lse: Some((&mut lse, 0)),
+                        mass: None,
+                    },
+                )
+                .unwrap();
+                all.extend(bits(&out));
+                all.extend(bits(&lse));
+            }
+            all
+        },
+    );
+    // Big and small sequences, mixed (1 x 4 x 1220 x 16 and 1 x 4 x 100 x 16 are below
+    // 80000, together above).
+    let (cu_q, cu_k) = (
+        [0usize, 70, 71, 71, 190, 191],
+        [0usize, 80, 1300, 1300, 1400, 1500],
+    );
+    let (tq, tk) = (191, 1500);
+    let q = r.vec(tq * h_q * d);
+    check_with(
+        "attention ragged prefill batch",
+        true,
+        &small_seqs,
+        &|kern| {
+            let mut out = vec![0f32; tq * h_q * d];
+            let mut lse = vec![0f32; tq * h_q];
+            let mut mass = vec![0.5f32; h_kv * tk];
+            kern.attention_batch(
+                Heads::dense(&q, tq, h_q, d).unwrap(),
+                Heads::dense(&k[..tk * h_kv * d], tk, h_kv, d).unwrap(),
+                Heads::dense(&v[..tk * h_kv * d], tk, h_kv, d).unwrap(),
+                KeySubset::Dense,
+                &AttendOptions {
+                    causal: true,
+                    align: CausalAlign::BottomRight,
+                    ..Default::default()
+                },
+                &Batch::Ragged {
+                    cu_seqlens_q: &cu_q,
+                    cu_seqlens_k: &cu_k,
+                },
+                HeadsMut::dense(&mut out, tq, h_q, d).unwrap(),
+                AttendExtras {
+                    lse: Some((&mut lse, 0)),
+                    mass: Some((&mut mass, tk)),
+                },
+            )
+            .unwrap();
+            [bits(&out), bits(&lse), bits(&mass)].concat()
+        },
+    );
 }
 
 #[test]

@@ -108,6 +108,11 @@ pub struct Result_ {
     pub threads: usize,
     /// The same level's single-threaded median over this one (rows with threads > 1).
     pub speedup_vs_1_thread: Option<f64>,
+    /// Median process CPU seconds of one run (all threads; NaN where unknown).
+    pub cpu_s: f64,
+    /// The same level's single-threaded CPU time over this one's: the work efficiency
+    /// of the split (1 = no overhead), whatever the machine's load.
+    pub cpu_vs_1_thread: Option<f64>,
 }
 
 pub struct Options {
@@ -144,9 +149,35 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// CPU seconds used by this process so far (every thread), or NaN where unknown. On a
+/// shared machine it does not count the time spent waiting for a core, so the CPU time
+/// of a run at several threads against one thread shows the split's overhead (its work
+/// efficiency) whatever the load.
+pub fn process_cpu_s() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec (64-bit time_t on Linux targets).
+        if unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.sec as f64 + ts.nsec as f64 * 1e-9;
+        }
+    }
+    f64::NAN
+}
+
 /// Runs `f` repeatedly, each run preceded by one run of each ceiling, until `budget`
 /// is spent (at least `min_reps`, at most `max_reps`): the kernel's times and each
-/// ceiling's times (so that a busy machine slows both alike and the ratio holds).
+/// ceiling's times (so that a busy machine slows both alike and the ratio holds), and
+/// the kernel's process CPU times.
 fn timed(
     budget: Duration,
     min_reps: usize,
@@ -154,8 +185,8 @@ fn timed(
     mut f: impl FnMut(),
     mut ceiling: impl FnMut(),
     mut fma: impl FnMut(),
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (mut ts, mut cs, mut fs) = (Vec::new(), Vec::new(), Vec::new());
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut ts, mut cs, mut fs, mut us) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
     while ts.len() < max_reps && (ts.len() < min_reps || start.elapsed() < budget) {
         let t = Instant::now();
@@ -164,11 +195,12 @@ fn timed(
         let t = Instant::now();
         fma();
         fs.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
+        let (t, u) = (Instant::now(), process_cpu_s());
         f();
         ts.push(t.elapsed().as_secs_f64());
+        us.push(process_cpu_s() - u);
     }
-    (ts, cs, fs)
+    (ts, cs, fs, us)
 }
 
 /// Rounds of the register-resident FMA loop interleaved with compute-bound cases
@@ -202,7 +234,7 @@ fn time_case(
             std::hint::black_box(ceiling::fma_par(FMA_ITERS, threads));
         }
     };
-    let (mut ts, mut cs, mut fs) = match bound {
+    let (mut ts, mut cs, mut fs, mut us) = match bound {
         Bound::Read(_) | Bound::Roofline(_) => timed(
             budget,
             3,
@@ -288,6 +320,8 @@ fn time_case(
         speedup_vs_scalar: None,
         threads,
         speedup_vs_1_thread: None,
+        cpu_s: median(&mut us),
+        cpu_vs_1_thread: None,
     }
 }
 
@@ -451,10 +485,11 @@ fn main() {
             }
             r.speedup_vs_scalar = scalar_median.map(|s| s / r.median_s);
             if k.isa() == best.isa() && threads == 1 {
-                one_thread = Some(r.median_s);
+                one_thread = Some((r.median_s, r.cpu_s));
             }
             if threads > 1 {
-                r.speedup_vs_1_thread = one_thread.map(|s| s / r.median_s);
+                r.speedup_vs_1_thread = one_thread.map(|(s, _)| s / r.median_s);
+                r.cpu_vs_1_thread = one_thread.map(|(_, c)| c / r.cpu_s);
             }
             results.push(r);
         }

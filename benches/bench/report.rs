@@ -146,6 +146,8 @@ pub fn untimed(case: &dyn Case, isa: Isa, check: String, ok: bool) -> Result_ {
         speedup_vs_scalar: None,
         threads: 1,
         speedup_vs_1_thread: None,
+        cpu_s: f64::NAN,
+        cpu_vs_1_thread: None,
     }
 }
 
@@ -163,7 +165,7 @@ fn fmt_time(s: f64) -> String {
 
 pub fn print_results(results: &[Result_]) {
     println!(
-        "{:<28} {:<26} {:<7} {:>3} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8} {:>13}  {:<22} check",
+        "{:<28} {:<26} {:<7} {:>3} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8} {:>19}  {:<22} check",
         "kernel",
         "shape",
         "level",
@@ -174,7 +176,7 @@ pub fn print_results(results: &[Result_]) {
         "throughput",
         "%ceil",
         "vs scal",
-        "vs 1t (eff)",
+        "vs 1t (eff) work",
         "ceiling"
     );
     let mut last = String::new();
@@ -200,10 +202,14 @@ pub fn print_results(results: &[Result_]) {
             .speedup_vs_scalar
             .map_or("-".into(), |s| format!("{s:.1}x"));
         let par = r.speedup_vs_1_thread.map_or("-".into(), |s| {
-            format!("{s:.2}x ({:.0}%)", 100.0 * s / r.threads as f64)
+            let work = r
+                .cpu_vs_1_thread
+                .filter(|w| w.is_finite())
+                .map_or(String::new(), |w| format!(" w{:.0}%", 100.0 * w));
+            format!("{s:.2}x ({:.0}%){work}", 100.0 * s / r.threads as f64)
         });
         println!(
-            "{:<28} {:<26} {:<7} {:>3} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8} {:>13}  {:<22} {}",
+            "{:<28} {:<26} {:<7} {:>3} {:>10} {:>10} {:>10} {:>13} {:>7} {:>8} {:>19}  {:<22} {}",
             r.name,
             r.shape,
             r.level,
@@ -266,6 +272,8 @@ pub fn to_json(
             "threads": r.threads,
             "speedup_vs_1_thread": r.speedup_vs_1_thread.map_or(Value::Null, num),
             "parallel_efficiency": r.speedup_vs_1_thread.map_or(Value::Null, |s| num(s / r.threads as f64)),
+            "cpu_s": num(r.cpu_s),
+            "work_efficiency": r.cpu_vs_1_thread.map_or(Value::Null, num),
         })).collect::<Vec<_>>(),
     })
 }
@@ -421,7 +429,7 @@ pub fn summary(path: &str) -> i32 {
     println!("{line}\n");
     let mut head = format!("{:<28} {:<26} {:>10}", "kernel", "shape", "1 thread");
     for t in threads.iter().filter(|&&t| t > 1) {
-        head += &format!(" {:>20}", format!("{t}t: x (eff) %ceil"));
+        head += &format!(" {:>26}", format!("{t}t: x (eff) %ceil work"));
     }
     println!("{head}");
     let empty = Vec::new();

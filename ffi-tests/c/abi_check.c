@@ -32,13 +32,22 @@ _Static_assert(TKR_KEYS_DENSE == 0 && TKR_KEYS_INDICES == 1 && TKR_KEYS_BLOCKS =
 _Static_assert(TKR_BLOCK_LISTS_SHARED == 0 && TKR_BLOCK_LISTS_PER_KV_HEAD == 1 &&
                    TKR_BLOCK_LISTS_PER_Q_HEAD == 2,
                "block list groups");
-_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_options) == 72, "options size");
+_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_options) == 96, "options size");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, sinks) == 88, "options layout");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, causal_align) == 72, "options layout");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, batch) == 80, "options layout");
+_Static_assert(sizeof(tkr_attention_batch) == 12 * sizeof(size_t), "batch size");
+_Static_assert(offsetof(tkr_attention_batch, cu_seqlens_q) == 2 * sizeof(size_t), "batch layout");
+_Static_assert(offsetof(tkr_attention_batch, k_positions_batch_stride) == 11 * sizeof(size_t), "batch layout");
+_Static_assert(TKR_KEYS_SEQ_INDICES == 3, "key kinds");
+_Static_assert(TKR_CAUSAL_ALIGN_POSITIONS == 0 && TKR_CAUSAL_ALIGN_TOP_LEFT == 1 && TKR_CAUSAL_ALIGN_BOTTOM_RIGHT == 2, "causal alignments");
 _Static_assert(offsetof(tkr_attention_options, struct_size) == 0, "options layout");
 _Static_assert(offsetof(tkr_attention_options, scale) == sizeof(size_t), "options layout");
 _Static_assert(offsetof(tkr_attention_options, out_dtype) == sizeof(size_t) + 12, "options layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, q_positions) == 24, "options layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, mass_head_stride) == 64, "options layout");
-_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_keys) == 72, "keys size");
+_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_keys) == 80, "keys size");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, index_offsets) == 72, "keys layout");
 _Static_assert(offsetof(tkr_attention_keys, kind) == sizeof(size_t), "keys layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, indices) == 16, "keys layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_keys, n_block_ids) == 64, "keys layout");

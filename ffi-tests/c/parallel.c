@@ -5,7 +5,9 @@
  * callback gives TKR_STATUS_PARALLEL_FAILED with complete outputs; bad thread counts
  * and a NULL callback with a context are refused. The calls: scores (f32, 8 routers),
  * top-k of one long row (chunked), threshold of one long row, a gather, a scatter-add,
- * and a decode over 3000 keys (split-K) with log-sum-exps. TKR_TEST_ITERS (set by the
+ * a decode over 3000 keys (split-K) with log-sum-exps, and a ragged decoding batch of
+ * four sequences (each small: they run in parallel with one another; one long enough
+ * for split-K of its own) with log-sum-exps. TKR_TEST_ITERS (set by the
  * valgrind run) shrinks the shapes to the smallest that still split the same ways. */
 #include <stdatomic.h>
 #include <threads.h>
@@ -16,7 +18,7 @@ enum { N = 1500, D = 256, E = 8, ROW = 300001, K = 64, NK = 3000, HQ = 8, HKV = 
 
 static float h[N * D], w[E * D], row[ROW];
 static uint32_t gidx[N];
-static float q[HQ * HD], kk[NK * HKV * HD], vv[NK * HKV * HD];
+static float q[4 * HQ * HD], kk[NK * HKV * HD], vv[NK * HKV * HD];
 
 typedef struct {
     float scores[N * E];
@@ -27,6 +29,8 @@ typedef struct {
     float added[N * D];
     float att[HQ * HD];
     float lse[HQ];
+    float batt[4 * HQ * HD];
+    float blse[4 * HQ];
 } outputs;
 
 static outputs want, got;
@@ -45,7 +49,7 @@ static void make_inputs(void) {
     for (int i = 0; i < N * D; i++) h[i] = rndf();
     for (int i = 0; i < E * D; i++) w[i] = rndf() * 0.05f;
     for (int i = 0; i < ROW; i++) row[i] = (i % 11 == 0) ? 0.25f : rndf();
-    for (int i = 0; i < HQ * HD; i++) q[i] = rndf();
+    for (int i = 0; i < 4 * HQ * HD; i++) q[i] = rndf();
     for (int i = 0; i < NK * HKV * HD; i++) {
         kk[i] = rndf();
         vv[i] = rndf();
@@ -78,6 +82,18 @@ static tkr_status run_all(outputs *o) {
     aopt.lse = o->lse;
     KEEP(tkr_attention(TKR_DTYPE_F32, q, 1, HQ, HD, HQ * HD, HD, kk, vv, n_keys, HKV, HKV * HD,
                        HD, HKV * HD, HD, NULL, &aopt, o->att, HQ * HD, HD));
+    /* Four decoding sequences packed back to back over the keys. */
+    size_t cu_q[5] = {0, 1, 2, 3, 4};
+    size_t cu_k[5] = {0, n_keys / 3, n_keys / 3 + 50, n_keys / 3 + 50 + 1030, n_keys};
+    tkr_attention_batch batch;
+    tkr_attention_batch_init(&batch);
+    batch.n_seqs = 4;
+    batch.cu_seqlens_q = cu_q;
+    batch.cu_seqlens_k = cu_k;
+    aopt.lse = o->blse;
+    aopt.batch = &batch;
+    KEEP(tkr_attention(TKR_DTYPE_F32, q, 4, HQ, HD, HQ * HD, HD, kk, vv, n_keys, HKV, HKV * HD,
+                       HD, HKV * HD, HD, NULL, &aopt, o->batt, HQ * HD, HD));
 #undef KEEP
     return first;
 }
@@ -141,9 +157,9 @@ int main(void) {
     check_expected_isa();
     if (getenv("TKR_TEST_ITERS") != NULL) {
         /* Still above the work threshold, a long (chunked) row and split-K. */
-        n_rows = 300;
-        row_len = 140000;
-        n_keys = 1100;
+        n_rows = 600;
+        row_len = 180000;
+        n_keys = 2100;
     }
     make_inputs();
 

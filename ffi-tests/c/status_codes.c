@@ -282,17 +282,17 @@ static tkr_status panic_formatted(void) { return tkr_test_panic(1, NULL, 0); }
 #endif
 
 /* The calling thread's parallel-for fails: the call completes its outputs inline and
- * says PARALLEL_FAILED. A score over 1024 x 128 floats has enough work to split. */
+ * says PARALLEL_FAILED. A score over 4096 x 128 floats has enough work to split. */
 static tkr_status parallel_callback_fails(void) {
-    static float h[1024 * 128], w[128], want[1024], out[1024];
-    for (int i = 0; i < 1024 * 128; i++) h[i] = (float)(i % 7) * 0.125f;
+    static float h[4096 * 128], w[128], want[4096], out[4096];
+    for (int i = 0; i < 4096 * 128; i++) h[i] = (float)(i % 7) * 0.125f;
     for (int i = 0; i < 128; i++) w[i] = 0.01f;
-    tkr_status st = tkr_score(TKR_DTYPE_F32, h, 1024, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE,
+    tkr_status st = tkr_score(TKR_DTYPE_F32, h, 4096, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE,
                               want, 1);
     if (st != TKR_STATUS_OK) return st;
     st = tkr_set_thread_parallel_for(failing_for, NULL);
     if (st != TKR_STATUS_OK) return st;
-    st = tkr_score(TKR_DTYPE_F32, h, 1024, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE, out, 1);
+    st = tkr_score(TKR_DTYPE_F32, h, 4096, 128, 128, w, 1, 128, NULL, TKR_ACT_NONE, out, 1);
     tkr_set_thread_parallel_for(NULL, NULL);
     /* Complete outputs, equal to the inline call's (999: not a status, so a mismatch). */
     return memcmp(out, want, sizeof out) == 0 ? st : (tkr_status)999;

@@ -169,6 +169,10 @@ pub fn hooks_library() -> &'static Path {
             ])
             .arg("--target-dir")
             .arg(&target_dir)
+            // Unoptimised, without debug info or incremental state: the quickest build of
+            // this second copy of the library.
+            .env("CARGO_PROFILE_DEV_DEBUG", "0")
+            .env("CARGO_INCREMENTAL", "0")
             .current_dir(root())
             .status()
             .expect("running cargo build for the test-hooks library");

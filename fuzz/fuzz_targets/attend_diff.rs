@@ -15,20 +15,28 @@
 //! - merge: bit-identical on every level, within rounding of the f64 combination, zeros
 //!   and `-inf` for an all-empty row;
 //! - key-block summaries: exactly the elementwise min / max; bounds: bit-identical on
-//!   every level and never below the exact block maximum of `q . k`.
+//!   every level and never below the exact block maximum of `q . k`;
+//! - batches (dense with batch strides, ragged by cu_seqlens, with every key-set form,
+//!   explicit positions or an implicit causal alignment): bit-identical on every level
+//!   and every sequence bit-identical to a separate call over it (whose own results
+//!   the modes above check against the oracle); rows outside every sequence untouched;
+//!   bad cu_seqlens and out-of-range keys of any sequence: the documented error with
+//!   nothing written.
 #![no_main]
 
 use half::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
 use tokenroute::{
-    AttendElement, AttendExtras, AttendOptions, ErrorKind, Heads, HeadsMut, Kernels, KeySubset,
-    ListsPer, MatrixMut, OutElement,
+    AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, ErrorKind, Heads,
+    HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
 };
 use tokenroute_fuzz::Input;
 
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input::new(data);
-    match inp.u8() % 12 {
+    match inp.u8() % 14 {
+        12 => batch::<f32, f32>(&mut inp),
+        13 => batch::<bf16, f16>(&mut inp),
         0 | 1 => attention::<f32, f32>(&mut inp),
         2 => attention::<f16, f16>(&mut inp),
         3 => attention::<bf16, bf16>(&mut inp),
@@ -261,7 +269,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
         window,
         q_positions: masked.then_some(&q_pos[..]),
         k_positions: masked.then_some(&k_pos[..]),
-        bf16_dot: false,
+        ..Default::default()
     };
     // Outputs.
     let (ots, ohs, ospan) = T3::<O>::layout(inp, n_q, h_q, d);
@@ -354,6 +362,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                 let seq: Vec<usize> = match keys {
                     KeySubset::Dense => (0..n_k).collect(),
                     KeySubset::Indices(l) => l.iter().map(|&x| x as usize).collect(),
+                    KeySubset::SeqIndices { .. } => unreachable!("single calls only"),
                     KeySubset::Blocks { .. } => {
                         let n_qb = n_q.div_ceil(qb);
                         let l = match per {
@@ -732,6 +741,295 @@ fn summary_bound<T: AttendElement + Num>(inp: &mut Input) {
                 }
             }
         }
+        first = Some(got);
+    }
+}
+
+/// A batch (see the module doc): sequences of up to 6 queries and 80 keys.
+fn batch<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
+    let n_seqs = inp.below(4);
+    let h_kv = 1 + inp.below(1);
+    let h_q = h_kv * (1 + inp.below(2));
+    let d = 1 + inp.len(40);
+    let ragged = inp.bool();
+    // Per-sequence lengths; dense batches share one shape.
+    let (nq0, nk0) = (inp.below(6), inp.len(80));
+    let lens: Vec<(usize, usize)> = (0..n_seqs)
+        .map(|_| {
+            if ragged {
+                (inp.below(6), inp.len(80))
+            } else {
+                (nq0, nk0)
+            }
+        })
+        .collect();
+    let mut want_err = None;
+    // Ragged: offsets with unused rows before and after the sequences.
+    let (mut cu_q, mut cu_k) = (vec![inp.below(2)], vec![inp.below(2)]);
+    for &(nq, nk) in &lens {
+        cu_q.push(cu_q[cu_q.len() - 1] + nq);
+        cu_k.push(cu_k[cu_k.len() - 1] + nk);
+    }
+    let (tq, tk) = if ragged {
+        (cu_q[n_seqs] + inp.below(2), cu_k[n_seqs] + inp.below(2))
+    } else {
+        (nq0, nk0)
+    };
+    if ragged && n_seqs > 0 && inp.u8() % 16 == 0 {
+        // Decreasing offsets, or past the rows.
+        let b = inp.below(n_seqs - 1);
+        if inp.bool() && cu_q[b] > 0 {
+            cu_q[b + 1] = cu_q[b] - 1;
+            want_err = Some(ErrorKind::InvalidArgument);
+        } else {
+            cu_k[n_seqs] = tk + 1;
+            want_err = Some(ErrorKind::OutOfRange);
+        }
+    }
+    let n_b = if ragged { 1 } else { n_seqs.max(1) };
+    let q = T3::new(inp, tq * n_b, h_q, d, |i| T::of32(value(i, false)));
+    let k = T3::new(inp, tk * n_b, h_kv, d, |i| T::of32(value(i, false)));
+    let v = T3::new(inp, tk * n_b, h_kv, d, |i| T::of32(value(i, false)));
+    // Dense batches: sequence b is rows b * n .. of the tensors (stride n * ts when
+    // token-major; head-major tensors are [h][n_b * n] so that works too), or shared.
+    let strides = BatchStrides {
+        q: tq * q.ts,
+        k: if inp.u8() % 4 == 0 { 0 } else { tk * k.ts },
+        v: tk * v.ts,
+        out: 0,
+        lse: 0,
+        mass: 0,
+        q_positions: tq,
+        k_positions: tk,
+    };
+    let rows = |b: usize| -> (usize, usize, usize, usize) {
+        if ragged {
+            (
+                cu_q[b],
+                cu_q[b + 1] - cu_q[b],
+                cu_k[b],
+                cu_k[b + 1] - cu_k[b],
+            )
+        } else {
+            (b * tq, tq, b * tk, tk)
+        }
+    };
+    // Key sets: dense, one shared list, per-sequence lists, block lists.
+    let kind = inp.u8() % 4;
+    let min_k = (0..n_seqs).map(|b| rows(b).3).min().unwrap_or(0);
+    let shared: Vec<u32> = (0..inp.len(30))
+        .filter(|_| min_k > 0)
+        .map(|_| inp.below(min_k - 1) as u32)
+        .collect();
+    let (mut ind, mut ioff) = (vec![], vec![0usize]);
+    let (bs, qb) = (1 + inp.below(16), 1 + inp.below(3));
+    let (mut boff, mut bids) = (vec![0usize], vec![]);
+    for b in 0..n_seqs {
+        let (_, nq, _, nk) = rows(b);
+        for _ in 0..inp.len(30) {
+            if nk > 0 {
+                ind.push(inp.below(nk - 1) as u32);
+            }
+        }
+        ioff.push(ind.len());
+        let nblk = nk.div_ceil(bs);
+        for _ in 0..nq.div_ceil(qb) * h_kv {
+            for _ in 0..inp.below(nblk.min(6)) {
+                bids.push(inp.below(nblk - 1) as u32);
+            }
+            boff.push(bids.len());
+        }
+    }
+    if want_err.is_none() && n_seqs > 0 && inp.u8() % 16 == 0 {
+        // A key index or block id past one sequence's keys.
+        let b = inp.below(n_seqs - 1);
+        let nk = rows(b).3;
+        match kind {
+            2 => {
+                ind.insert(ioff[b], nk as u32);
+                for o in &mut ioff[b + 1..] {
+                    *o += 1;
+                }
+                want_err = Some(ErrorKind::OutOfRange);
+            }
+            3 if boff[boff.len() - 1] > 0 => {
+                let at = inp.below(bids.len() - 1);
+                // The sequence whose lists hold entry `at`.
+                let mut l0 = 0;
+                let mut owner = 0;
+                for s in 0..n_seqs {
+                    let n_l = rows(s).1.div_ceil(qb) * h_kv;
+                    if boff[l0] <= at && at < boff[l0 + n_l] {
+                        owner = s;
+                    }
+                    l0 += n_l;
+                }
+                bids[at] = rows(owner).3.div_ceil(bs) as u32;
+                want_err = Some(ErrorKind::OutOfRange);
+            }
+            _ => {}
+        }
+    }
+    let keys = match kind {
+        1 => KeySubset::Indices(&shared),
+        2 => KeySubset::SeqIndices {
+            indices: &ind,
+            offsets: &ioff,
+        },
+        3 => KeySubset::Blocks {
+            block_size: bs,
+            query_block: qb,
+            offsets: &boff,
+            ids: &bids,
+            per: ListsPer::KvHead,
+        },
+        _ => KeySubset::Dense,
+    };
+    let causal = inp.bool();
+    let window = if inp.u8() % 4 == 0 {
+        inp.below(40) as u32
+    } else {
+        0
+    };
+    let align = [
+        CausalAlign::Positions,
+        CausalAlign::TopLeft,
+        CausalAlign::BottomRight,
+    ][inp.below(2)];
+    let q_pos: Vec<u32> = (0..tq * n_b).map(|_| inp.below(100) as u32).collect();
+    let k_pos: Vec<u32> = (0..tk * n_b).map(|_| inp.below(100) as u32).collect();
+    let explicit = align == CausalAlign::Positions;
+    let opts = AttendOptions {
+        causal,
+        window,
+        align,
+        q_positions: explicit.then_some(&q_pos[..]),
+        k_positions: explicit.then_some(&k_pos[..]),
+        ..Default::default()
+    };
+    // Outputs: token-major with padding; lse packed; mass over every key row.
+    let ots = h_q * d + inp.below(2);
+    let olen = tq * n_b * ots + 1;
+    let mass0: Vec<f32> = (0..tk * n_b + 1).map(|_| value(inp, false)).collect();
+    let with_mass = inp.bool();
+    let batch = if ragged {
+        Batch::Ragged {
+            cu_seqlens_q: &cu_q,
+            cu_seqlens_k: &cu_k,
+        }
+    } else {
+        Batch::Dense {
+            n: n_seqs,
+            strides: BatchStrides {
+                out: tq * ots,
+                lse: tq * h_q,
+                mass: tk,
+                ..strides
+            },
+        }
+    };
+    type Got = (Vec<u32>, Vec<u32>, Vec<u32>);
+    let mut first: Option<Got> = None;
+    for kern in Kernels::all_supported() {
+        let mut out = vec![O::of32(CANARY); olen];
+        let mut lse = vec![CANARY; tq * n_b * h_q + 1];
+        let mut mass = mass0.clone();
+        let r = kern.attention_batch(
+            Heads::new(&q.data, tq, h_q, d, q.ts, q.hs).unwrap(),
+            Heads::new(&k.data, tk, h_kv, d, k.ts, k.hs).unwrap(),
+            Heads::new(&v.data, tk, h_kv, d, v.ts, v.hs).unwrap(),
+            keys,
+            &opts,
+            &batch,
+            HeadsMut::new(&mut out, tq, h_q, d, ots, d).unwrap(),
+            AttendExtras {
+                lse: Some((&mut lse[..], 0)),
+                mass: with_mass.then_some((&mut mass[..], 0)),
+            },
+        );
+        assert_eq!(
+            r.as_ref().err().map(|e| e.kind),
+            want_err,
+            "{:?}: batch {r:?}",
+            kern.isa()
+        );
+        let got: Got = (
+            out.iter().map(|x| x.bits()).collect(),
+            lse.iter().map(|x| x.to_bits()).collect(),
+            mass.iter().map(|x| x.to_bits()).collect(),
+        );
+        if want_err.is_some() {
+            assert!(
+                got.0.iter().all(|&b| b == O::of32(CANARY).bits())
+                    && got.1.iter().all(|&b| b == CANARY.to_bits())
+                    && got.2 == mass0.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "written on error"
+            );
+            continue;
+        }
+        if let Some(f) = &first {
+            assert!(&got == f, "{:?}: batch differs from scalar", kern.isa());
+            continue;
+        }
+        // Every sequence against a separate call; the rest untouched.
+        let mut o1 = vec![O::of32(CANARY); olen];
+        let mut l1 = vec![CANARY; tq * n_b * h_q + 1];
+        let mut m1 = mass0.clone();
+        let mut list0 = 0;
+        for b in 0..n_seqs {
+            let (q0, nq, k0, nk) = rows(b);
+            let kb = if ragged || strides.k != 0 { k0 } else { 0 };
+            let n_l = nq.div_ceil(qb) * h_kv;
+            let keys1 = match keys {
+                KeySubset::SeqIndices { indices, offsets } => {
+                    KeySubset::Indices(&indices[offsets[b]..offsets[b + 1]])
+                }
+                KeySubset::Blocks { .. } => KeySubset::Blocks {
+                    block_size: bs,
+                    query_block: qb,
+                    offsets: &boff[list0..list0 + n_l + 1],
+                    ids: &bids,
+                    per: ListsPer::KvHead,
+                },
+                k => k,
+            };
+            list0 += n_l;
+            let o = AttendOptions {
+                q_positions: explicit.then_some(&q_pos[q0..q0 + nq]),
+                k_positions: explicit.then_some(&k_pos[k0..k0 + nk]),
+                ..opts
+            };
+            // The sequence's rows: the tensor from its first row on (either layout).
+            fn sub<T: AttendElement>(t: &T3<T>, r0: usize, n: usize) -> Heads<'_, T> {
+                let data = t.data.get(r0 * t.ts..).unwrap_or(&[]);
+                Heads::new(data, n, t.h, t.d, t.ts, t.hs).unwrap()
+            }
+            kern.attention(
+                sub(&q, q0, nq),
+                sub(&k, kb, nk),
+                sub(&v, k0, nk),
+                keys1,
+                &o,
+                HeadsMut::new(&mut o1[q0 * ots..], nq, h_q, d, ots, d).unwrap(),
+                AttendExtras {
+                    lse: Some((&mut l1[q0 * h_q..], 0)),
+                    mass: with_mass.then_some((&mut m1[k0..], 0)),
+                },
+            )
+            .unwrap();
+        }
+        assert!(
+            got.0 == o1.iter().map(|x| x.bits()).collect::<Vec<_>>(),
+            "out != separate calls"
+        );
+        assert!(
+            got.1 == l1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "lse != separate calls"
+        );
+        assert!(
+            got.2 == m1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "mass != separate calls"
+        );
         first = Some(got);
     }
 }

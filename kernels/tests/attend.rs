@@ -784,6 +784,44 @@ fn check_all_nan_rows(c: &Case<f32>, nan_rows: &[usize]) {
     }
 }
 
+/// NaN inputs of every payload and sign give the canonical quiet NaN wherever a NaN
+/// reaches a result (output row, log-sum-exp, attention mass), on every level: the
+/// payload a NaN keeps depends on the order of operations, which differs between levels.
+#[test]
+fn nan_results_are_canonical_on_every_level() {
+    let mut rng = Rng::new(23);
+    let payloads = [
+        0xffc0_0001u32,
+        0x7fa0_1234,
+        0x7f80_0001,
+        0xffff_ffff,
+        0x7fc0_0000,
+    ];
+    for (ci, mass_per_head) in [Some(false), Some(true)].into_iter().enumerate() {
+        let mut c: Case<f32> =
+            Case::random(&mut rng, 5, 4, 2, 40, 150, ci, Keys::Dense, ci == 1, 0);
+        c.mass_per_head = mass_per_head;
+        let (qt, kt, vt) = (c.q_tok(), c.k_tok(), c.v_tok());
+        for (i, &p) in payloads.iter().enumerate() {
+            c.q[(i % c.n_q) * qt + 3 + i] = f32::from_bits(p);
+            c.k[(7 + 29 * i) * kt + i] = f32::from_bits(payloads[(i + 1) % 5]);
+            c.v[(11 + 31 * i) * vt + 2 * i] = f32::from_bits(payloads[(i + 2) % 5]);
+        }
+        for k in runnable(ATTEND_F32) {
+            let g = run(&k, &c);
+            let mut nans = 0;
+            let bits = (g.out.iter().copied())
+                .chain(g.lse.iter().map(|x| x.to_bits()))
+                .chain(g.mass.iter().map(|x| x.to_bits()));
+            for x in bits.filter(|&x| f32::from_bits(x).is_nan()) {
+                nans += 1;
+                assert_eq!(x, 0x7fc0_0000, "{}: a NaN result {x:#x}", k.id());
+            }
+            assert!(nans > 0, "{}: the case makes NaN results", k.id());
+        }
+    }
+}
+
 /// A row's result does not depend on the other queries of the call (prefill tiles vs
 /// decode tiles), bit for bit.
 #[test]

@@ -298,6 +298,7 @@ def test_structs_match_the_header():
     for cname, cls, init in (
         ("tkr_attention_keys", amod.AttentionKeys, amod._keys_init),
         ("tkr_attention_options", amod.AttentionOptions, amod._options_init),
+        ("tkr_attention_batch", amod.AttentionBatch, amod._batch_init),
     ):
         body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (cname, cname), header, re.S).group(1)
         body = re.sub(r"//[^\n]*", "", body)

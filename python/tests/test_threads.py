@@ -42,6 +42,24 @@ def test_counts_are_validated():
     assert tokenroute.get_num_threads() == 1
 
 
+def test_thread_cap_grows_the_pool_and_restores_the_threads_cap():
+    from tokenroute.threads import get_thread_num_threads, thread_cap
+
+    tokenroute.set_num_threads(1)
+    assert get_thread_num_threads() == 0
+    with thread_cap(3):
+        assert tokenroute.get_num_threads() == 3 and get_thread_num_threads() == 3
+    assert get_thread_num_threads() == 0 and tokenroute.get_num_threads() == 3
+    tokenroute.set_thread_num_threads(2)
+    with pytest.raises(RuntimeError):
+        with thread_cap(1):
+            assert get_thread_num_threads() == 1
+            raise RuntimeError
+    assert get_thread_num_threads() == 2
+    tokenroute.set_thread_num_threads(None)
+    assert get_thread_num_threads() == 0
+
+
 def workload(seed=0):
     """Outputs of every family's wrappers on shapes large enough to split."""
     rng = np.random.default_rng(seed)

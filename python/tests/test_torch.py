@@ -12,6 +12,7 @@ else:
     torch = pytest.importorskip("torch")
 
 import tokenroute
+import tokenroute.threads as threads_mod
 import tokenroute.torch as tt
 from tokenroute import TokenrouteError
 
@@ -308,6 +309,57 @@ def test_attention_fused_qkv_views_batch_and_threads(gen):
     # head-major views ([heads, seq, dim] transposed), as transformers' caches are
     kh = k[0].transpose(0, 1).contiguous().transpose(0, 1)
     assert torch.equal(tt.attention(q[0], kh, v[0], causal=True), one[0])
+
+
+def test_attention_runs_on_the_pool_bit_identical_for_every_thread_count(gen):
+    # Decode-shaped calls (few rows per KV head over >= 1024 keys) split into key chunks:
+    # the split is fixed by the call's shape, so 1, 2, 3 and 7 threads agree bit for bit,
+    # batched or not, and the thread's own cap is back after each call.
+    q = torch.randn(3, 40, 2, 64, generator=gen)  # 80 rows per KV head: no split-K
+    k = torch.randn(3, 2048, 1, 64, generator=gen)
+    v = torch.randn(3, 2048, 1, 64, generator=gen)
+    dq, dk, dv = q[:, -1:], k, v
+    before = tokenroute.get_num_threads()
+    tokenroute.set_thread_num_threads(5)
+    try:
+        ref = tt.attention(q, k, v, return_lse=True, threads=1)
+        dref = tt.attention(dq, dk, dv, return_lse=True, threads=1)
+        for t in (2, 3, 7):
+            for a, b in zip(tt.attention(q, k, v, return_lse=True, threads=t)[:2], ref[:2]):
+                assert torch.equal(a, b)
+            for a, b in zip(tt.attention(dq, dk, dv, return_lse=True, threads=t)[:2], dref[:2]):
+                assert torch.equal(a, b)
+            assert tokenroute.get_num_threads() >= t  # grown to the request
+            assert threads_mod.get_thread_num_threads() == 5
+        for b in range(3):  # each batch element is a separate call
+            one = tt.attention(dq[b], dk[b], dv[b], threads=3)
+            assert torch.equal(one, dref[0][b])
+    finally:
+        tokenroute.set_thread_num_threads(None)
+        tokenroute.set_num_threads(before)
+    assert threads_mod.get_thread_num_threads() == 0
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_attention_batch_is_one_call_equal_to_per_element_calls(gen, monkeypatch, per_head):
+    # Evenly spaced batch views (k shared by expand: batch stride 0) go to the library as
+    # one batched call, with lse and mass; each element equals its own call bit for bit.
+    used = []
+    real = tt._batch_call
+    monkeypatch.setattr(tt, "_batch_call", lambda *a: used.append(real(*a)) or used[-1])
+    B, n_q, hq, hkv, d, n_k = 3, 5, 4, 2, 16, 40
+    q = torch.randn(B, n_q, hq, d, generator=gen)
+    k = torch.randn(1, n_k, hkv, d, generator=gen).expand(B, n_k, hkv, d)
+    v = torch.randn(B, n_k, hkv, d, generator=gen)
+    idx = torch.tensor([0, 3, 4, 9, 17, 39])
+    for keys in ({}, {"indices": idx}):
+        out, lse, mass = tt.attention(q, k, v, return_lse=True, return_mass=True, mass_per_head=per_head,
+                                      threads=2, **keys)
+        assert used[-1] is not None and used[-1][0].k_batch_stride == 0
+        for b in range(B):
+            o1, l1, m1 = tt.attention(q[b], k[b], v[b], return_lse=True, return_mass=True,
+                                      mass_per_head=per_head, threads=1, **keys)
+            assert torch.equal(out[b], o1) and torch.equal(lse[b], l1) and torch.equal(mass[b], m1)
 
 
 @pytest.mark.parametrize("level", tokenroute.supported_isas())

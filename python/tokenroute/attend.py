@@ -51,9 +51,18 @@ TKR_ATTENTION_BF16_DOT = constant("TKR_ATTENTION_BF16_DOT", 2)
 TKR_KEYS_DENSE = constant("TKR_KEYS_DENSE", 0)
 TKR_KEYS_INDICES = constant("TKR_KEYS_INDICES", 1)
 TKR_KEYS_BLOCKS = constant("TKR_KEYS_BLOCKS", 2)
+TKR_KEYS_SEQ_INDICES = constant("TKR_KEYS_SEQ_INDICES", 3)
+TKR_CAUSAL_ALIGN_POSITIONS = constant("TKR_CAUSAL_ALIGN_POSITIONS", 0)
+TKR_CAUSAL_ALIGN_TOP_LEFT = constant("TKR_CAUSAL_ALIGN_TOP_LEFT", 1)
+TKR_CAUSAL_ALIGN_BOTTOM_RIGHT = constant("TKR_CAUSAL_ALIGN_BOTTOM_RIGHT", 2)
 TKR_BLOCK_LISTS_SHARED = constant("TKR_BLOCK_LISTS_SHARED", 0)
 TKR_BLOCK_LISTS_PER_KV_HEAD = constant("TKR_BLOCK_LISTS_PER_KV_HEAD", 1)
 TKR_BLOCK_LISTS_PER_Q_HEAD = constant("TKR_BLOCK_LISTS_PER_Q_HEAD", 2)
+
+CAUSAL_ALIGNS = {
+    "top_left": TKR_CAUSAL_ALIGN_TOP_LEFT,
+    "bottom_right": TKR_CAUSAL_ALIGN_BOTTOM_RIGHT,
+}
 
 BLOCK_LISTS = {
     "shared": TKR_BLOCK_LISTS_SHARED,
@@ -76,6 +85,7 @@ class AttentionKeys(ctypes.Structure):
         ("block_offsets", c_void_p),
         ("block_ids", c_void_p),
         ("n_block_ids", c_size_t),
+        ("index_offsets", c_void_p),
     ]
 
 
@@ -94,6 +104,28 @@ class AttentionOptions(ctypes.Structure):
         ("lse_token_stride", c_size_t),
         ("mass", c_void_p),
         ("mass_head_stride", c_size_t),
+        ("causal_align", c_uint32),
+        ("batch", c_void_p),
+        ("sinks", c_void_p),
+    ]
+
+
+class AttentionBatch(ctypes.Structure):
+    """``struct tkr_attention_batch`` (field for field; tests compare with the header)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("n_seqs", c_size_t),
+        ("cu_seqlens_q", c_void_p),
+        ("cu_seqlens_k", c_void_p),
+        ("q_batch_stride", c_size_t),
+        ("k_batch_stride", c_size_t),
+        ("v_batch_stride", c_size_t),
+        ("out_batch_stride", c_size_t),
+        ("lse_batch_stride", c_size_t),
+        ("mass_batch_stride", c_size_t),
+        ("q_positions_batch_stride", c_size_t),
+        ("k_positions_batch_stride", c_size_t),
     ]
 
 
@@ -107,6 +139,7 @@ _attention = declare(
 )
 _keys_init = declare("tkr_attention_keys_init", c_uint32, [POINTER(AttentionKeys)])
 _options_init = declare("tkr_attention_options_init", c_uint32, [POINTER(AttentionOptions)])
+_batch_init = declare("tkr_attention_batch_init", c_uint32, [POINTER(AttentionBatch)])
 _merge = declare(
     "tkr_attention_merge",
     c_uint32,
@@ -243,6 +276,11 @@ def attention(
     window: int = 0,
     q_positions=None,
     k_positions=None,
+    causal_align: Optional[str] = None,
+    cu_seqlens_q=None,
+    cu_seqlens_k=None,
+    index_offsets=None,
+    sinks=None,
     scale: float = 0.0,
     bf16_dot: bool = False,
     out_dtype: Optional[str] = None,
@@ -266,7 +304,20 @@ def attention(
     Masking: ``causal`` and/or ``window`` (> 0) by original positions; ``q_positions``
     (``n_q``) and ``k_positions`` (``n_k``) default to the last ``n_q`` positions of
     ``range(n_k)`` (queries at the end of the sequence) and ``range(n_k)``.
+    ``causal_align``: ``"top_left"`` (query i at position i, key j at j: ONNX and
+    PyTorch ``is_causal``) or ``"bottom_right"`` (query i at ``i + n_k - n_q``) instead
+    of positions.
     ``scale``: 0 means ``1 / sqrt(head_dim)``. ``bf16_dot``: TKR_ATTENTION_BF16_DOT.
+    ``sinks``: ``n_heads_q`` sink logits (float32; each joins its head's softmax
+    denominator without a value; not with the mass).
+
+    Ragged batches (``cu_seqlens_q``, ``cu_seqlens_k``: ``n_seqs + 1`` nondecreasing
+    row offsets each): sequences packed back to back in q/out (query rows) and k/v
+    (key rows), each attending over its own keys in one call, bit-identical to separate
+    calls; lse rows follow the queries, mass entries the keys. Keys per sequence: dense,
+    ``indices`` (shared, local rows), ``indices`` with ``index_offsets`` (``n_seqs + 1``
+    offsets: list b for sequence b), or block lists back to back. Masking without
+    positions uses ``causal_align`` (default ``"bottom_right"``) per sequence.
     ``out_dtype``: None (the input's), ``"f32"``, ``"f16"`` or ``"bf16"``; ``out``: a
     caller array of that type and shape (allocated when not given).
 
@@ -305,21 +356,39 @@ def attention(
             raise invalid(fn, f"k {k.shape} and v {v.shape} must have the same shape")
         if dk != d:
             raise invalid(fn, f"q has head_dim {d} but k has {dk}")
-    alive = None
+    alive = batch = None
+    if cu_seqlens_q is not None or cu_seqlens_k is not None:
+        batch, cu_q = _ragged(fn, cu_seqlens_q, cu_seqlens_k)
+        if causal_align is None and q_positions is None and k_positions is None:
+            causal_align = "bottom_right"
+    else:
+        cu_q = None
     if indices is None and block_size is None and query_block_size is None and (
-        block_offsets is None and block_ids is None
+        block_offsets is None and block_ids is None and index_offsets is None
     ):
         keys = None
     else:
         keys, alive = _keys(fn, indices, block_size, query_block_size, block_offsets, block_ids,
-                            block_lists, n_q, hq, hkv)
+                            block_lists, n_q, hq, hkv, index_offsets, cu_q)
     want_lse = return_lse or out_lse is not None
     want_mass = return_mass or mass is not None
     if (
         causal or window or scale or bf16_dot or want_lse or want_mass or out_dtype is not None
-        or q_positions is not None or k_positions is not None
+        or q_positions is not None or k_positions is not None or causal_align is not None
+        or batch is not None or sinks is not None
     ):
         opts = options(AttentionOptions)
+        if causal_align is not None:
+            if causal_align not in CAUSAL_ALIGNS:
+                raise invalid(fn, f"causal_align must be one of {sorted(CAUSAL_ALIGNS)}, not {causal_align!r}")
+            opts.causal_align = CAUSAL_ALIGNS[causal_align]
+        if batch is not None:
+            opts.batch = addr(batch[0])
+        if sinks is not None:
+            sinks = np.ascontiguousarray(sinks, dtype=np.float32).reshape(-1)
+            if len(sinks) != hq:
+                raise invalid(fn, f"sinks needs {hq} entries (one per query head), got {len(sinks)}")
+            opts.sinks = addr(sinks)
         positions = _attention_options(opts, fn, causal, window, scale, bf16_dot, q_positions,
                                        k_positions, n_q, n_k)
         if out_dtype is not None and out_dtype not in DTYPE_CODES:
@@ -361,7 +430,7 @@ def attention(
             opts.mass_head_stride = n_k if mass_per_head else 0
     st = _attention(code, qp, n_q, hq, d, qts, qhs, kp, vp, n_k, hkv, kts, khs, vts, vhs,
                     keys, opts, op, ots, ohs)
-    del alive, positions
+    del alive, positions, batch, sinks
     if st:
         raise TokenrouteError(st, fn)
     if want_lse or want_mass:
@@ -379,19 +448,51 @@ def _out_f32(a, fn, name, shape) -> None:
         raise TokenrouteError(TKR_STATUS_BAD_STRIDE, fn, f"{name} must be C-contiguous and writeable")
 
 
+def _offsets(a, fn, name):
+    """A C-contiguous size_t array of non-negative integer offsets."""
+    if type(a) is NDARRAY and a.dtype is UINTP and a.ndim == 1 and cptr(a):
+        return a
+    x = np.asarray(a).reshape(-1)
+    if x.size and (not np.issubdtype(x.dtype, np.integer) or x.min() < 0):
+        raise invalid(fn, f"{name} must be non-negative integers")
+    return np.ascontiguousarray(x, dtype=np.uintp)
+
+
+def _ragged(fn, cu_seqlens_q, cu_seqlens_k):
+    """((AttentionBatch, its arrays), cu_seqlens_q) of a ragged batch."""
+    if cu_seqlens_q is None or cu_seqlens_k is None:
+        raise invalid(fn, "a ragged batch needs both cu_seqlens_q and cu_seqlens_k")
+    cq = _offsets(cu_seqlens_q, fn, "cu_seqlens_q")
+    ck = _offsets(cu_seqlens_k, fn, "cu_seqlens_k")
+    if len(cq) == 0 or len(cq) != len(ck):
+        raise invalid(fn, "cu_seqlens_q and cu_seqlens_k need n_seqs + 1 entries each")
+    b = options(AttentionBatch)
+    b.n_seqs = len(cq) - 1
+    b.cu_seqlens_q = addr(cq)
+    b.cu_seqlens_k = addr(ck)
+    return (b, cq, ck), cq
+
+
 def _keys(fn, indices, block_size, query_block_size, block_offsets, block_ids, block_lists,
-          n_q, hq, hkv):
+          n_q, hq, hkv, index_offsets=None, cu_q=None):
     """(AttentionKeys, arrays it points into) of the index or block form."""
     keys = options(AttentionKeys)
     blocky = any(x is not None for x in (block_size, query_block_size, block_offsets, block_ids))
     if indices is not None and blocky:
         raise invalid(fn, "give either indices or the block form, not both")
+    if index_offsets is not None and indices is None:
+        raise invalid(fn, "index_offsets needs indices")
     if indices is not None:
         ix = _u32(indices, fn, "indices")
         keys.kind = TKR_KEYS_INDICES
         keys.indices = addr(ix)
         keys.n_indices = len(ix)
-        return keys, ix
+        if index_offsets is None:
+            return keys, ix
+        io = _offsets(index_offsets, fn, "index_offsets")
+        keys.kind = TKR_KEYS_SEQ_INDICES
+        keys.index_offsets = addr(io)
+        return keys, (ix, io)
     if any(x is None for x in (block_size, query_block_size, block_offsets, block_ids)):
         raise invalid(fn, "the block form needs block_size, query_block_size, block_offsets and block_ids")
     if block_lists not in BLOCK_LISTS:
@@ -399,13 +500,15 @@ def _keys(fn, indices, block_size, query_block_size, block_offsets, block_ids, b
     bs = index(block_size, fn, "block_size")
     qbs = index(query_block_size, fn, "query_block_size")
     ids = _u32(block_ids, fn, "block_ids")
-    offs = block_offsets
-    if not (type(offs) is NDARRAY and offs.dtype is UINTP and offs.ndim == 1 and cptr(offs)):
-        offs = np.asarray(offs).reshape(-1)
-        if offs.size and (not np.issubdtype(offs.dtype, np.integer) or offs.min() < 0):
-            raise invalid(fn, "block_offsets must be non-negative integers")
-        offs = np.ascontiguousarray(offs, dtype=np.uintp)
-    n_lists = -(-n_q // max(qbs, 1)) * {"shared": 1, "per_kv_head": hkv, "per_q_head": hq}[block_lists]
+    offs = _offsets(block_offsets, fn, "block_offsets")
+    groups = {"shared": 1, "per_kv_head": hkv, "per_q_head": hq}[block_lists]
+    if cu_q is None:
+        n_lists = -(-n_q // max(qbs, 1)) * groups
+    else:
+        lens = np.diff(cu_q.astype(np.int64))
+        if (lens < 0).any():
+            raise invalid(fn, "cu_seqlens_q must be nondecreasing")
+        n_lists = int((-(-lens // max(qbs, 1))).sum()) * groups
     if len(offs) != n_lists + 1:
         raise invalid(fn, f"block_offsets must have {n_lists + 1} entries, got {len(offs)}")
     keys.kind = TKR_KEYS_BLOCKS
@@ -450,6 +553,8 @@ def _attention_options(opts, fn, causal, window, scale, bf16_dot, q_positions, k
     opts.window = w
     if not (causal or w or q_positions is not None or k_positions is not None):
         return None
+    if opts.causal_align and q_positions is None and k_positions is None:
+        return None  # implicit positions
     if q_positions is None or k_positions is None:
         if max(n_k, n_q) > 0xFFFFFFFF:
             raise invalid(fn, "positions are uint32: at most 2^32 - 1 keys and queries")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from ctypes import c_int32, c_size_t, c_uint32, c_void_p
 
 from ._ffi import TokenrouteError, check, declare, lib
@@ -57,8 +58,40 @@ def get_num_threads() -> int:
     return lib().tkr_get_num_threads()
 
 
+#: The cap set by :func:`set_thread_num_threads` on each Python thread (0: none).
+_CAP = threading.local()
+
+
 def set_thread_num_threads(n) -> None:
     """Caps the threads used by the calls of the calling (Python) thread at ``n`` (1:
     inline; ``None`` or 0 removes the cap). It never grows the pool."""
     n = 0 if n is None else _count(n, "tkr_set_thread_num_threads")
     check(lib().tkr_set_thread_num_threads(n), "tkr_set_thread_num_threads")
+    _CAP.n = n
+
+
+def get_thread_num_threads() -> int:
+    """The calling Python thread's cap set by :func:`set_thread_num_threads` (0: none)."""
+    return getattr(_CAP, "n", 0)
+
+
+class thread_cap:
+    """``with thread_cap(n):`` caps the calling thread's calls at ``n`` threads, growing
+    the pool to ``n`` when it is smaller, and restores the thread's previous cap after
+    (the pool keeps its size). ``n <= 1`` runs the calls inline."""
+
+    def __init__(self, n: int):
+        self.n = max(int(n), 1)
+
+    def __enter__(self):
+        self.prev = get_thread_num_threads()
+        if self.n > 1 and get_num_threads() < self.n:
+            set_num_threads(self.n)
+        if self.n != self.prev:
+            set_thread_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.n != self.prev:
+            set_thread_num_threads(self.prev)
+        return False

@@ -48,10 +48,12 @@ Rules common to every operator
   ``RuntimeError`` at the call, except ``gather_rows`` whose backward is provided (exact:
   ``grad_src = zeros.index_add_(0, idx, grad_out)``, what ``index_select``'s backward
   computes).
-- **Threads**: ``attention`` splits large calls over ``torch.get_num_threads()`` Python
-  threads (the library releases the GIL; every (query, head) row is computed the same
-  way whatever the split, so results are bit-identical to one call). The other operators
-  run on the calling thread.
+- **Threads**: every operator runs on the library's thread pool (README, "Threads":
+  results are bit-identical for every thread count). ``attention`` uses ``threads``
+  threads (0: ``torch.get_num_threads()``), growing the pool (``tokenroute.set_num_threads``)
+  to that size when it is smaller; the other operators use the pool's size. A 4-D batch
+  of evenly spaced views (no copy) with dense or index keys is one batched C call, whose
+  small elements run in parallel with one another.
 """
 
 from __future__ import annotations
@@ -59,8 +61,7 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -68,9 +69,10 @@ from torch import Tensor
 
 from . import _ffi
 from ._ffi import TokenrouteError
-from .attend import AttentionKeys, AttentionOptions
+from .attend import AttentionBatch, AttentionKeys, AttentionOptions
 from .route import RouteOptions
 from .select import ThresholdOptions, TopkOptions
+from .threads import thread_cap
 
 __all__ = [
     "attention",
@@ -665,46 +667,41 @@ def _(h, w, bias=None, k=-1, tau=None, sigmoid=True, by_score=False, keep_first=
 
 # --- attention -----------------------------------------------------------------------
 
-_POOL: Optional[ThreadPoolExecutor] = None
-_POOL_SIZE = 0
-_POOL_LOCK = threading.Lock()
-#: Multiply-adds below which attention runs on the calling thread only.
-SPLIT_MIN_WORK = 1 << 21
+def _batch_call(lay_q, lay_k, lay_v, lay_o, lse, mass, esz, osz):
+    """(AttentionBatch, first pointers of q, k, v, out, lse, mass) describing a batch as
+    one dense batch, or None when its per-element views are not evenly spaced with equal
+    strides (an input may be shared: stride 0)."""
+    strides, firsts = [], []
+    per = [(lay_q, esz), (lay_k, esz), (lay_v, esz), (lay_o, osz)]
+    for lay, size in per:
+        if any(lay[b][1:] != lay[0][1:] for b in range(len(lay))):
+            return None
+        ptrs = [_ptr(t) for t, _, _ in lay]
+        firsts.append(ptrs[0])
+        strides.append(_even(ptrs, size))
+    for t in (lse, mass):
+        ptrs = None if t is None else [_ptr(x) for x in t]
+        firsts.append(None if t is None else ptrs[0])
+        strides.append(0 if t is None else _even(ptrs, 4))
+    if None in strides or strides[3] == 0 or None in firsts[:4]:
+        return None
+    ab = AttentionBatch()
+    ab.struct_size = ctypes.sizeof(AttentionBatch)
+    ab.n_seqs = len(lay_q)
+    (ab.q_batch_stride, ab.k_batch_stride, ab.v_batch_stride, ab.out_batch_stride,
+     ab.lse_batch_stride, ab.mass_batch_stride) = strides
+    return ab, firsts
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_SIZE < n:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tokenroute")
-            _POOL_SIZE = n
-        return _POOL
-
-
-def _run(calls: List[Tuple], threads: int) -> int:
-    """Runs tkr_attention on every argument tuple, spread over ``threads`` threads (this
-    one and the pool's); returns the first non-OK status (0 when all succeeded)."""
-    if threads <= 1 or len(calls) == 1:
-        st = 0
-        for c in calls:
-            st = st or _attention(*c)
-        return st
-    groups = [calls[i::threads] for i in range(min(threads, len(calls)))]
-
-    def run_group(g):
-        st = 0
-        for c in g:
-            st = st or _attention(*c)
-        return st
-
-    futures = [_pool(len(groups) - 1).submit(run_group, g) for g in groups[1:]]
-    st = run_group(groups[0])
-    for f in futures:
-        s = f.result()
-        st = st or s
-    return st
+def _even(ptrs, size):
+    """The spacing of ``ptrs`` in elements of ``size`` bytes when they are evenly spaced
+    upwards (0: all equal), else None."""
+    if None in ptrs:
+        return None
+    step = ptrs[1] - ptrs[0]
+    if step < 0 or step % size or any(p - ptrs[0] != i * step for i, p in enumerate(ptrs)):
+        return None
+    return step // size
 
 
 def _span(t: Tensor) -> Tuple[int, int]:
@@ -742,7 +739,7 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
                     block_lists, causal, window, q_positions, k_positions, scale, out_dtype, bf16_dot,
                     copy, out, lse, mass, mass_per_head, threads):
     """Validates everything, allocates the outputs not given (``out`` None, ``lse`` /
-    ``mass`` _NEW), then runs tkr_attention per batch element and work chunk. Returns
+    ``mass`` _NEW), then runs tkr_attention (one batched call, or one per element). Returns
     (out, lse, mass)."""
     code = _qkv(q, k, v, op)
     batched = q.dim() == 4
@@ -760,7 +757,6 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
     keys = AttentionKeys()
     keys.struct_size = ctypes.sizeof(AttentionKeys)
     blocky = block_offsets is not None or block_ids is not None or block_size or query_block_size
-    n_keys = n_k
     if indices is not None and blocky:
         raise _err(_INVALID, op, "give either indices or the block form (block_size, query_block_size, "
                    "block_offsets, block_ids), not both")
@@ -768,7 +764,6 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
         keep, keys.indices, keys.n_indices = _u32(indices, op, "indices", n_k)
         alive.append(keep)
         keys.kind = _C["TKR_KEYS_INDICES"]
-        n_keys = keys.n_indices
     elif blocky:
         if block_offsets is None or block_ids is None or block_size <= 0 or query_block_size <= 0:
             raise _err(_INVALID, op, "the block form needs block_size > 0, query_block_size > 0, "
@@ -784,7 +779,6 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
         keys.block_lists = _BLOCK_LISTS[block_lists]
         keys.block_size = block_size
         keys.query_block_size = query_block_size
-        n_keys = min(n_k, keys.n_block_ids * block_size // max(n_lists, 1))
     o = AttentionOptions()
     o.struct_size = ctypes.sizeof(AttentionOptions)
     o.scale = scale
@@ -846,60 +840,52 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
         given.append(mass)
     if mass is not None:
         o.mass_head_stride = n_k if mass_per_head else 0
-    # Work split. Every chunk of one call sees the same keys, lists and positions, so the
-    # library's checks fail in all of them or in none (and then before writing); the
-    # one check that depends on the chunk (outputs overlapping inputs) is made here.
-    t = threads if threads > 0 else torch.get_num_threads()
-    work = B * n_q * hq * max(n_keys, 1) * d
-    split = t > 1 and work >= SPLIT_MIN_WORK
-    if split and given:
+    # On the library's pool: every call's units are fixed by its shape, so the outputs
+    # never depend on the thread count. Every element sees the same keys, lists and
+    # positions, so the library's checks fail in all of them or in none (and then before
+    # writing); the one check that depends on the element (an output overlapping another
+    # element's inputs) is made here.
+    if B > 1 and given:
         spans = [_span(x) for x in (q, k, v) if x.numel()]
         for g in given:
             if g.numel():
                 lo, hi = _span(g)
                 if any(lo < b and a < hi for a, b in spans):
                     raise _err(_ffi.TKR_STATUS_OVERLAP, op, "an output overlaps q, k or v")
-    chunks = [("q", 0, n_q)]
-    if split and B < t and mass is None and not blocky and n_q >= 2 * t:
-        step = -(-n_q // t)
-        chunks = [("q", s, min(s + step, n_q)) for s in range(0, n_q, step)]
-    elif split and B < t and mass is None and hkv > 1 and block_lists == "shared":
-        g = -(-hkv // min(t, hkv))
-        chunks = [("h", s, min(s + g, hkv)) for s in range(0, hkv, g)]
-    esz, osz = q.element_size(), out.element_size()
-    rep = hq // hkv
+    o.q_positions = qpos_base
     structs = []
     calls = []
-    for b in range(B):
+    # A batch whose elements are evenly spaced views (no copies) with the key set shared
+    # by every element is one C call (tkr_attention_batch strides): the library then
+    # runs small elements in parallel with one another. Otherwise one call per element.
+    one = None
+    if batched and B > 1 and not blocky:
+        one = _batch_call(lay_q, lay_k, lay_v, lay_o, lse, mass, q.element_size(), out.element_size())
+    if one is not None:
+        ab, (pq, pk, pv, po, pl, pm) = one
+        o.batch = ctypes.addressof(ab)
+        o.lse, o.mass = pl, pm
+        structs += [ab, o]
+        (_, qts, qhs), (_, kts, khs), (_, vts, vhs), (_, ots, ohs) = lay_q[0], lay_k[0], lay_v[0], lay_o[0]
+        calls.append((code, pq, n_q, hq, d, qts, qhs, pk, pv, n_k, hkv, kts, khs, vts, vhs,
+                      ctypes.byref(keys), ctypes.byref(o), po, ots, ohs))
+    for b in range(B if one is None else 0):
         qt, qts, qhs = lay_q[b]
         kt, kts, khs = lay_k[b]
         vt, vts, vhs = lay_v[b]
         ot, ots, ohs = lay_o[b]
-        lp = None if lse is None else _ptr(lse[b] if batched else lse)
-        mp = None if mass is None else _ptr(mass[b] if batched else mass)
-        for kind, s, e in chunks:
-            ob = AttentionOptions.from_buffer_copy(o)
-            structs.append(ob)
-            qp, kp, vp, op_ = _ptr(qt), _ptr(kt), _ptr(vt), _ptr(ot)
-            ob.mass = mp
-            if kind == "q":
-                nq_c, hq_c, hkv_c = e - s, hq, hkv
-                if s:
-                    qp += s * qts * esz
-                    op_ += s * ots * osz
-                ob.q_positions = None if qpos_base is None else qpos_base + 4 * s
-                ob.lse = None if lp is None else lp + 4 * s * hq
-            else:
-                nq_c, hq_c, hkv_c = n_q, (e - s) * rep, e - s
-                qp += s * rep * qhs * esz
-                op_ += s * rep * ohs * osz
-                kp += s * khs * esz
-                vp += s * vhs * esz
-                ob.q_positions = qpos_base
-                ob.lse = None if lp is None else lp + 4 * s * rep
-            calls.append((code, qp, nq_c, hq_c, d, qts, qhs, kp, vp, n_k, hkv_c, kts, khs, vts, vhs,
-                          ctypes.byref(keys), ctypes.byref(ob), op_, ots, ohs))
-    st = _run(calls, t if split else 1)
+        ob = AttentionOptions.from_buffer_copy(o)
+        structs.append(ob)
+        ob.lse = None if lse is None else _ptr(lse[b] if batched else lse)
+        ob.mass = None if mass is None else _ptr(mass[b] if batched else mass)
+        calls.append((code, _ptr(qt), n_q, hq, d, qts, qhs, _ptr(kt), _ptr(vt), n_k, hkv, kts, khs, vts, vhs,
+                      ctypes.byref(keys), ctypes.byref(ob), _ptr(ot), ots, ohs))
+    st = 0
+    with thread_cap(threads if threads > 0 else torch.get_num_threads()):
+        for c in calls:
+            st = _attention(*c)
+            if st != _OK:
+                break
     _check(st, op, "tkr_attention")
     del alive, structs
     return out, lse, mass

@@ -6,9 +6,11 @@ use super::{
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::attend::{span3, AttendElement, OutElement};
+use crate::ops::attend_batch::{block_list_count, extents, list_groups};
 use crate::ops::{span, DType};
 use crate::{
-    AttendExtras, AttendOptions, Heads, HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut,
+    AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, Heads, HeadsMut, Kernels,
+    KeySubset, ListsPer, MatrixMut,
 };
 use core::ffi::c_void;
 use half::{bf16, f16};
@@ -25,6 +27,20 @@ pub const TKR_KEYS_DENSE: u32 = 0;
 pub const TKR_KEYS_INDICES: u32 = 1;
 /// tkr_attention_keys.kind: per query block, a list of key blocks.
 pub const TKR_KEYS_BLOCKS: u32 = 2;
+/// tkr_attention_keys.kind (batches only): per sequence, a list of its key rows.
+pub const TKR_KEYS_SEQ_INDICES: u32 = 3;
+
+/// tkr_attention_options.causal_align: positions from q_positions and k_positions
+/// (required when causal or windowed).
+pub const TKR_CAUSAL_ALIGN_POSITIONS: u32 = 0;
+/// tkr_attention_options.causal_align: implicit positions, key row j of a sequence at j
+/// and its query i at i (the first query aligned with the first key: ONNX and PyTorch
+/// is_causal).
+pub const TKR_CAUSAL_ALIGN_TOP_LEFT: u32 = 1;
+/// tkr_attention_options.causal_align: implicit positions, key row j at j and query i at
+/// i + n_k - n_q (the last query aligned with the last key: decoding after a KV cache,
+/// FlashAttention's causal).
+pub const TKR_CAUSAL_ALIGN_BOTTOM_RIGHT: u32 = 2;
 
 /// tkr_attention_keys.block_lists: one list per query block, shared by all heads.
 pub const TKR_BLOCK_LISTS_SHARED: u32 = 0;
@@ -69,8 +85,71 @@ pub struct tkr_attention_options {
     /// 0: every head adds into the same n_k floats; else floats between KV heads' arrays
     /// (>= n_k).
     pub mass_head_stride: usize,
+    /// Where the positions of causal and windowed masking come from:
+    /// TKR_CAUSAL_ALIGN_POSITIONS (0: q_positions and k_positions), or implicit positions
+    /// per sequence, TKR_CAUSAL_ALIGN_TOP_LEFT or TKR_CAUSAL_ALIGN_BOTTOM_RIGHT (then
+    /// q_positions and k_positions must be NULL).
+    pub causal_align: u32,
+    /// NULL: one sequence. Else the batch the tensors hold (see tkr_attention_batch).
+    pub batch: *const tkr_attention_batch,
+    /// NULL, or n_heads_q sink logits (gpt-oss style): sink h joins the softmax
+    /// denominator of every row of query head h as exp(sinks[h]) without a value (-inf:
+    /// no sink); the log-sum-exp includes it. Rows are merged with it by
+    /// tkr_attention_merge's canonical merge (error bound + 2^-22 vmax). Not together
+    /// with mass (TKR_STATUS_UNSUPPORTED).
+    pub sinks: *const f32,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
+
+/// How the tensors of tkr_attention split into sequences (options->batch). Every
+/// sequence attends over its own keys with the same options and gets results
+/// bit-identical to a separate call over that sequence alone (for every thread count);
+/// nothing is copied.
+///
+/// - Dense batch (cu_seqlens_q and cu_seqlens_k NULL): n_seqs sequences of n_q queries
+///   and n_k keys each; sequence b's tensors are the ones described by the call's
+///   pointers and strides moved by b * <tensor>_batch_stride elements. An input stride
+///   of 0 shares one tensor between the sequences; out_batch_stride may not be 0 when
+///   n_seqs > 1 (TKR_STATUS_BAD_STRIDE), nor make rows overlap; lse_batch_stride 0 means
+///   n_q * lse_token_stride; mass_batch_stride 0 means every sequence adds into the same
+///   arrays.
+/// - Ragged batch (cu_seqlens_q and cu_seqlens_k: n_seqs + 1 nondecreasing offsets
+///   each, the last at most n_q / n_k; every batch stride 0): the call's n_q and n_k
+///   count every row; sequence b has query rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1]
+///   (of q, out, lse, q_positions) and key rows cu_seqlens_k[b] .. cu_seqlens_k[b + 1]
+///   (of k, v, mass, k_positions). Rows outside every sequence are neither read nor
+///   written.
+/// - Keys per sequence: dense, a key-row list shared by every sequence (each entry
+///   below every sequence's n_k), TKR_KEYS_SEQ_INDICES (list b for sequence b), or
+///   block lists (every sequence's lists back to back, ceil(n_q_b / query_block_size)
+///   per group for sequence b; block ids count the sequence's own key blocks).
+/// - Positions: explicit ones are indexed like the rows they belong to (dense: moved by
+///   the positions' batch strides); implicit ones (options->causal_align) start at 0 in
+///   every sequence.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tkr_attention_batch {
+    /// sizeof(tkr_attention_batch).
+    pub struct_size: usize,
+    /// Number of sequences (0: nothing is computed).
+    pub n_seqs: usize,
+    /// Ragged batches: n_seqs + 1 query row offsets (NULL for a dense batch).
+    pub cu_seqlens_q: *const usize,
+    /// Ragged batches: n_seqs + 1 key row offsets (NULL for a dense batch).
+    pub cu_seqlens_k: *const usize,
+    /// Dense batches: elements between sequences of q, k, v and out.
+    pub q_batch_stride: usize,
+    pub k_batch_stride: usize,
+    pub v_batch_stride: usize,
+    pub out_batch_stride: usize,
+    /// Dense batches: floats between sequences of options->lse and options->mass.
+    pub lse_batch_stride: usize,
+    pub mass_batch_stride: usize,
+    /// Dense batches: entries between sequences of the explicit positions.
+    pub q_positions_batch_stride: usize,
+    pub k_positions_batch_stride: usize,
+}
+unsafe impl OptionsStruct for tkr_attention_batch {}
 
 /// Which keys every (query, head) row attends over (tkr_attention). Zero (or a NULL
 /// pointer) means dense attention over all n_k keys.
@@ -100,6 +179,10 @@ pub struct tkr_attention_keys {
     /// TKR_KEYS_BLOCKS: key block ids (each < ceil(n_k / block_size)).
     pub block_ids: *const u32,
     pub n_block_ids: usize,
+    /// TKR_KEYS_SEQ_INDICES (batches): n_seqs + 1 nondecreasing offsets into indices;
+    /// sequence b attends over its key rows indices[index_offsets[b] ..
+    /// index_offsets[b + 1]] (each below the sequence's n_k).
+    pub index_offsets: *const usize,
 }
 unsafe impl OptionsStruct for tkr_attention_keys {}
 
@@ -133,6 +216,20 @@ pub unsafe extern "C" fn tkr_attention_keys_init(keys: *mut tkr_attention_keys) 
     })
 }
 
+/// Fills *batch with the defaults: every field 0 (a dense batch of no sequence),
+/// struct_size = sizeof(tkr_attention_batch). Returns TKR_STATUS_NULL_POINTER for a NULL
+/// batch. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tkr_attention_batch_init(batch: *mut tkr_attention_batch) -> tkr_status {
+    guard(|| {
+        // SAFETY: the caller promises room for one tkr_attention_batch at batch.
+        let b = unsafe { slice_mut(batch, 1).arg("batch")? };
+        // SAFETY: NULL batch reads as the defaults.
+        b[0] = unsafe { read_options::<tkr_attention_batch>(core::ptr::null())? };
+        Ok(())
+    })
+}
+
 /// A dtype code (argument `name`) as a DType.
 fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
     DType::from_code(code)
@@ -158,6 +255,13 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// - `keys`: NULL (dense) or the key subset. `options`: NULL (defaults) or the options.
 /// - `out`: [n_q, n_heads_q, head_dim] of options->out_dtype (default: dtype), with its
 ///   strides; only the head_dim elements of each row are written.
+/// - Batches (options->batch, see tkr_attention_batch): a dense batch of n_seqs
+///   sequences of n_q queries and n_k keys each at batch strides, or a ragged batch of
+///   sequences packed back to back (n_q and n_k then count every row), in one call;
+///   every sequence's results are bit-identical to a separate call over it.
+/// - Masking positions: options->q_positions / k_positions, or implicit ones per
+///   sequence by options->causal_align (top-left: query i at i; bottom-right: query i
+///   at i + n_k - n_q; key j at j).
 ///
 /// Numerics: keys are taken in fixed blocks of 64 with an online softmax (never an
 /// n_q x n_k matrix; stable for large logits); a row with no visible key gets zeros and a
@@ -184,18 +288,27 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 ///
 /// Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
 /// or positions missing when causal/windowed); TKR_STATUS_INVALID_ARGUMENT (unknown
-/// dtype, out_dtype, flags, key kind or block_lists; head_dim = 0; head counts that are
-/// 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or query_block_size 0;
-/// block offsets not nondecreasing; misaligned pointer or options struct_size too small);
-/// TKR_STATUS_OUT_OF_RANGE (a key index >= n_k, a block id >= ceil(n_k / block_size), a
-/// block offset past n_block_ids); TKR_STATUS_BAD_STRIDE (overlapping rows);
+/// dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0; head
+/// counts that are 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or
+/// query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
+/// struct_size too small; positions given with an implicit causal_align;
+/// TKR_KEYS_SEQ_INDICES without a batch; cu_seqlens or index offsets not nondecreasing;
+/// batch strides in a ragged batch); TKR_STATUS_OUT_OF_RANGE (a key index >= n_k (of
+/// its sequence), a block id >= ceil(n_k / block_size), a block offset past
+/// n_block_ids, cu_seqlens past n_q / n_k, index offsets past n_indices);
+/// TKR_STATUS_BAD_STRIDE (overlapping rows, sequences of an output overlapping);
 /// TKR_STATUS_SIZE_OVERFLOW; TKR_STATUS_OVERLAP; TKR_STATUS_UNSUPPORTED (unknown nonzero
 /// fields in a larger options or keys struct); TKR_STATUS_ISA_UNAVAILABLE. On error
 /// nothing is written.
 ///
 /// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
-/// allocates a per-thread scratch buffer of about 128 * head_dim bytes, kept for reuse;
-/// later calls do not allocate.
+/// allocates a per-thread scratch buffer of about 128 * head_dim bytes (on every thread
+/// that runs units of the call), kept for reuse; split-K calls also use a buffer of the
+/// calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
+/// calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
+/// unit of 1024 rows, and calls with sinks (not split-K) one of
+/// 4 * n_q * n_heads_q * (2 * head_dim + 2) bytes, kept likewise; later calls do not
+/// allocate.
 #[no_mangle]
 pub unsafe extern "C" fn tkr_attention(
     dtype: u32,
@@ -301,10 +414,21 @@ impl RawAttention {
             "options->flags": "unknown attention flags"
         );
         ensure!(
-            self.keys.kind <= TKR_KEYS_BLOCKS,
+            self.keys.kind <= TKR_KEYS_SEQ_INDICES,
             InvalidArgument,
             "keys->kind": "unknown key set kind"
         );
+        let align = match o.causal_align {
+            TKR_CAUSAL_ALIGN_POSITIONS => CausalAlign::Positions,
+            TKR_CAUSAL_ALIGN_TOP_LEFT => CausalAlign::TopLeft,
+            TKR_CAUSAL_ALIGN_BOTTOM_RIGHT => CausalAlign::BottomRight,
+            _ => {
+                return Err(
+                    Error::new(ErrorKind::InvalidArgument, "unknown causal_align code")
+                        .with_arg("options->causal_align"),
+                )
+            }
+        };
         let d = self.head_dim;
         // Shape rules first, so that they get their own status before any buffer check.
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
@@ -315,38 +439,120 @@ impl RawAttention {
             InvalidArgument,
             "n_heads_q is not a multiple of n_heads_kv"
         );
-        let qn = span3(
+        // The batch (NULL: one sequence) and what every buffer must hold.
+        let bt = if o.batch.is_null() {
+            None
+        } else {
+            // SAFETY: a struct of at least struct_size readable bytes (caller).
+            Some(unsafe { read_options(o.batch).arg("options->batch")? })
+        };
+        let batch = match bt {
+            None => Batch::One,
+            Some(b) if b.cu_seqlens_q.is_null() && b.cu_seqlens_k.is_null() => Batch::Dense {
+                n: b.n_seqs,
+                strides: BatchStrides {
+                    q: b.q_batch_stride,
+                    k: b.k_batch_stride,
+                    v: b.v_batch_stride,
+                    out: b.out_batch_stride,
+                    lse: b.lse_batch_stride,
+                    mass: b.mass_batch_stride,
+                    q_positions: b.q_positions_batch_stride,
+                    k_positions: b.k_positions_batch_stride,
+                },
+            },
+            Some(b) => {
+                ensure!(
+                    [
+                        b.q_batch_stride,
+                        b.k_batch_stride,
+                        b.v_batch_stride,
+                        b.out_batch_stride,
+                        b.lse_batch_stride,
+                        b.mass_batch_stride,
+                        b.q_positions_batch_stride,
+                        b.k_positions_batch_stride,
+                    ]
+                    .iter()
+                    .all(|&x| x == 0),
+                    InvalidArgument,
+                    "options->batch": "a ragged batch takes no batch strides"
+                );
+                let n = b
+                    .n_seqs
+                    .checked_add(1)
+                    .ok_or(Error::new(ErrorKind::SizeOverflow, "n_seqs + 1 overflows"))?;
+                // SAFETY: n_seqs + 1 offsets each (caller); NULL is NULL_POINTER.
+                Batch::Ragged {
+                    cu_seqlens_q: unsafe {
+                        slice(b.cu_seqlens_q, n).arg("options->batch->cu_seqlens_q")?
+                    },
+                    cu_seqlens_k: unsafe {
+                        slice(b.cu_seqlens_k, n).arg("options->batch->cu_seqlens_k")?
+                    },
+                }
+            }
+        };
+        let lse_stride = if o.lse_token_stride == 0 {
+            self.n_heads_q
+        } else {
+            o.lse_token_stride
+        };
+        let dims = |n: usize, h: usize, ts: usize, hs: usize| (n, h, d, ts, hs);
+        let qdims = dims(
             self.n_q,
             self.n_heads_q,
-            d,
             self.q_token_stride,
             self.q_head_stride,
-        )
-        .arg("q_token_stride, q_head_stride")?;
-        let kn = span3(
+        );
+        let kdims = dims(
             self.n_k,
             self.n_heads_kv,
-            d,
             self.k_token_stride,
             self.k_head_stride,
-        )
-        .arg("k_token_stride, k_head_stride")?;
-        let vn = span3(
+        );
+        let vdims = dims(
             self.n_k,
             self.n_heads_kv,
-            d,
             self.v_token_stride,
             self.v_head_stride,
-        )
-        .arg("v_token_stride, v_head_stride")?;
-        let on = span3(
+        );
+        let odims = dims(
             self.n_q,
             self.n_heads_q,
-            d,
             self.out_token_stride,
             self.out_head_stride,
+        );
+        // Each view's own layout first, so that a bad stride names its tensor.
+        for (t, name) in [
+            (qdims, "q_token_stride, q_head_stride"),
+            (kdims, "k_token_stride, k_head_stride"),
+            (vdims, "v_token_stride, v_head_stride"),
+            (odims, "out_token_stride, out_head_stride"),
+        ] {
+            span3(t.0, t.1, d, t.3, t.4).arg(name)?;
+        }
+        if !o.lse.is_null() {
+            span(self.n_q, self.n_heads_q, lse_stride).arg("options->lse_token_stride")?;
+        }
+        if !o.mass.is_null() && o.mass_head_stride != 0 {
+            span(self.n_heads_kv, self.n_k, o.mass_head_stride).arg("options->mass_head_stride")?;
+        }
+        let e = extents(
+            &batch,
+            qdims,
+            kdims,
+            vdims,
+            odims,
+            (!o.lse.is_null(), lse_stride),
+            if o.mass.is_null() {
+                0
+            } else {
+                o.mass_head_stride
+            },
         )
-        .arg("out_token_stride, out_head_stride")?;
+        .arg("options->batch")?;
+        let (qn, kn, vn, on) = (e.q, e.k, e.v, e.out);
         // SAFETY (all slices): sizes come from the documented shapes; validity is the
         // caller's promise.
         let (qs, ks, vs) = unsafe {
@@ -358,13 +564,24 @@ impl RawAttention {
         };
         let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0;
         let (mut qp, mut kp) = (None, None);
-        if masked {
+        if align != CausalAlign::Positions {
+            ensure!(
+                o.q_positions.is_null() && o.k_positions.is_null(),
+                InvalidArgument,
+                "options->causal_align": "implicit positions take no q_positions or k_positions"
+            );
+        } else if masked {
             // NULL with a non-zero count is NULL_POINTER (slice's rule).
-            qp = Some(unsafe { slice(o.q_positions, self.n_q).arg("options->q_positions")? });
-            kp = Some(unsafe { slice(o.k_positions, self.n_k).arg("options->k_positions")? });
+            qp = Some(unsafe { slice(o.q_positions, e.q_pos).arg("options->q_positions")? });
+            kp = Some(unsafe { slice(o.k_positions, e.k_pos).arg("options->k_positions")? });
         }
+        let sinks = if o.sinks.is_null() {
+            None
+        } else {
+            Some(unsafe { slice(o.sinks, self.n_heads_q).arg("options->sinks")? })
+        };
         // Byte ranges of every input (fixed capacity: no allocation on this path).
-        let mut inputs = [(0usize, 0usize); 7];
+        let mut inputs = [(0usize, 0usize); 10];
         let mut n_in = 0;
         let mut push = |r: (usize, usize)| {
             inputs[n_in] = r;
@@ -379,12 +596,44 @@ impl RawAttention {
         if let Some(p) = kp {
             push(byte_range(p));
         }
+        if let Some(p) = sinks {
+            push(byte_range(p));
+        }
+        if let Batch::Ragged {
+            cu_seqlens_q,
+            cu_seqlens_k,
+        } = batch
+        {
+            push(byte_range(cu_seqlens_q));
+            push(byte_range(cu_seqlens_k));
+        }
         let subset = match self.keys.kind {
             TKR_KEYS_INDICES => {
                 let idx =
                     unsafe { slice(self.keys.indices, self.keys.n_indices).arg("keys->indices")? };
                 push(byte_range(idx));
                 KeySubset::Indices(idx)
+            }
+            TKR_KEYS_SEQ_INDICES => {
+                ensure!(
+                    !matches!(batch, Batch::One),
+                    InvalidArgument,
+                    "keys->kind": "per-sequence index lists need options->batch"
+                );
+                let idx =
+                    unsafe { slice(self.keys.indices, self.keys.n_indices).arg("keys->indices")? };
+                let n = batch
+                    .n_seqs()
+                    .checked_add(1)
+                    .ok_or(Error::new(ErrorKind::SizeOverflow, "n_seqs + 1 overflows"))?;
+                let offsets =
+                    unsafe { slice(self.keys.index_offsets, n).arg("keys->index_offsets")? };
+                push(byte_range(idx));
+                push(byte_range(offsets));
+                KeySubset::SeqIndices {
+                    indices: idx,
+                    offsets,
+                }
             }
             TKR_KEYS_BLOCKS => {
                 let per = match self.keys.block_lists {
@@ -404,20 +653,15 @@ impl RawAttention {
                     InvalidArgument,
                     "keys->query_block_size": "must be > 0"
                 );
-                let groups = match per {
-                    ListsPer::Shared => 1,
-                    ListsPer::KvHead => self.n_heads_kv,
-                    ListsPer::QHead => self.n_heads_q,
-                };
-                let n_offsets = self
-                    .n_q
-                    .div_ceil(self.keys.query_block_size)
-                    .checked_mul(groups)
-                    .and_then(|x| x.checked_add(1))
-                    .ok_or(Error::new(
-                        ErrorKind::SizeOverflow,
-                        "number of block lists overflows",
-                    ))?;
+                let groups = list_groups(per, self.n_heads_q, self.n_heads_kv);
+                let n_offsets =
+                    block_list_count(&batch, self.n_q, self.keys.query_block_size, groups)
+                        .arg("keys->block_offsets")?
+                        .checked_add(1)
+                        .ok_or(Error::new(
+                            ErrorKind::SizeOverflow,
+                            "number of block lists overflows",
+                        ))?;
                 let offsets = unsafe {
                     slice(self.keys.block_offsets, n_offsets).arg("keys->block_offsets")?
                 };
@@ -440,26 +684,11 @@ impl RawAttention {
         const OUT_NAMES: [&str; 3] = ["out", "options->lse", "options->mass"];
         let mut outs = [(0usize, 0usize); 3];
         outs[0] = range(self.out as *const O, on).arg("out")?;
-        let lse_stride = if o.lse_token_stride == 0 {
-            self.n_heads_q
-        } else {
-            o.lse_token_stride
-        };
-        let lse_n = if o.lse.is_null() {
-            0
-        } else {
-            span(self.n_q, self.n_heads_q, lse_stride).arg("options->lse_token_stride")?
-        };
+        let lse_n = if o.lse.is_null() { 0 } else { e.lse };
         if !o.lse.is_null() {
             outs[1] = range(o.lse as *const f32, lse_n).arg("options->lse")?;
         }
-        let mass_n = if o.mass.is_null() {
-            0
-        } else if o.mass_head_stride == 0 {
-            self.n_k
-        } else {
-            span(self.n_heads_kv, self.n_k, o.mass_head_stride).arg("options->mass_head_stride")?
-        };
+        let mass_n = if o.mass.is_null() { 0 } else { e.mass };
         if !o.mass.is_null() {
             outs[2] = range(o.mass as *const f32, mass_n).arg("options->mass")?;
         }
@@ -478,6 +707,8 @@ impl RawAttention {
             window: o.window,
             q_positions: qp,
             k_positions: kp,
+            align,
+            sinks,
             bf16_dot: o.flags & TKR_ATTENTION_BF16_DOT != 0,
         };
         // SAFETY: the output ranges were checked disjoint from every input and from
@@ -495,7 +726,7 @@ impl RawAttention {
                 Some((unsafe { slice_mut(o.mass, mass_n)? }, o.mass_head_stride))
             },
         };
-        kern.attention(
+        kern.attention_batch(
             Heads::new(
                 qs,
                 self.n_q,
@@ -522,6 +753,7 @@ impl RawAttention {
             )?,
             subset,
             &opts,
+            &batch,
             HeadsMut::new(
                 out,
                 self.n_q,

@@ -20,10 +20,10 @@ use crate::parallel::{self, Phases, Shared};
 use crate::Kernels;
 use half::{bf16, f16};
 use tokenroute_kernels::attend::{
-    self as ka, AttendArgs, AttendFn, BoundArgs, BoundFn, KeySet, MergeArgs, OutType, SummaryArgs,
-    SummaryFn,
+    self as ka, AttendFn, BoundArgs, BoundFn, MergeArgs, OutType, SummaryArgs, SummaryFn,
 };
 
+pub use super::attend_batch::{Batch, BatchStrides, CausalAlign};
 pub use tokenroute_kernels::attend::ListsPer;
 
 /// A read-only `[tokens, heads, head_dim]` tensor: element `(t, h, e)` at
@@ -60,14 +60,20 @@ pub(crate) fn span3(
     token_stride: usize,
     head_stride: usize,
 ) -> Result<usize> {
-    if n_tokens == 0 || n_heads == 0 {
+    span_dims(d, &mut [(token_stride, n_tokens), (head_stride, n_heads)])
+}
+
+/// Elements spanned by rows of `d` elements laid out along `dims` (`(stride, count)`
+/// pairs, in any order): 0 when a count is 0. Sorted by stride, each dimension's stride
+/// must hold everything the smaller ones span (rows may not overlap; a dimension of
+/// count 1 imposes nothing), and nothing may overflow.
+pub(crate) fn span_dims(d: usize, dims: &mut [(usize, usize)]) -> Result<usize> {
+    if dims.iter().any(|&(_, n)| n == 0) {
         return Ok(0);
     }
-    // Dimensions of size 1 impose nothing on their stride.
-    let mut dims = [(token_stride, n_tokens), (head_stride, n_heads)];
-    dims.sort();
+    dims.sort_unstable();
     let mut extent = d;
-    for &(stride, n) in &dims {
+    for &(stride, n) in dims.iter() {
         if n > 1 {
             ensure!(
                 stride >= extent,
@@ -170,6 +176,13 @@ pub enum KeySubset<'a> {
     /// Every key, in order.
     #[default]
     Dense,
+    /// Batches only ([`Kernels::attention_batch`]): sequence `b` attends over the K
+    /// rows `indices[offsets[b] .. offsets[b + 1]]` of its own keys (`n_seqs + 1`
+    /// nondecreasing offsets).
+    SeqIndices {
+        indices: &'a [u32],
+        offsets: &'a [usize],
+    },
     /// The listed K rows (each `< n_k`; duplicates allowed, counted twice), the same
     /// for every query and head; read in place, never gathered.
     Indices(&'a [u32]),
@@ -198,9 +211,17 @@ pub struct AttendOptions<'a> {
     /// `q_pos[i] - w` are masked too.
     pub window: u32,
     /// `n_q` query positions and `n_k` key positions (one per K row), required when
-    /// masking.
+    /// masking with [`CausalAlign::Positions`].
     pub q_positions: Option<&'a [u32]>,
     pub k_positions: Option<&'a [u32]>,
+    /// Implicit positions instead of `q_positions` / `k_positions` (which must then be
+    /// `None`): see [`CausalAlign`].
+    pub align: CausalAlign,
+    /// Sink logits, one per query head (gpt-oss style): each joins its rows' softmax
+    /// denominator as `exp(sink)` without a value (`-inf`: none). Computed as one more
+    /// part of `attention_merge`'s canonical merge over the kernel's f32 rows, so the
+    /// output error grows by the merge's `2^-22 vmax`; not with a mass output.
+    pub sinks: Option<&'a [f32]>,
     /// Allow the AVX512-BF16 dot-product path for bf16 inputs where the CPU has it
     /// (not bit-identical to the other levels; see `Kernels::attention`).
     pub bf16_dot: bool,
@@ -334,6 +355,7 @@ impl Kernels {
     /// lists, `n_k >= 2^32`), `OUT_OF_RANGE` (a key index or block id), `NULL_POINTER`
     /// (positions missing when masking), `BUFFER_TOO_SMALL`, `BAD_STRIDE`,
     /// `SIZE_OVERFLOW`. Nothing is written on error.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention<T: AttendElement, O: OutElement>(
         &self,
         q: Heads<'_, T>,
@@ -344,196 +366,7 @@ impl Kernels {
         out: HeadsMut<'_, O>,
         extras: AttendExtras<'_>,
     ) -> Result<()> {
-        let d = q.head_dim;
-        ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(
-            k.head_dim == d && v.head_dim == d && out.head_dim == d,
-            InvalidArgument,
-            "q, k, v and out head dims differ"
-        );
-        ensure!(
-            k.n_tokens == v.n_tokens && k.n_heads == v.n_heads,
-            InvalidArgument,
-            "k and v shapes differ"
-        );
-        ensure!(
-            out.n_tokens == q.n_tokens && out.n_heads == q.n_heads,
-            InvalidArgument,
-            "out must have q's tokens and heads"
-        );
-        let (n_q, h_q, n_k, h_kv) = (q.n_tokens, q.n_heads, k.n_tokens, k.n_heads);
-        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
-        ensure!(h_kv > 0, InvalidArgument, "n_heads_kv = 0");
-        ensure!(
-            h_q % h_kv == 0,
-            InvalidArgument,
-            "n_heads_q is not a multiple of n_heads_kv"
-        );
-        ensure!(
-            n_k <= u32::MAX as usize,
-            InvalidArgument,
-            "n_k must be below 2^32 (key indices are 32-bit)"
-        );
-        let scale = match opts.scale {
-            None => (1.0 / (d as f64).sqrt()) as f32,
-            Some(s) => {
-                ensure!(s.is_finite(), InvalidArgument, "scale must be finite");
-                s
-            }
-        };
-        let masked = opts.causal || opts.window > 0;
-        let (mut q_pos, mut k_pos) = (core::ptr::null(), core::ptr::null());
-        if masked {
-            let qp = opts.q_positions.ok_or(Error::new(
-                ErrorKind::NullPointer,
-                "query positions are required for causal masking",
-            ))?;
-            let kp = opts.k_positions.ok_or(Error::new(
-                ErrorKind::NullPointer,
-                "key positions are required for causal masking",
-            ))?;
-            ensure!(
-                qp.len() == n_q,
-                InvalidArgument,
-                "need one position per query"
-            );
-            ensure!(
-                kp.len() == n_k,
-                InvalidArgument,
-                "need one position per K row"
-            );
-            (q_pos, k_pos) = (qp.as_ptr(), kp.as_ptr());
-        }
-        let keyset = match keys {
-            KeySubset::Dense => KeySet::Dense,
-            KeySubset::Indices(idx) => {
-                ensure!(
-                    idx.iter().all(|&i| (i as usize) < n_k),
-                    OutOfRange,
-                    "key index >= n_k"
-                );
-                KeySet::Indices {
-                    idx: idx.as_ptr(),
-                    n: idx.len(),
-                }
-            }
-            KeySubset::Blocks {
-                block_size,
-                query_block,
-                offsets,
-                ids,
-                per,
-            } => {
-                ensure!(block_size > 0, InvalidArgument, "block_size = 0");
-                ensure!(query_block > 0, InvalidArgument, "query_block_size = 0");
-                let n_qb = n_q.div_ceil(query_block);
-                let groups = match per {
-                    ListsPer::Shared => 1,
-                    ListsPer::KvHead => h_kv,
-                    ListsPer::QHead => h_q,
-                };
-                let n_lists = n_qb.checked_mul(groups).ok_or(Error::new(
-                    ErrorKind::SizeOverflow,
-                    "number of block lists overflows",
-                ))?;
-                ensure!(
-                    offsets.len() == n_lists + 1,
-                    InvalidArgument,
-                    "block offsets must have n_lists + 1 entries"
-                );
-                ensure!(
-                    offsets.windows(2).all(|w| w[0] <= w[1]),
-                    InvalidArgument,
-                    "block offsets must be nondecreasing"
-                );
-                ensure!(
-                    offsets[n_lists] <= ids.len(),
-                    OutOfRange,
-                    "block offsets point past the block ids"
-                );
-                let n_blocks = n_k.div_ceil(block_size);
-                ensure!(
-                    ids[offsets[0]..offsets[n_lists]]
-                        .iter()
-                        .all(|&b| (b as usize) < n_blocks),
-                    OutOfRange,
-                    "key block id >= ceil(n_k / block_size)"
-                );
-                KeySet::Blocks {
-                    block: block_size,
-                    q_block: query_block,
-                    offsets: offsets.as_ptr(),
-                    ids: ids.as_ptr(),
-                    per,
-                }
-            }
-        };
-        let (mut lse, mut lse_tok) = (core::ptr::null_mut(), 0);
-        if let Some((buf, stride)) = extras.lse {
-            let stride = if stride == 0 { h_q } else { stride };
-            let need = span(n_q, h_q, stride)?;
-            ensure!(buf.len() >= need, BufferTooSmall, "lse buffer too small");
-            (lse, lse_tok) = (buf.as_mut_ptr(), stride);
-        }
-        let (mut mass, mut mass_head) = (core::ptr::null_mut(), 0);
-        if let Some((buf, stride)) = extras.mass {
-            let need = if stride == 0 {
-                n_k
-            } else {
-                span(h_kv, n_k, stride)?
-            };
-            ensure!(buf.len() >= need, BufferTooSmall, "mass buffer too small");
-            (mass, mass_head) = (buf.as_mut_ptr(), stride);
-        }
-        if n_q == 0 {
-            // Nothing to write: never size a workspace for head_dim.
-            return Ok(());
-        }
-        let ws = ka::workspace_bytes(d).ok_or(Error::new(
-            ErrorKind::SizeOverflow,
-            "workspace size overflows",
-        ))?;
-        // The dot-product path fills 16 query rows per KV head in its vector lanes; with
-        // fewer (decoding) the canonical path is as fast.
-        let f = match T::dot_fn(self) {
-            Some(f) if opts.bf16_dot && n_q.saturating_mul(h_q / h_kv) >= ka::TILE_ROWS => f,
-            _ => T::attend_fn(self),
-        };
-        let args = AttendArgs {
-            q: q.data.as_ptr(),
-            n_q,
-            h_q,
-            d,
-            q_tok: q.token_stride,
-            q_head: q.head_stride,
-            k: k.data.as_ptr(),
-            n_k,
-            h_kv,
-            k_tok: k.token_stride,
-            k_head: k.head_stride,
-            v: v.data.as_ptr(),
-            v_tok: v.token_stride,
-            v_head: v.head_stride,
-            keys: keyset,
-            scale,
-            causal: masked,
-            window: opts.window,
-            q_pos,
-            k_pos,
-            out: out.data.as_mut_ptr() as *mut u8,
-            out_type: O::out_type(),
-            o_tok: out.token_stride,
-            o_head: out.head_stride,
-            lse,
-            lse_tok,
-            mass,
-            mass_head,
-            workspace: core::ptr::null_mut(),
-        };
-        // Every view was checked to hold the rows it describes, every index and block
-        // id is in range, positions are present when masking, and outputs are unique
-        // borrows (disjoint from the inputs): the units run the kernel on parts of it.
-        super::attend_units::attend(f, self.attend_merge, args, ws)
+        self.attention_batch(q, k, v, keys, opts, &Batch::One, out, extras)
     }
 
     /// Combines partial attention results over disjoint key chunks (flash-decoding):
@@ -949,6 +782,21 @@ pub fn attention<T: AttendElement, O: OutElement>(
     extras: AttendExtras<'_>,
 ) -> Result<()> {
     Kernels::active()?.attention(q, k, v, keys, opts, out, extras)
+}
+
+/// [`Kernels::attention_batch`] on the active level.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_batch<T: AttendElement, O: OutElement>(
+    q: Heads<'_, T>,
+    k: Heads<'_, T>,
+    v: Heads<'_, T>,
+    keys: KeySubset<'_>,
+    opts: &AttendOptions<'_>,
+    batch: &Batch<'_>,
+    out: HeadsMut<'_, O>,
+    extras: AttendExtras<'_>,
+) -> Result<()> {
+    Kernels::active()?.attention_batch(q, k, v, keys, opts, batch, out, extras)
 }
 
 /// [`Kernels::attention_merge`] on the active level.

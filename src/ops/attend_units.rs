@@ -19,6 +19,11 @@
 //!   and log-sum-exps, which `attention_merge`'s canonical merge then combines in chunk
 //!   order. So one query over 8192 keys uses every core.
 //!
+//! - **Sinks.** With per-head sink logits, the kernel writes f32 rows and log-sum-exps
+//!   (in the units above, or the split-K chunks), and `attention_merge`'s canonical merge
+//!   combines them with one more part per row: zeros with the head's sink as its
+//!   log-sum-exp (a logit in the denominator without a value), one unit per query.
+//!
 //! Every choice depends on the shape only, never on the number of threads.
 
 use super::attend::with_workspace;
@@ -163,21 +168,26 @@ fn run_kernel<T: Copy>(f: AttendFn<T>, mut a: AttendArgs<T>, ws: usize) -> Resul
 }
 
 /// Runs the validated call `a` (n_q > 0) with kernel `f` and `ws` bytes of workspace per
-/// kernel call, in units (see the module doc).
+/// kernel call, in units (see the module doc); `sinks`: null, or `h_q` sink logits (then
+/// `a` has no mass output).
 pub(crate) fn attend<T: Copy>(
     f: AttendFn<T>,
     merge: MergeFn,
     a: AttendArgs<T>,
     ws: usize,
+    sinks: *const f32,
 ) -> Result<()> {
     let g = a.h_q / a.h_kv;
     let rows_per_kv = a.n_q.saturating_mul(g);
     if a.mass.is_null() {
         if let Some(n) = key_count(&a) {
             if rows_per_kv <= SPLIT_K_MAX_ROWS && n >= 2 * SPLIT_K_CHUNK {
-                return split_k(f, merge, a, ws, n);
+                return split_k(f, merge, a, ws, n, sinks);
             }
         }
+    }
+    if !sinks.is_null() {
+        return with_sinks(f, merge, a, ws, sinks);
     }
     let d = a.d;
     let keys = key_count(&a).unwrap_or(a.n_k);
@@ -252,33 +262,128 @@ pub(crate) fn attend<T: Copy>(
     })?
 }
 
-/// Split-K decoding (see the module doc): `n` keys in the key sequence.
+/// Sets the sink part of `n` rows of heads `h0..` in a merge: zero outputs (`d` floats at
+/// `o + r * row_stride`) and the heads' sinks as log-sum-exps (`lse[r]`).
+///
+/// # Safety
+/// The part's rows and log-sum-exps are writable; `sinks` holds `h0 + n` floats.
+unsafe fn sink_part(
+    o: *mut f32,
+    row_stride: usize,
+    d: usize,
+    lse: *mut f32,
+    sinks: *const f32,
+    h0: usize,
+    n: usize,
+) {
+    for r in 0..n {
+        // SAFETY: the caller's promise.
+        unsafe {
+            core::ptr::write_bytes(o.add(r * row_stride), 0, d);
+            *lse.add(r) = *sinks.add(h0 + r);
+        }
+    }
+}
+
+/// Sinks without split-K (see the module doc): the kernel's f32 rows, each followed by
+/// its zero sink row, `[query][head][2][d]`; log-sum-exps `[2][query][head]`; then one
+/// merge unit per query.
+fn with_sinks<T: Copy>(
+    f: AttendFn<T>,
+    merge: MergeFn,
+    a: AttendArgs<T>,
+    ws: usize,
+    sinks: *const f32,
+) -> Result<()> {
+    let (d, h_q) = (a.d, a.h_q);
+    let rows = a.n_q.checked_mul(h_q).ok_or_else(overflow)?;
+    let bytes = d
+        .checked_mul(2)
+        .and_then(|x| x.checked_add(2))
+        .and_then(|x| x.checked_mul(rows))
+        .and_then(|x| x.checked_mul(4))
+        .ok_or_else(overflow)?;
+    let keys = key_count(&a).unwrap_or(a.n_k);
+    let work = rows.saturating_mul(keys.saturating_mul(d).max(1));
+    parallel::with_call_scratch(bytes, |p| -> Result<()> {
+        let parts = p as *mut f32;
+        let lses = parts.wrapping_add(rows * 2 * d);
+        let mut b = a;
+        b.out = parts as *mut u8;
+        b.out_type = OutType::F32;
+        (b.o_tok, b.o_head) = (h_q * 2 * d, 2 * d);
+        (b.lse, b.lse_tok) = (lses, h_q);
+        let units = Rows::new(&b, UNIT_ROWS);
+        let sh = Shared((b, a, sinks, parts, lses));
+        let mut phases = Phases::default();
+        phases.run(parallel::for_each(units.units(), work, &|u| {
+            run_kernel(f, units.sub(&sh.get().0, u), ws)
+        }))?;
+        let esz = a.out_type.size();
+        let merge_ws = d.checked_mul(4).ok_or_else(overflow)?;
+        phases.run(parallel::for_each(a.n_q, rows * 4 * d, &|i| {
+            let (_, a, sinks, parts, lses) = sh.get();
+            let o = parts.wrapping_add(i * h_q * 2 * d);
+            let l = lses.wrapping_add(i * h_q);
+            // SAFETY: query i's sink rows and log-sum-exps are this unit's; sinks holds
+            // h_q floats (checked by the caller).
+            unsafe { sink_part(o.add(d), 2 * d, d, l.add(rows), sinks, 0, h_q) };
+            let mut m = MergeArgs {
+                n_parts: 2,
+                n_rows: h_q,
+                d,
+                o,
+                part_stride: d,
+                row_stride: 2 * d,
+                lse: l,
+                lse_part_stride: rows,
+                out: a.out.wrapping_add(i * a.o_tok * esz),
+                out_type: a.out_type,
+                out_row_stride: a.o_head,
+                out_lse: off_mut(a.lse, i * a.lse_tok),
+                workspace: core::ptr::null_mut(),
+            };
+            with_workspace(merge_ws, |w| {
+                m.workspace = w as *mut f32;
+                // SAFETY: the kernel wrote query i's rows (the first phase has finished);
+                // its output rows and lse are the caller's, written by this unit only.
+                unsafe { merge(&m) }
+            })
+        }))?;
+        phases.finish()
+    })?
+}
+
+/// Split-K decoding (see the module doc): `n` keys in the key sequence; `sinks`: null or
+/// `h_q` sink logits, merged as one more part.
 fn split_k<T: Copy>(
     f: AttendFn<T>,
     merge: MergeFn,
     a: AttendArgs<T>,
     ws: usize,
     n: usize,
+    sinks: *const f32,
 ) -> Result<()> {
     let d = a.d;
     let g = a.h_q / a.h_kv;
     let n_ch = n.div_ceil(SPLIT_K_CHUNK);
+    let n_parts = n_ch + usize::from(!sinks.is_null());
     let rows = a.n_q * a.h_q;
     let part_floats = rows.checked_mul(d).ok_or_else(overflow)?;
     let bytes = part_floats
         .checked_add(rows)
-        .and_then(|x| x.checked_mul(n_ch))
+        .and_then(|x| x.checked_mul(n_parts))
         .and_then(|x| x.checked_mul(4))
         .ok_or_else(overflow)?;
     let merge_ws = d.checked_mul(4).ok_or_else(overflow)?;
     let work = rows.saturating_mul(n).saturating_mul(d);
     parallel::with_call_scratch(bytes, |p| -> Result<()> {
         let parts = p as *mut f32;
-        let lses = parts.wrapping_add(n_ch * part_floats);
-        let sh = Shared((a, parts, lses));
+        let lses = parts.wrapping_add(n_parts * part_floats);
+        let sh = Shared((a, parts, lses, sinks));
         let mut phases = Phases::default();
         phases.run(parallel::for_each(a.h_kv * n_ch, work, &|u| {
-            let (a, parts, lses) = sh.get();
+            let (a, parts, lses, _) = sh.get();
             let (kv, c) = (u / n_ch, u % n_ch);
             let (c0, c1) = (c * SPLIT_K_CHUNK, n.min((c + 1) * SPLIT_K_CHUNK));
             let mut s = a;
@@ -311,33 +416,52 @@ fn split_k<T: Copy>(
             run_kernel(f, s, ws)
         }))?;
         let esz = a.out_type.size();
-        phases.run(parallel::for_each(a.n_q * a.h_kv, n_ch * rows * d, &|u| {
-            let (a, parts, lses) = sh.get();
-            let (i, kv) = (u / a.h_kv, u % a.h_kv);
-            let r0 = i * a.h_q + kv * g;
-            let mut m = MergeArgs {
-                n_parts: n_ch,
-                n_rows: g,
-                d,
-                o: parts.wrapping_add(r0 * d),
-                part_stride: part_floats,
-                row_stride: d,
-                lse: lses.wrapping_add(r0),
-                lse_part_stride: rows,
-                out: a.out.wrapping_add((i * a.o_tok + kv * g * a.o_head) * esz),
-                out_type: a.out_type,
-                out_row_stride: a.o_head,
-                out_lse: off_mut(a.lse, i * a.lse_tok + kv * g),
-                workspace: core::ptr::null_mut(),
-            };
-            with_workspace(merge_ws, |w| {
-                m.workspace = w as *mut f32;
-                // SAFETY: every chunk wrote its partial rows (the first phase has
-                // finished); the output rows (i, kv's heads) and their lse are the
-                // caller's, written by this unit only.
-                unsafe { merge(&m) }
-            })
-        }))?;
+        phases.run(parallel::for_each(
+            a.n_q * a.h_kv,
+            n_parts * rows * d,
+            &|u| {
+                let (a, parts, lses, sinks) = sh.get();
+                let (i, kv) = (u / a.h_kv, u % a.h_kv);
+                let r0 = i * a.h_q + kv * g;
+                if !sinks.is_null() {
+                    // SAFETY: the sink part's rows r0..r0 + g are this unit's; sinks holds
+                    // h_q floats (checked by the caller).
+                    unsafe {
+                        sink_part(
+                            parts.add(n_ch * part_floats + r0 * d),
+                            d,
+                            d,
+                            lses.add(n_ch * rows + r0),
+                            sinks,
+                            kv * g,
+                            g,
+                        )
+                    };
+                }
+                let mut m = MergeArgs {
+                    n_parts,
+                    n_rows: g,
+                    d,
+                    o: parts.wrapping_add(r0 * d),
+                    part_stride: part_floats,
+                    row_stride: d,
+                    lse: lses.wrapping_add(r0),
+                    lse_part_stride: rows,
+                    out: a.out.wrapping_add((i * a.o_tok + kv * g * a.o_head) * esz),
+                    out_type: a.out_type,
+                    out_row_stride: a.o_head,
+                    out_lse: off_mut(a.lse, i * a.lse_tok + kv * g),
+                    workspace: core::ptr::null_mut(),
+                };
+                with_workspace(merge_ws, |w| {
+                    m.workspace = w as *mut f32;
+                    // SAFETY: every chunk wrote its partial rows (the first phase has
+                    // finished); the output rows (i, kv's heads) and their lse are the
+                    // caller's, written by this unit only.
+                    unsafe { merge(&m) }
+                })
+            },
+        ))?;
         phases.finish()
     })?
 }

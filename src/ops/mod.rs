@@ -2,6 +2,7 @@
 //! kernel family.
 
 pub mod attend;
+pub mod attend_batch;
 mod attend_units;
 pub mod compact;
 pub mod route;

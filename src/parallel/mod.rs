@@ -72,7 +72,7 @@ pub const MAX_THREADS: usize = 1024;
 
 /// Calls whose work (bytes read and written, plus a quarter of their flops) is below
 /// this run inline: waking threads would cost more than it saves.
-pub const MIN_PARALLEL_WORK: usize = 256 << 10;
+pub const MIN_PARALLEL_WORK: usize = 1 << 20;
 
 /// The work of one unit of the row-split operations (same measure): small enough that
 /// a large call has many units for many cores, large enough that claiming one is
@@ -224,6 +224,11 @@ pub(crate) fn unit_work() -> usize {
     GRANULARITY.with(|g| g.get().0)
 }
 
+/// The work below which a call runs inline (see [`MIN_PARALLEL_WORK`]) on this thread.
+pub(crate) fn min_parallel_work() -> usize {
+    GRANULARITY.with(|g| g.get().1)
+}
+
 /// Items per unit when each item costs `item_work`: at least one.
 pub(crate) fn items_per_unit(item_work: usize) -> usize {
     (unit_work() / item_work.max(1)).max(1)
@@ -274,7 +279,7 @@ impl FirstError {
 /// lowest-numbered unit that failed, else `PARALLEL_FAILED` when a parallel-for broke
 /// its contract (every unit still ran exactly once). A panic in a unit is resumed here.
 pub(crate) fn for_each(n_units: usize, work: usize, unit: Unit<'_>) -> Result<()> {
-    let min_work = GRANULARITY.with(|g| g.get().1);
+    let min_work = min_parallel_work();
     if n_units == 0 {
         return Ok(());
     }

@@ -6,7 +6,11 @@
 //! over 2 KV heads here, so that the scalar check stays short; `cargo bench --bench
 //! attend` has the full 32-head shape; bound: the FMA peak); and dense decode over all
 //! 8192 keys (full run), against which the 25% subset's time gives the speedup routing
-//! buys. Long-context LLM decode (issue 13) over 16-bit caches at 8192 keys: f16 and
+//! buys; a ragged-batch causal prefill (8 sequences of 64 .. 1024 tokens packed back to
+//! back, one call, implicit bottom-right alignment) beside one causal sequence of the
+//! same work (1474 tokens: the same number of visible (query, key) pairs within 0.01%),
+//! whose FLOP rates (and % of the FMA peak) compare the batch driver with one long
+//! sequence. Long-context LLM decode (issue 13) over 16-bit caches at 8192 keys: f16 and
 //! bf16, SmolLM2's 9/3 heads with head_dim 64 and 32/8 heads with head_dim 128, dense
 //! and block-sparse at Quest budgets (per-query-head lists of 16-key blocks, the first
 //! and newest blocks among them, the heads of a KV group sharing their list); bound:
@@ -15,8 +19,8 @@
 use super::{bits, values};
 use crate::{Bound, Case};
 use tokenroute::{
-    bf16, f16, AttendElement, AttendExtras, AttendOptions, Heads, HeadsMut, Isa, Kernels,
-    KeySubset, ListsPer,
+    bf16, f16, AttendElement, AttendExtras, AttendOptions, Batch, CausalAlign, Heads, HeadsMut,
+    Isa, Kernels, KeySubset, ListsPer,
 };
 
 struct Attend<T> {
@@ -59,6 +63,9 @@ struct Mode {
     causal: bool,
     /// The opt-in AVX512-BF16 dot-product path (bf16; other levels ignore it).
     bf16_dot: bool,
+    /// A ragged batch of self-attention sequences (`cu_seqlens` for queries and keys),
+    /// causal by implicit bottom-right alignment.
+    ragged: Option<&'static [usize]>,
 }
 
 impl<T> Attend<T> {
@@ -108,6 +115,28 @@ impl<T: AttendElement> Case for Attend<T> {
         }
     }
     fn run(&mut self, k: &'static Kernels) {
+        if let Some(cu) = self.mode.ragged {
+            let opts = AttendOptions {
+                causal: true,
+                align: CausalAlign::BottomRight,
+                ..Default::default()
+            };
+            return k
+                .attention_batch(
+                    Heads::dense(&self.q, self.n_q, self.h_q, self.d).unwrap(),
+                    Heads::dense(&self.k, self.n_k, self.h_kv, self.d).unwrap(),
+                    Heads::dense(&self.v, self.n_k, self.h_kv, self.d).unwrap(),
+                    KeySubset::Dense,
+                    &opts,
+                    &Batch::Ragged {
+                        cu_seqlens_q: cu,
+                        cu_seqlens_k: cu,
+                    },
+                    HeadsMut::dense(&mut self.out, self.n_q, self.h_q, self.d).unwrap(),
+                    AttendExtras::default(),
+                )
+                .unwrap();
+        }
         let opts = AttendOptions {
             causal: self.mode.causal,
             q_positions: Some(&self.q_pos),
@@ -192,20 +221,29 @@ fn attend<T: AttendElement>(
     let k_pos: Vec<u32> = (0..n_k as u32).collect();
     let q_pos: Vec<u32> = if n_q == 1 {
         vec![n_k as u32]
+    } else if sel.is_empty() {
+        // Every key: the queries are the last n_q tokens.
+        (n_k - n_q..n_k).map(|p| p as u32).collect()
     } else {
         sel[sel.len() - n_q..].to_vec()
     };
-    let visible = q_pos
-        .iter()
-        .map(|&p| {
-            let seen = |t: u32| !mode.causal || t <= p;
-            if mode.dense {
-                k_pos.iter().filter(|&&t| seen(t)).count()
-            } else {
-                sel.iter().filter(|&&t| seen(k_pos[t as usize])).count()
-            }
-        })
-        .sum();
+    let visible = if let Some(cu) = mode.ragged {
+        cu.windows(2)
+            .map(|w| (w[1] - w[0]) * (w[1] - w[0] + 1) / 2)
+            .sum()
+    } else {
+        q_pos
+            .iter()
+            .map(|&p| {
+                let seen = |t: u32| !mode.causal || t <= p;
+                if mode.dense {
+                    k_pos.iter().filter(|&&t| seen(t)).count()
+                } else {
+                    sel.iter().filter(|&&t| seen(k_pos[t as usize])).count()
+                }
+            })
+            .sum()
+    };
     Attend::<T> {
         name,
         n_q,
@@ -284,6 +322,15 @@ fn decode_llm<T: AttendElement>(
     }
     Box::new(c)
 }
+
+/// The ragged batch: sequences of 64, 128, 192, 256, 384, 512, 768 and 1024 tokens
+/// (sum of n (n + 1) / 2: 1 087 104 visible pairs).
+const CU_RAGGED: &[usize] = &[0, 64, 192, 384, 640, 1024, 1536, 2304, 3328];
+/// One sequence of the same work: 1474 * 1475 / 2 = 1 087 075 pairs (-0.003%).
+const LONG: usize = 1474;
+/// Quick run: 16 .. 256 tokens (68 256 pairs) against 369 tokens (68 265 pairs).
+const CU_RAGGED_QUICK: &[usize] = &[0, 16, 48, 96, 160, 256, 384, 576, 832];
+const LONG_QUICK: usize = 369;
 
 pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
@@ -375,6 +422,62 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
             ),
         ]);
     }
+    // Ragged prefill: 8 sequences in one call, and one sequence of the same work.
+    let ragged = Mode {
+        dense: true,
+        ragged: Some(if quick { CU_RAGGED_QUICK } else { CU_RAGGED }),
+        ..causal
+    };
+    let n_long = if quick { LONG_QUICK } else { LONG };
+    let n_tot = ragged.ragged.map_or(0, |cu| cu[cu.len() - 1]);
+    let long = Mode {
+        dense: true,
+        ..causal
+    };
+    v.push(Box::new(attend::<f32>(
+        "prefill_ragged8",
+        |x| x,
+        n_tot,
+        8,
+        2,
+        128,
+        n_tot,
+        Vec::new(),
+        ragged,
+    )));
+    v.push(Box::new(attend::<f32>(
+        "prefill_long",
+        |x| x,
+        n_long,
+        8,
+        2,
+        128,
+        n_long,
+        Vec::new(),
+        long,
+    )));
+    v.push(Box::new(attend::<bf16>(
+        "prefill_ragged8",
+        bf16::from_f32,
+        n_tot,
+        8,
+        2,
+        128,
+        n_tot,
+        Vec::new(),
+        ragged,
+    )));
+    v.push(Box::new(attend::<bf16>(
+        "prefill_long",
+        bf16::from_f32,
+        n_long,
+        8,
+        2,
+        128,
+        n_long,
+        Vec::new(),
+        long,
+    )));
     // LLM decode over 16-bit caches at 8192 keys (issue 13): SmolLM2's 9/3 heads with
     // head_dim 64 and 32/8 heads with head_dim 128, dense and at Quest budgets of 16-key
     // blocks (1024 keys in the quick run; 256, 1024, 2048, and 1024 in 64-key blocks).

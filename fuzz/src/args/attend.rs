@@ -400,6 +400,7 @@ pub fn attention(inp: &mut Input) {
         q_positions: masked.then(|| view::<u32>(&qp, n_q)),
         k_positions: masked.then(|| view::<u32>(&kp, n_k)),
         bf16_dot,
+        ..Default::default()
     };
     let lb_len = lb.len() / 4;
     macro_rules! go {

@@ -142,7 +142,11 @@ pub(crate) fn sigmoid_v<S: Tier>(x: S::F) -> S::F {
         S::select(neg, S::mul(S::mul(q, s1), s2), q)
     };
     // A NaN lane carries a payload that depends on the operations above: canonical.
-    S::select(S::is_nan(x), S::from_bits(S::splat_i(CANONICAL_NAN as i32)), y)
+    S::select(
+        S::is_nan(x),
+        S::from_bits(S::splat_i(CANONICAL_NAN as i32)),
+        y,
+    )
 }
 
 /// `e' = T[k mod 8] * (1 + p)` as `hi + fma(hi, p, lo)`.

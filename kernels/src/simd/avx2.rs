@@ -77,6 +77,45 @@ impl Tier for Avx2 {
         unsafe { _mm256_blendv_ps(b, a, m) }
     }
     #[inline(always)]
+    fn max(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn lt(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn ne(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_cmp_ps::<_CMP_NEQ_UQ>(a, b) }
+    }
+    #[inline(always)]
+    fn and_m(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_and_ps(a, b) }
+    }
+    #[inline(always)]
+    fn or_m(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_or_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mask_from_bits(bits: u32) -> __m256 {
+        unsafe {
+            let v = _mm256_set1_epi32((bits & 0xff) as i32);
+            let sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(v, sel), sel))
+        }
+    }
+    #[inline(always)]
+    fn mask_bits(m: __m256) -> u32 {
+        unsafe { _mm256_movemask_ps(m) as u32 }
+    }
+    #[inline(always)]
+    fn fma_if(on: bool, a: __m256, b: __m256, c: __m256) -> __m256 {
+        unsafe {
+            let m = _mm256_castsi256_ps(_mm256_set1_epi32((on as i32).wrapping_neg()));
+            _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), m)
+        }
+    }
+    #[inline(always)]
     fn hsum(v: __m256) -> f32 {
         unsafe {
             let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -97,6 +136,10 @@ impl Tier for Avx2 {
     #[inline(always)]
     fn from_bits(a: __m256i) -> __m256 {
         unsafe { _mm256_castsi256_ps(a) }
+    }
+    #[inline(always)]
+    fn add_i(a: __m256i, b: __m256i) -> __m256i {
+        unsafe { _mm256_add_epi32(a, b) }
     }
     #[inline(always)]
     fn sub_i(a: __m256i, b: __m256i) -> __m256i {
@@ -137,6 +180,17 @@ impl Tier for Avx2 {
         unsafe {
             let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const bf16, odd: bool) -> __m256 {
+        unsafe {
+            let x = _mm256_loadu_si256(p as *const __m256i);
+            _mm256_castsi256_ps(if odd {
+                _mm256_and_si256(x, _mm256_set1_epi32(0xffff_0000u32 as i32))
+            } else {
+                _mm256_slli_epi32::<16>(x)
+            })
         }
     }
     #[inline(always)]
@@ -188,6 +242,73 @@ impl Tier for Avx2 {
         // SAFETY: a prefetch never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
     }
+    #[inline(always)]
+    fn prefetch_l2(p: *const u8) {
+        // SAFETY: a prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p as *const i8) }
+    }
 
     v16!(2);
+
+    #[inline(always)]
+    unsafe fn v16_store_trees<const R: usize, const C: usize>(
+        acc: &[[[__m256; 2]; R]; C],
+        s: *mut f32,
+        stride: usize,
+    ) {
+        if R * C != 4 {
+            // SAFETY: passed on.
+            return unsafe { super::store_trees_each::<Self, R, C>(acc, s, stride) };
+        }
+        let a: [[__m256; 2]; 4] = core::array::from_fn(|i| acc[i / R][i % R]);
+        // SAFETY: the runs of R floats at s, stride apart, are writable.
+        unsafe {
+            let w = reduce4(a[0], a[2], a[1], a[3]);
+            let v = _mm_movelh_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps::<1>(w));
+            match R {
+                4 => _mm_storeu_ps(s, v),
+                2 => {
+                    _mm_store_sd(s as *mut f64, _mm_castps_pd(v));
+                    _mm_storeh_pd(s.add(stride) as *mut f64, _mm_castps_pd(v));
+                }
+                _ => {
+                    let mut tmp = [0f32; 4];
+                    _mm_storeu_ps(tmp.as_mut_ptr(), v);
+                    for (c, x) in tmp.iter().enumerate() {
+                        *s.add(c * stride) = *x;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Four canonical 16-lane trees at once: returns ymm whose 128-bit lane 0 starts with
+/// the trees of `a` and `c`, lane 1 with those of `b` and `d`.
+#[inline(always)]
+fn reduce4(a: [__m256; 2], b: [__m256; 2], c: [__m256; 2], d: [__m256; 2]) -> __m256 {
+    unsafe {
+        let (a, b, c, d) = (
+            _mm256_add_ps(a[0], a[1]),
+            _mm256_add_ps(b[0], b[1]),
+            _mm256_add_ps(c[0], c[1]),
+            _mm256_add_ps(d[0], d[1]),
+        );
+        let u0 = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a, b),
+            _mm256_permute2f128_ps::<0x31>(a, b),
+        );
+        let u1 = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(c, d),
+            _mm256_permute2f128_ps::<0x31>(c, d),
+        );
+        let v = _mm256_add_ps(
+            _mm256_shuffle_ps::<0x44>(u0, u1),
+            _mm256_shuffle_ps::<0xee>(u0, u1),
+        );
+        _mm256_add_ps(
+            _mm256_shuffle_ps::<0x88>(v, v),
+            _mm256_shuffle_ps::<0xdd>(v, v),
+        )
+    }
 }

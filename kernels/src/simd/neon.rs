@@ -67,6 +67,50 @@ impl Tier for Neon {
         unsafe { vbslq_f32(m, a, b) }
     }
     #[inline(always)]
+    fn max(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        unsafe { vbslq_f32(vcgtq_f32(a, b), a, b) }
+    }
+    #[inline(always)]
+    fn lt(a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        unsafe { vcltq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn ne(a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        unsafe { vmvnq_u32(vceqq_f32(a, b)) }
+    }
+    #[inline(always)]
+    fn and_m(a: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
+        unsafe { vandq_u32(a, b) }
+    }
+    #[inline(always)]
+    fn or_m(a: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
+        unsafe { vorrq_u32(a, b) }
+    }
+    #[inline(always)]
+    fn mask_from_bits(bits: u32) -> uint32x4_t {
+        unsafe {
+            let sel: [u32; 4] = [1, 2, 4, 8];
+            vtstq_u32(vdupq_n_u32(bits & 0xf), vld1q_u32(sel.as_ptr()))
+        }
+    }
+    #[inline(always)]
+    fn mask_bits(m: uint32x4_t) -> u32 {
+        unsafe {
+            let sel: [u32; 4] = [1, 2, 4, 8];
+            vaddvq_u32(vandq_u32(m, vld1q_u32(sel.as_ptr())))
+        }
+    }
+    #[inline(always)]
+    fn fma_if(on: bool, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        unsafe {
+            vbslq_f32(
+                vdupq_n_u32((on as u32).wrapping_neg()),
+                vfmaq_f32(c, a, b),
+                c,
+            )
+        }
+    }
+    #[inline(always)]
     fn hsum(v: float32x4_t) -> f32 {
         unsafe {
             let s2 = vadd_f32(vget_low_f32(v), vget_high_f32(v));
@@ -85,6 +129,10 @@ impl Tier for Neon {
     #[inline(always)]
     fn from_bits(a: int32x4_t) -> float32x4_t {
         unsafe { vreinterpretq_f32_s32(a) }
+    }
+    #[inline(always)]
+    fn add_i(a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        unsafe { vaddq_s32(a, b) }
     }
     #[inline(always)]
     fn sub_i(a: int32x4_t, b: int32x4_t) -> int32x4_t {
@@ -139,6 +187,17 @@ impl Tier for Neon {
     #[inline(always)]
     unsafe fn load_bf16(p: *const bf16) -> float32x4_t {
         unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p as *const u16))) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const bf16, odd: bool) -> float32x4_t {
+        unsafe {
+            let x = vreinterpretq_u32_u16(vld1q_u16(p as *const u16));
+            vreinterpretq_f32_u32(if odd {
+                vandq_u32(x, vdupq_n_u32(0xffff_0000))
+            } else {
+                vshlq_n_u32::<16>(x)
+            })
+        }
     }
     #[inline(always)]
     unsafe fn store_f16(p: *mut f16, v: float32x4_t) {

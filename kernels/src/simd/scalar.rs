@@ -71,6 +71,47 @@ impl Tier for Scalar {
         }
     }
     #[inline(always)]
+    fn max(a: f32, b: f32) -> f32 {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    fn lt(a: f32, b: f32) -> bool {
+        a < b
+    }
+    #[inline(always)]
+    fn ne(a: f32, b: f32) -> bool {
+        a != b
+    }
+    #[inline(always)]
+    fn and_m(a: bool, b: bool) -> bool {
+        a & b
+    }
+    #[inline(always)]
+    fn or_m(a: bool, b: bool) -> bool {
+        a | b
+    }
+    #[inline(always)]
+    fn mask_from_bits(bits: u32) -> bool {
+        bits & 1 != 0
+    }
+    #[inline(always)]
+    fn mask_bits(m: bool) -> u32 {
+        m as u32
+    }
+    #[inline(always)]
+    fn fma_if(on: bool, a: f32, b: f32, c: f32) -> f32 {
+        // The software fused multiply-add is only evaluated where it is used.
+        if on {
+            fma_f32(a, b, c)
+        } else {
+            c
+        }
+    }
+    #[inline(always)]
     fn hsum(v: f32) -> f32 {
         v
     }
@@ -86,6 +127,10 @@ impl Tier for Scalar {
     #[inline(always)]
     fn from_bits(a: i32) -> f32 {
         f32::from_bits(a as u32)
+    }
+    #[inline(always)]
+    fn add_i(a: i32, b: i32) -> i32 {
+        a.wrapping_add(b)
     }
     #[inline(always)]
     fn sub_i(a: i32, b: i32) -> i32 {
@@ -127,6 +172,21 @@ impl Tier for Scalar {
     unsafe fn load_bf16(p: *const bf16) -> f32 {
         // SAFETY: one element at p.
         super::Elem::to_f32(unsafe { p.read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const bf16, odd: bool) -> f32 {
+        // SAFETY: two elements at p.
+        super::Elem::to_f32(unsafe { p.add(odd as usize).read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs_part(p: *const bf16, odd: bool, k: usize) -> f32 {
+        // k < 2: the odd element is never valid, the even one when k = 1.
+        if odd || k == 0 {
+            0.0
+        } else {
+            // SAFETY: one element at p.
+            super::Elem::to_f32(unsafe { p.read_unaligned() })
+        }
     }
     #[inline(always)]
     unsafe fn store_f16(p: *mut f16, v: f32) {
