@@ -69,10 +69,10 @@ from torch import Tensor
 
 from . import _ffi
 from ._ffi import TokenrouteError
-from .threads import thread_cap
 from .attend import AttentionBatch, AttentionKeys, AttentionOptions
 from .route import RouteOptions
 from .select import ThresholdOptions, TopkOptions
+from .threads import thread_cap
 
 __all__ = [
     "attention",
@@ -739,7 +739,7 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
                     block_lists, causal, window, q_positions, k_positions, scale, out_dtype, bf16_dot,
                     copy, out, lse, mass, mass_per_head, threads):
     """Validates everything, allocates the outputs not given (``out`` None, ``lse`` /
-    ``mass`` _NEW), then runs tkr_attention per batch element. Returns
+    ``mass`` _NEW), then runs tkr_attention (one batched call, or one per element). Returns
     (out, lse, mass)."""
     code = _qkv(q, k, v, op)
     batched = q.dim() == 4
@@ -841,10 +841,10 @@ def _attention_impl(op, q, k, v, indices, block_offsets, block_ids, block_size, 
     if mass is not None:
         o.mass_head_stride = n_k if mass_per_head else 0
     # On the library's pool: every call's units are fixed by its shape, so the outputs
-    # never depend on the thread count. Every element sees
-    # the same keys, lists and positions, so the library's checks fail in all of them or
-    # in none (and then before writing); the one check that depends on the element
-    # (an output overlapping another element's inputs) is made here.
+    # never depend on the thread count. Every element sees the same keys, lists and
+    # positions, so the library's checks fail in all of them or in none (and then before
+    # writing); the one check that depends on the element (an output overlapping another
+    # element's inputs) is made here.
     if B > 1 and given:
         spans = [_span(x) for x in (q, k, v) if x.numel()]
         for g in given:
