@@ -42,6 +42,11 @@
 // tkr_attention_options.flags: mask keys after the query, by position.
 #define TKR_ATTENTION_CAUSAL 1
 
+// tkr_attention_options.flags: options->window_right applies: keys up to
+// q_pos + window_right are visible, and the window no longer implies causal masking
+// (TKR_ATTENTION_CAUSAL still limits the right side to q_pos).
+#define TKR_ATTENTION_WINDOW_RIGHT 4
+
 // tkr_attention_keys.block_lists: one list per (KV head, query block).
 #define TKR_BLOCK_LISTS_PER_KV_HEAD 1
 
@@ -238,7 +243,8 @@ typedef struct tkr_attention_options {
   // TKR_ATTENTION_CAUSAL and/or TKR_ATTENTION_BF16_DOT.
   uint32_t flags;
   // Sliding window: with window w > 0 a key is visible when
-  // q_pos - w < k_pos <= q_pos (implies causal masking). 0: no window.
+  // q_pos - w < k_pos <= q_pos (implies causal masking unless
+  // TKR_ATTENTION_WINDOW_RIGHT). 0: no window (no left limit).
   uint32_t window;
   // Output element type: 0 = the input dtype, else TKR_DTYPE_F32/F16/BF16.
   uint32_t out_dtype;
@@ -275,6 +281,11 @@ typedef struct tkr_attention_options {
   // tkr_attention_merge's canonical merge (error bound + 2^-22 vmax). Not together
   // with mass (TKR_STATUS_UNSUPPORTED).
   const float *sinks;
+  // With TKR_ATTENTION_WINDOW_RIGHT: the right extent r, keys with
+  // k_pos <= q_pos + r visible (UINT32_MAX: no right limit); with window w > 0 the
+  // two-sided local window q_pos - w < k_pos <= q_pos + r (a symmetric encoder window
+  // of radius w - 1: r = w - 1).
+  uint32_t window_right;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options

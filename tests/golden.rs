@@ -946,6 +946,7 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
                     scale: 1.0 / (c.d as f32).sqrt(),
                     causal: c.causal,
                     window: c.window,
+                    right: 0,
                     q_pos: q_pos.as_ptr(),
                     k_pos: k_pos.as_ptr(),
                     out: out[1..].as_mut_ptr(),

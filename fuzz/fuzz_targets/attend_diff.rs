@@ -899,19 +899,28 @@ fn batch<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
     let q_pos: Vec<u32> = (0..tq * n_b).map(|_| inp.below(100) as u32).collect();
     let k_pos: Vec<u32> = (0..tk * n_b).map(|_| inp.below(100) as u32).collect();
     let explicit = align == CausalAlign::Positions;
+    // Sinks (any values, -inf and NaN included), never with a mass output.
+    let with_mass = inp.bool();
+    let sinks: Vec<f32> = (0..h_q)
+        .map(|_| {
+            let sp = inp.u8() % 8 == 0;
+            value(inp, sp)
+        })
+        .collect();
+    let with_sinks = !with_mass && inp.bool();
     let opts = AttendOptions {
         causal,
         window,
         align,
         q_positions: explicit.then_some(&q_pos[..]),
         k_positions: explicit.then_some(&k_pos[..]),
+        sinks: with_sinks.then_some(&sinks[..]),
         ..Default::default()
     };
     // Outputs: token-major with padding; lse packed; mass over every key row.
     let ots = h_q * d + inp.below(2);
     let olen = tq * n_b * ots + 1;
     let mass0: Vec<f32> = (0..tk * n_b + 1).map(|_| value(inp, false)).collect();
-    let with_mass = inp.bool();
     let batch = if ragged {
         Batch::Ragged {
             cu_seqlens_q: &cu_q,

@@ -370,6 +370,7 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
         scale: c.scale,
         causal: c.causal,
         window: c.window,
+        right: 0,
         q_pos: if c.causal {
             c.q_pos.as_ptr()
         } else {

@@ -129,3 +129,21 @@ def test_sinks_join_the_denominator(rng, each_level):
     assert np.abs(ref.lse - (m + np.log(den))).max() < 1e-5
     assert status(lambda: tokenroute.attention(q, k, v, sinks=sinks[:3])) == "TKR_STATUS_INVALID_ARGUMENT"
     assert status(lambda: tokenroute.attention(q, k, v, sinks=sinks, return_mass=True)) == "TKR_STATUS_UNSUPPORTED"
+
+
+def test_two_sided_windows(rng, each_level):
+    q = rng.standard_normal((20, 2, 8)).astype(np.float32)
+    k = rng.standard_normal((20, 1, 8)).astype(np.float32)
+    for window, right, causal in ((4, 3, False), (0, 2, False), (6, 2**32 - 1, False), (4, 7, True)):
+        res = each_level(lambda: tokenroute.attention(q, k, k, window=window, window_right=right,
+                                                      causal=causal, causal_align="top_left"))
+        ref = res.pop("scalar")
+        for level, r in res.items():
+            assert np.array_equal(r.view(np.uint32), ref.view(np.uint32)), level
+        i, j = np.arange(20)[:, None], np.arange(20)[None, :]
+        vis = (j <= i + (0 if causal else right)) & ((window == 0) | (j > i - window))
+        s = np.einsum("qhd,khd->qhk", q.astype(np.float64), np.repeat(k, 2, axis=1)) / np.sqrt(8)
+        s = np.where(vis[:, None, :], s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        want = np.einsum("qhk,khd->qhd", p / p.sum(-1, keepdims=True), np.repeat(k, 2, axis=1))
+        assert np.abs(ref - want).max() < 1e-5, (window, right, causal)

@@ -48,6 +48,7 @@ from ._ffi import (
 
 TKR_ATTENTION_CAUSAL = constant("TKR_ATTENTION_CAUSAL", 1)
 TKR_ATTENTION_BF16_DOT = constant("TKR_ATTENTION_BF16_DOT", 2)
+TKR_ATTENTION_WINDOW_RIGHT = constant("TKR_ATTENTION_WINDOW_RIGHT", 4)
 TKR_KEYS_DENSE = constant("TKR_KEYS_DENSE", 0)
 TKR_KEYS_INDICES = constant("TKR_KEYS_INDICES", 1)
 TKR_KEYS_BLOCKS = constant("TKR_KEYS_BLOCKS", 2)
@@ -107,6 +108,7 @@ class AttentionOptions(ctypes.Structure):
         ("causal_align", c_uint32),
         ("batch", c_void_p),
         ("sinks", c_void_p),
+        ("window_right", c_uint32),
     ]
 
 
@@ -274,6 +276,7 @@ def attention(
     block_lists: str = "shared",
     causal: bool = False,
     window: int = 0,
+    window_right: Optional[int] = None,
     q_positions=None,
     k_positions=None,
     causal_align: Optional[str] = None,
@@ -304,6 +307,9 @@ def attention(
     Masking: ``causal`` and/or ``window`` (> 0) by original positions; ``q_positions``
     (``n_q``) and ``k_positions`` (``n_k``) default to the last ``n_q`` positions of
     ``range(n_k)`` (queries at the end of the sequence) and ``range(n_k)``.
+    ``window_right``: a right extent (keys up to ``q_pos + window_right`` visible;
+    ``2**32 - 1``: unlimited); then ``window`` no longer implies causal masking
+    (two-sided local windows; ``causal`` still limits the right side).
     ``causal_align``: ``"top_left"`` (query i at position i, key j at j: ONNX and
     PyTorch ``is_causal``) or ``"bottom_right"`` (query i at ``i + n_k - n_q``) instead
     of positions.
@@ -375,7 +381,7 @@ def attention(
     if (
         causal or window or scale or bf16_dot or want_lse or want_mass or out_dtype is not None
         or q_positions is not None or k_positions is not None or causal_align is not None
-        or batch is not None or sinks is not None
+        or batch is not None or sinks is not None or window_right is not None
     ):
         opts = options(AttentionOptions)
         if causal_align is not None:
@@ -384,6 +390,12 @@ def attention(
             opts.causal_align = CAUSAL_ALIGNS[causal_align]
         if batch is not None:
             opts.batch = addr(batch[0])
+        if window_right is not None:
+            r = index(window_right, fn, "window_right")
+            if r > 0xFFFFFFFF:
+                raise invalid(fn, f"window_right must be in [0, 2^32), got {window_right}")
+            opts.flags |= TKR_ATTENTION_WINDOW_RIGHT
+            opts.window_right = r
         if sinks is not None:
             sinks = np.ascontiguousarray(sinks, dtype=np.float32).reshape(-1)
             if len(sinks) != hq:
@@ -551,7 +563,8 @@ def _attention_options(opts, fn, causal, window, scale, bf16_dot, q_positions, k
     if w > 0xFFFFFFFF:
         raise invalid(fn, f"window must be in [0, 2^32), got {window}")
     opts.window = w
-    if not (causal or w or q_positions is not None or k_positions is not None):
+    masked = causal or w or opts.flags & TKR_ATTENTION_WINDOW_RIGHT
+    if not (masked or q_positions is not None or k_positions is not None):
         return None
     if opts.causal_align and q_positions is None and k_positions is None:
         return None  # implicit positions

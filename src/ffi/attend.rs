@@ -20,6 +20,10 @@ pub const TKR_ATTENTION_CAUSAL: u32 = 1;
 /// tkr_attention_options.flags: allow the AVX512-BF16 dot-product path for bf16 inputs
 /// on CPUs that have it (faster; not bit-identical to the other ISA levels).
 pub const TKR_ATTENTION_BF16_DOT: u32 = 2;
+/// tkr_attention_options.flags: options->window_right applies: keys up to
+/// q_pos + window_right are visible, and the window no longer implies causal masking
+/// (TKR_ATTENTION_CAUSAL still limits the right side to q_pos).
+pub const TKR_ATTENTION_WINDOW_RIGHT: u32 = 4;
 
 /// tkr_attention_keys.kind: every key row, in order.
 pub const TKR_KEYS_DENSE: u32 = 0;
@@ -61,7 +65,8 @@ pub struct tkr_attention_options {
     /// TKR_ATTENTION_CAUSAL and/or TKR_ATTENTION_BF16_DOT.
     pub flags: u32,
     /// Sliding window: with window w > 0 a key is visible when
-    /// q_pos - w < k_pos <= q_pos (implies causal masking). 0: no window.
+    /// q_pos - w < k_pos <= q_pos (implies causal masking unless
+    /// TKR_ATTENTION_WINDOW_RIGHT). 0: no window (no left limit).
     pub window: u32,
     /// Output element type: 0 = the input dtype, else TKR_DTYPE_F32/F16/BF16.
     pub out_dtype: u32,
@@ -98,6 +103,11 @@ pub struct tkr_attention_options {
     /// tkr_attention_merge's canonical merge (error bound + 2^-22 vmax). Not together
     /// with mass (TKR_STATUS_UNSUPPORTED).
     pub sinks: *const f32,
+    /// With TKR_ATTENTION_WINDOW_RIGHT: the right extent r, keys with
+    /// k_pos <= q_pos + r visible (UINT32_MAX: no right limit); with window w > 0 the
+    /// two-sided local window q_pos - w < k_pos <= q_pos + r (a symmetric encoder window
+    /// of radius w - 1: r = w - 1).
+    pub window_right: u32,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -409,7 +419,9 @@ impl RawAttention {
         let kern = Kernels::active()?;
         let o = &self.opts;
         ensure!(
-            o.flags & !(TKR_ATTENTION_CAUSAL | TKR_ATTENTION_BF16_DOT) == 0,
+            o.flags
+                & !(TKR_ATTENTION_CAUSAL | TKR_ATTENTION_BF16_DOT | TKR_ATTENTION_WINDOW_RIGHT)
+                == 0,
             InvalidArgument,
             "options->flags": "unknown attention flags"
         );
@@ -562,7 +574,8 @@ impl RawAttention {
                 slice(self.v as *const T, vn).arg("v")?,
             )
         };
-        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0;
+        let window_right = (o.flags & TKR_ATTENTION_WINDOW_RIGHT != 0).then_some(o.window_right);
+        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0 || window_right.is_some();
         let (mut qp, mut kp) = (None, None);
         if align != CausalAlign::Positions {
             ensure!(
@@ -708,6 +721,7 @@ impl RawAttention {
             q_positions: qp,
             k_positions: kp,
             align,
+            window_right,
             sinks,
             bf16_dot: o.flags & TKR_ATTENTION_BF16_DOT != 0,
         };

@@ -210,6 +210,13 @@ pub struct AttendOptions<'a> {
     /// With a window `w > 0` (implies causal masking), keys at or before
     /// `q_pos[i] - w` are masked too.
     pub window: u32,
+    /// A right extent: keys up to `q_pos[i] + r` are visible (`u32::MAX`: no right
+    /// limit), so that causality and the window's sides are separate options: `causal`
+    /// still limits the right side to `q_pos[i]`, and a window no longer implies causal
+    /// masking. `window = w > 0` with `window_right = Some(r)` is the two-sided local
+    /// window `q_pos[i] - w < k_pos <= q_pos[i] + r` (bidirectional encoders: `Some(w -
+    /// 1)` for a symmetric one); `window = 0` leaves the left side unlimited.
+    pub window_right: Option<u32>,
     /// `n_q` query positions and `n_k` key positions (one per K row), required when
     /// masking with [`CausalAlign::Positions`].
     pub q_positions: Option<&'a [u32]>,

@@ -414,7 +414,11 @@ impl Kernels {
                 s
             }
         };
-        let masked = opts.causal || opts.window > 0;
+        let masked = opts.causal || opts.window > 0 || opts.window_right.is_some();
+        let right = match opts.window_right {
+            Some(r) if !opts.causal => r,
+            _ => 0,
+        };
         let implicit = opts.align != CausalAlign::Positions;
         let sinks = match opts.sinks {
             None => core::ptr::null(),
@@ -649,6 +653,7 @@ impl Kernels {
                 scale,
                 causal: masked,
                 window: opts.window,
+                right,
                 q_pos: core::ptr::null(),
                 k_pos: core::ptr::null(),
                 out: out_ptr.wrapping_add(s.out * esz),

@@ -66,7 +66,12 @@ struct Mode {
     /// A ragged batch of self-attention sequences (`cu_seqlens` for queries and keys),
     /// causal by implicit bottom-right alignment.
     ragged: Option<&'static [usize]>,
+    /// Per-head sink logits ([`SINKS`]).
+    sinks: bool,
 }
+
+/// Sink logits of the `*_sinks` cases (one per query head, at most 32 heads).
+const SINKS: [f32; 32] = [2.0; 32];
 
 impl<T> Attend<T> {
     fn n_keys(&self) -> usize {
@@ -142,6 +147,7 @@ impl<T: AttendElement> Case for Attend<T> {
             q_positions: Some(&self.q_pos),
             k_positions: Some(&self.k_pos),
             bf16_dot: self.mode.bf16_dot,
+            sinks: self.mode.sinks.then_some(&SINKS[..self.h_q]),
             ..Default::default()
         };
         k.attention(
@@ -365,7 +371,21 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
         )));
     }
     // Dense attention over all 8192 keys (4x the bytes of the 25% subset above): the
-    // speedup routing buys is the ratio of the two times.
+    // speedup routing buys is the ratio of the two times. With sinks: their cost.
+    v.push(Box::new(attend::<f32>(
+        "decode_sinks",
+        |x| x,
+        1,
+        32,
+        8,
+        128,
+        8192,
+        sel_d.clone(),
+        Mode {
+            sinks: true,
+            ..causal
+        },
+    )));
     if !quick {
         v.push(Box::new(attend::<f32>(
             "decode_dense",
@@ -403,9 +423,15 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
         ..causal
     };
     let full = Mode::default();
+    let sinks = Mode {
+        sinks: true,
+        ..causal
+    };
     let mut prefill: Vec<(&'static str, Mode, bool)> = vec![
         ("prefill_causal", causal, true),
+        ("prefill_causal_sinks", sinks, true),
         ("prefill_causal", causal, false),
+        ("prefill_causal_sinks", sinks, false),
         ("prefill_causal_dot", dot, false),
     ];
     if !quick {

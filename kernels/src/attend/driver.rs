@@ -258,7 +258,7 @@ unsafe fn sub_init<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, ws: *mut
         for r in 0..n {
             // SAFETY: qi < n_q positions.
             let qp = unsafe { *a.q_pos.add(t.qi[r]) } as u64;
-            sub.hi[r] = qp;
+            sub.hi[r] = qp + a.right as u64;
             sub.lo[r] = if a.window > 0 {
                 (qp + 1).saturating_sub(a.window as u64)
             } else {

@@ -198,10 +198,14 @@ pub struct AttendArgs<T> {
     pub keys: KeySet,
     /// The softmax scale (already defaulted by the caller).
     pub scale: f32,
-    /// Mask keys after the query (by position).
+    /// Mask by position: a key is visible when `q_pos - window < k_pos <= q_pos + right`
+    /// (with `window = 0`: no left limit).
     pub causal: bool,
     /// With `causal`: also mask keys at or before `q_pos - window` (0 = no window).
     pub window: u32,
+    /// With `causal`: keys up to `q_pos + right` are visible (0: causal; `u32::MAX`: no
+    /// right limit).
+    pub right: u32,
     /// `n_q` positions (when `causal`), else may be null.
     pub q_pos: *const u32,
     /// `n_k` positions, one per K row (when `causal`), else may be null.
