@@ -376,7 +376,7 @@ fn score_type<T: Elt>(g: &mut Golden, reg: &[KernelInfo<score::ScoreFn<T>>]) {
         let w: Vec<T> = conv(&rng.f32s(e * ws + 1, 1.0, 0.0));
         let bias = rng.f32s(e, 1.0, 0.0);
         for act in [Activation::None, Activation::Sigmoid] {
-            let with_bias = (ci + act as usize) % 2 == 0;
+            let with_bias = (ci + act as usize).is_multiple_of(2);
             let case = format!(
                 "score {} n={n} d={d} e={e} {act:?} bias={with_bias}",
                 T::NAME
@@ -427,9 +427,9 @@ fn threshold_cases(g: &mut Golden) {
     let mut ci = 0;
     for &n in &sizes {
         let mut s = rng.f32s(n, 1.0, 0.05);
-        for i in 0..n {
+        for x in s.iter_mut() {
             if rng.below(5) == 0 {
-                s[i] = (rng.below(7) as f32 - 3.0) * 0.25; // ties
+                *x = (rng.below(7) as f32 - 3.0) * 0.25; // ties
             }
         }
         let keep: Vec<u8> = (0..n)
@@ -543,7 +543,7 @@ fn topk_cases(g: &mut Golden) {
         let forced = kf2 + kl2 + keep.iter().filter(|&&b| b != 0).count();
         let k = k.max(forced).min(n);
         for order in [Order::Position, Order::Score] {
-            let scores_out = (ci + order as usize) % 2 == 0;
+            let scores_out = (ci + order as usize).is_multiple_of(2);
             let case =
                 format!("topk n={n} k={k} kf={kf} kl={kl} keep={rate} kind={kind} {order:?}");
             g.each(select::TOPK_F32, &case, |f| {
@@ -1049,12 +1049,12 @@ fn merge_cases(g: &mut Golden) {
     }
 }
 
-fn quest_type<T: Elt>(
+fn quest_type<T>(
     g: &mut Golden,
     sums: &[KernelInfo<SummaryFn<T>>],
     bounds: &[KernelInfo<BoundFn<T>>],
 ) where
-    T: tokenroute::AttendElement,
+    T: Elt + tokenroute::AttendElement,
 {
     let mut rng = Rng::new(11);
     for (ci, (n_k, h_kv, d, block)) in [
