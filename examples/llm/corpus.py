@@ -83,9 +83,11 @@ def windows(model, n_tokens: int, count: int) -> List[Text]:
 
 def describe_sources() -> str:
     """Where the texts come from (for results.md)."""
-    root = sysconfig.get_paths()["stdlib"]
+    # The version, not the path: the install location differs from machine to machine.
+    ver = sysconfig.get_python_version()
     lic = [p.name for p in sorted(LICENSES.iterdir())] if LICENSES.is_dir() else []
-    return (f"Python standard library at `{root}` (largest modules first), "
+    return (f"the Python {ver} standard library (`sysconfig.get_paths()['stdlib']`, "
+            f"largest modules first), "
             f"`{LICENSES}` ({len(lic)} licence texts), `pydoc_data.topics`")
 
 
