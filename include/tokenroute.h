@@ -207,7 +207,7 @@ typedef struct tkr_attention_keys {
 //   and n_k keys each; sequence b's tensors are the ones described by the call's
 //   pointers and strides moved by b * <tensor>_batch_stride elements. An input stride
 //   of 0 shares one tensor between the sequences; out_batch_stride may not be 0 when
-//   n_seqs > 1 (TKR_STATUS_BAD_STRIDE), nor make rows overlap; lse_batch_stride 0 means
+//   n_seqs > 1 and n_q > 0 (TKR_STATUS_BAD_STRIDE), nor make rows overlap; lse_batch_stride 0 means
 //   n_q * lse_token_stride; mass_batch_stride 0 means every sequence adds into the same
 //   arrays.
 // - Ragged batch (cu_seqlens_q and cu_seqlens_k: n_seqs + 1 nondecreasing offsets

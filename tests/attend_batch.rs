@@ -619,6 +619,41 @@ fn empty_batches_are_valid() {
         .unwrap();
         assert!(out.iter().all(|&x| x == CANARY));
     }
+    // Dense sequences without queries: an output batch stride of 0 shares no memory
+    // (found by fuzzing attend_diff), with keys or without.
+    for n_k in [0, 4] {
+        let empty: [f32; 0] = [];
+        kern.attention_batch(
+            Heads::dense(&empty, 0, h, d).unwrap(),
+            Heads::dense(&q[..n_k * h * d], n_k, h, d).unwrap(),
+            Heads::dense(&q[..n_k * h * d], n_k, h, d).unwrap(),
+            KeySubset::Dense,
+            &AttendOptions::default(),
+            &Batch::Dense {
+                n: 3,
+                strides: BatchStrides::default(),
+            },
+            HeadsMut::dense(&mut out[..0], 0, h, d).unwrap(),
+            AttendExtras::default(),
+        )
+        .unwrap();
+    }
+    // With queries, a shared output is refused.
+    let e = kern.attention_batch(
+        Heads::dense(&q, 4, h, d).unwrap(),
+        Heads::dense(&q, 4, h, d).unwrap(),
+        Heads::dense(&q, 4, h, d).unwrap(),
+        KeySubset::Dense,
+        &AttendOptions::default(),
+        &Batch::Dense {
+            n: 2,
+            strides: BatchStrides::default(),
+        },
+        HeadsMut::dense(&mut out, 4, h, d).unwrap(),
+        AttendExtras::default(),
+    );
+    assert_eq!(e.expect_err("shared output").kind, ErrorKind::BadStride);
+    assert!(out.iter().all(|&x| x == CANARY));
     // A sequence with queries but no keys: zeros and an lse of -inf.
     let mut lse = vec![CANARY; 4 * h];
     kern.attention_batch(

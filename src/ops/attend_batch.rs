@@ -246,16 +246,18 @@ fn too_big(what: &'static str) -> Error {
 }
 
 /// Elements spanned by a batched `[n, tokens, heads, d]` view with batch stride `bs`
-/// (0: shared, allowed only for inputs), after the overlap rules of `span_dims`.
+/// (0: shared, allowed only for inputs and for empty outputs), after the overlap rules of `span_dims`.
 fn batch_span(h: Dims, n: usize, bs: usize, input: bool) -> Result<usize> {
     let (tok, heads, d, ts, hs) = (h.0, h.1, h.2, h.3, h.4);
     if n > 1 && bs == 0 {
+        // An empty per-sequence view (no tokens or no heads) shares no memory.
+        let per = span_dims(d, &mut [(ts, tok), (hs, heads)])?;
         ensure!(
-            input,
+            input || per == 0,
             BadStride,
             "sequences of an output may not share memory (batch stride 0)"
         );
-        return span_dims(d, &mut [(ts, tok), (hs, heads)]);
+        return Ok(per);
     }
     span_dims(d, &mut [(ts, tok), (hs, heads), (bs, n)])
 }
