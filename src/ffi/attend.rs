@@ -490,17 +490,7 @@ impl RawAttention {
             "keys->kind": "per-sequence index lists need options->batch"
         );
         let lists_per = if self.keys.kind == TKR_KEYS_BLOCKS {
-            ensure!(
-                self.keys.block_size > 0,
-                InvalidArgument,
-                "keys->block_size": "must be > 0"
-            );
-            ensure!(
-                self.keys.query_block_size > 0,
-                InvalidArgument,
-                "keys->query_block_size": "must be > 0"
-            );
-            match self.keys.block_lists {
+            let per = match self.keys.block_lists {
                 TKR_BLOCK_LISTS_SHARED => ListsPer::Shared,
                 TKR_BLOCK_LISTS_PER_KV_HEAD => ListsPer::KvHead,
                 TKR_BLOCK_LISTS_PER_Q_HEAD => ListsPer::QHead,
@@ -510,7 +500,18 @@ impl RawAttention {
                             .with_arg("keys->block_lists"),
                     )
                 }
-            }
+            };
+            ensure!(
+                self.keys.query_block_size > 0,
+                InvalidArgument,
+                "keys->query_block_size": "must be > 0"
+            );
+            ensure!(
+                self.keys.block_size > 0,
+                InvalidArgument,
+                "keys->block_size": "must be > 0"
+            );
+            per
         } else {
             ListsPer::Shared
         };
