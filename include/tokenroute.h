@@ -6,6 +6,10 @@
  *   pointers, and on error nothing has been written.
  * - Sizes and counts are size_t, strides are in elements, token indices uint32_t.
  * - (NULL, 0) is a valid empty buffer; any other NULL is TKR_STATUS_NULL_POINTER.
+ * - Status precedence: when several rules fail, the earliest stage decides: (1) values
+ *   (ISA, codes, flags, option structs, dimensions, parameters), (2) buffers (strides,
+ *   sizes, pointers, capacities, inputs that size the call), (3) TKR_STATUS_OVERLAP,
+ *   (4) index contents (OUT_OF_RANGE, DUPLICATE_INDEX, UNSORTED_INDEX).
  * - f16 and bf16 data are passed as uint16_t bit patterns; arithmetic is f32.
  * - Calls are reentrant and thread-safe, and never allocate on the hot path. The ISA
  *   level is chosen once (TOKENROUTE_ISA, TOKENROUTE_ISA_MAX) and can be switched with

@@ -182,7 +182,7 @@ static void test_errors_write_nothing(void) {
                            sel, rows, D, CAP, NULL, NULL, 0),
                  TKR_STATUS_NULL_POINTER);
     CHECK_STATUS(tkr_route(TKR_DTYPE_F32, h, N, D, D, w, NULL, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 5, 0.0f, NULL, idx,
-                           sel, h + D, D, 4, &count, NULL, 0),
+                           sel, h + D, D, 5, &count, NULL, 0),
                  TKR_STATUS_OVERLAP);
     CHECK_STATUS(tkr_route(TKR_DTYPE_F32, h, N, D, D - 1, w, NULL, TKR_ACT_SIGMOID, TKR_ROUTE_TOPK, 5, 0.0f, NULL,
                            idx, sel, rows, D, CAP, &count, NULL, 0),

@@ -15,7 +15,8 @@
 //! - merge: bit-identical on every level, within rounding of the f64 combination, zeros
 //!   and `-inf` for an all-empty row;
 //! - key-block summaries: exactly the elementwise min / max; bounds: bit-identical on
-//!   every level and never below the exact block maximum of `q . k`;
+//!   every level and never below the exact block maximum of `q . k` (also with products
+//!   below the normal range);
 //! - batches (dense with batch strides, ragged by cu_seqlens, with every key-set form,
 //!   explicit positions or an implicit causal alignment): bit-identical on every level
 //!   and every sequence bit-identical to a separate call over it (whose own results
@@ -616,7 +617,13 @@ fn merge(inp: &mut Input) {
 }
 
 fn summary_bound<T: AttendElement + Num>(inp: &mut Input) {
-    let special = inp.u8() % 8 == 0;
+    // Special (any palette value: the bound is only checked bit for bit), tiny (moderate
+    // values times 2^-72: products below the normal range, where the bound needs its
+    // absolute margin) or moderate.
+    let mode = inp.u8() % 8;
+    let special = mode == 0;
+    let scale = if mode == 1 { 2f32.powi(-72) } else { 1.0 };
+    let value = |i: &mut Input, special: bool| value(i, special) * scale;
     let n_k = inp.len(120);
     let h_kv = 1 + inp.below(2);
     let d = 1 + inp.len(69);

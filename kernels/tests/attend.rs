@@ -1017,6 +1017,11 @@ fn ln_and_exp_f64() {
 }
 
 fn summary_and_bound<T: E>(rng: &mut Rng) {
+    summary_and_bound_of::<T>(rng, &mut |r| r.uniform(-3.0, 3.0));
+}
+
+/// [`summary_and_bound`] over q and k drawn by `gen`.
+fn summary_and_bound_of<T: E>(rng: &mut Rng, gen: &mut dyn FnMut(&mut Rng) -> f32) {
     for &(d, block, n_k) in &[
         (1usize, 1usize, 5usize),
         (7, 3, 20),
@@ -1027,13 +1032,9 @@ fn summary_and_bound<T: E>(rng: &mut Rng) {
     ] {
         let (h_kv, h_q, n_q) = (2, 4, 3);
         let k_tok = h_kv * d + 1;
-        let k: Vec<T> = (0..n_k * k_tok)
-            .map(|_| T::from_f32(rng.uniform(-3.0, 3.0)))
-            .collect();
+        let k: Vec<T> = (0..n_k * k_tok).map(|_| T::from_f32(gen(rng))).collect();
         let q_tok = h_q * d + 2;
-        let q: Vec<T> = (0..n_q * q_tok)
-            .map(|_| T::from_f32(rng.uniform(-3.0, 3.0)))
-            .collect();
+        let q: Vec<T> = (0..n_q * q_tok).map(|_| T::from_f32(gen(rng))).collect();
         let n_b = n_k.div_ceil(block);
         let mut base: Option<(Vec<f32>, Vec<f32>, Vec<f32>)> = None;
         let sks = runnable(T::summary());
@@ -1170,6 +1171,69 @@ fn quest_summary_is_exact_and_the_bound_is_never_below_the_block_max() {
     summary_and_bound::<f32>(&mut rng);
     summary_and_bound::<f16>(&mut rng);
     summary_and_bound::<bf16>(&mut rng);
+}
+
+#[test]
+fn quest_bound_holds_for_products_below_the_normal_range() {
+    // q and k near 2^-75: most products q_e * k_e round below 2^-126, where the
+    // relative margin alone does not cover their rounding.
+    let mut rng = Rng::new(30);
+    summary_and_bound_of::<f32>(&mut rng, &mut |r| {
+        let x = r.uniform(1.0, 2.0) * 2f32.powi(-76 + r.below(4) as i32);
+        if r.below(2) == 0 {
+            x
+        } else {
+            -x
+        }
+    });
+    // The tightest case (issue 17): one key, one dimension, a product that rounds down
+    // (1e-20 * 3.1e-21 in f32 is 0.34 x 2^-149 below the exact product).
+    let (q, k) = (1e-20f32, 3.1e-21f32);
+    assert!(((q * k) as f64) < q as f64 * k as f64);
+    let (sks, bks) = (runnable(SUMMARY_F32), runnable(BOUND_F32));
+    assert_eq!(sks.len(), bks.len());
+    for (sk, bk) in sks.iter().zip(&bks) {
+        let (mut mn, mut mx) = ([0f32], [0f32]);
+        let a = SummaryArgs {
+            k: &k,
+            n_k: 1,
+            h_kv: 1,
+            d: 1,
+            k_tok: 1,
+            k_head: 1,
+            block: 1,
+            b0: 0,
+            b1: 1,
+            kmin: mn.as_mut_ptr(),
+            kmax: mx.as_mut_ptr(),
+        };
+        unsafe { (sk.f)(&a) };
+        let mut out = [0f32];
+        let mut ws = workspace(1);
+        let a = BoundArgs {
+            q: &q,
+            n_q: 1,
+            h_q: 1,
+            d: 1,
+            q_tok: 1,
+            q_head: 1,
+            kmin: mn.as_ptr(),
+            kmax: mx.as_ptr(),
+            n_blocks: 1,
+            h_kv: 1,
+            out: out.as_mut_ptr(),
+            out_stride: 1,
+            workspace: ws.as_mut_ptr() as *mut f32,
+        };
+        unsafe { (bk.f)(&a) };
+        assert!(
+            out[0] as f64 >= q as f64 * k as f64,
+            "{}: {:e} < {:e}",
+            bk.id(),
+            out[0],
+            q as f64 * k as f64
+        );
+    }
 }
 
 #[test]

@@ -241,6 +241,20 @@ pub unsafe extern "C" fn tkr_attention_batch_init(batch: *mut tkr_attention_batc
 }
 
 /// A dtype code (argument `name`) as a DType.
+/// The head shape rules shared by attention, Quest bounds and Quest selection: values,
+/// checked before any buffer (status precedence).
+fn check_heads(head_dim: usize, n_heads_q: usize, n_heads_kv: usize) -> Result<()> {
+    ensure!(head_dim > 0, InvalidArgument, "head_dim = 0");
+    ensure!(n_heads_q > 0, InvalidArgument, "n_heads_q = 0");
+    ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
+    ensure!(
+        n_heads_q % n_heads_kv == 0,
+        InvalidArgument,
+        "n_heads_q is not a multiple of n_heads_kv"
+    );
+    Ok(())
+}
+
 fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
     DType::from_code(code)
         .ok_or(Error::new(ErrorKind::InvalidArgument, "unknown dtype code").with_arg(name))
@@ -443,14 +457,7 @@ impl RawAttention {
         };
         let d = self.head_dim;
         // Shape rules first, so that they get their own status before any buffer check.
-        ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(self.n_heads_q > 0, InvalidArgument, "n_heads_q = 0");
-        ensure!(self.n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
-        ensure!(
-            self.n_heads_q % self.n_heads_kv == 0,
-            InvalidArgument,
-            "n_heads_q is not a multiple of n_heads_kv"
-        );
+        check_heads(d, self.n_heads_q, self.n_heads_kv)?;
         // The batch (NULL: one sequence) and what every buffer must hold.
         let bt = if o.batch.is_null() {
             None
@@ -458,6 +465,70 @@ impl RawAttention {
             // SAFETY: a struct of at least struct_size readable bytes (caller).
             Some(unsafe { read_options(o.batch).arg("options->batch")? })
         };
+        // The remaining values, before any buffer is looked at (status precedence).
+        ensure!(
+            o.scale.is_finite(),
+            InvalidArgument,
+            "options->scale": "must be finite"
+        );
+        ensure!(
+            o.sinks.is_null() || o.mass.is_null(),
+            Unsupported,
+            "options->sinks": "together with an attention mass output"
+        );
+        let window_right = (o.flags & TKR_ATTENTION_WINDOW_RIGHT != 0).then_some(o.window_right);
+        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0 || window_right.is_some();
+        let implicit = align != CausalAlign::Positions;
+        ensure!(
+            !implicit || (o.q_positions.is_null() && o.k_positions.is_null()),
+            InvalidArgument,
+            "options->causal_align": "implicit positions take no q_positions or k_positions"
+        );
+        ensure!(
+            self.keys.kind != TKR_KEYS_SEQ_INDICES || bt.is_some(),
+            InvalidArgument,
+            "keys->kind": "per-sequence index lists need options->batch"
+        );
+        let lists_per = if self.keys.kind == TKR_KEYS_BLOCKS {
+            let per = match self.keys.block_lists {
+                TKR_BLOCK_LISTS_SHARED => ListsPer::Shared,
+                TKR_BLOCK_LISTS_PER_KV_HEAD => ListsPer::KvHead,
+                TKR_BLOCK_LISTS_PER_Q_HEAD => ListsPer::QHead,
+                _ => {
+                    return Err(
+                        Error::new(ErrorKind::InvalidArgument, "unknown block_lists code")
+                            .with_arg("keys->block_lists"),
+                    )
+                }
+            };
+            ensure!(
+                self.keys.query_block_size > 0,
+                InvalidArgument,
+                "keys->query_block_size": "must be > 0"
+            );
+            ensure!(
+                self.keys.block_size > 0,
+                InvalidArgument,
+                "keys->block_size": "must be > 0"
+            );
+            per
+        } else {
+            ListsPer::Shared
+        };
+        // One sequence's sizes (a ragged batch's are checked per sequence once its
+        // offsets are read).
+        if bt.is_none_or(|b| b.cu_seqlens_q.is_null() && b.cu_seqlens_k.is_null()) {
+            ensure!(
+                self.n_k <= u32::MAX as usize,
+                InvalidArgument,
+                "n_k": "2^32 keys or more (key indices are 32-bit)"
+            );
+            ensure!(
+                !(implicit && masked) || self.n_q <= u32::MAX as usize + 1,
+                InvalidArgument,
+                "n_q": "implicit positions need n_q <= 2^32"
+            );
+        }
         let batch = match bt {
             None => Batch::One,
             Some(b) if b.cu_seqlens_q.is_null() && b.cu_seqlens_k.is_null() => Batch::Dense {
@@ -574,16 +645,8 @@ impl RawAttention {
                 slice(self.v as *const T, vn).arg("v")?,
             )
         };
-        let window_right = (o.flags & TKR_ATTENTION_WINDOW_RIGHT != 0).then_some(o.window_right);
-        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0 || window_right.is_some();
         let (mut qp, mut kp) = (None, None);
-        if align != CausalAlign::Positions {
-            ensure!(
-                o.q_positions.is_null() && o.k_positions.is_null(),
-                InvalidArgument,
-                "options->causal_align": "implicit positions take no q_positions or k_positions"
-            );
-        } else if masked {
+        if !implicit && masked {
             // NULL with a non-zero count is NULL_POINTER (slice's rule).
             qp = Some(unsafe { slice(o.q_positions, e.q_pos).arg("options->q_positions")? });
             kp = Some(unsafe { slice(o.k_positions, e.k_pos).arg("options->k_positions")? });
@@ -628,11 +691,6 @@ impl RawAttention {
                 KeySubset::Indices(idx)
             }
             TKR_KEYS_SEQ_INDICES => {
-                ensure!(
-                    !matches!(batch, Batch::One),
-                    InvalidArgument,
-                    "keys->kind": "per-sequence index lists need options->batch"
-                );
                 let idx =
                     unsafe { slice(self.keys.indices, self.keys.n_indices).arg("keys->indices")? };
                 let n = batch
@@ -649,23 +707,7 @@ impl RawAttention {
                 }
             }
             TKR_KEYS_BLOCKS => {
-                let per = match self.keys.block_lists {
-                    TKR_BLOCK_LISTS_SHARED => ListsPer::Shared,
-                    TKR_BLOCK_LISTS_PER_KV_HEAD => ListsPer::KvHead,
-                    TKR_BLOCK_LISTS_PER_Q_HEAD => ListsPer::QHead,
-                    _ => {
-                        return Err(Error::new(
-                            ErrorKind::InvalidArgument,
-                            "unknown block_lists code",
-                        )
-                        .with_arg("keys->block_lists"))
-                    }
-                };
-                ensure!(
-                    self.keys.query_block_size > 0,
-                    InvalidArgument,
-                    "keys->query_block_size": "must be > 0"
-                );
+                let per = lists_per;
                 let groups = list_groups(per, self.n_heads_q, self.n_heads_kv);
                 let n_offsets =
                     block_list_count(&batch, self.n_q, self.keys.query_block_size, groups)
@@ -1121,7 +1163,7 @@ impl RawBound {
     /// The buffers hold what the tkr_key_block_bound documentation says.
     unsafe fn run<T: AttendElement>(&self) -> Result<()> {
         let kern = Kernels::active()?;
-        ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
+        check_heads(self.head_dim, self.n_heads_q, self.n_heads_kv)?;
         let qn = span3(
             self.n_q,
             self.n_heads_q,
@@ -1271,14 +1313,7 @@ impl RawQuest {
     /// The buffers hold what the tkr_quest_select_blocks documentation says.
     unsafe fn run<T: AttendElement>(&self) -> Result<()> {
         let kern = Kernels::active()?;
-        ensure!(self.head_dim > 0, InvalidArgument, "head_dim = 0");
-        ensure!(self.n_heads_q > 0, InvalidArgument, "n_heads_q = 0");
-        ensure!(self.n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
-        ensure!(
-            self.n_heads_q % self.n_heads_kv == 0,
-            InvalidArgument,
-            "n_heads_q is not a multiple of n_heads_kv"
-        );
+        check_heads(self.head_dim, self.n_heads_q, self.n_heads_kv)?;
         let qn = span3(
             self.n_q,
             self.n_heads_q,

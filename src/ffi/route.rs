@@ -197,6 +197,11 @@ pub unsafe extern "C" fn tkr_route(
                         InvalidArgument,
                         "k": "non-zero together with TKR_TOPK_CAPACITY"
                     );
+                    ensure!(
+                        (0.0..=1.0).contains(&o.capacity),
+                        InvalidArgument,
+                        "options->capacity": "must be in [0, 1]"
+                    );
                     TopK::Capacity(o.capacity)
                 } else {
                     ensure!(
@@ -204,6 +209,7 @@ pub unsafe extern "C" fn tkr_route(
                         InvalidArgument,
                         "options->capacity": "set without TKR_TOPK_CAPACITY"
                     );
+                    ensure!(k <= n_tokens, InvalidArgument, "k": "k > n_tokens");
                     TopK::Fixed(k)
                 };
                 RouteSelect::TopK(kk, order)
@@ -288,6 +294,16 @@ impl RawRoute<'_> {
             n <= u32::MAX as usize,
             InvalidArgument,
             "n_tokens": "more than 2^32 - 1 tokens"
+        );
+        // The outputs' room, before any buffer is looked at (status precedence).
+        let needed = match &self.how {
+            RouteSelect::TopK(k, _) => k.row_k(0, n),
+            RouteSelect::Threshold(_) => n,
+        };
+        ensure!(
+            cap >= needed,
+            BufferTooSmall,
+            "out_capacity": "room for fewer tokens than the selection may return"
         );
         let hn = span(n, d, self.h_row_stride).arg("h_row_stride")?;
         let on = span(cap, d, self.out_rows_stride).arg("out_rows_stride")?;

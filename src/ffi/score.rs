@@ -111,6 +111,11 @@ pub unsafe extern "C" fn tkr_score(
                 .with_arg("activation"))
             }
         };
+        ensure!(
+            n_routers > 0 || n_tokens == 0,
+            InvalidArgument,
+            "n_routers": "0 (no routers) for a non-empty batch"
+        );
         let raw = RawScore {
             h,
             n_tokens,

@@ -307,6 +307,37 @@ pub unsafe extern "C" fn tkr_topk_f32(
             InvalidArgument,
             "options->reserved": "must be 0"
         );
+        // The values first (status precedence): k, row_k and capacity together, and a
+        // fixed k against n; a k above a row's valid length once valid_lens is read.
+        let capacity = o.flags & TKR_TOPK_CAPACITY != 0;
+        if capacity {
+            ensure!(
+                k == 0 && o.row_k.is_null(),
+                InvalidArgument,
+                "k": "TKR_TOPK_CAPACITY with a non-zero k or row_k"
+            );
+            ensure!(
+                (0.0..=1.0).contains(&o.capacity),
+                InvalidArgument,
+                "options->capacity": "must be in [0, 1]"
+            );
+        } else {
+            ensure!(
+                o.capacity == 0.0,
+                InvalidArgument,
+                "options->capacity": "set without TKR_TOPK_CAPACITY"
+            );
+            ensure!(
+                o.row_k.is_null() || k == 0,
+                InvalidArgument,
+                "k": "non-zero together with options->row_k"
+            );
+        }
+        ensure!(
+            k <= n || batch == 0,
+            InvalidArgument,
+            "k": "k > n (the row's valid length)"
+        );
         // SAFETY: the caller's promises about the buffers, passed on.
         let rows = unsafe {
             c_rows(
@@ -320,34 +351,15 @@ pub unsafe extern "C" fn tkr_topk_f32(
             )?
         };
         let mut ins = rows.ranges;
-        let capacity = o.flags & TKR_TOPK_CAPACITY != 0;
         let kspec = if capacity {
-            ensure!(
-                k == 0 && o.row_k.is_null(),
-                InvalidArgument,
-                "k": "TKR_TOPK_CAPACITY with a non-zero k or row_k"
-            );
-            ensure!(
-                (0.0..=1.0).contains(&o.capacity),
-                InvalidArgument,
-                "options->capacity": "must be in [0, 1]"
-            );
             TopK::Capacity(o.capacity)
+        } else if o.row_k.is_null() {
+            TopK::Fixed(k)
         } else {
-            ensure!(
-                o.capacity == 0.0,
-                InvalidArgument,
-                "options->capacity": "set without TKR_TOPK_CAPACITY"
-            );
-            if o.row_k.is_null() {
-                TopK::Fixed(k)
-            } else {
-                ensure!(k == 0, InvalidArgument, "k": "non-zero together with options->row_k");
-                // SAFETY: the caller promises batch size_t at row_k.
-                let ks = unsafe { slice(o.row_k, batch).arg("options->row_k")? };
-                ins[3] = byte_range(ks);
-                TopK::PerRow(ks)
-            }
+            // SAFETY: the caller promises batch size_t at row_k.
+            let ks = unsafe { slice(o.row_k, batch).arg("options->row_k")? };
+            ins[3] = byte_range(ks);
+            TopK::PerRow(ks)
         };
         let valid = |r: usize| rows.valid.map_or(n, |v| v[r]);
         let mut max_k = 0;

@@ -88,7 +88,7 @@ pub use numerics::{
     canon_nan, canon_pos, exp2_f32, exp_f64, ln_f64, lse_of, pad32, scale_log2e, store_out,
     EXP2_MIN, EXP2_POLY, SHIFTER,
 };
-pub use quest::{bound_margin, BoundArgs, BoundFn, SummaryArgs, SummaryFn};
+pub use quest::{bound_absolute, bound_margin, BoundArgs, BoundFn, SummaryArgs, SummaryFn};
 
 use crate::simd;
 use crate::KernelInfo;

@@ -34,10 +34,11 @@ pub type SummaryFn<T> = unsafe fn(args: &SummaryArgs<T>);
 ///
 /// Canonical: `t_e = max(q_e * mn_e, q_e * mx_e)` (products rounded; `max(a, b) = a > b ?
 /// a : b`), summed in 16 lanes (lane `e % 16`, in order, from +0) and by the fixed tree,
-/// giving `s`; likewise `a` from `|t_e|`; the bound is `s + cm * a` (product, then sum,
-/// each rounded) with `cm = (ceil(d / 16) + 6) * 2^-23`, which covers every rounding
-/// error: the bound is never below the exact maximum of `q . k` over the block. A NaN
-/// bound is the canonical quiet NaN.
+/// giving `s`; likewise `a` from `|t_e|`; the bound is `s + (cm * a + ab)` (each
+/// operation rounded) with `cm = (ceil(d / 16) + 6) * 2^-23` ([`bound_margin`]) and
+/// `ab = (d + 16) * 2^-148` ([`bound_absolute`]: products below the normal range),
+/// which cover every rounding error: the bound is never below the exact maximum of
+/// `q . k` over the block. A NaN bound is the canonical quiet NaN.
 #[derive(Clone, Copy, Debug)]
 pub struct BoundArgs<T> {
     pub q: *const T,
@@ -64,6 +65,16 @@ pub type BoundFn<T> = unsafe fn(args: &BoundArgs<T>);
 #[inline(always)]
 pub fn bound_margin(d: usize) -> f32 {
     (d.div_ceil(16) + 6) as f32 * f32::from_bits(0x3400_0000) // 2^-23
+}
+
+/// The absolute margin of the bound for head dimension `d`: `(d + 16) * 2^-148`. A
+/// product rounded below the normal range may lose up to 2^-150, which the relative
+/// margin cannot cover (sums of such values are exact); this is four times the need
+/// for the `d` products, so the rounding of `d + 16` to f32 and of the margin's own
+/// sum never matter.
+#[inline(always)]
+pub fn bound_absolute(d: usize) -> f32 {
+    d.saturating_add(16) as f32 * f32::from_bits(2) // 2^-148
 }
 
 /// Min/max of `n >= 1` rows (`p + j * stride`) of `d` elements, `LANES` elements at a
@@ -129,7 +140,7 @@ unsafe fn bound_row<S: Tier>(
     n_blocks: usize,
     out: *mut f32,
 ) {
-    let cm = bound_margin(d);
+    let (cm, ab) = (bound_margin(d), bound_absolute(d));
     // SAFETY (block): q holds pad16(d) floats; summaries d floats each; n_blocks
     // outputs.
     unsafe {
@@ -156,7 +167,7 @@ unsafe fn bound_row<S: Tier>(
                 a = S::v16_zip(a, S::v16_map(t, S::abs), S::add);
                 e += 16;
             }
-            *out.add(b) = S::v16_reduce(s) + cm * S::v16_reduce(a);
+            *out.add(b) = S::v16_reduce(s) + (cm * S::v16_reduce(a) + ab);
         }
     }
 }
