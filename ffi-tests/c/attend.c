@@ -134,6 +134,12 @@ static void test_dense_indices_causal_lse_mass(void) {
     opts.lse = (float *)out;
     CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, out), TKR_STATUS_OVERLAP);
     for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
+    /* Without an lse output its token stride is not looked at (any value is fine);
+     * found by fuzzing ffi_args: it gave TKR_STATUS_SIZE_OVERFLOW. */
+    opts.lse = NULL;
+    opts.lse_token_stride = SIZE_MAX;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, &keys, &opts, out), TKR_STATUS_OK);
+    opts.lse_token_stride = 0;
 }
 
 static void test_bf16_blocks(void) {

@@ -300,6 +300,9 @@ static int switcher(void *arg) {
         if (isa != TKR_ISA_AUTO && !(mask & (1u << isa))) continue;
         if (tkr_set_isa(isa) != TKR_STATUS_OK) atomic_fetch_add(&bad_status, 1);
         atomic_fetch_add(&switches, 1);
+        /* Lets the workers run where threads share a core (or are serialised, as
+         * under valgrind: a spinning switcher would take most of the time). */
+        thrd_yield();
     }
     return 0;
 }

@@ -811,11 +811,12 @@ fn batch<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
     };
     let rows = |b: usize| -> (usize, usize, usize, usize) {
         if ragged {
+            // Saturating: the bad-offsets case above makes them decrease on purpose.
             (
                 cu_q[b],
-                cu_q[b + 1] - cu_q[b],
+                cu_q[b + 1].saturating_sub(cu_q[b]),
                 cu_k[b],
-                cu_k[b + 1] - cu_k[b],
+                cu_k[b + 1].saturating_sub(cu_k[b]),
             )
         } else {
             (b * tq, tq, b * tk, tk)

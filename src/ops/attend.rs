@@ -512,7 +512,13 @@ impl Kernels {
         };
         // Blocks are independent: units of consecutive blocks.
         let (f, sh) = (T::summary_fn(self), Shared(a));
-        let block_work = block_size * k.n_heads * d * core::mem::size_of::<T>() + 8;
+        // Saturating: neither block_size nor, without keys, the heads are bounded by a
+        // buffer.
+        let block_work = block_size
+            .saturating_mul(k.n_heads)
+            .saturating_mul(d)
+            .saturating_mul(core::mem::size_of::<T>())
+            .saturating_add(8);
         parallel::for_each_range(
             blocks.len(),
             parallel::items_per_unit(block_work),

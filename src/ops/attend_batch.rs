@@ -294,7 +294,8 @@ pub(crate) fn extents(
     mass_head: usize,
 ) -> Result<Extents> {
     let ((n_q, h_q), (n_k, h_kv)) = ((q.0, q.1), (k.0, k.1));
-    let lse_per = span(n_q, h_q, lse.1)?;
+    // Without an lse output its layout is not looked at (any token stride is fine).
+    let lse_per = if lse.0 { span(n_q, h_q, lse.1)? } else { 0 };
     let mass_per = if mass_head == 0 {
         n_k
     } else {
@@ -304,7 +305,9 @@ pub(crate) fn extents(
         Batch::Dense { n, strides } => (n, strides),
         Batch::One | Batch::Ragged { .. } => (1, BatchStrides::default()),
     };
-    let lse_batch = if s.lse == 0 {
+    let lse_batch = if !lse.0 {
+        0
+    } else if s.lse == 0 {
         n_q.checked_mul(lse.1)
             .ok_or(too_big("lse size overflows"))?
     } else {

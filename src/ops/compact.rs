@@ -334,9 +334,11 @@ impl Kernels {
             dst_idx: core::ptr::null(),
             first: 0,
             n: idx.len(),
-            row_bytes: src.cols * size_of::<T>(),
+            row_bytes: src.cols.saturating_mul(size_of::<T>()),
             whole_bytes: if whole_bytes == 0 {
-                idx.len() * src.cols * size_of::<T>()
+                idx.len()
+                    .saturating_mul(src.cols)
+                    .saturating_mul(size_of::<T>())
             } else {
                 whole_bytes
             },
@@ -356,7 +358,7 @@ impl Kernels {
     /// `a` satisfies the row-copy contract, and no destination row is a source row.
     unsafe fn copy_rows_units(&self, a: CopyRowsArgs) -> Result<()> {
         let (f, a) = (self.copy_rows, Shared(a));
-        let row_work = 2 * a.0.row_bytes + 8;
+        let row_work = a.0.row_bytes.saturating_mul(2).saturating_add(8);
         let n = a.0.n;
         parallel::for_each_range(
             n,
@@ -437,8 +439,11 @@ impl Kernels {
             dst_idx: idx.as_ptr(),
             first: 0,
             n: idx.len(),
-            row_bytes: src.cols * size_of::<T>(),
-            whole_bytes: idx.len() * src.cols * size_of::<T>(),
+            row_bytes: src.cols.saturating_mul(size_of::<T>()),
+            whole_bytes: idx
+                .len()
+                .saturating_mul(src.cols)
+                .saturating_mul(size_of::<T>()),
         };
         // SAFETY: as in gather_rows; distinct indices make the written rows disjoint.
         unsafe { self.copy_rows_units(a) }
@@ -496,7 +501,7 @@ impl Kernels {
         };
         // Distinct indices: units of consecutive list positions write disjoint rows.
         let (f, a) = (T::scatter_add_fn(self), Shared(a));
-        let row_work = 3 * h.cols * size_of::<T>() + 8;
+        let row_work = h.cols.saturating_mul(3 * size_of::<T>()).saturating_add(8);
         parallel::for_each_range(
             idx.len(),
             parallel::items_per_unit(row_work),
@@ -541,13 +546,16 @@ impl Kernels {
             dst_idx: core::ptr::null(),
             first: 0,
             n: keep.len(),
-            row_bytes: data.cols * size_of::<T>(),
-            whole_bytes: keep.len() * data.cols * size_of::<T>(),
+            row_bytes: data.cols.saturating_mul(size_of::<T>()),
+            whole_bytes: keep
+                .len()
+                .saturating_mul(data.cols)
+                .saturating_mul(size_of::<T>()),
         };
         let (f, a) = (self.copy_rows, Shared(a));
         self.compact_waves(
             keep.len(),
-            2 * a.0.row_bytes + 8,
+            a.0.row_bytes.saturating_mul(2).saturating_add(8),
             &|j0, j1| keep[j0] as usize..keep[j1 - 1] as usize + 1,
             &|j0, j1| {
                 let mut a = a.get();
@@ -630,7 +638,11 @@ impl Kernels {
                 lo.unwrap_or(0) as usize..hi.unwrap_or(0) as usize + 1
             }
         };
-        let row_work = 2 * c.n_heads * c.head_dim * sz + 8;
+        let row_work = c
+            .n_heads
+            .saturating_mul(c.head_dim)
+            .saturating_mul(2 * sz)
+            .saturating_add(8);
         if c.layout == KvLayout::TokenMajor
             && !per_head
             && (c.n_heads == 1 || c.head_stride == c.head_dim)
@@ -645,7 +657,7 @@ impl Kernels {
                 dst_idx: core::ptr::null(),
                 first: 0,
                 n: n_keep,
-                row_bytes: c.n_heads * c.head_dim * sz,
+                row_bytes: c.n_heads.saturating_mul(c.head_dim).saturating_mul(sz),
                 whole_bytes: whole,
             });
             self.compact_waves(n_keep, row_work, &src, &|j0, j1| {

@@ -96,7 +96,11 @@ impl Kernels {
         };
         // Each score depends only on its row: units of consecutive rows, a multiple of
         // 16 (the kernels' row blocks divide it).
-        let row_work = h.cols * core::mem::size_of::<T>() + w.rows * (h.cols / 2 + 4);
+        // Saturating: without rows, cols is not bounded by a buffer.
+        let row_work = h
+            .cols
+            .saturating_mul(core::mem::size_of::<T>())
+            .saturating_add(w.rows.saturating_mul(h.cols / 2 + 4));
         let (f, a) = (T::score_fn(self), Shared(args));
         parallel::for_each_range(
             h.rows,

@@ -160,7 +160,10 @@ pub fn attention(inp: &mut Input) {
     } else {
         0.0
     };
-    let masked = flags & TKR_ATTENTION_CAUSAL != 0 || window > 0;
+    // A right window (flag WINDOW_RIGHT, options->window_right = 0 from the init) masks
+    // too.
+    let right = flags & TKR_ATTENTION_WINDOW_RIGHT != 0;
+    let masked = flags & TKR_ATTENTION_CAUSAL != 0 || window > 0 || right;
     let kind = match inp.u8() % 8 {
         0 => 5,
         1..=3 => TKR_KEYS_INDICES,
@@ -176,7 +179,8 @@ pub fn attention(inp: &mut Input) {
     if es.is_none() || oes.is_none() {
         m.err(TKR_STATUS_INVALID_ARGUMENT);
     }
-    if flags & !(TKR_ATTENTION_CAUSAL | TKR_ATTENTION_BF16_DOT) != 0 || kind > TKR_KEYS_BLOCKS {
+    let known = TKR_ATTENTION_CAUSAL | TKR_ATTENTION_BF16_DOT | TKR_ATTENTION_WINDOW_RIGHT;
+    if flags & !known != 0 || kind > TKR_KEYS_BLOCKS {
         m.err(TKR_STATUS_INVALID_ARGUMENT);
     }
     if d == 0 || h_q == 0 || h_kv == 0 || h_q % h_kv != 0 {
@@ -397,6 +401,7 @@ pub fn attention(inp: &mut Input) {
         scale: (scale != 0.0).then_some(scale),
         causal: flags & TKR_ATTENTION_CAUSAL != 0,
         window,
+        window_right: right.then_some(0),
         q_positions: masked.then(|| view::<u32>(&qp, n_q)),
         k_positions: masked.then(|| view::<u32>(&kp, n_k)),
         bf16_dot,

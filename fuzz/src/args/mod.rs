@@ -139,7 +139,11 @@ impl Model {
         } else {
             assert!(
                 self.errors.contains(&status),
-                "{call}: got status {status}, the documented rules allow {:?}",
+                "{call}: got status {status} ({:?}), the documented rules allow {:?}",
+                // SAFETY: the library's own NUL-terminated per-thread message.
+                unsafe {
+                    std::ffi::CStr::from_ptr(tokenroute::ffi::status::tkr_last_error_message())
+                },
                 self.errors
             );
             false
