@@ -58,6 +58,8 @@ trait Num: Copy + core::fmt::Debug + Default {
     fn bits(self) -> u32;
     /// Output rounding unit.
     const U: f64;
+    /// Half the smallest positive subnormal (rounding error of a subnormal result).
+    const E: f64;
 }
 impl Num for f32 {
     fn of32(x: f32) -> f32 {
@@ -70,6 +72,7 @@ impl Num for f32 {
         self.to_bits()
     }
     const U: f64 = 5.960464477539063e-8; // 2^-24
+    const E: f64 = 7.006492321624085e-46; // 2^-150
 }
 impl Num for f16 {
     fn of32(x: f32) -> f16 {
@@ -82,6 +85,7 @@ impl Num for f16 {
         self.to_bits() as u32
     }
     const U: f64 = 4.8828125e-4; // 2^-11
+    const E: f64 = 2.9802322387695312e-8; // 2^-25
 }
 impl Num for bf16 {
     fn of32(x: f32) -> bf16 {
@@ -94,6 +98,7 @@ impl Num for bf16 {
         self.to_bits() as u32
     }
     const U: f64 = 3.90625e-3; // 2^-8
+    const E: f64 = 4.591774807899561e-41; // 2^-134
 }
 
 /// A value: moderate (exact small multiples, values in about [-4, 4]) or, in special
@@ -434,7 +439,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                         .sum::<f64>()
                         / l;
                     let x = out[out_at(i, h, e, ots, ohs)].to32() as f64;
-                    let tol = tol0 + O::U * want.abs() + 1e-37;
+                    let tol = tol0 + O::U * want.abs() + O::E + 1e-37;
                     assert!(
                         (x - want).abs() <= tol,
                         "out ({i}, {h}, {e}): got {x}, want {want}, tol {tol}"

@@ -302,9 +302,11 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// differ from an unsplit computation within the bound below. Other calls split into
 /// units of 64 rows (per KV head, or per query head for per-query-head block lists).
 /// Against an exact evaluation the error is at most
-/// 2^-17 (1 + A + n/64) vmax + u_out |exact| (A: the largest scale * sum_e |q_e k_e| over
-/// the row's visible keys, n their number, vmax the largest |v| among them, u_out: 2^-24
-/// f32, 2^-11 f16, 2^-8 bf16 output); log-sum-exp within 2^-17 (1 + A + |lse|). With
+/// 2^-17 (1 + A + n/64) vmax + u_out |exact| + e_out (A: the largest scale * sum_e
+/// |q_e k_e| over the row's visible keys, n their number, vmax the largest |v| among them,
+/// u_out: 2^-24 f32, 2^-11 f16, 2^-8 bf16 output; e_out, half the output type's smallest
+/// subnormal, for results in its subnormal range: 2^-150 f32, 2^-25 f16, 2^-134 bf16);
+/// log-sum-exp within 2^-17 (1 + A + |lse|). With
 /// TKR_ATTENTION_BF16_DOT add 2^-8 (1 + A) vmax.
 ///
 /// Aliasing: out, lse and mass must not overlap each other or any input

@@ -9,10 +9,12 @@
 //! through the shape-only split-K rule of decoding calls (see `attend_units`). Against
 //! an exact (f64) evaluation of
 //! the same inputs the output error is at most
-//! `2^-17 (1 + A + n / 64) vmax + u_out |ref|`, where `A` is the largest
+//! `2^-17 (1 + A + n / 64) vmax + u_out |ref| + e_out`, where `A` is the largest
 //! `scale * sum_e |q_e k_e|` of the row's visible keys, `n` their number, `vmax` the
-//! largest `|v|` among them, and `u_out` the output rounding (f32 2^-24, f16 2^-11,
-//! bf16 2^-8); the log-sum-exp within `2^-17 (1 + A + |lse|)`.
+//! largest `|v|` among them, `u_out` the output rounding (f32 2^-24, f16 2^-11,
+//! bf16 2^-8) and `e_out` half the output type's smallest subnormal (f32 2^-150, f16
+//! 2^-25, bf16 2^-134: results in the subnormal range round to a fixed grid); the
+//! log-sum-exp within `2^-17 (1 + A + |lse|)`.
 
 use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::{span, Element};
