@@ -5,7 +5,7 @@ use super::{
     OptionsStruct,
 };
 use crate::error::{ensure, Error, ErrorKind, Result};
-use crate::ops::attend::{span3, AttendElement, OutElement};
+use crate::ops::attend::{check_heads, span3, AttendElement, OutElement};
 use crate::ops::attend_batch::{block_list_count, extents, list_groups};
 use crate::ops::{span, DType};
 use crate::{
@@ -241,19 +241,6 @@ pub unsafe extern "C" fn tkr_attention_batch_init(batch: *mut tkr_attention_batc
 }
 
 /// A dtype code (argument `name`) as a DType.
-/// The head shape rules shared by attention, Quest bounds and Quest selection: values,
-/// checked before any buffer (status precedence).
-fn check_heads(head_dim: usize, n_heads_q: usize, n_heads_kv: usize) -> Result<()> {
-    ensure!(head_dim > 0, InvalidArgument, "head_dim = 0");
-    ensure!(n_heads_q > 0, InvalidArgument, "n_heads_q = 0");
-    ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
-    ensure!(
-        n_heads_q % n_heads_kv == 0,
-        InvalidArgument,
-        "n_heads_q is not a multiple of n_heads_kv"
-    );
-    Ok(())
-}
 
 fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
     DType::from_code(code)

@@ -65,6 +65,20 @@ pub(crate) fn span3(
     span_dims(d, &mut [(token_stride, n_tokens), (head_stride, n_heads)])
 }
 
+/// The head shape rules shared by attention, Quest bounds and Quest selection: values,
+/// checked before any buffer (status precedence) by the C layer and here.
+pub(crate) fn check_heads(head_dim: usize, n_heads_q: usize, n_heads_kv: usize) -> Result<()> {
+    ensure!(head_dim > 0, InvalidArgument, "head_dim = 0");
+    ensure!(n_heads_q > 0, InvalidArgument, "n_heads_q = 0");
+    ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
+    ensure!(
+        n_heads_q % n_heads_kv == 0,
+        InvalidArgument,
+        "n_heads_q is not a multiple of n_heads_kv"
+    );
+    Ok(())
+}
+
 /// Elements spanned by rows of `d` elements laid out along `dims` (`(stride, count)`
 /// pairs, in any order): 0 when a count is 0. Sorted by stride, each dimension's stride
 /// must hold everything the smaller ones span (rows may not overlap; a dimension of
@@ -640,14 +654,7 @@ impl Kernels {
         offsets: &mut [usize],
     ) -> Result<usize> {
         let (n_q, h_q, d) = (q.n_tokens, q.n_heads, q.head_dim);
-        ensure!(d > 0, InvalidArgument, "head_dim = 0");
-        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
-        ensure!(n_heads_kv > 0, InvalidArgument, "n_heads_kv = 0");
-        ensure!(
-            h_q % n_heads_kv == 0,
-            InvalidArgument,
-            "n_heads_q is not a multiple of n_heads_kv"
-        );
+        check_heads(d, h_q, n_heads_kv)?;
         let rows = n_q
             .checked_mul(h_q)
             .ok_or(Error::new(ErrorKind::SizeOverflow, "rows overflow"))?;

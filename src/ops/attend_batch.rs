@@ -393,13 +393,7 @@ impl Kernels {
             "out must have q's tokens and heads"
         );
         let (h_q, h_kv) = (q.n_heads, k.n_heads);
-        ensure!(h_q > 0, InvalidArgument, "n_heads_q = 0");
-        ensure!(h_kv > 0, InvalidArgument, "n_heads_kv = 0");
-        ensure!(
-            h_q % h_kv == 0,
-            InvalidArgument,
-            "n_heads_q is not a multiple of n_heads_kv"
-        );
+        super::attend::check_heads(d, h_q, h_kv)?;
         let scale = match opts.scale {
             None => (1.0 / (d as f64).sqrt()) as f32,
             Some(s) => {
