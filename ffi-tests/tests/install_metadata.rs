@@ -101,7 +101,11 @@ fn cargo_c_finds_the_package_and_installs_the_committed_files() {
         string_value(&data, "subdirectory").as_deref(),
         Some("cmake/tokenroute")
     );
-    let assets: Vec<&str> = data.iter().copied().filter(|l| l.contains("from")).collect();
+    let assets: Vec<&str> = data
+        .iter()
+        .copied()
+        .filter(|l| l.contains("from"))
+        .collect();
     assert_eq!(assets.len(), 2, "{assets:?}");
     for file in [
         "cmake/tokenrouteConfig.cmake",
