@@ -944,6 +944,7 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
                     v_head: vh,
                     keys,
                     scale: 1.0 / (c.d as f32).sqrt(),
+                    softcap: 0.0,
                     causal: c.causal,
                     window: c.window,
                     right: 0,

@@ -368,6 +368,7 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
         v_head: c.v_head(),
         keys,
         scale: c.scale,
+        softcap: 0.0,
         causal: c.causal,
         window: c.window,
         right: 0,

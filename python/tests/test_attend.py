@@ -24,9 +24,9 @@ def status(f):
     return e.value.name
 
 
-def ref_attention(q, k, v, visible=None, scale=None):
+def ref_attention(q, k, v, visible=None, scale=None, softcap=None):
     """(out, lse, mass [n_heads_kv, n_k]) in float64; visible(i, h) -> K row list
-    (duplicates count twice), default every row."""
+    (duplicates count twice), default every row; softcap c: logits c * tanh(x / c)."""
     q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
     n_q, hq, d = q.shape
     n_k, hkv, _ = k.shape
@@ -41,6 +41,8 @@ def ref_attention(q, k, v, visible=None, scale=None):
             if rows.size == 0:
                 continue
             logits = scale * (k[rows, g] @ q[i, h])
+            if softcap:
+                logits = softcap * np.tanh(logits / softcap)
             m = logits.max()
             p = np.exp(logits - m)
             lse[i, h] = m + np.log(p.sum())
@@ -173,6 +175,21 @@ def test_bf16_dot_and_scale(rng):
     ro, _, _ = ref_attention(q, k, v, scale=0.3)
     assert tol(tokenroute.attention(q, k, v, scale=0.3), ro)
     assert tol(tokenroute.attention(q, k, v, scale=0.3, bf16_dot=True), ro, 5e-2)
+
+
+@pytest.mark.parametrize("cap,scale", [(1.0, 2.0), (50.0, 0.0), (0.3, -4.0)])
+def test_softcap(rng, cap, scale):
+    q = rng.standard_normal((6, 4, 16)).astype(np.float32)
+    k = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    v = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    out, lse, mass = tokenroute.attention(q, k, v, softcap=cap, scale=scale, return_lse=True,
+                                          return_mass=True, mass_per_head=True)
+    want, want_lse, want_mass = ref_attention(q, k, v, scale=scale or None, softcap=cap)
+    assert tol(out, want) and tol(lse, want_lse) and tol(mass, want_mass)
+    plain = tokenroute.attention(q, k, v, scale=scale)
+    assert not np.array_equal(out, plain)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        assert status(lambda: tokenroute.attention(q, k, v, softcap=bad)) == "TKR_STATUS_INVALID_ARGUMENT"
 
 
 def test_attention_errors(rng):

@@ -109,6 +109,8 @@ class AttentionOptions(ctypes.Structure):
         ("batch", c_void_p),
         ("sinks", c_void_p),
         ("window_right", c_uint32),
+        ("reserved0", c_uint32),
+        ("softcap", c_float),
     ]
 
 
@@ -285,6 +287,7 @@ def attention(
     index_offsets=None,
     sinks=None,
     scale: float = 0.0,
+    softcap: Optional[float] = None,
     bf16_dot: bool = False,
     out_dtype: Optional[str] = None,
     out: Optional[np.ndarray] = None,
@@ -314,6 +317,8 @@ def attention(
     PyTorch ``is_causal``) or ``"bottom_right"`` (query i at ``i + n_k - n_q``) instead
     of positions.
     ``scale``: 0 means ``1 / sqrt(head_dim)``. ``bf16_dot``: TKR_ATTENTION_BF16_DOT.
+    ``softcap``: a logit softcap ``c`` (Gemma 2): logits become
+    ``c * tanh(scale * q.k / c)``; ``c`` finite and > 0.
     ``sinks``: ``n_heads_q`` sink logits (float32; each joins its head's softmax
     denominator without a value; not with the mass).
 
@@ -382,6 +387,7 @@ def attention(
         causal or window or scale or bf16_dot or want_lse or want_mass or out_dtype is not None
         or q_positions is not None or k_positions is not None or causal_align is not None
         or batch is not None or sinks is not None or window_right is not None
+        or softcap is not None
     ):
         opts = options(AttentionOptions)
         if causal_align is not None:
@@ -396,6 +402,9 @@ def attention(
                 raise invalid(fn, f"window_right must be in [0, 2^32), got {window_right}")
             opts.flags |= TKR_ATTENTION_WINDOW_RIGHT
             opts.window_right = r
+        if softcap is not None:
+            # The library refuses 0, negatives, NaN and infinities (0 would mean none).
+            opts.softcap = -1.0 if softcap == 0 else softcap
         if sinks is not None:
             sinks = np.ascontiguousarray(sinks, dtype=np.float32).reshape(-1)
             if len(sinks) != hq:

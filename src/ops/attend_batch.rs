@@ -401,6 +401,17 @@ impl Kernels {
                 s
             }
         };
+        let softcap = match opts.softcap {
+            None => 0.0,
+            Some(c) => {
+                ensure!(
+                    c.is_finite() && c > 0.0,
+                    InvalidArgument,
+                    "softcap must be finite and > 0"
+                );
+                c
+            }
+        };
         let masked = opts.causal || opts.window > 0 || opts.window_right.is_some();
         let right = match opts.window_right {
             Some(r) if !opts.causal => r,
@@ -638,6 +649,7 @@ impl Kernels {
                 v_head: v.head_stride,
                 keys: seq_keys(&call, &keys, &s, b, false)?,
                 scale,
+                softcap,
                 causal: masked,
                 window: opts.window,
                 right,

@@ -68,6 +68,8 @@ struct Mode {
     ragged: Option<&'static [usize]>,
     /// Per-head sink logits ([`SINKS`]).
     sinks: bool,
+    /// A logit softcap (Gemma 2's 50).
+    softcap: bool,
 }
 
 /// Sink logits of the `*_sinks` cases (one per query head, at most 32 heads).
@@ -148,6 +150,7 @@ impl<T: AttendElement> Case for Attend<T> {
             k_positions: Some(&self.k_pos),
             bf16_dot: self.mode.bf16_dot,
             sinks: self.mode.sinks.then_some(&SINKS[..self.h_q]),
+            softcap: self.mode.softcap.then_some(50.0),
             ..Default::default()
         };
         k.attention(
@@ -427,11 +430,18 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
         sinks: true,
         ..causal
     };
+    let softcap = Mode {
+        softcap: true,
+        ..causal
+    };
+    // With sinks or a softcap: the cost of each option against prefill_causal.
     let mut prefill: Vec<(&'static str, Mode, bool)> = vec![
         ("prefill_causal", causal, true),
         ("prefill_causal_sinks", sinks, true),
+        ("prefill_causal_softcap", softcap, true),
         ("prefill_causal", causal, false),
         ("prefill_causal_sinks", sinks, false),
+        ("prefill_causal_softcap", softcap, false),
         ("prefill_causal_dot", dot, false),
     ];
     if !quick {

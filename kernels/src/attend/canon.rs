@@ -4,7 +4,7 @@
 //! register tiling ([`tiles!`]: the shapes of its score and P.V tiles, which never
 //! change results) and, through the [`Tier`] trait, its vector operations.
 
-use super::numerics::exp2v;
+use super::numerics::{exp2v, logitv, Logit};
 use super::{BK, TILE_ROWS};
 use crate::simd::{self, Elem, Kind, Tier};
 use core::marker::PhantomData;
@@ -50,7 +50,7 @@ pub(crate) trait Backend<T: Elem> {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -78,7 +78,7 @@ pub(crate) trait Backend<T: Elem> {
         scratch: *mut u8,
     );
 
-    /// `s[j][r] = exp2(c * s[j][r] - m[r]) * inv_l[r]` where bit `r` of `vis[j]` is set,
+    /// `s[j][r] = exp2(logit(c, s[j][r]) - m[r]) * inv_l[r]` where bit `r` of `vis[j]` is set,
     /// `0` elsewhere, for `r < nrows`, `j < nb`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn probs(
@@ -86,7 +86,7 @@ pub(crate) trait Backend<T: Elem> {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     );
@@ -123,7 +123,7 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -159,7 +159,7 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
@@ -535,14 +535,13 @@ pub(crate) unsafe fn softmax<S: Tier>(
     s: *mut f32,
     vis: &[u16; BK],
     nb: usize,
-    c: f32,
+    c: Logit,
     m: &mut [f32; TILE_ROWS],
     l: &mut [f32; TILE_ROWS],
     alpha: &mut [f32; TILE_ROWS],
     pm: &mut [u16; BK],
     mut round: impl FnMut(&[u16; BK]),
 ) {
-    let cv = S::splat(c);
     let ninf = S::splat(f32::NEG_INFINITY);
     let zero = S::splat(0.0);
     pm.iter_mut().for_each(|b| *b = 0);
@@ -556,7 +555,7 @@ pub(crate) unsafe fn softmax<S: Tier>(
             let mut nan = S::mask_from_bits(0);
             for j in 0..nb {
                 let k = S::mask_from_bits((vis[j] >> g) as u32);
-                let x = S::select(k, S::mul(S::load(sg.add(j * TILE_ROWS)), cv), ninf);
+                let x = S::select(k, logitv::<S>(c, S::load(sg.add(j * TILE_ROWS))), ninf);
                 S::store(sg.add(j * TILE_ROWS), x);
                 let xn = S::is_nan(x);
                 nan = S::or_m(nan, xn);
@@ -607,11 +606,10 @@ pub(crate) unsafe fn probs<S: Tier>(
     s: *mut f32,
     vis: &[u16; BK],
     nb: usize,
-    c: f32,
+    c: Logit,
     m: &[f32; TILE_ROWS],
     inv_l: &[f32; TILE_ROWS],
 ) {
-    let cv = S::splat(c);
     let mut g = 0;
     // SAFETY (block): rows g .. g + LANES <= TILE_ROWS of every array and buffer.
     unsafe {
@@ -620,7 +618,7 @@ pub(crate) unsafe fn probs<S: Tier>(
             for j in 0..nb {
                 let k = S::mask_from_bits((vis[j] >> g) as u32);
                 let at = s.add(j * TILE_ROWS + g);
-                let x = S::mul(S::load(at), cv);
+                let x = logitv::<S>(c, S::load(at));
                 let p = S::mul(exp2v::<S>(S::sub(x, mv)), iv);
                 S::store(at, S::select(k, p, S::splat(0.0)));
             }

@@ -12,6 +12,7 @@
 //! the canonical ones (`canon.rs`), with the rounding hooked into the softmax.
 
 use super::canon::{probs, softmax, Backend, Canon};
+use super::numerics::Logit;
 use super::{AttendArgs, BK, TILE_ROWS};
 use crate::simd::{self, Avx512, Tier};
 use core::arch::x86_64::*;
@@ -211,7 +212,7 @@ impl Backend<bf16> for Avx512Bf16 {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -300,7 +301,7 @@ impl Backend<bf16> for Avx512Bf16 {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {

@@ -5,7 +5,7 @@
 
 use super::canon::Backend;
 use super::keys::{block_setup, key_iter, Block};
-use super::numerics::{canon_nan, canon_pos, lse_of, pad32, scale_log2e, store_out};
+use super::numerics::{canon_nan, canon_pos, lse_of, pad32, store_out, Logit};
 use super::{AttendArgs, KeySet, ListsPer, BK, SUPER, TILE_ROWS};
 use crate::simd::Elem;
 
@@ -282,7 +282,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
 ) {
     let d = a.d;
     let dp = pad32(d);
-    let c = scale_log2e(a.scale);
+    let c = Logit::new(a.scale, a.softcap);
     // SAFETY (whole function): indices and rows are in range by the contract; the
     // tile's buffers are its own.
     if !unsafe {
@@ -375,7 +375,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
 #[inline(always)]
 unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, list: usize) {
     let dp = pad32(a.d);
-    let c = scale_log2e(a.scale);
+    let c = Logit::new(a.scale, a.softcap);
     let n = sub.t.n;
     let mut inv_l = [0f32; TILE_ROWS];
     let mut live = 0u16;

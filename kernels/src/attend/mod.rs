@@ -31,7 +31,9 @@
 //!    and f16, lane `l` takes element `32c + l`, then `32c + 16 + l`; for bf16, element
 //!    `32c + 2l + 1`, then `32c + 2l` (the order of `vdpbf16ps`). Lanes start at +0;
 //!    the dot is the fixed 16-lane tree of [`crate::numerics::reduce16`].
-//! 2. `x = dot * c`; `x = -inf` for a key the row may not see.
+//! 2. `x = dot * c` (with a logit softcap, `x = k2 * tanh(dot * k1)` instead: see
+//!    [`Logit`] for the constants and the tanh); `x = -inf` for a key the row may not
+//!    see.
 //! 3. The key sequence is cut into blocks of [`BK`] = 64 consecutive entries (fixed:
 //!    never derived from `n_k`, the number of queries or threads). Per block, with
 //!    state `(m, l, O)` starting at `(-inf, 0, 0)`: `mb` = the largest `x` (`-inf` when
@@ -85,7 +87,7 @@ mod dpbf16;
 pub use crate::simd::Elem;
 pub use merge::{MergeArgs, MergeFn};
 pub use numerics::{
-    canon_nan, canon_pos, exp2_f32, exp_f64, ln_f64, lse_of, pad32, scale_log2e, store_out,
+    canon_nan, canon_pos, exp2_f32, exp_f64, ln_f64, lse_of, pad32, scale_log2e, store_out, Logit,
     EXP2_MIN, EXP2_POLY, SHIFTER,
 };
 pub use quest::{bound_absolute, bound_margin, BoundArgs, BoundFn, SummaryArgs, SummaryFn};
@@ -198,6 +200,9 @@ pub struct AttendArgs<T> {
     pub keys: KeySet,
     /// The softmax scale (already defaulted by the caller).
     pub scale: f32,
+    /// Logit softcap: `0` none, else finite and `> 0`: the logit `scale * q.k` becomes
+    /// `softcap * tanh(scale * q.k / softcap)` (see [`Logit`]).
+    pub softcap: f32,
     /// Mask by position: a key is visible when `q_pos - window < k_pos <= q_pos + right`
     /// (with `window = 0`: no left limit).
     pub causal: bool,
