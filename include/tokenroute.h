@@ -279,7 +279,11 @@ typedef struct tkr_attention_options {
   // one array (one KV head's, or all rows when mass_head_stride = 0) are, up to 1024
   // of them, added in row order onto the array; more are cut into units of 1024 rows
   // in row order, each summed from +0 in row order, the units' sums added in unit
-  // order and the total added to the array.
+  // order and the total added to the array. A key listed twice in a row's keys gets
+  // both probabilities. Error: an element starting at m that receives N
+  // probabilities from R rows, exactly summing to S, is within
+  // 2^-17 (1 + A) (1 + R/64) (1 + S) + 2^-24 N (|m| + S) + 2^-22 (1 + |m|) of m + S
+  // (A as in the attention bound; the second term is the f32 summation).
   float *mass;
   // 0: every head adds into the same n_k floats; else floats between KV heads' arrays
   // (>= n_k).

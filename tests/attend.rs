@@ -138,6 +138,80 @@ fn every_level_matches_the_reference_and_each_other() {
     assert!(Kernels::for_isa(Isa::Scalar).is_some());
 }
 
+/// The mass bound of the header (`tkr_attention_options.mass`), with keys listed many
+/// times: an element receiving N probabilities carries the f32 summation term
+/// 2^-24 N (|m| + S) (found by the fuzzer with 150 copies of one key).
+#[test]
+fn mass_of_repeated_keys_is_within_the_documented_bound() {
+    let (n_q, d, n_k) = (3, 4, 3);
+    let mut r = Rng(7);
+    let q: Vec<f32> = (0..n_q * d).map(|_| r.f()).collect();
+    let k: Vec<f32> = (0..n_k * d).map(|_| r.f()).collect();
+    let v = vec![1f32; n_k * d];
+    // Equal probabilities added over and over round the same way: the summation term
+    // dominates (without it this test fails).
+    let mut sel = vec![0u32; 3000];
+    sel.extend([1u32; 500]);
+    sel.push(2);
+    let scale = 1.0 / (d as f64).sqrt();
+    let m0 = [0.5f32, 0.0, 3.0];
+    // Exact mass, the count of added probabilities and A.
+    let (mut exact, mut terms, mut a_max) = ([0f64; 3], [0f64; 3], 0f64);
+    for i in 0..n_q {
+        let dots: Vec<(f64, f64)> = (0..n_k)
+            .map(|t| {
+                let p = (0..d).map(|e| q[i * d + e] as f64 * k[t * d + e] as f64);
+                let (dot, abs) = p.fold((0.0, 0.0), |(s, a), x| (s + x, a + x.abs()));
+                (dot * scale, abs * scale)
+            })
+            .collect();
+        let xs: Vec<f64> = sel.iter().map(|&t| dots[t as usize].0).collect();
+        a_max = dots.iter().map(|x| x.1).fold(a_max, f64::max);
+        let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let l: f64 = xs.iter().map(|x| (x - m).exp()).sum();
+        for (&t, x) in sel.iter().zip(&xs) {
+            exact[t as usize] += (x - m).exp() / l;
+            terms[t as usize] += 1.0;
+        }
+    }
+    let mut first: Option<Vec<f32>> = None;
+    for kern in Kernels::all_supported() {
+        let mut out = vec![0f32; n_q * d];
+        let mut mass = m0.to_vec();
+        kern.attention(
+            Heads::dense(&q, n_q, 1, d).unwrap(),
+            Heads::dense(&k, n_k, 1, d).unwrap(),
+            Heads::dense(&v, n_k, 1, d).unwrap(),
+            KeySubset::Indices(&sel),
+            &AttendOptions::default(),
+            HeadsMut::dense(&mut out, n_q, 1, d).unwrap(),
+            AttendExtras {
+                lse: None,
+                mass: Some((&mut mass, 0)),
+            },
+        )
+        .unwrap();
+        for j in 0..n_k {
+            let (m, s) = (m0[j].abs() as f64, exact[j]);
+            let bound = 2f64.powi(-17) * (1.0 + a_max) * (1.0 + n_q as f64 / 64.0) * (1.0 + s)
+                + 2f64.powi(-24) * terms[j] * (m + s)
+                + 2f64.powi(-22) * (1.0 + m);
+            let err = (mass[j] as f64 - (m0[j] as f64 + s)).abs();
+            assert!(
+                err <= bound,
+                "{:?} mass {j}: {} vs {} (err {err:e}, bound {bound:e})",
+                kern.isa(),
+                mass[j],
+                m0[j] as f64 + s
+            );
+        }
+        match &first {
+            None => first = Some(mass),
+            Some(f) => assert_eq!(&mass, f, "{:?} differs", kern.isa()),
+        }
+    }
+}
+
 #[test]
 fn bf16_dot_option_is_accurate_where_available() {
     let (n_q, h_q, h_kv, d, n_k) = (40, 4, 1, 128, 200);

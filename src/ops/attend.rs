@@ -258,6 +258,7 @@ pub struct AttendExtras<'a> {
     pub lse: Option<(&'a mut [f32], usize)>,
     /// Attention mass, **added** to `mass[g * mass_head_stride + k]` for K row `k` and
     /// KV head `g` (`mass_head_stride = 0`: every head into the same `n_k` floats).
+    /// Summation order and error bound: `tkr_attention_options.mass` in the C header.
     pub mass: Option<(&'a mut [f32], usize)>,
 }
 
