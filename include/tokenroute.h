@@ -365,6 +365,24 @@ typedef int32_t (*tkr_parallel_for_fn)(void *ctx,
                                        tkr_task_fn task,
                                        void *task_ctx);
 
+// Options of tkr_softmax. Zero (or a NULL pointer) means the default for every field;
+// set struct_size to sizeof(tkr_softmax_options) (tkr_softmax_options_init does).
+typedef struct tkr_softmax_options {
+  // sizeof(tkr_softmax_options), so the struct can grow.
+  size_t struct_size;
+  // Multiplies every input before the bias; 0 means 1. Must be finite (negative
+  // values are allowed: a softmin).
+  float scale;
+  // Output element type: 0 = the input dtype, else TKR_DTYPE_F32/F16/BF16.
+  uint32_t out_dtype;
+  // NULL, or f32 bias rows of n values added to the scaled inputs (-inf masks an
+  // element): one row for every row of x (bias_row_stride = 0) or one per row.
+  const float *bias;
+  // 0: the one bias row is added to every row; else floats between the bias rows of
+  // consecutive rows of x (>= n).
+  size_t bias_row_stride;
+} tkr_softmax_options;
+
 // Options of tkr_threshold_f32. A NULL options pointer means all defaults; so does an
 // all-zero struct with struct_size set (tkr_threshold_options_init fills exactly
 // that). Every field's zero value is its default.
@@ -1183,6 +1201,59 @@ tkr_status tkr_set_thread_parallel_for(tkr_parallel_for_fn parallel_for,
 tkr_status tkr_sigmoid_f32(const float *x,
                            size_t n,
                            float *y);
+
+// Row softmax: for every row r < n_rows and j < n, with the logits
+// t_j = scale * x[r * x_row_stride + j] + bias[r * bias_row_stride + j] (no bias term
+// without a bias),
+// out[r * out_row_stride + j] = exp(t_j - max_i t_i) / sum_i exp(t_i - max_i t_i).
+//
+// - dtype: TKR_DTYPE_F32, TKR_DTYPE_F16 or TKR_DTYPE_BF16, the element type of x
+//   (f16/bf16 as uint16_t bit patterns, widened exactly); the output type is
+//   options->out_dtype (default: dtype).
+// - Numerics: attention's (tkr_attention): logits in base 2 (t_j * log2(e) as
+//   x_j * c with c = scale * log2(e) rounded once, plus bias_j * log2(e) by a fused
+//   multiply-add), blocks of 64 elements with the online softmax and exp2 of
+//   attention, fixed summation order. Results are **bit-identical on every ISA level**
+//   and thread count, and equal bit for bit to the attention probabilities (the mass)
+//   one query would give keys scored by the row. Error: within
+//   2^-19 (2 + A + n/256) |exact| + u_out |exact| + 2^-124 + e_out of the exact value
+//   (A: the largest |scale x_j| + |bias_j| over the row's finite logits; u_out: the
+//   output rounding, 0 for f32, 2^-11 f16, 2^-8 bf16; e_out: half the output type's
+//   smallest subnormal, 2^-150 f32, 2^-25 f16, 2^-134 bf16).
+// - Special values: a -inf logit is a masked element (output +0); a row whose logits
+//   are all -inf gives +0 everywhere (like an attention row that sees no key: zeros,
+//   never NaN); a NaN logit (a NaN input or bias, -inf + inf) or a +inf logit
+//   (exp(inf - inf), as in PyTorch; also when x * scale * log2(e) overflows f32, i.e.
+//   |scale x| > 2.3e38) makes every output of its row the canonical quiet NaN (f32
+//   0x7fc00000, f16 0x7e00, bf16 0x7fc0), whatever the NaN's sign and payload. Other
+//   rows are unaffected.
+// - x: n_rows rows of n elements, x_row_stride elements apart (>= n).
+// - out: n_rows rows of n elements of the output type, out_row_stride apart (>= n);
+//   only those elements are written. In place is allowed: out == x with the input
+//   dtype out and out_row_stride == x_row_stride; any other overlap of out with x or
+//   the bias is TKR_STATUS_OVERLAP.
+// - (NULL, 0) is a valid empty buffer (n_rows = 0 or n = 0). Returns TKR_STATUS_OK,
+//   TKR_STATUS_INVALID_ARGUMENT (unknown dtype or out_dtype, a scale that is not
+//   finite, options struct_size too small, misaligned pointer), TKR_STATUS_UNSUPPORTED
+//   (options fields this library does not know), TKR_STATUS_BAD_STRIDE (a row stride
+//   smaller than n), TKR_STATUS_SIZE_OVERFLOW, TKR_STATUS_NULL_POINTER,
+//   TKR_STATUS_OVERLAP, TKR_STATUS_ISA_UNAVAILABLE, TKR_STATUS_PARALLEL_FAILED. On error
+//   nothing is written.
+// - Thread-safe; no allocation. Rows are independent: large calls run on the library's
+//   threads (tkr_set_num_threads) with the same bits.
+tkr_status tkr_softmax(uint32_t dtype,
+                       const void *x,
+                       size_t n_rows,
+                       size_t n,
+                       size_t x_row_stride,
+                       const struct tkr_softmax_options *options,
+                       void *out,
+                       size_t out_row_stride);
+
+// Fills *options with the defaults: every field 0, struct_size =
+// sizeof(tkr_softmax_options). Returns TKR_STATUS_NULL_POINTER for a NULL options.
+// Thread-safe.
+tkr_status tkr_softmax_options_init(struct tkr_softmax_options *options);
 
 // The name of a status code, e.g. "TKR_STATUS_OUT_OF_RANGE".
 //

@@ -8,6 +8,7 @@ use tokenroute_kernels::select::{
     self, CountNonzeroFn, IndicesToMaskFn, MaskToIndicesFn, ThresholdFn, TopkFn,
 };
 use tokenroute_kernels::sigmoid::{self, SigmoidF32};
+use tokenroute_kernels::softmax::{self, SoftmaxFn};
 use tokenroute_kernels::Isa;
 
 use half::{bf16, f16};
@@ -40,6 +41,9 @@ pub struct Kernels {
     pub(crate) key_bound_f32: BoundFn<f32>,
     pub(crate) key_bound_f16: BoundFn<f16>,
     pub(crate) key_bound_bf16: BoundFn<bf16>,
+    pub(crate) softmax_f32: SoftmaxFn<f32>,
+    pub(crate) softmax_f16: SoftmaxFn<f16>,
+    pub(crate) softmax_bf16: SoftmaxFn<bf16>,
 }
 
 static SCALAR: Kernels = Kernels {
@@ -67,6 +71,9 @@ static SCALAR: Kernels = Kernels {
     key_bound_f32: attend::scalar::f32_bound_u1,
     key_bound_f16: attend::scalar::f16_bound_u1,
     key_bound_bf16: attend::scalar::bf16_bound_u1,
+    softmax_f32: softmax::scalar::f32_online_b64,
+    softmax_f16: softmax::scalar::f16_online_b64,
+    softmax_bf16: softmax::scalar::bf16_online_b64,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -95,6 +102,9 @@ static AVX2: Kernels = Kernels {
     key_bound_f32: attend::avx2::f32_bound_v16,
     key_bound_f16: attend::avx2::f16_bound_v16,
     key_bound_bf16: attend::avx2::bf16_bound_v16,
+    softmax_f32: softmax::avx2::f32_online_b64,
+    softmax_f16: softmax::avx2::f16_online_b64,
+    softmax_bf16: softmax::avx2::bf16_online_b64,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -123,6 +133,9 @@ static AVX512: Kernels = Kernels {
     key_bound_f32: attend::avx512::f32_bound_v16,
     key_bound_f16: attend::avx512::f16_bound_v16,
     key_bound_bf16: attend::avx512::bf16_bound_v16,
+    softmax_f32: softmax::avx512::f32_online_b64,
+    softmax_f16: softmax::avx512::f16_online_b64,
+    softmax_bf16: softmax::avx512::bf16_online_b64,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -151,6 +164,9 @@ static NEON: Kernels = Kernels {
     key_bound_f32: attend::neon::f32_bound_v16,
     key_bound_f16: attend::neon::f16_bound_v16,
     key_bound_bf16: attend::neon::bf16_bound_v16,
+    softmax_f32: softmax::neon::f32_online_b64,
+    softmax_f16: softmax::neon::f16_online_b64,
+    softmax_bf16: softmax::neon::bf16_online_b64,
 };
 
 impl Kernels {

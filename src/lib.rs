@@ -41,6 +41,7 @@ pub use ops::select::{
     indices_to_mask, mask_to_indices, threshold_f32, topk_f32, topk_workspace_len, Order, RowSpec,
     Tau, ThresholdOut, TopK, TopkOut,
 };
+pub use ops::softmax::{softmax, softmax_in_place, SoftmaxOptions};
 pub use ops::{DType, Element, Matrix, MatrixMut};
 pub use scratch::{
     release_thread_buffers, SPARE_CAP as SPARE_SCRATCH_CAP, THREAD_CAP as THREAD_SCRATCH_CAP,

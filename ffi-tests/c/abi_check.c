@@ -83,6 +83,11 @@ _Static_assert(offsetof(tkr_threshold_options, struct_size) == 0 && offsetof(tkr
                    offsetof(tkr_threshold_options, out_mask) == 64 &&
                    offsetof(tkr_threshold_options, out_mask_row_stride) == 72,
                "tkr_threshold_options layout");
+_Static_assert(sizeof(tkr_softmax_options) == 32, "tkr_softmax_options size");
+_Static_assert(offsetof(tkr_softmax_options, struct_size) == 0 && offsetof(tkr_softmax_options, scale) == 8 &&
+                   offsetof(tkr_softmax_options, out_dtype) == 12 && offsetof(tkr_softmax_options, bias) == 16 &&
+                   offsetof(tkr_softmax_options, bias_row_stride) == 24,
+               "tkr_softmax_options layout");
 _Static_assert(sizeof(tkr_route_options) == 48, "tkr_route_options size");
 _Static_assert(offsetof(tkr_route_options, struct_size) == 0 && offsetof(tkr_route_options, flags) == 8 &&
                    offsetof(tkr_route_options, reserved) == 12 && offsetof(tkr_route_options, keep_first) == 16 &&

@@ -24,6 +24,7 @@ pub mod score;
 pub mod select;
 pub mod sigmoid;
 pub(crate) mod simd;
+pub mod softmax;
 
 pub use isa::Isa;
 pub use registry::KernelInfo;

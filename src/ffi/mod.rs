@@ -13,6 +13,7 @@ pub mod parallel;
 pub mod route;
 pub mod score;
 pub mod select;
+pub mod softmax;
 pub mod status;
 #[cfg(feature = "test-hooks")]
 pub mod testing;

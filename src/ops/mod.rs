@@ -8,6 +8,7 @@ pub mod compact;
 pub mod route;
 pub mod score;
 pub mod select;
+pub mod softmax;
 
 use crate::error::{ensure, Result};
 use half::{bf16, f16};
@@ -62,6 +63,9 @@ pub trait Element: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     /// The scatter-add kernel of this element type in a table.
     #[doc(hidden)]
     fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<Self>;
+    /// The row-softmax kernel of this input type in a table.
+    #[doc(hidden)]
+    fn softmax_fn(k: &crate::Kernels) -> tokenroute_kernels::softmax::SoftmaxFn<Self>;
 }
 
 impl Element for f32 {
@@ -72,6 +76,9 @@ impl Element for f32 {
     fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<f32> {
         k.scatter_add_f32
     }
+    fn softmax_fn(k: &crate::Kernels) -> tokenroute_kernels::softmax::SoftmaxFn<f32> {
+        k.softmax_f32
+    }
 }
 impl Element for f16 {
     const DTYPE: DType = DType::F16;
@@ -81,6 +88,9 @@ impl Element for f16 {
     fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<f16> {
         k.scatter_add_f16
     }
+    fn softmax_fn(k: &crate::Kernels) -> tokenroute_kernels::softmax::SoftmaxFn<f16> {
+        k.softmax_f16
+    }
 }
 impl Element for bf16 {
     const DTYPE: DType = DType::BF16;
@@ -89,6 +99,9 @@ impl Element for bf16 {
     }
     fn scatter_add_fn(k: &crate::Kernels) -> tokenroute_kernels::compact::ScatterAddFn<bf16> {
         k.scatter_add_bf16
+    }
+    fn softmax_fn(k: &crate::Kernels) -> tokenroute_kernels::softmax::SoftmaxFn<bf16> {
+        k.softmax_bf16
     }
 }
 

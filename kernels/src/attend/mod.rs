@@ -90,6 +90,8 @@ pub use numerics::{
     canon_nan, canon_pos, exp2_f32, exp_f64, ln_f64, lse_of, pad32, scale_log2e, store_out, Logit,
     EXP2_MIN, EXP2_POLY, SHIFTER,
 };
+// The vector exp2, for the row softmax (`crate::softmax`) to share attention's numerics.
+pub(crate) use numerics::exp2v;
 pub use quest::{bound_absolute, bound_margin, BoundArgs, BoundFn, SummaryArgs, SummaryFn};
 
 use crate::simd;
