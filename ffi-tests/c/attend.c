@@ -32,6 +32,8 @@ static float f32_of_bf16(uint16_t h) {
 
 /* The reference's scale (0: 1 / sqrt(D)) and logit softcap (0: none). */
 static double ref_scale = 0.0, ref_softcap = 0.0;
+/* NULL, or the reference's ALiBi slopes (one per query head). */
+static const float *ref_alibi = NULL;
 
 /* Reference attention of row (i, h) over keys sel[0..n) (visible by causal positions
  * when causal), into out[D]; returns the log-sum-exp. */
@@ -48,6 +50,7 @@ static double reference(int i, int h, const uint32_t *sel, int n, int causal, co
         for (int e = 0; e < D; e++) dot += (double)q[(i * HQ + h) * D + e] * kk[(t * HKV + g) * D + e];
         x[j] = ref_scale != 0.0 ? dot * ref_scale : dot / sqrt((double)D);
         if (ref_softcap != 0.0) x[j] = ref_softcap * tanh(x[j] / ref_softcap);
+        if (ref_alibi) x[j] -= ref_alibi[h] * fabs((double)qpos[i] - (double)kpos[t]);
         if (x[j] > m) m = x[j];
     }
     if (m == -INFINITY) return -INFINITY;
@@ -331,6 +334,42 @@ static void test_softcap(void) {
     CHECK(memcmp(out, plain, sizeof out) == 0);
 }
 
+/* ALiBi slopes with explicit positions and no causal masking, with a softcap too;
+ * a NaN slope and missing positions are refused with nothing written. */
+static void test_alibi(void) {
+    static float out[NQ * HQ * D];
+    const float slopes[HQ] = {0.5f, 0.25f, 0.125f, 0.0625f};
+    double want[D];
+    uint32_t all[NK];
+    for (int t = 0; t < NK; t++) all[t] = (uint32_t)t;
+    tkr_attention_options opts;
+    CHECK(TKR_STATUS_OK == tkr_attention_options_init(&opts));
+    opts.alibi_slopes = slopes;
+    opts.q_positions = qpos;
+    opts.k_positions = kpos;
+    for (int capped = 0; capped < 2; capped++) {
+        opts.softcap = capped ? 2.0f : 0.0f;
+        CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out));
+        ref_softcap = opts.softcap;
+        ref_alibi = slopes;
+        for (int i = 0; i < NQ; i++)
+            for (int h = 0; h < HQ; h++) {
+                reference(i, h, all, NK, 0, k, v, want);
+                for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+            }
+        ref_softcap = 0.0;
+        ref_alibi = NULL;
+    }
+    const float nan_slopes[HQ] = {0.5f, NAN, 0.125f, 0.0625f};
+    for (int e = 0; e < NQ * HQ * D; e++) out[e] = 7.0f;
+    opts.alibi_slopes = nan_slopes;
+    CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out) == TKR_STATUS_INVALID_ARGUMENT);
+    opts.alibi_slopes = slopes;
+    opts.q_positions = NULL;
+    CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out) == TKR_STATUS_NULL_POINTER);
+    for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
+}
+
 int main(void) {
     check_expected_isa();
     for (int e = 0; e < NQ * HQ * D; e++) q[e] = rnd();
@@ -345,5 +384,6 @@ int main(void) {
     test_merge();
     test_quest();
     test_softcap();
+    test_alibi();
     return finish_tests("attend");
 }

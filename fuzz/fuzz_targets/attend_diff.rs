@@ -306,7 +306,16 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
         4 => Some(1.0 + inp.below(64) as f32 * 0.75),
         _ => None,
     };
-    let opts = AttendOptions { softcap, ..opts };
+    // ALiBi slopes (positions then always given).
+    let slopes: Vec<f32> = (0..h_q).map(|h| 0.5f32.powi(h as i32 % 9)).collect();
+    let alibi = inp.u8() % 4 == 0;
+    let opts = AttendOptions {
+        softcap,
+        alibi_slopes: alibi.then_some(&slopes[..]),
+        q_positions: (masked || alibi).then_some(&q_pos[..]),
+        k_positions: (masked || alibi).then_some(&k_pos[..]),
+        ..opts
+    };
     let cap = softcap.map_or(0.0, |c| c as f64);
 
     type Got = (Vec<u32>, Vec<u32>, Vec<u32>);
@@ -435,11 +444,18 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                         abs += p.abs();
                         vmax = vmax.max((v.data[v.at(t, kv, e)].to32() as f64).abs());
                     }
-                    a = a.max(abs * sc.abs());
-                    xs.push(match softcap {
+                    let mut x = match softcap {
                         Some(c) => c as f64 * (dot * sc / c as f64).tanh(),
                         None => dot * sc,
-                    });
+                    };
+                    let mut abs = abs * sc.abs();
+                    if alibi {
+                        let b = -(slopes[h] as f64) * (q_pos[i] as f64 - k_pos[t] as f64).abs();
+                        x += b;
+                        abs += b.abs();
+                    }
+                    a = a.max(abs);
+                    xs.push(x);
                 }
                 amax = amax.max(a);
                 let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

@@ -369,6 +369,7 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
         keys,
         scale: c.scale,
         softcap: 0.0,
+        alibi: std::ptr::null(),
         causal: c.causal,
         window: c.window,
         right: 0,

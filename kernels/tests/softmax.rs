@@ -543,6 +543,7 @@ fn agrees_with_attention<T: In>() {
                     keys: KeySet::Dense,
                     scale,
                     softcap: 0.0,
+                    alibi: std::ptr::null(),
                     causal: false,
                     window: 0,
                     right: 0,

@@ -121,6 +121,11 @@ pub struct tkr_attention_options {
     /// 2^-20 c vmax (outputs), 2^-20 c (log-sum-exp) and 2^-20 c (1 + R/64) (1 + S)
     /// (mass); A stays uncapped.
     pub softcap: f32,
+    /// NULL, or n_heads_q ALiBi slopes (BLOOM, MPT; finite): -slopes[h] * |q_pos - k_pos|
+    /// joins every logit of query head h (after the softcap). Positions come from
+    /// q_positions / k_positions or the implicit causal_align, also without causal
+    /// masking. A of the error bound includes the term's magnitude.
+    pub alibi_slopes: *const f32,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -313,10 +318,10 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// (TKR_STATUS_OVERLAP). (NULL, 0) is a valid empty buffer.
 ///
 /// Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
-/// or positions missing when causal/windowed); TKR_STATUS_INVALID_ARGUMENT (unknown
-/// dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0; head
-/// counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
-/// infinite; n_k >= 2^32; block_size or
+/// or positions missing when causal/windowed or with ALiBi); TKR_STATUS_INVALID_ARGUMENT
+/// (unknown dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0;
+/// head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
+/// infinite; an ALiBi slope not finite; n_k >= 2^32; block_size or
 /// query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
 /// struct_size too small; positions given with an implicit causal_align;
 /// TKR_KEYS_SEQ_INDICES without a batch; cu_seqlens or index offsets not nondecreasing;
@@ -485,7 +490,11 @@ impl RawAttention {
             "options->sinks": "together with an attention mass output"
         );
         let window_right = (o.flags & TKR_ATTENTION_WINDOW_RIGHT != 0).then_some(o.window_right);
-        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0 || window_right.is_some();
+        // Positions are read for masking and for ALiBi.
+        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0
+            || o.window > 0
+            || window_right.is_some()
+            || !o.alibi_slopes.is_null();
         let implicit = align != CausalAlign::Positions;
         ensure!(
             !implicit || (o.q_positions.is_null() && o.k_positions.is_null()),
@@ -664,8 +673,13 @@ impl RawAttention {
         } else {
             Some(unsafe { slice(o.sinks, self.n_heads_q).arg("options->sinks")? })
         };
+        let alibi = if o.alibi_slopes.is_null() {
+            None
+        } else {
+            Some(unsafe { slice(o.alibi_slopes, self.n_heads_q).arg("options->alibi_slopes")? })
+        };
         // Byte ranges of every input (fixed capacity: no allocation on this path).
-        let mut inputs = [(0usize, 0usize); 10];
+        let mut inputs = [(0usize, 0usize); 11];
         let mut n_in = 0;
         let mut push = |r: (usize, usize)| {
             inputs[n_in] = r;
@@ -681,6 +695,9 @@ impl RawAttention {
             push(byte_range(p));
         }
         if let Some(p) = sinks {
+            push(byte_range(p));
+        }
+        if let Some(p) = alibi {
             push(byte_range(p));
         }
         if let Batch::Ragged {
@@ -767,6 +784,7 @@ impl RawAttention {
         let opts = AttendOptions {
             scale,
             softcap: (o.softcap != 0.0).then_some(o.softcap),
+            alibi_slopes: alibi,
             causal: o.flags & TKR_ATTENTION_CAUSAL != 0,
             window: o.window,
             q_positions: qp,

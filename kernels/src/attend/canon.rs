@@ -43,7 +43,8 @@ pub(crate) trait Backend<T: Elem> {
     /// Step 3 of the canonical algorithm for rows `r < nrows` and keys `j < nb` (dots
     /// in, `p` out): bit `r` of `vis[j]` is set when key `j` is visible to row `r`.
     /// Updates `m` and `l`, writes `alpha[r]` (1 for a row the block does not change)
-    /// and `pm[j]` (bit `r` set when `p_rj != 0`).
+    /// and `pm[j]` (bit `r` set when `p_rj != 0`). `bias`: null, or `BK x TILE_ROWS`
+    /// log2-domain terms laid out like `s`, added to the logits (ALiBi).
     #[allow(clippy::too_many_arguments)]
     unsafe fn softmax(
         nrows: usize,
@@ -51,6 +52,7 @@ pub(crate) trait Backend<T: Elem> {
         vis: &[u16; BK],
         nb: usize,
         c: Logit,
+        bias: *const f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -78,7 +80,8 @@ pub(crate) trait Backend<T: Elem> {
         scratch: *mut u8,
     );
 
-    /// `s[j][r] = exp2(logit(c, s[j][r]) - m[r]) * inv_l[r]` where bit `r` of `vis[j]` is set,
+    /// `s[j][r] = exp2(logit(c, s[j][r]) + bias[j][r] - m[r]) * inv_l[r]` (no `bias`
+    /// term when it is null) where bit `r` of `vis[j]` is set,
     /// `0` elsewhere, for `r < nrows`, `j < nb`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn probs(
@@ -87,6 +90,7 @@ pub(crate) trait Backend<T: Elem> {
         vis: &[u16; BK],
         nb: usize,
         c: Logit,
+        bias: *const f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     );
@@ -124,6 +128,7 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         vis: &[u16; BK],
         nb: usize,
         c: Logit,
+        bias: *const f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -131,7 +136,7 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         _scratch: *mut u8,
     ) {
         // SAFETY: passed on.
-        unsafe { softmax::<S>(nrows, s, vis, nb, c, m, l, alpha, pm, |_| {}) }
+        unsafe { softmax::<S>(nrows, s, vis, nb, c, bias, m, l, alpha, pm, |_| {}) }
     }
 
     #[inline(always)]
@@ -160,11 +165,12 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         vis: &[u16; BK],
         nb: usize,
         c: Logit,
+        bias: *const f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
         // SAFETY: passed on.
-        unsafe { probs::<S>(nrows, s, vis, nb, c, m, inv_l) }
+        unsafe { probs::<S>(nrows, s, vis, nb, c, bias, m, inv_l) }
     }
 
     #[inline(always)]
@@ -536,6 +542,7 @@ pub(crate) unsafe fn softmax<S: Tier>(
     vis: &[u16; BK],
     nb: usize,
     c: Logit,
+    bias: *const f32,
     m: &mut [f32; TILE_ROWS],
     l: &mut [f32; TILE_ROWS],
     alpha: &mut [f32; TILE_ROWS],
@@ -555,7 +562,11 @@ pub(crate) unsafe fn softmax<S: Tier>(
             let mut nan = S::mask_from_bits(0);
             for j in 0..nb {
                 let k = S::mask_from_bits((vis[j] >> g) as u32);
-                let x = S::select(k, logitv::<S>(c, S::load(sg.add(j * TILE_ROWS))), ninf);
+                let mut x = logitv::<S>(c, S::load(sg.add(j * TILE_ROWS)));
+                if !bias.is_null() {
+                    x = S::add(x, S::load(bias.add(j * TILE_ROWS + g)));
+                }
+                let x = S::select(k, x, ninf);
                 S::store(sg.add(j * TILE_ROWS), x);
                 let xn = S::is_nan(x);
                 nan = S::or_m(nan, xn);
@@ -607,6 +618,7 @@ pub(crate) unsafe fn probs<S: Tier>(
     vis: &[u16; BK],
     nb: usize,
     c: Logit,
+    bias: *const f32,
     m: &[f32; TILE_ROWS],
     inv_l: &[f32; TILE_ROWS],
 ) {
@@ -618,7 +630,10 @@ pub(crate) unsafe fn probs<S: Tier>(
             for j in 0..nb {
                 let k = S::mask_from_bits((vis[j] >> g) as u32);
                 let at = s.add(j * TILE_ROWS + g);
-                let x = logitv::<S>(c, S::load(at));
+                let mut x = logitv::<S>(c, S::load(at));
+                if !bias.is_null() {
+                    x = S::add(x, S::load(bias.add(j * TILE_ROWS + g)));
+                }
                 let p = S::mul(exp2v::<S>(S::sub(x, mv)), iv);
                 S::store(at, S::select(k, p, S::splat(0.0)));
             }

@@ -213,6 +213,7 @@ impl Backend<bf16> for Avx512Bf16 {
         vis: &[u16; BK],
         nb: usize,
         c: Logit,
+        bias: *const f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -227,7 +228,7 @@ impl Backend<bf16> for Avx512Bf16 {
         // SAFETY: as the caller's; the scratch holds the flag and the probability pairs
         // at PP_OFF.
         unsafe {
-            softmax::<Avx512>(nrows, s, vis, nb, c, m, l, alpha, pm, |pm| {
+            softmax::<Avx512>(nrows, s, vis, nb, c, bias, m, l, alpha, pm, |pm| {
                 round_probs(rows, s, nb, pm, scratch)
             })
         }
@@ -302,11 +303,12 @@ impl Backend<bf16> for Avx512Bf16 {
         vis: &[u16; BK],
         nb: usize,
         c: Logit,
+        bias: *const f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
         // SAFETY: as the caller's.
-        unsafe { probs::<Avx512>(nrows, s, vis, nb, c, m, inv_l) }
+        unsafe { probs::<Avx512>(nrows, s, vis, nb, c, bias, m, inv_l) }
     }
 
     #[inline(always)]

@@ -51,6 +51,16 @@ pub fn scale_log2e(scale: f32) -> f32 {
     (scale as f64 * core::f64::consts::LOG2_E) as f32
 }
 
+/// The ALiBi term of one (query head, query, key) in the log2 domain:
+/// `f32(-slope * log2(e)) * f32(|q_pos - k_pos|)`, each factor rounded once (the
+/// distance is exact below 2^24), the product rounded once. Scalar code, the same on
+/// every tier.
+#[inline(always)]
+pub fn alibi_log2(slope: f32, q_pos: u32, k_pos: u32) -> f32 {
+    let s = (-(slope as f64) * core::f64::consts::LOG2_E) as f32;
+    s * q_pos.abs_diff(k_pos) as f32
+}
+
 /// Above this `|y|`, `tanh(y)` rounds to 1 in f32 (the argument of [`logitv`]'s exp is
 /// clamped here so it stays finite).
 pub const TANH_CLAMP: f32 = 10.0;

@@ -1,7 +1,9 @@
-//! Logit softcap (`c * tanh(scale * q.k / c)`, Gemma 2): against the float64 reference
-//! on every level (prefill, split-K decoding, index lists, GQA, causal windows, f32 /
-//! f16 / bf16 inputs, the attention mass), bit-identical on every level; special values;
-//! bad softcaps refused with nothing written; through the C ABI.
+//! The logit options: softcap (`c * tanh(scale * q.k / c)`, Gemma 2) and ALiBi slopes
+//! (`-slope_h * |q_pos - k_pos|`, BLOOM / MPT), alone and together: against the float64
+//! reference on every level (prefill, split-K decoding, index lists, GQA, causal
+//! windows, f32 / f16 / bf16 inputs, the attention mass), bit-identical on every level;
+//! special values; bad values refused with nothing written; batches equal separate
+//! calls. (The C ABI: ffi-tests/c/attend.c; Python: python/tests/test_attend.py.)
 
 mod attn_ref;
 
@@ -30,11 +32,21 @@ struct Shape {
     indices: bool,
 }
 
-/// Runs one shape and softcap on every level for element type `T`, checks the reference
-/// bound and bit-identity, returns the worst error in units of the bound.
+/// ALiBi slopes of `h` heads (BLOOM's geometric sequence 2^(-8 (i + 1) / h)).
+fn slopes(h: usize) -> Vec<f32> {
+    (0..h)
+        .map(|i| 2f32.powf(-8.0 * (i + 1) as f32 / h as f32))
+        .collect()
+}
+
+/// Runs one shape, softcap (0: none) and ALiBi choice on every level for element type
+/// `T`, checks the reference bound and bit-identity, returns the worst error in units of
+/// the bound.
+#[allow(clippy::too_many_arguments)]
 fn run<T: tokenroute::AttendElement + Copy>(
     s: &Shape,
     cap: f32,
+    alibi: bool,
     scale: f32,
     r: &mut Rng,
     to: impl Fn(f32) -> T,
@@ -53,8 +65,15 @@ fn run<T: tokenroute::AttendElement + Copy>(
     } else {
         (0..n_k).collect()
     };
-    let k_pos: Vec<u32> = (0..n_k as u32).collect();
-    let q_pos: Vec<u32> = (0..n_q as u32).map(|i| (n_k - n_q) as u32 + i).collect();
+    // Keys at 0, 2, 4, ...; queries among them (ALiBi sees distances on both sides).
+    let k_pos: Vec<u32> = (0..n_k as u32).map(|j| 2 * j).collect();
+    let q_pos: Vec<u32> = (0..n_q as u32)
+        .map(|i| (n_k - n_q) as u32 + 2 * i)
+        .collect();
+    let sl = slopes(h_q);
+    let sl64: Vec<f64> = sl.iter().map(|&x| x as f64).collect();
+    let capped = cap != 0.0;
+    let positioned = s.causal || s.window > 0 || alibi;
     let spec = Spec {
         n_q,
         n_k,
@@ -67,9 +86,9 @@ fn run<T: tokenroute::AttendElement + Copy>(
         v: &vf,
         keys: &|_, _| key_list.clone(),
         scale: scale as f64,
-        softcap: Some(cap as f64),
+        softcap: capped.then_some(cap as f64),
         bias: None,
-        alibi: None,
+        alibi: alibi.then_some(&sl64[..]),
         sinks: None,
         q_pos: &|i| q_pos[i] as i64,
         k_pos: &|j| k_pos[j] as i64,
@@ -79,11 +98,12 @@ fn run<T: tokenroute::AttendElement + Copy>(
     };
     let opts = AttendOptions {
         scale: Some(scale),
-        softcap: Some(cap),
+        softcap: capped.then_some(cap),
+        alibi_slopes: alibi.then_some(&sl[..]),
         causal: s.causal,
         window: s.window,
-        q_positions: (s.causal || s.window > 0).then_some(&q_pos[..]),
-        k_positions: (s.causal || s.window > 0).then_some(&k_pos[..]),
+        q_positions: positioned.then_some(&q_pos[..]),
+        k_positions: positioned.then_some(&k_pos[..]),
         ..Default::default()
     };
     // The exact mass: every row's probabilities, summed over rows and heads.
@@ -226,25 +246,46 @@ const SHAPES: [Shape; 4] = [
 ];
 
 #[test]
-fn softcap_matches_the_reference_on_every_level() {
+fn softcap_and_alibi_match_the_reference_on_every_level() {
     let mut r = Rng(41);
     let mut worst = 0f64;
     // Softcaps below, near and far above the logits; scales that push logits past them
     // (a negative scale too).
+    // ALiBi alone (cap 0) and with a softcap.
+    let cases = [
+        (0.5f32, false, 1.0f32),
+        (5.0, false, 4.0),
+        (50.0, false, 0.25),
+        (30.0, false, 40.0),
+        (2.0, false, -3.0),
+        (0.0, true, 1.0),
+        (0.0, true, 0.25),
+        (5.0, true, 4.0),
+    ];
     for s in &SHAPES {
-        for (cap, scale) in [
-            (0.5f32, 1.0f32),
-            (5.0, 4.0),
-            (50.0, 0.25),
-            (30.0, 40.0),
-            (2.0, -3.0),
-        ] {
-            worst = worst.max(run(s, cap, scale, &mut r, |x| x, |x| x));
-            worst = worst.max(run(s, cap, scale, &mut r, f16::from_f32, f16::to_f32));
-            worst = worst.max(run(s, cap, scale, &mut r, bf16::from_f32, bf16::to_f32));
+        for (cap, alibi, scale) in cases {
+            worst = worst.max(run(s, cap, alibi, scale, &mut r, |x| x, |x| x));
+            worst = worst.max(run(
+                s,
+                cap,
+                alibi,
+                scale,
+                &mut r,
+                f16::from_f32,
+                f16::to_f32,
+            ));
+            worst = worst.max(run(
+                s,
+                cap,
+                alibi,
+                scale,
+                &mut r,
+                bf16::from_f32,
+                bf16::to_f32,
+            ));
         }
     }
-    eprintln!("softcap: worst error {worst:.3} of the bound");
+    eprintln!("softcap / ALiBi: worst error {worst:.3} of the bound");
 }
 
 /// Special values: a NaN logit gives NaN outputs (canonical), infinite dot products are
@@ -343,6 +384,98 @@ fn bad_softcaps_are_refused_and_nothing_is_written() {
         )
         .unwrap_err();
         assert_eq!(err.kind, tokenroute::ErrorKind::InvalidArgument, "{cap}");
+        assert_eq!(out, [7f32; 8]);
+    }
+}
+
+/// ALiBi with implicit positions (bidirectional: no causal masking; and bottom-right
+/// causal) in a ragged batch equals separate calls over each sequence; bad slopes and
+/// missing positions are refused with nothing written.
+#[test]
+fn alibi_in_batches_and_bad_input() {
+    use tokenroute::{attention_batch, Batch, CausalAlign, ErrorKind};
+    let (h_q, h_kv, d) = (4, 2, 8);
+    let cu = [0usize, 5, 5, 37, 40];
+    let t = cu[4];
+    let mut r = Rng(53);
+    let q = r.vec(t * h_q * d);
+    let k = r.vec(t * h_kv * d);
+    let v = r.vec(t * h_kv * d);
+    let sl = slopes(h_q);
+    for (causal, align) in [
+        (false, CausalAlign::TopLeft),
+        (true, CausalAlign::BottomRight),
+    ] {
+        let opts = AttendOptions {
+            causal,
+            align,
+            alibi_slopes: Some(&sl),
+            ..Default::default()
+        };
+        for kern in Kernels::all_supported() {
+            let mut out = vec![0f32; t * h_q * d];
+            kern.attention_batch(
+                Heads::dense(&q, t, h_q, d).unwrap(),
+                Heads::dense(&k, t, h_kv, d).unwrap(),
+                Heads::dense(&v, t, h_kv, d).unwrap(),
+                KeySubset::Dense,
+                &opts,
+                &Batch::Ragged {
+                    cu_seqlens_q: &cu,
+                    cu_seqlens_k: &cu,
+                },
+                HeadsMut::dense(&mut out, t, h_q, d).unwrap(),
+                AttendExtras::default(),
+            )
+            .unwrap();
+            for w in cu.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let n = b - a;
+                let mut one = vec![0f32; n * h_q * d];
+                kern.attention(
+                    Heads::dense(&q[a * h_q * d..b * h_q * d], n, h_q, d).unwrap(),
+                    Heads::dense(&k[a * h_kv * d..b * h_kv * d], n, h_kv, d).unwrap(),
+                    Heads::dense(&v[a * h_kv * d..b * h_kv * d], n, h_kv, d).unwrap(),
+                    KeySubset::Dense,
+                    &opts,
+                    HeadsMut::dense(&mut one, n, h_q, d).unwrap(),
+                    AttendExtras::default(),
+                )
+                .unwrap();
+                assert_eq!(
+                    bits(&one),
+                    bits(&out[a * h_q * d..b * h_q * d]),
+                    "{:?}",
+                    kern.isa()
+                );
+            }
+        }
+    }
+    let x = [0.5f32; 16];
+    let bad: [(&[f32], Option<&[u32]>, ErrorKind); 3] = [
+        (&[0.5, 0.25], Some(&[0, 1]), ErrorKind::InvalidArgument), // one slope, two heads
+        (&[f32::NAN], Some(&[0, 1]), ErrorKind::InvalidArgument),
+        (&[0.5], None, ErrorKind::NullPointer), // no positions
+    ];
+    for (slopes, pos, kind) in bad {
+        let mut out = [7f32; 8];
+        let err = attention_batch(
+            Heads::dense(&x[..8], 2, 1, 4).unwrap(),
+            Heads::dense(&x[..8], 2, 1, 4).unwrap(),
+            Heads::dense(&x[..8], 2, 1, 4).unwrap(),
+            KeySubset::Dense,
+            &AttendOptions {
+                alibi_slopes: Some(slopes),
+                q_positions: pos,
+                k_positions: pos,
+                ..Default::default()
+            },
+            &Batch::One,
+            HeadsMut::dense(&mut out, 2, 1, 4).unwrap(),
+            AttendExtras::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, kind, "{slopes:?}");
         assert_eq!(out, [7f32; 8]);
     }
 }
