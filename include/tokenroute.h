@@ -320,6 +320,17 @@ typedef struct tkr_attention_options {
   // q_positions / k_positions or the implicit causal_align, also without causal
   // masking. A of the error bound includes the term's magnitude.
   const float *alibi_slopes;
+  // NULL, or an additive float bias (relative-position biases, ONNX float attn_mask
+  // with -inf): element (query head h, query i, K row k) of sequence b at
+  // bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
+  // (keys contiguous; a stride of 0 broadcasts; k counts the sequence's K rows). It
+  // joins the logit after the softcap and ALiBi; a row whose visible keys all get -inf
+  // is empty (zeros, log-sum-exp -inf), +inf or NaN makes the row NaN. A of the error
+  // bound includes |bias|. Not with a ragged batch (TKR_STATUS_UNSUPPORTED).
+  const float *bias;
+  size_t bias_head_stride;
+  size_t bias_query_stride;
+  size_t bias_batch_stride;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options

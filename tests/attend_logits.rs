@@ -9,7 +9,7 @@ mod attn_ref;
 
 use attn_ref::{bound, lse_bound, row, Check, Rng, Spec};
 use half::{bf16, f16};
-use tokenroute::{AttendExtras, AttendOptions, Heads, HeadsMut, Kernels, KeySubset};
+use tokenroute::{AttendBias, AttendExtras, AttendOptions, Heads, HeadsMut, Kernels, KeySubset};
 
 fn bits(x: &[f32]) -> Vec<u32> {
     x.iter().map(|v| v.to_bits()).collect()
@@ -47,6 +47,7 @@ fn run<T: tokenroute::AttendElement + Copy>(
     s: &Shape,
     cap: f32,
     alibi: bool,
+    bias_mode: u8,
     scale: f32,
     r: &mut Rng,
     to: impl Fn(f32) -> T,
@@ -73,6 +74,23 @@ fn run<T: tokenroute::AttendElement + Copy>(
     let sl = slopes(h_q);
     let sl64: Vec<f64> = sl.iter().map(|&x| x as f64).collect();
     let capped = cap != 0.0;
+    // Bias tensor: 0 none; 1 every (head, query, key); 2 shared by the heads, with -inf
+    // on every 7th key (a padding mask); 3 per head, shared by the queries.
+    let (bh, bq) = match bias_mode {
+        1 => (n_q * n_k + 3, n_k + 1),
+        2 => (0, n_k),
+        _ => (n_k, 0),
+    };
+    let bias_data: Vec<f32> = (0..(h_q - 1) * bh + (n_q - 1) * bq + n_k)
+        .map(|j| {
+            if bias_mode == 2 && j % n_k % 7 == 3 {
+                f32::NEG_INFINITY
+            } else {
+                1.5 * r.f()
+            }
+        })
+        .collect();
+    let bias_fn = |h: usize, i: usize, j: usize| bias_data[h * bh + i * bq + j] as f64;
     let positioned = s.causal || s.window > 0 || alibi;
     let spec = Spec {
         n_q,
@@ -87,7 +105,7 @@ fn run<T: tokenroute::AttendElement + Copy>(
         keys: &|_, _| key_list.clone(),
         scale: scale as f64,
         softcap: capped.then_some(cap as f64),
-        bias: None,
+        bias: (bias_mode > 0).then_some(&bias_fn as &dyn Fn(usize, usize, usize) -> f64),
         alibi: alibi.then_some(&sl64[..]),
         sinks: None,
         q_pos: &|i| q_pos[i] as i64,
@@ -100,6 +118,12 @@ fn run<T: tokenroute::AttendElement + Copy>(
         scale: Some(scale),
         softcap: capped.then_some(cap),
         alibi_slopes: alibi.then_some(&sl[..]),
+        bias: (bias_mode > 0).then_some(AttendBias {
+            data: &bias_data,
+            head_stride: bh,
+            query_stride: bq,
+            batch_stride: 0,
+        }),
         causal: s.causal,
         window: s.window,
         q_positions: positioned.then_some(&q_pos[..]),
@@ -252,23 +276,29 @@ fn softcap_and_alibi_match_the_reference_on_every_level() {
     // Softcaps below, near and far above the logits; scales that push logits past them
     // (a negative scale too).
     // ALiBi alone (cap 0) and with a softcap.
+    // (softcap, ALiBi, bias tensor mode, scale)
     let cases = [
-        (0.5f32, false, 1.0f32),
-        (5.0, false, 4.0),
-        (50.0, false, 0.25),
-        (30.0, false, 40.0),
-        (2.0, false, -3.0),
-        (0.0, true, 1.0),
-        (0.0, true, 0.25),
-        (5.0, true, 4.0),
+        (0.5f32, false, 0u8, 1.0f32),
+        (5.0, false, 0, 4.0),
+        (50.0, false, 0, 0.25),
+        (30.0, false, 0, 40.0),
+        (2.0, false, 0, -3.0),
+        (0.0, true, 0, 1.0),
+        (0.0, true, 0, 0.25),
+        (5.0, true, 0, 4.0),
+        (0.0, false, 1, 1.0),
+        (0.0, false, 2, 0.5),
+        (0.0, false, 3, 2.0),
+        (5.0, true, 2, 4.0),
     ];
     for s in &SHAPES {
-        for (cap, alibi, scale) in cases {
-            worst = worst.max(run(s, cap, alibi, scale, &mut r, |x| x, |x| x));
+        for (cap, alibi, bias_mode, scale) in cases {
+            worst = worst.max(run(s, cap, alibi, bias_mode, scale, &mut r, |x| x, |x| x));
             worst = worst.max(run(
                 s,
                 cap,
                 alibi,
+                bias_mode,
                 scale,
                 &mut r,
                 f16::from_f32,
@@ -278,6 +308,7 @@ fn softcap_and_alibi_match_the_reference_on_every_level() {
                 s,
                 cap,
                 alibi,
+                bias_mode,
                 scale,
                 &mut r,
                 bf16::from_f32,
@@ -285,7 +316,7 @@ fn softcap_and_alibi_match_the_reference_on_every_level() {
             ));
         }
     }
-    eprintln!("softcap / ALiBi: worst error {worst:.3} of the bound");
+    eprintln!("softcap / ALiBi / bias: worst error {worst:.3} of the bound");
 }
 
 /// Special values: a NaN logit gives NaN outputs (canonical), infinite dot products are
@@ -476,6 +507,141 @@ fn alibi_in_batches_and_bad_input() {
         )
         .unwrap_err();
         assert_eq!(err.kind, kind, "{slopes:?}");
+        assert_eq!(out, [7f32; 8]);
+    }
+}
+
+/// A bias tensor: a row whose keys all get -inf is an empty row (zeros, lse -inf), +inf
+/// makes the row NaN; a dense batch with a bias batch stride equals separate calls;
+/// a ragged batch is UNSUPPORTED, a short tensor BUFFER_TOO_SMALL, nothing written.
+#[test]
+fn bias_rows_batches_and_bad_input() {
+    use tokenroute::{attention_batch, Batch, BatchStrides, ErrorKind};
+    let (n_q, n_k, h, d, n_b) = (3, 20, 2, 8, 3);
+    let mut r = Rng(61);
+    let q = r.vec(n_b * n_q * h * d);
+    let k = r.vec(n_b * n_k * h * d);
+    let v = r.vec(n_b * n_k * h * d);
+    // Per sequence: [h][n_q][n_k]; query 1 of head 0 masks every key, query 2 of head 1
+    // has a +inf.
+    let per = h * n_q * n_k;
+    let mut bias = r.vec(n_b * per);
+    for b in 0..n_b {
+        for j in 0..n_k {
+            bias[b * per + n_k + j] = f32::NEG_INFINITY;
+        }
+        bias[b * per + (n_q + 2) * n_k + 5] = f32::INFINITY;
+    }
+    for kern in Kernels::all_supported() {
+        let strides = BatchStrides {
+            q: n_q * h * d,
+            k: n_k * h * d,
+            v: n_k * h * d,
+            out: n_q * h * d,
+            ..Default::default()
+        };
+        let mut out = vec![0f32; n_b * n_q * h * d];
+        let mut lse = vec![0f32; n_b * n_q * h];
+        let opts = AttendOptions {
+            bias: Some(AttendBias {
+                data: &bias,
+                head_stride: n_q * n_k,
+                query_stride: n_k,
+                batch_stride: per,
+            }),
+            ..Default::default()
+        };
+        kern.attention_batch(
+            Heads::new(&q, n_q, h, d, h * d, d).unwrap(),
+            Heads::new(&k, n_k, h, d, h * d, d).unwrap(),
+            Heads::new(&v, n_k, h, d, h * d, d).unwrap(),
+            KeySubset::Dense,
+            &opts,
+            &Batch::Dense { n: n_b, strides },
+            HeadsMut::new(&mut out, n_q, h, d, h * d, d).unwrap(),
+            AttendExtras {
+                lse: Some((&mut lse, 0)),
+                mass: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        for b in 0..n_b {
+            let mut one = vec![0f32; n_q * h * d];
+            let mut one_lse = vec![0f32; n_q * h];
+            let o = |x: &[f32], n| x[b * n..(b + 1) * n].to_vec();
+            let (qb, kb, vb) = (o(&q, n_q * h * d), o(&k, n_k * h * d), o(&v, n_k * h * d));
+            kern.attention(
+                Heads::dense(&qb, n_q, h, d).unwrap(),
+                Heads::dense(&kb, n_k, h, d).unwrap(),
+                Heads::dense(&vb, n_k, h, d).unwrap(),
+                KeySubset::Dense,
+                &AttendOptions {
+                    bias: Some(AttendBias {
+                        data: &bias[b * per..],
+                        head_stride: n_q * n_k,
+                        query_stride: n_k,
+                        batch_stride: 0,
+                    }),
+                    ..Default::default()
+                },
+                HeadsMut::dense(&mut one, n_q, h, d).unwrap(),
+                AttendExtras {
+                    lse: Some((&mut one_lse, 0)),
+                    mass: None,
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                bits(&one),
+                bits(&o(&out, n_q * h * d)),
+                "{:?} seq {b}",
+                kern.isa()
+            );
+            assert_eq!(bits(&one_lse), bits(&o(&lse, n_q * h)));
+            // Row (query 1, head 0): every key -inf -> zeros and lse -inf.
+            let row = (n_q * h) * b + h;
+            assert!(out[row * d..(row + 1) * d].iter().all(|&x| x == 0.0));
+            assert_eq!(lse[row], f32::NEG_INFINITY);
+            // Row (query 2, head 1): +inf -> NaN.
+            let row = (n_q * h) * b + 2 * h + 1;
+            assert!(out[row * d..(row + 1) * d].iter().all(|x| x.is_nan()));
+        }
+    }
+    let x = [0.5f32; 16];
+    let cu = [0usize, 2];
+    let cases: [(Batch, usize, ErrorKind); 2] = [
+        (
+            Batch::Ragged {
+                cu_seqlens_q: &cu,
+                cu_seqlens_k: &cu,
+            },
+            4,
+            ErrorKind::Unsupported,
+        ),
+        (Batch::One, 3, ErrorKind::BufferTooSmall),
+    ];
+    for (batch, len, kind) in cases {
+        let mut out = [7f32; 8];
+        let err = attention_batch(
+            Heads::dense(&x[..8], 2, 1, 4).unwrap(),
+            Heads::dense(&x[..8], 2, 1, 4).unwrap(),
+            Heads::dense(&x[..8], 2, 1, 4).unwrap(),
+            KeySubset::Dense,
+            &AttendOptions {
+                bias: Some(AttendBias {
+                    data: &x[..len],
+                    head_stride: 0,
+                    query_stride: 2,
+                    batch_stride: 0,
+                }),
+                ..Default::default()
+            },
+            &batch,
+            HeadsMut::dense(&mut out, 2, 1, 4).unwrap(),
+            AttendExtras::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, kind);
         assert_eq!(out, [7f32; 8]);
     }
 }

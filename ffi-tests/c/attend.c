@@ -34,6 +34,8 @@ static float f32_of_bf16(uint16_t h) {
 static double ref_scale = 0.0, ref_softcap = 0.0;
 /* NULL, or the reference's ALiBi slopes (one per query head). */
 static const float *ref_alibi = NULL;
+/* NULL, or the reference's bias [HQ][NQ][NK]. */
+static const float *ref_bias = NULL;
 
 /* Reference attention of row (i, h) over keys sel[0..n) (visible by causal positions
  * when causal), into out[D]; returns the log-sum-exp. */
@@ -51,6 +53,8 @@ static double reference(int i, int h, const uint32_t *sel, int n, int causal, co
         x[j] = ref_scale != 0.0 ? dot * ref_scale : dot / sqrt((double)D);
         if (ref_softcap != 0.0) x[j] = ref_softcap * tanh(x[j] / ref_softcap);
         if (ref_alibi) x[j] -= ref_alibi[h] * fabs((double)qpos[i] - (double)kpos[t]);
+        if (ref_bias) x[j] += ref_bias[(h * NQ + i) * NK + t];
+        if (x[j] == -INFINITY) continue;
         if (x[j] > m) m = x[j];
     }
     if (m == -INFINITY) return -INFINITY;
@@ -370,6 +374,52 @@ static void test_alibi(void) {
     for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
 }
 
+/* A bias tensor [HQ][NQ][NK] (one query row of head 0 fully -inf: an empty row), with
+ * a ragged batch it is UNSUPPORTED; a bias overlapping out is OVERLAP. */
+static void test_bias(void) {
+    static float out[NQ * HQ * D], bias[HQ * NQ * NK], lse[NQ * HQ];
+    double want[D];
+    uint32_t all[NK];
+    for (int t = 0; t < NK; t++) all[t] = (uint32_t)t;
+    for (int e = 0; e < HQ * NQ * NK; e++) bias[e] = (e % 5 == 2) ? -INFINITY : rnd();
+    for (int t = 0; t < NK; t++) bias[1 * NK + t] = -INFINITY; /* head 0, query 1 */
+    tkr_attention_options opts;
+    CHECK(TKR_STATUS_OK == tkr_attention_options_init(&opts));
+    opts.bias = bias;
+    opts.bias_head_stride = NQ * NK;
+    opts.bias_query_stride = NK;
+    opts.lse = lse;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out));
+    ref_bias = bias;
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++) {
+            double l = reference(i, h, all, NK, 0, k, v, want);
+            if (l == -INFINITY) {
+                CHECK(i == 1 && h == 0);
+                CHECK(lse[i * HQ + h] == -INFINITY);
+                for (int e = 0; e < D; e++) CHECK(out[(i * HQ + h) * D + e] == 0.0f);
+                continue;
+            }
+            for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+        }
+    ref_bias = NULL;
+    for (int e = 0; e < NQ * HQ * D; e++) out[e] = 7.0f;
+    size_t cu_q[2] = {0, NQ}, cu_k[2] = {0, NK};
+    tkr_attention_batch batch;
+    CHECK(TKR_STATUS_OK == tkr_attention_batch_init(&batch));
+    batch.n_seqs = 1;
+    batch.cu_seqlens_q = cu_q;
+    batch.cu_seqlens_k = cu_k;
+    opts.batch = &batch;
+    CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out) == TKR_STATUS_UNSUPPORTED);
+    opts.batch = NULL;
+    opts.bias = out;
+    opts.bias_head_stride = 0;
+    opts.bias_query_stride = 0;
+    CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out) == TKR_STATUS_OVERLAP);
+    for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
+}
+
 int main(void) {
     check_expected_isa();
     for (int e = 0; e < NQ * HQ * D; e++) q[e] = rnd();
@@ -385,5 +435,6 @@ int main(void) {
     test_quest();
     test_softcap();
     test_alibi();
+    test_bias();
     return finish_tests("attend");
 }

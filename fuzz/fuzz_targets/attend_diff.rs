@@ -28,8 +28,8 @@
 use half::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
 use tokenroute::{
-    AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, ErrorKind, Heads,
-    HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
+    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
+    ErrorKind, Heads, HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
 };
 use tokenroute_fuzz::Input;
 
@@ -309,9 +309,30 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
     // ALiBi slopes (positions then always given).
     let slopes: Vec<f32> = (0..h_q).map(|h| 0.5f32.powi(h as i32 % 9)).collect();
     let alibi = inp.u8() % 4 == 0;
+    // A finite bias tensor [h_q][n_q][n_k], sometimes broadcast over heads or queries
+    // (-inf entries are checked by tests/attend_logits.rs).
+    let (with_bias, bh, bq) = match inp.u8() % 8 {
+        0 => (true, n_q * n_k, n_k),
+        1 => (true, 0, n_k),
+        2 => (true, n_k, 0),
+        _ => (false, 0, 0),
+    };
+    let bias_data: Vec<f32> = if with_bias {
+        (0..h_q * n_q * n_k)
+            .map(|_| inp.below(64) as f32 * 0.25 - 8.0)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let opts = AttendOptions {
         softcap,
         alibi_slopes: alibi.then_some(&slopes[..]),
+        bias: with_bias.then_some(AttendBias {
+            data: &bias_data,
+            head_stride: bh,
+            query_stride: bq,
+            batch_stride: 0,
+        }),
         q_positions: (masked || alibi).then_some(&q_pos[..]),
         k_positions: (masked || alibi).then_some(&k_pos[..]),
         ..opts
@@ -451,6 +472,11 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                     let mut abs = abs * sc.abs();
                     if alibi {
                         let b = -(slopes[h] as f64) * (q_pos[i] as f64 - k_pos[t] as f64).abs();
+                        x += b;
+                        abs += b.abs();
+                    }
+                    if with_bias {
+                        let b = bias_data[h * bh + i * bq + t] as f64;
                         x += b;
                         abs += b.abs();
                     }

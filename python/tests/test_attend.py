@@ -24,7 +24,8 @@ def status(f):
     return e.value.name
 
 
-def ref_attention(q, k, v, visible=None, scale=None, softcap=None, alibi=None, q_pos=None, k_pos=None):
+def ref_attention(q, k, v, visible=None, scale=None, softcap=None, alibi=None, q_pos=None, k_pos=None,
+                  bias=None):
     """(out, lse, mass [n_heads_kv, n_k]) in float64; visible(i, h) -> K row list
     (duplicates count twice), default every row; softcap c: logits c * tanh(x / c);
     alibi: slopes per query head with positions q_pos, k_pos."""
@@ -46,6 +47,8 @@ def ref_attention(q, k, v, visible=None, scale=None, softcap=None, alibi=None, q
                 logits = softcap * np.tanh(logits / softcap)
             if alibi is not None:
                 logits = logits - alibi[h] * np.abs(float(q_pos[i]) - np.asarray(k_pos, np.float64)[rows])
+            if bias is not None:
+                logits = logits + np.asarray(bias, np.float64)[h, i, rows]
             m = logits.max()
             p = np.exp(logits - m)
             lse[i, h] = m + np.log(p.sum())
@@ -213,6 +216,24 @@ def test_alibi(rng):
     assert tol(out, want)
     assert status(lambda: tokenroute.attention(q, k, v, alibi_slopes=slopes[:3])) == "TKR_STATUS_INVALID_ARGUMENT"
     assert status(lambda: tokenroute.attention(q, k, v, alibi_slopes=[np.nan] * 4)) == "TKR_STATUS_INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 90), (1, 6, 90), (4, 1, 90), (90,)])
+def test_bias(rng, shape):
+    q = rng.standard_normal((6, 4, 16)).astype(np.float32)
+    k = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    v = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    bias = rng.standard_normal(shape).astype(np.float32)
+    bias[..., 7::11] = -np.inf  # a float padding mask
+    out, lse, mass = tokenroute.attention(q, k, v, bias=bias, return_lse=True, return_mass=True,
+                                          mass_per_head=True)
+    full = np.broadcast_to(bias, (4, 6, 90))
+    want, want_lse, want_mass = ref_attention(q, k, v, bias=full)
+    assert tol(out, want) and tol(lse, want_lse) and tol(mass, want_mass)
+    # A non-contiguous view (every other key of a wider tensor) is copied, same result.
+    wide = np.repeat(full, 2, axis=2)
+    assert np.array_equal(tokenroute.attention(q, k, v, bias=wide[:, :, ::2]), out)
+    assert status(lambda: tokenroute.attention(q, k, v, bias=np.zeros((3, 6, 90), np.float32))) == "TKR_STATUS_INVALID_ARGUMENT"
 
 
 def test_attention_errors(rng):

@@ -112,6 +112,10 @@ class AttentionOptions(ctypes.Structure):
         ("reserved0", c_uint32),
         ("softcap", c_float),
         ("alibi_slopes", c_void_p),
+        ("bias", c_void_p),
+        ("bias_head_stride", c_size_t),
+        ("bias_query_stride", c_size_t),
+        ("bias_batch_stride", c_size_t),
     ]
 
 
@@ -290,6 +294,7 @@ def attention(
     scale: float = 0.0,
     softcap: Optional[float] = None,
     alibi_slopes=None,
+    bias=None,
     bf16_dot: bool = False,
     out_dtype: Optional[str] = None,
     out: Optional[np.ndarray] = None,
@@ -321,6 +326,9 @@ def attention(
     ``scale``: 0 means ``1 / sqrt(head_dim)``. ``bf16_dot``: TKR_ATTENTION_BF16_DOT.
     ``softcap``: a logit softcap ``c`` (Gemma 2): logits become
     ``c * tanh(scale * q.k / c)``; ``c`` finite and > 0.
+    ``bias``: an additive float32 bias broadcastable to ``[n_heads_q, n_q, n_k]``
+    (relative-position biases, float masks with ``-inf``; broadcast axes cost no copy;
+    not with ``cu_seqlens``).
     ``alibi_slopes``: ``n_heads_q`` ALiBi slopes (BLOOM, MPT): ``-slope[h] * |q_pos -
     k_pos|`` joins each logit (positions as for masking, also without ``causal``).
     ``sinks``: ``n_heads_q`` sink logits (float32; each joins its head's softmax
@@ -391,7 +399,7 @@ def attention(
         causal or window or scale or bf16_dot or want_lse or want_mass or out_dtype is not None
         or q_positions is not None or k_positions is not None or causal_align is not None
         or batch is not None or sinks is not None or window_right is not None
-        or softcap is not None or alibi_slopes is not None
+        or softcap is not None or alibi_slopes is not None or bias is not None
     ):
         opts = options(AttentionOptions)
         if causal_align is not None:
@@ -409,6 +417,11 @@ def attention(
         if softcap is not None:
             # The library refuses 0, negatives, NaN and infinities (0 would mean none).
             opts.softcap = -1.0 if softcap == 0 else softcap
+        if bias is not None:
+            bias = _bias(fn, bias, hq, n_q, n_k)
+            opts.bias = bias.ctypes.data
+            opts.bias_head_stride = bias.strides[0] // 4
+            opts.bias_query_stride = bias.strides[1] // 4
         if alibi_slopes is not None:
             alibi_slopes = np.ascontiguousarray(alibi_slopes, dtype=np.float32).reshape(-1)
             if len(alibi_slopes) != hq:
@@ -564,6 +577,21 @@ def _iota(n: int) -> np.ndarray:
         iota.flags.writeable = False
         _IOTA = iota
     return iota
+
+
+def _bias(fn, bias, hq, n_q, n_k):
+    """A float32 view of ``bias`` broadcast to ``[hq, n_q, n_k]`` whose keys are
+    contiguous and whose other strides are non-negative multiples of 4 bytes (broadcast
+    axes have stride 0); copies only when the given layout cannot be described so."""
+    b = np.asarray(bias, dtype=np.float32)
+    try:
+        b = np.broadcast_to(b, (hq, n_q, n_k))
+    except ValueError:
+        raise invalid(fn, f"bias of shape {np.shape(bias)} does not broadcast to {(hq, n_q, n_k)}") from None
+    s = b.strides
+    if (n_k > 1 and s[2] != 4) or s[0] < 0 or s[1] < 0 or s[0] % 4 or s[1] % 4:
+        b = np.ascontiguousarray(b)
+    return b
 
 
 def _attention_options(opts, fn, causal, window, scale, bf16_dot, q_positions, k_positions,

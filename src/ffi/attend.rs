@@ -9,8 +9,8 @@ use crate::ops::attend::{check_heads, span3, AttendElement, OutElement};
 use crate::ops::attend_batch::{block_list_count, extents, list_groups};
 use crate::ops::{span, DType};
 use crate::{
-    AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, Heads, HeadsMut, Kernels,
-    KeySubset, ListsPer, MatrixMut,
+    AttendBias, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, Heads, HeadsMut,
+    Kernels, KeySubset, ListsPer, MatrixMut,
 };
 use core::ffi::c_void;
 use half::{bf16, f16};
@@ -126,6 +126,17 @@ pub struct tkr_attention_options {
     /// q_positions / k_positions or the implicit causal_align, also without causal
     /// masking. A of the error bound includes the term's magnitude.
     pub alibi_slopes: *const f32,
+    /// NULL, or an additive float bias (relative-position biases, ONNX float attn_mask
+    /// with -inf): element (query head h, query i, K row k) of sequence b at
+    /// bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
+    /// (keys contiguous; a stride of 0 broadcasts; k counts the sequence's K rows). It
+    /// joins the logit after the softcap and ALiBi; a row whose visible keys all get -inf
+    /// is empty (zeros, log-sum-exp -inf), +inf or NaN makes the row NaN. A of the error
+    /// bound includes |bias|. Not with a ragged batch (TKR_STATUS_UNSUPPORTED).
+    pub bias: *const f32,
+    pub bias_head_stride: usize,
+    pub bias_query_stride: usize,
+    pub bias_batch_stride: usize,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -489,6 +500,12 @@ impl RawAttention {
             Unsupported,
             "options->sinks": "together with an attention mass output"
         );
+        ensure!(
+            o.bias.is_null()
+                || bt.is_none_or(|b| b.cu_seqlens_q.is_null() && b.cu_seqlens_k.is_null()),
+            Unsupported,
+            "options->bias": "with a ragged batch"
+        );
         let window_right = (o.flags & TKR_ATTENTION_WINDOW_RIGHT != 0).then_some(o.window_right);
         // Positions are read for masking and for ALiBi.
         let masked = o.flags & TKR_ATTENTION_CAUSAL != 0
@@ -678,8 +695,28 @@ impl RawAttention {
         } else {
             Some(unsafe { slice(o.alibi_slopes, self.n_heads_q).arg("options->alibi_slopes")? })
         };
+        let bias = if o.bias.is_null() {
+            None
+        } else {
+            let n = AttendBias::extent(
+                batch.n_seqs(),
+                self.n_heads_q,
+                self.n_q,
+                self.n_k,
+                o.bias_head_stride,
+                o.bias_query_stride,
+                o.bias_batch_stride,
+            )
+            .arg("options->bias")?;
+            Some(AttendBias {
+                data: unsafe { slice(o.bias, n).arg("options->bias")? },
+                head_stride: o.bias_head_stride,
+                query_stride: o.bias_query_stride,
+                batch_stride: o.bias_batch_stride,
+            })
+        };
         // Byte ranges of every input (fixed capacity: no allocation on this path).
-        let mut inputs = [(0usize, 0usize); 11];
+        let mut inputs = [(0usize, 0usize); 12];
         let mut n_in = 0;
         let mut push = |r: (usize, usize)| {
             inputs[n_in] = r;
@@ -699,6 +736,9 @@ impl RawAttention {
         }
         if let Some(p) = alibi {
             push(byte_range(p));
+        }
+        if let Some(b) = bias {
+            push(byte_range(b.data));
         }
         if let Batch::Ragged {
             cu_seqlens_q,
@@ -785,6 +825,7 @@ impl RawAttention {
             scale,
             softcap: (o.softcap != 0.0).then_some(o.softcap),
             alibi_slopes: alibi,
+            bias,
             causal: o.flags & TKR_ATTENTION_CAUSAL != 0,
             window: o.window,
             q_positions: qp,

@@ -232,6 +232,12 @@ pub struct AttendOptions<'a> {
     /// and `k_positions`, or an implicit [`CausalAlign`], also without causal masking.
     /// Slopes must be finite. `A` of the error bound includes the term's magnitude.
     pub alibi_slopes: Option<&'a [f32]>,
+    /// An additive f32 bias tensor (relative-position biases, float masks with `-inf`):
+    /// see [`AttendBias`]. Joins the logit after the softcap (and ALiBi). A row whose
+    /// visible keys all get `-inf` is an empty row (zeros, log-sum-exp `-inf`); `+inf` or
+    /// NaN makes the row NaN. `A` of the error bound includes `|bias|`. Not in ragged
+    /// batches (`UNSUPPORTED`).
+    pub bias: Option<AttendBias<'a>>,
     /// Mask keys after the query, by position (`k_pos[k] <= q_pos[i]` is visible).
     pub causal: bool,
     /// With a window `w > 0` (implies causal masking), keys at or before
@@ -259,6 +265,43 @@ pub struct AttendOptions<'a> {
     /// Allow the AVX512-BF16 dot-product path for bf16 inputs where the CPU has it
     /// (not bit-identical to the other levels; see `Kernels::attention`).
     pub bf16_dot: bool,
+}
+
+/// An additive attention bias: element (query head `h`, query `i`, K row `k`) of
+/// sequence `b` at `data[b * batch_stride + h * head_stride + i * query_stride + k]`
+/// (keys contiguous; a stride of 0 broadcasts over heads, queries or sequences). `k`
+/// counts the K rows of the sequence (not positions in an index or block list).
+#[derive(Clone, Copy, Debug)]
+pub struct AttendBias<'a> {
+    pub data: &'a [f32],
+    pub head_stride: usize,
+    pub query_stride: usize,
+    /// Elements between the sequences of a dense batch.
+    pub batch_stride: usize,
+}
+
+impl AttendBias<'_> {
+    /// Elements a call reads: `(n_seqs - 1) * batch_stride + (h_q - 1) * head_stride +
+    /// (n_q - 1) * query_stride + n_k`, or 0 when any of the counts is 0.
+    pub fn extent(
+        n_seqs: usize,
+        h_q: usize,
+        n_q: usize,
+        n_k: usize,
+        head_stride: usize,
+        query_stride: usize,
+        batch_stride: usize,
+    ) -> Result<usize> {
+        if n_seqs == 0 || h_q == 0 || n_q == 0 || n_k == 0 {
+            return Ok(0);
+        }
+        (n_seqs - 1)
+            .checked_mul(batch_stride)
+            .and_then(|x| x.checked_add((h_q - 1).checked_mul(head_stride)?))
+            .and_then(|x| x.checked_add((n_q - 1).checked_mul(query_stride)?))
+            .and_then(|x| x.checked_add(n_k))
+            .ok_or(Error::new(ErrorKind::SizeOverflow, "bias extent overflows"))
+    }
 }
 
 /// Optional outputs of an attention call.

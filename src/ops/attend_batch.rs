@@ -436,6 +436,27 @@ impl Kernels {
                 s.as_ptr()
             }
         };
+        if let Some(bs) = opts.bias {
+            ensure!(
+                !matches!(batch, Batch::Ragged { .. }),
+                Unsupported,
+                "a bias tensor in a ragged batch"
+            );
+            let need = super::attend::AttendBias::extent(
+                batch.n_seqs(),
+                h_q,
+                q.n_tokens,
+                k.n_tokens,
+                bs.head_stride,
+                bs.query_stride,
+                bs.batch_stride,
+            )?;
+            ensure!(
+                bs.data.len() >= need,
+                BufferTooSmall,
+                "bias tensor shorter than its strides need"
+            );
+        }
         if let Some(s) = opts.alibi_slopes {
             ensure!(
                 s.len() == h_q,
@@ -665,6 +686,11 @@ impl Kernels {
                 scale,
                 softcap,
                 alibi: opts.alibi_slopes.map_or(core::ptr::null(), |s| s.as_ptr()),
+                bias: opts.bias.map_or(core::ptr::null(), |bs| {
+                    bs.data.as_ptr().wrapping_add(b * bs.batch_stride)
+                }),
+                bias_head: opts.bias.map_or(0, |bs| bs.head_stride),
+                bias_query: opts.bias.map_or(0, |bs| bs.query_stride),
                 causal: masked,
                 window: opts.window,
                 right,

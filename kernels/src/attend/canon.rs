@@ -44,7 +44,7 @@ pub(crate) trait Backend<T: Elem> {
     /// in, `p` out): bit `r` of `vis[j]` is set when key `j` is visible to row `r`.
     /// Updates `m` and `l`, writes `alpha[r]` (1 for a row the block does not change)
     /// and `pm[j]` (bit `r` set when `p_rj != 0`). `bias`: null, or `BK x TILE_ROWS`
-    /// log2-domain terms laid out like `s`, added to the logits (ALiBi).
+    /// log2-domain terms laid out like `s`, added to the logits (ALiBi, bias).
     #[allow(clippy::too_many_arguments)]
     unsafe fn softmax(
         nrows: usize,

@@ -183,27 +183,48 @@ const fn tile_floats(dp: usize) -> usize {
     2 * TILE_ROWS * dp + TILE_ROWS * BK + (64 + BK / 2 * TILE_ROWS * 4 + 160 * dp) / 4
 }
 
-/// The ALiBi terms of a block (see [`alibi_log2`]), laid out like the scores: `b[j *
-/// TILE_ROWS + r]` for row `r` of the tile and key `j < nb` (0 elsewhere).
+/// The additive terms of a block in the log2 domain, laid out like the scores: `b[j *
+/// TILE_ROWS + r]` for row `r` of the tile and key `j < nb` (0 elsewhere): the ALiBi term
+/// ([`alibi_log2`]), the bias tensor's `f32(bias * log2(e))` (rounded once), or their
+/// f32 sum (ALiBi first). Scalar code, the same on every tier.
 ///
 /// # Safety
-/// `a.alibi` holds `h_q` slopes; `a.q_pos` and `a.k_pos` hold the positions of the
-/// tile's queries and of the keys `kidx[..nb]`.
+/// With ALiBi, `a.alibi` holds `h_q` slopes and `a.q_pos` / `a.k_pos` the positions of the
+/// tile's queries and of the keys `kidx[..nb]`; with a bias, `a.bias` holds the terms of
+/// every (head, query, key) of the call.
 #[inline(always)]
-unsafe fn alibi_block<T>(
+unsafe fn bias_block<T>(
     a: &AttendArgs<T>,
     t: &Tile,
     kidx: &[u32; BK],
     nb: usize,
     b: &mut [f32; BK * TILE_ROWS],
 ) {
+    let (alibi, tensor) = (!a.alibi.is_null(), !a.bias.is_null());
     for r in 0..t.n {
-        // SAFETY: the function's contract.
-        let (slope, qp) = unsafe { (*a.alibi.add(t.hq[r]), *a.q_pos.add(t.qi[r])) };
-        for (j, &k) in kidx.iter().enumerate().take(nb) {
-            // SAFETY: the function's contract.
-            let kp = unsafe { *a.k_pos.add(k as usize) };
-            b[j * TILE_ROWS + r] = alibi_log2(slope, qp, kp);
+        let (h, i) = (t.hq[r], t.qi[r]);
+        // SAFETY (block): the function's contract.
+        unsafe {
+            let (slope, qp) = if alibi {
+                (*a.alibi.add(h), *a.q_pos.add(i))
+            } else {
+                (0.0, 0)
+            };
+            let row = a.bias.wrapping_add(h * a.bias_head + i * a.bias_query);
+            for (j, &k) in kidx.iter().enumerate().take(nb) {
+                let k = k as usize;
+                let x = if tensor {
+                    let x = (*row.add(k) as f64 * core::f64::consts::LOG2_E) as f32;
+                    if alibi {
+                        alibi_log2(slope, qp, *a.k_pos.add(k)) + x
+                    } else {
+                        x
+                    }
+                } else {
+                    alibi_log2(slope, qp, *a.k_pos.add(k))
+                };
+                b[j * TILE_ROWS + r] = x;
+            }
         }
     }
 }
@@ -355,10 +376,10 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
             )
         };
     }
-    // The ALiBi terms (only with ALiBi: no 4 KiB to clear otherwise).
-    let mut bias = (!a.alibi.is_null()).then_some([0f32; BK * TILE_ROWS]);
+    // The additive terms (only with ALiBi or a bias: no 4 KiB to clear otherwise).
+    let mut bias = (!a.alibi.is_null() || !a.bias.is_null()).then_some([0f32; BK * TILE_ROWS]);
     let bias_ptr = bias.as_mut().map_or(core::ptr::null(), |b| {
-        unsafe { alibi_block(a, &sub.t, kidx, nb, b) };
+        unsafe { bias_block(a, &sub.t, kidx, nb, b) };
         b.as_ptr()
     });
     unsafe {
@@ -420,7 +441,7 @@ unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, lis
     let mut kidx = [0u32; BK];
     let mut koff = [0usize; BK];
     let mut voff = [0usize; BK];
-    let mut bias = (!a.alibi.is_null()).then_some([0f32; BK * TILE_ROWS]);
+    let mut bias = (!a.alibi.is_null() || !a.bias.is_null()).then_some([0f32; BK * TILE_ROWS]);
     let s = sub.s;
     // SAFETY (whole function): as sub_block's; mass holds n_k floats per array.
     let mut keys = unsafe { key_iter(a, list) };
@@ -465,7 +486,7 @@ unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, lis
             };
         }
         let bias_ptr = bias.as_mut().map_or(core::ptr::null(), |b| {
-            unsafe { alibi_block(a, &sub.t, &kidx, nb, b) };
+            unsafe { bias_block(a, &sub.t, &kidx, nb, b) };
             b.as_ptr()
         });
         unsafe { B::probs(n, s, &sub.vis, nb, c, bias_ptr, &sub.m, &inv_l) };

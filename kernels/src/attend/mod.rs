@@ -32,8 +32,10 @@
 //!    `32c + 2l + 1`, then `32c + 2l` (the order of `vdpbf16ps`). Lanes start at +0;
 //!    the dot is the fixed 16-lane tree of [`crate::numerics::reduce16`].
 //! 2. `x = dot * c` (with a logit softcap, `x = k2 * tanh(dot * k1)` instead: see
-//!    [`Logit`] for the constants and the tanh); with ALiBi, `x = x + b` with `b` from
-//!    [`alibi_log2`] (one more rounding); `x = -inf` for a key the row may not see.
+//!    [`Logit`] for the constants and the tanh); with ALiBi and/or a bias tensor,
+//!    `x = x + b` with `b` the ALiBi term from [`alibi_log2`], the bias
+//!    `f32(bias * log2(e))`, or their f32 sum (one more rounding each); `x = -inf` for a
+//!    key the row may not see.
 //! 3. The key sequence is cut into blocks of [`BK`] = 64 consecutive entries (fixed:
 //!    never derived from `n_k`, the number of queries or threads). Per block, with
 //!    state `(m, l, O)` starting at `(-inf, 0, 0)`: `mb` = the largest `x` (`-inf` when
@@ -209,6 +211,12 @@ pub struct AttendArgs<T> {
     /// the (capped) logit of head `h` (then `q_pos` and `k_pos` must be given even
     /// without `causal`). See [`alibi_log2`] for the exact arithmetic.
     pub alibi: *const f32,
+    /// Null, or an additive f32 bias: `bias[h * bias_head + i * bias_query + k]` joins the
+    /// (capped) logit of query head `h`, query `i` and K row `k` (`-inf` masks; strides
+    /// in elements, 0 broadcasts).
+    pub bias: *const f32,
+    pub bias_head: usize,
+    pub bias_query: usize,
     /// Mask by position: a key is visible when `q_pos - window < k_pos <= q_pos + right`
     /// (with `window = 0`: no left limit).
     pub causal: bool,
