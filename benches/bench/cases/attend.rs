@@ -19,8 +19,8 @@
 use super::{bits, values};
 use crate::{Bound, Case};
 use tokenroute::{
-    bf16, f16, AttendElement, AttendExtras, AttendOptions, Batch, CausalAlign, Heads, HeadsMut,
-    Isa, Kernels, KeySubset, ListsPer,
+    bf16, f16, AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, CausalAlign, Heads,
+    HeadsMut, Isa, Kernels, KeySubset, ListsPer,
 };
 
 struct Attend<T> {
@@ -43,6 +43,8 @@ struct Attend<T> {
     blocks: Option<Blocks>,
     /// Upper bounds of |q|, |k|, |v| (for the bf16-dot check).
     amax: [f32; 3],
+    /// The `*_bias` cases' bias tensor: `[n_q][n_k]`, shared by the heads.
+    bias: Vec<f32>,
 }
 
 /// Per-query-head block lists of one decode query.
@@ -72,6 +74,8 @@ struct Mode {
     softcap: bool,
     /// ALiBi slopes ([`SLOPES`]).
     alibi: bool,
+    /// An additive bias tensor `[n_q][n_k]` broadcast over the heads.
+    bias: bool,
 }
 
 /// ALiBi slopes of the `*_alibi` cases (BLOOM's 2^(-8 (h + 1) / 32)).
@@ -168,6 +172,12 @@ impl<T: AttendElement> Case for Attend<T> {
             sinks: self.mode.sinks.then_some(&SINKS[..self.h_q]),
             softcap: self.mode.softcap.then_some(50.0),
             alibi_slopes: self.mode.alibi.then_some(&SLOPES[..self.h_q]),
+            bias: self.mode.bias.then_some(AttendBias {
+                data: &self.bias,
+                head_stride: 0,
+                query_stride: self.n_k,
+                batch_stride: 0,
+            }),
             ..Default::default()
         };
         k.attention(
@@ -287,6 +297,13 @@ fn attend<T: AttendElement>(
         visible,
         mode,
         blocks: None,
+        bias: if mode.bias {
+            (0..n_q * n_k)
+                .map(|j| ((j * 7919) % 64) as f32 / 32.0 - 1.0)
+                .collect()
+        } else {
+            Vec::new()
+        },
         // The conversion to bf16 rounds to nearest: at most 2^-8 larger in magnitude.
         amax: [amax(&q), amax(&k), amax(&v)].map(|m| m * (1.0 + 2f32.powi(-8))),
     }
@@ -455,16 +472,23 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
         alibi: true,
         ..causal
     };
-    // With sinks, a softcap or ALiBi: the cost of each option against prefill_causal.
+    let bias = Mode {
+        bias: true,
+        ..causal
+    };
+    // With sinks, a softcap, ALiBi or a bias: the cost of each option against
+    // prefill_causal.
     let mut prefill: Vec<(&'static str, Mode, bool)> = vec![
         ("prefill_causal", causal, true),
         ("prefill_causal_sinks", sinks, true),
         ("prefill_causal_softcap", softcap, true),
         ("prefill_causal_alibi", alibi, true),
+        ("prefill_causal_bias", bias, true),
         ("prefill_causal", causal, false),
         ("prefill_causal_sinks", sinks, false),
         ("prefill_causal_softcap", softcap, false),
         ("prefill_causal_alibi", alibi, false),
+        ("prefill_causal_bias", bias, false),
         ("prefill_causal_dot", dot, false),
     ];
     if !quick {
