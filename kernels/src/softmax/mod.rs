@@ -36,7 +36,7 @@
 //! place); any other overlap between the output and an input is forbidden. Nothing
 //! outside the described elements is read or written; no allocation.
 
-use crate::attend::{exp2_f32, exp2v, scale_log2e, OutType};
+use crate::attend::{exp2v, scale_log2e, OutType};
 use crate::numerics::{reduce16, CANONICAL_NAN};
 use crate::simd::{self, Elem, Tier};
 use crate::KernelInfo;
@@ -129,17 +129,16 @@ unsafe fn row_state<S: Tier, T: Elem>(
     while i < n {
         let nb = (n - i).min(BK);
         let nv = nb.div_ceil(w);
+        if nb < BK {
+            buf.fill(f32::NEG_INFINITY);
+        }
         // Logits of the block into buf, their maximum and any NaN.
         let mut mx = ninf;
         let mut nan = S::mask_from_bits(0);
         for v in 0..nv {
             let o = v * w;
             let part = (o + w > nb).then_some(nb - o);
-            let bo = if b.is_null() {
-                b
-            } else {
-                b.wrapping_add(i + o)
-            };
+            let bo = if b.is_null() { b } else { b.wrapping_add(i + o) };
             // SAFETY: elements i + o .. i + min(o + w, nb) < n of the row; buf holds BK.
             let t = unsafe { logits::<S, T>(x.add(i + o), bo, c, part) };
             unsafe { S::store(buf.as_mut_ptr().add(o), t) };
@@ -156,14 +155,12 @@ unsafe fn row_state<S: Tier, T: Elem>(
         let mb = lanes[..w].iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
         let mn = mb.max(m);
         if mn != f32::NEG_INFINITY {
-            let alpha = exp2_f32(m - mn);
             let mv = S::splat(mn);
             // The 16 canonical lanes: vector s of 16 / LANES holds lanes s * LANES ..
             let mut acc = [zero; 16];
             let per = 16 / w;
-            for v in 0..nv {
-                // SAFETY: buf holds the block's logits (-inf past its end in the last
-                // vector).
+            for v in 0..BK / w {
+                // SAFETY: buf holds the block's logits (-inf past its end).
                 let t = unsafe { S::load(buf.as_ptr().add(v * w)) };
                 let p = exp2v::<S>(S::sub(t, mv));
                 acc[v % per] = S::add(acc[v % per], p);
@@ -173,7 +170,12 @@ unsafe fn row_state<S: Tier, T: Elem>(
                 unsafe { S::store(lanes.as_mut_ptr().add(s * w), *a) };
             }
             let psum = reduce16(&lanes);
-            l = alpha * l + psum;
+            l = if m == mn {
+                l + psum
+            } else {
+                unsafe { S::store(lanes.as_mut_ptr(), exp2v::<S>(S::splat(m - mn))) };
+                lanes[0] * l + psum
+            };
             m = mn;
         }
         i += nb;
@@ -187,7 +189,13 @@ unsafe fn row_state<S: Tier, T: Elem>(
 /// `n` elements at `x` (and `b`) readable and at `y` writable (equal to `x` only in
 /// place); the tier's features are enabled.
 #[inline(always)]
-unsafe fn row<S: Tier, T: Elem, O: Elem>(x: *const T, b: *const f32, n: usize, c: S::F, y: *mut O) {
+unsafe fn row<S: Tier, T: Elem, O: Elem>(
+    x: *const T,
+    b: *const f32,
+    n: usize,
+    c: S::F,
+    y: *mut O,
+) {
     let w = S::LANES;
     // SAFETY (function): offsets below n; every vector is loaded before the store that
     // may alias it (in place).
