@@ -10,6 +10,8 @@ import tokenroute
 from tokenroute import TokenrouteError
 from tokenroute._arrays import BFLOAT16, options
 
+from test_fastpath import steady_state_peak
+
 DTYPES = [np.dtype(np.float32), np.dtype(np.float16)] + ([BFLOAT16] if BFLOAT16 is not None else [])
 OUT = {"f32": (2.0**-150, 0.0), "f16": (2.0**-25, 2.0**-11), "bf16": (2.0**-134, 2.0**-8)}
 smod = importlib.import_module("tokenroute.softmax")  # the module (the package exports the function)
@@ -161,24 +163,6 @@ def test_options_struct_matches_the_library():
     assert ctypes.sizeof(smod.SoftmaxOptions) == 4 * ctypes.sizeof(ctypes.c_size_t)
 
 
-def _peak(f, calls=20):
-    """Bytes traced above the start at the peak of `calls` calls (after warm-up)."""
-    import tracemalloc
-
-    f()
-    f()
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base, _ = tracemalloc.get_traced_memory()
-        for _ in range(calls):
-            f()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - base
-
-
 def test_calls_with_out_do_not_allocate_per_element():
     """With out= given, the traced peak does not grow with the input (x1 vs x16), with
     and without options; without out= the result is allocated (the check can fail)."""
@@ -188,11 +172,11 @@ def test_calls_with_out_do_not_allocate_per_element():
         y = np.empty_like(x)
         peaks.append(
             (
-                _peak(lambda: tokenroute.softmax(x, out=y)),
-                _peak(lambda: tokenroute.softmax(x, scale=0.5, out=y)),
-                _peak(lambda: tokenroute.softmax(x, out_dtype="f32", out=y)),
+                steady_state_peak(lambda: tokenroute.softmax(x, out=y)),
+                steady_state_peak(lambda: tokenroute.softmax(x, scale=0.5, out=y)),
+                steady_state_peak(lambda: tokenroute.softmax(x, out_dtype="f32", out=y)),
             )
         )
     assert all(p16 <= p1 + 256 for p1, p16 in zip(*peaks)), peaks
     x = np.ones((8, 8192), np.float32)
-    assert _peak(lambda: tokenroute.softmax(x)) >= x.nbytes
+    assert steady_state_peak(lambda: tokenroute.softmax(x)) >= x.nbytes

@@ -132,13 +132,18 @@ unsafe fn row_state<S: Tier, T: Elem>(
         if nb < BK {
             buf.fill(f32::NEG_INFINITY);
         }
-        // Logits of the block into buf, their maximum and any NaN.
+        // Logits of the block into buf (-inf past the row's end, where p = +0 adds
+        // nothing), their maximum and any NaN.
         let mut mx = ninf;
         let mut nan = S::mask_from_bits(0);
         for v in 0..nv {
             let o = v * w;
             let part = (o + w > nb).then_some(nb - o);
-            let bo = if b.is_null() { b } else { b.wrapping_add(i + o) };
+            let bo = if b.is_null() {
+                b
+            } else {
+                b.wrapping_add(i + o)
+            };
             // SAFETY: elements i + o .. i + min(o + w, nb) < n of the row; buf holds BK.
             let t = unsafe { logits::<S, T>(x.add(i + o), bo, c, part) };
             unsafe { S::store(buf.as_mut_ptr().add(o), t) };
@@ -170,9 +175,12 @@ unsafe fn row_state<S: Tier, T: Elem>(
                 unsafe { S::store(lanes.as_mut_ptr().add(s * w), *a) };
             }
             let psum = reduce16(&lanes);
+            // l = alpha * l + psum with alpha = exp2(m - mn) (attention's two roundings);
+            // alpha = exp2(0) = 1 exactly when the maximum did not grow.
             l = if m == mn {
                 l + psum
             } else {
+                // SAFETY: lanes holds 16 >= LANES floats.
                 unsafe { S::store(lanes.as_mut_ptr(), exp2v::<S>(S::splat(m - mn))) };
                 lanes[0] * l + psum
             };
@@ -189,13 +197,7 @@ unsafe fn row_state<S: Tier, T: Elem>(
 /// `n` elements at `x` (and `b`) readable and at `y` writable (equal to `x` only in
 /// place); the tier's features are enabled.
 #[inline(always)]
-unsafe fn row<S: Tier, T: Elem, O: Elem>(
-    x: *const T,
-    b: *const f32,
-    n: usize,
-    c: S::F,
-    y: *mut O,
-) {
+unsafe fn row<S: Tier, T: Elem, O: Elem>(x: *const T, b: *const f32, n: usize, c: S::F, y: *mut O) {
     let w = S::LANES;
     // SAFETY (function): offsets below n; every vector is loaded before the store that
     // may alias it (in place).
