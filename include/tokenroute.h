@@ -306,6 +306,20 @@ typedef struct tkr_attention_options {
   // two-sided local window q_pos - w < k_pos <= q_pos + r (a symmetric encoder window
   // of radius w - 1: r = w - 1).
   uint32_t window_right;
+  // Ignored, always: the padding of the 104-byte struct of earlier versions, which
+  // their callers may have left unset.
+  uint32_t reserved0;
+  // Logit softcap c (Gemma 2): 0 means none; else c finite and > 0, and every logit
+  // scale * q . k becomes c * tanh(scale * q . k / c) before masking and the softmax
+  // (the mass and the log-sum-exp use the capped logits). The error bounds gain
+  // 2^-20 c vmax (outputs), 2^-20 c (log-sum-exp) and 2^-20 c (1 + R/64) (1 + S)
+  // (mass); A stays uncapped.
+  float softcap;
+  // NULL, or n_heads_q ALiBi slopes (BLOOM, MPT; finite): -slopes[h] * |q_pos - k_pos|
+  // joins every logit of query head h (after the softcap). Positions come from
+  // q_positions / k_positions or the implicit causal_align, also without causal
+  // masking. A of the error bound includes the term's magnitude.
+  const float *alibi_slopes;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options
@@ -560,9 +574,10 @@ uint32_t tkr_abi_version(void);
 // (TKR_STATUS_OVERLAP). (NULL, 0) is a valid empty buffer.
 //
 // Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
-// or positions missing when causal/windowed); TKR_STATUS_INVALID_ARGUMENT (unknown
-// dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0; head
-// counts that are 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or
+// or positions missing when causal/windowed or with ALiBi); TKR_STATUS_INVALID_ARGUMENT
+// (unknown dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0;
+// head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
+// infinite; an ALiBi slope not finite; n_k >= 2^32; block_size or
 // query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
 // struct_size too small; positions given with an implicit causal_align;
 // TKR_KEYS_SEQ_INDICES without a batch; cu_seqlens or index offsets not nondecreasing;

@@ -945,6 +945,8 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
                     v_head: vh,
                     keys,
                     scale: 1.0 / (c.d as f32).sqrt(),
+                    softcap: 0.0,
+                    alibi: std::ptr::null(),
                     causal: c.causal,
                     window: c.window,
                     right: 0,

@@ -30,6 +30,11 @@ static float f32_of_bf16(uint16_t h) {
     return f;
 }
 
+/* The reference's scale (0: 1 / sqrt(D)) and logit softcap (0: none). */
+static double ref_scale = 0.0, ref_softcap = 0.0;
+/* NULL, or the reference's ALiBi slopes (one per query head). */
+static const float *ref_alibi = NULL;
+
 /* Reference attention of row (i, h) over keys sel[0..n) (visible by causal positions
  * when causal), into out[D]; returns the log-sum-exp. */
 static double reference(int i, int h, const uint32_t *sel, int n, int causal, const float *kk,
@@ -43,7 +48,9 @@ static double reference(int i, int h, const uint32_t *sel, int n, int causal, co
         if (causal && kpos[t] > qpos[i]) continue;
         double dot = 0.0;
         for (int e = 0; e < D; e++) dot += (double)q[(i * HQ + h) * D + e] * kk[(t * HKV + g) * D + e];
-        x[j] = dot / sqrt((double)D);
+        x[j] = ref_scale != 0.0 ? dot * ref_scale : dot / sqrt((double)D);
+        if (ref_softcap != 0.0) x[j] = ref_softcap * tanh(x[j] / ref_softcap);
+        if (ref_alibi) x[j] -= ref_alibi[h] * fabs((double)qpos[i] - (double)kpos[t]);
         if (x[j] > m) m = x[j];
     }
     if (m == -INFINITY) return -INFINITY;
@@ -287,6 +294,82 @@ static void test_quest(void) {
                  TKR_STATUS_INVALID_ARGUMENT);
 }
 
+/* Logit softcap: against the reference; bad values refused with nothing written; an
+ * older caller's 104-byte struct (no softcap field, garbage in its padding) still works. */
+static void test_softcap(void) {
+    static float out[NQ * HQ * D], plain[NQ * HQ * D];
+    double want[D];
+    tkr_attention_options opts;
+    CHECK(TKR_STATUS_OK == tkr_attention_options_init(&opts));
+    opts.scale = 3.0f;
+    opts.softcap = 1.5f;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out));
+    uint32_t all[NK];
+    for (int t = 0; t < NK; t++) all[t] = (uint32_t)t;
+    ref_scale = 3.0;
+    ref_softcap = 1.5;
+    for (int i = 0; i < NQ; i++)
+        for (int h = 0; h < HQ; h++) {
+            reference(i, h, all, NK, 0, k, v, want);
+            for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+        }
+    ref_scale = ref_softcap = 0.0;
+    const float bad[] = {-1.0f, NAN, INFINITY, -INFINITY};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        for (int e = 0; e < NQ * HQ * D; e++) out[e] = 7.0f;
+        opts.softcap = bad[b];
+        CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out) == TKR_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(tkr_last_error_message(), "softcap") != NULL);
+        for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
+    }
+    /* An older caller: struct_size 104 (the size before softcap), the 4 padding bytes
+     * after window_right set to garbage, softcap past its struct: neither is read. */
+    opts.softcap = NAN;
+    opts.reserved0 = 0xdeadbeefu;
+    opts.struct_size = 104;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out));
+    opts.softcap = 0.0f;
+    opts.struct_size = sizeof opts;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, plain));
+    CHECK(memcmp(out, plain, sizeof out) == 0);
+}
+
+/* ALiBi slopes with explicit positions and no causal masking, with a softcap too;
+ * a NaN slope and missing positions are refused with nothing written. */
+static void test_alibi(void) {
+    static float out[NQ * HQ * D];
+    const float slopes[HQ] = {0.5f, 0.25f, 0.125f, 0.0625f};
+    double want[D];
+    uint32_t all[NK];
+    for (int t = 0; t < NK; t++) all[t] = (uint32_t)t;
+    tkr_attention_options opts;
+    CHECK(TKR_STATUS_OK == tkr_attention_options_init(&opts));
+    opts.alibi_slopes = slopes;
+    opts.q_positions = qpos;
+    opts.k_positions = kpos;
+    for (int capped = 0; capped < 2; capped++) {
+        opts.softcap = capped ? 2.0f : 0.0f;
+        CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out));
+        ref_softcap = opts.softcap;
+        ref_alibi = slopes;
+        for (int i = 0; i < NQ; i++)
+            for (int h = 0; h < HQ; h++) {
+                reference(i, h, all, NK, 0, k, v, want);
+                for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
+            }
+        ref_softcap = 0.0;
+        ref_alibi = NULL;
+    }
+    const float nan_slopes[HQ] = {0.5f, NAN, 0.125f, 0.0625f};
+    for (int e = 0; e < NQ * HQ * D; e++) out[e] = 7.0f;
+    opts.alibi_slopes = nan_slopes;
+    CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out) == TKR_STATUS_INVALID_ARGUMENT);
+    opts.alibi_slopes = slopes;
+    opts.q_positions = NULL;
+    CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out) == TKR_STATUS_NULL_POINTER);
+    for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
+}
+
 int main(void) {
     check_expected_isa();
     for (int e = 0; e < NQ * HQ * D; e++) q[e] = rnd();
@@ -300,5 +383,7 @@ int main(void) {
     test_bf16_blocks();
     test_merge();
     test_quest();
+    test_softcap();
+    test_alibi();
     return finish_tests("attend");
 }

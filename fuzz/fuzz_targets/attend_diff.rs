@@ -298,6 +298,25 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
     let mass0: Vec<f32> = (0..mass_len)
         .map(|_| if inp.bool() { 0.0 } else { value(inp, false) })
         .collect();
+    // A logit softcap (read last, so older inputs decode as before).
+    let softcap = match inp.u8() % 8 {
+        1 => Some(0.5f32),
+        2 => Some(4.0),
+        3 => Some(50.0),
+        4 => Some(1.0 + inp.below(64) as f32 * 0.75),
+        _ => None,
+    };
+    // ALiBi slopes (positions then always given).
+    let slopes: Vec<f32> = (0..h_q).map(|h| 0.5f32.powi(h as i32 % 9)).collect();
+    let alibi = inp.u8() % 4 == 0;
+    let opts = AttendOptions {
+        softcap,
+        alibi_slopes: alibi.then_some(&slopes[..]),
+        q_positions: (masked || alibi).then_some(&q_pos[..]),
+        k_positions: (masked || alibi).then_some(&k_pos[..]),
+        ..opts
+    };
+    let cap = softcap.map_or(0.0, |c| c as f64);
 
     type Got = (Vec<u32>, Vec<u32>, Vec<u32>);
     let mut first: Option<Got> = None;
@@ -425,14 +444,26 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                         abs += p.abs();
                         vmax = vmax.max((v.data[v.at(t, kv, e)].to32() as f64).abs());
                     }
-                    a = a.max(abs * sc.abs());
-                    xs.push(dot * sc);
+                    let mut x = match softcap {
+                        Some(c) => c as f64 * (dot * sc / c as f64).tanh(),
+                        None => dot * sc,
+                    };
+                    let mut abs = abs * sc.abs();
+                    if alibi {
+                        let b = -(slopes[h] as f64) * (q_pos[i] as f64 - k_pos[t] as f64).abs();
+                        x += b;
+                        abs += b.abs();
+                    }
+                    a = a.max(abs);
+                    xs.push(x);
                 }
                 amax = amax.max(a);
                 let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let ps: Vec<f64> = xs.iter().map(|x| (x - m).exp()).collect();
                 let l: f64 = ps.iter().sum();
-                let tol0 = 2f64.powi(-17) * (1.0 + a + seq.len() as f64 / 64.0) * vmax;
+                // A softcap adds 2^-20 c vmax (header, tkr_attention_options.softcap).
+                let tol0 = 2f64.powi(-17) * (1.0 + a + seq.len() as f64 / 64.0) * vmax
+                    + 2f64.powi(-20) * cap * vmax;
                 for e in 0..d {
                     let want = seq
                         .iter()
@@ -449,7 +480,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                 }
                 if let Some(lg) = lse_got {
                     let want = m + l.ln();
-                    let tol = 2f64.powi(-17) * (1.0 + a + want.abs());
+                    let tol = 2f64.powi(-17) * (1.0 + a + want.abs()) + 2f64.powi(-20) * cap;
                     assert!(
                         (lg as f64 - want).abs() <= tol,
                         "lse ({i}, {h}): {lg} vs {want}"
@@ -489,6 +520,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                 let m0 = mass0[j].abs() as f64;
                 let tol = 2f64.powi(-17) * (1.0 + amax) * (1.0 + add) * (1.0 + rows as f64 / 64.0)
                     + 2f64.powi(-24) * mass_terms[j] * (m0 + add)
+                    + 2f64.powi(-20) * cap * (1.0 + rows as f64 / 64.0) * (1.0 + add)
                     + 2f64.powi(-22) * (1.0 + m0);
                 assert!((x as f64 - want).abs() <= tol, "mass {j}: {x} vs {want}");
             }

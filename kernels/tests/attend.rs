@@ -368,6 +368,8 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
         v_head: c.v_head(),
         keys,
         scale: c.scale,
+        softcap: 0.0,
+        alibi: std::ptr::null(),
         causal: c.causal,
         window: c.window,
         right: 0,

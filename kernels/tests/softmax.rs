@@ -542,6 +542,8 @@ fn agrees_with_attention<T: In>() {
                     v_head: 1,
                     keys: KeySet::Dense,
                     scale,
+                    softcap: 0.0,
+                    alibi: std::ptr::null(),
                     causal: false,
                     window: 0,
                     right: 0,

@@ -24,9 +24,10 @@ def status(f):
     return e.value.name
 
 
-def ref_attention(q, k, v, visible=None, scale=None):
+def ref_attention(q, k, v, visible=None, scale=None, softcap=None, alibi=None, q_pos=None, k_pos=None):
     """(out, lse, mass [n_heads_kv, n_k]) in float64; visible(i, h) -> K row list
-    (duplicates count twice), default every row."""
+    (duplicates count twice), default every row; softcap c: logits c * tanh(x / c);
+    alibi: slopes per query head with positions q_pos, k_pos."""
     q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
     n_q, hq, d = q.shape
     n_k, hkv, _ = k.shape
@@ -41,6 +42,10 @@ def ref_attention(q, k, v, visible=None, scale=None):
             if rows.size == 0:
                 continue
             logits = scale * (k[rows, g] @ q[i, h])
+            if softcap:
+                logits = softcap * np.tanh(logits / softcap)
+            if alibi is not None:
+                logits = logits - alibi[h] * np.abs(float(q_pos[i]) - np.asarray(k_pos, np.float64)[rows])
             m = logits.max()
             p = np.exp(logits - m)
             lse[i, h] = m + np.log(p.sum())
@@ -173,6 +178,41 @@ def test_bf16_dot_and_scale(rng):
     ro, _, _ = ref_attention(q, k, v, scale=0.3)
     assert tol(tokenroute.attention(q, k, v, scale=0.3), ro)
     assert tol(tokenroute.attention(q, k, v, scale=0.3, bf16_dot=True), ro, 5e-2)
+
+
+@pytest.mark.parametrize("cap,scale", [(1.0, 2.0), (50.0, 0.0), (0.3, -4.0)])
+def test_softcap(rng, cap, scale):
+    q = rng.standard_normal((6, 4, 16)).astype(np.float32)
+    k = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    v = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    out, lse, mass = tokenroute.attention(q, k, v, softcap=cap, scale=scale, return_lse=True,
+                                          return_mass=True, mass_per_head=True)
+    want, want_lse, want_mass = ref_attention(q, k, v, scale=scale or None, softcap=cap)
+    assert tol(out, want) and tol(lse, want_lse) and tol(mass, want_mass)
+    plain = tokenroute.attention(q, k, v, scale=scale)
+    assert not np.array_equal(out, plain)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        assert status(lambda: tokenroute.attention(q, k, v, softcap=bad)) == "TKR_STATUS_INVALID_ARGUMENT"
+
+
+def test_alibi(rng):
+    q = rng.standard_normal((6, 4, 16)).astype(np.float32)
+    k = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    v = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    slopes = np.array([0.5, 0.25, 0.125, 0.0625], np.float32)
+    # Default positions: keys at 0..n_k-1, queries at the last n_q (no causal masking).
+    out = tokenroute.attention(q, k, v, alibi_slopes=slopes)
+    want, _, _ = ref_attention(q, k, v, alibi=slopes, q_pos=np.arange(84, 90), k_pos=np.arange(90))
+    assert tol(out, want)
+    # Causal, with a softcap, explicit positions.
+    qp, kp = np.arange(6, dtype=np.uint32) * 20 + 10, np.arange(90, dtype=np.uint32) * 2
+    out = tokenroute.attention(q, k, v, alibi_slopes=slopes, softcap=3.0, causal=True,
+                               q_positions=qp, k_positions=kp)
+    want, _, _ = ref_attention(q, k, v, visible=lambda i, h: np.flatnonzero(kp <= qp[i]), softcap=3.0,
+                               alibi=slopes, q_pos=qp, k_pos=kp)
+    assert tol(out, want)
+    assert status(lambda: tokenroute.attention(q, k, v, alibi_slopes=slopes[:3])) == "TKR_STATUS_INVALID_ARGUMENT"
+    assert status(lambda: tokenroute.attention(q, k, v, alibi_slopes=[np.nan] * 4)) == "TKR_STATUS_INVALID_ARGUMENT"
 
 
 def test_attention_errors(rng):

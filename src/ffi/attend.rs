@@ -112,6 +112,20 @@ pub struct tkr_attention_options {
     /// two-sided local window q_pos - w < k_pos <= q_pos + r (a symmetric encoder window
     /// of radius w - 1: r = w - 1).
     pub window_right: u32,
+    /// Ignored, always: the padding of the 104-byte struct of earlier versions, which
+    /// their callers may have left unset.
+    pub reserved0: u32,
+    /// Logit softcap c (Gemma 2): 0 means none; else c finite and > 0, and every logit
+    /// scale * q . k becomes c * tanh(scale * q . k / c) before masking and the softmax
+    /// (the mass and the log-sum-exp use the capped logits). The error bounds gain
+    /// 2^-20 c vmax (outputs), 2^-20 c (log-sum-exp) and 2^-20 c (1 + R/64) (1 + S)
+    /// (mass); A stays uncapped.
+    pub softcap: f32,
+    /// NULL, or n_heads_q ALiBi slopes (BLOOM, MPT; finite): -slopes[h] * |q_pos - k_pos|
+    /// joins every logit of query head h (after the softcap). Positions come from
+    /// q_positions / k_positions or the implicit causal_align, also without causal
+    /// masking. A of the error bound includes the term's magnitude.
+    pub alibi_slopes: *const f32,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -304,9 +318,10 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// (TKR_STATUS_OVERLAP). (NULL, 0) is a valid empty buffer.
 ///
 /// Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
-/// or positions missing when causal/windowed); TKR_STATUS_INVALID_ARGUMENT (unknown
-/// dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0; head
-/// counts that are 0 or do not divide; non-finite scale; n_k >= 2^32; block_size or
+/// or positions missing when causal/windowed or with ALiBi); TKR_STATUS_INVALID_ARGUMENT
+/// (unknown dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0;
+/// head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
+/// infinite; an ALiBi slope not finite; n_k >= 2^32; block_size or
 /// query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
 /// struct_size too small; positions given with an implicit causal_align;
 /// TKR_KEYS_SEQ_INDICES without a batch; cu_seqlens or index offsets not nondecreasing;
@@ -465,12 +480,21 @@ impl RawAttention {
             "options->scale": "must be finite"
         );
         ensure!(
+            o.softcap == 0.0 || (o.softcap.is_finite() && o.softcap > 0.0),
+            InvalidArgument,
+            "options->softcap": "must be 0 (none) or finite and > 0"
+        );
+        ensure!(
             o.sinks.is_null() || o.mass.is_null(),
             Unsupported,
             "options->sinks": "together with an attention mass output"
         );
         let window_right = (o.flags & TKR_ATTENTION_WINDOW_RIGHT != 0).then_some(o.window_right);
-        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0 || o.window > 0 || window_right.is_some();
+        // Positions are read for masking and for ALiBi.
+        let masked = o.flags & TKR_ATTENTION_CAUSAL != 0
+            || o.window > 0
+            || window_right.is_some()
+            || !o.alibi_slopes.is_null();
         let implicit = align != CausalAlign::Positions;
         ensure!(
             !implicit || (o.q_positions.is_null() && o.k_positions.is_null()),
@@ -649,8 +673,13 @@ impl RawAttention {
         } else {
             Some(unsafe { slice(o.sinks, self.n_heads_q).arg("options->sinks")? })
         };
+        let alibi = if o.alibi_slopes.is_null() {
+            None
+        } else {
+            Some(unsafe { slice(o.alibi_slopes, self.n_heads_q).arg("options->alibi_slopes")? })
+        };
         // Byte ranges of every input (fixed capacity: no allocation on this path).
-        let mut inputs = [(0usize, 0usize); 10];
+        let mut inputs = [(0usize, 0usize); 11];
         let mut n_in = 0;
         let mut push = |r: (usize, usize)| {
             inputs[n_in] = r;
@@ -666,6 +695,9 @@ impl RawAttention {
             push(byte_range(p));
         }
         if let Some(p) = sinks {
+            push(byte_range(p));
+        }
+        if let Some(p) = alibi {
             push(byte_range(p));
         }
         if let Batch::Ragged {
@@ -751,6 +783,8 @@ impl RawAttention {
         let scale = if o.scale == 0.0 { None } else { Some(o.scale) };
         let opts = AttendOptions {
             scale,
+            softcap: (o.softcap != 0.0).then_some(o.softcap),
+            alibi_slopes: alibi,
             causal: o.flags & TKR_ATTENTION_CAUSAL != 0,
             window: o.window,
             q_positions: qp,

@@ -221,6 +221,17 @@ pub enum KeySubset<'a> {
 pub struct AttendOptions<'a> {
     /// The softmax scale; `None` means `1 / sqrt(head_dim)`.
     pub scale: Option<f32>,
+    /// Logit softcap `c` (Gemma 2): the logit `scale * q.k` becomes
+    /// `c * tanh(scale * q.k / c)` before masking and the softmax. `None`: none;
+    /// `Some(c)` needs `c` finite and `> 0`. The error bounds gain `2^-20 c vmax`
+    /// (outputs), `2^-20 c` (log-sum-exp) and `2^-20 c (1 + R/64) (1 + S)` (mass; see
+    /// the C header); `A` stays the uncapped `scale * sum |q k|`.
+    pub softcap: Option<f32>,
+    /// ALiBi slopes (BLOOM, MPT), one per query head: `-slope[h] * |q_pos - k_pos|`
+    /// joins the logit of head `h` (after the softcap). Needs positions: `q_positions`
+    /// and `k_positions`, or an implicit [`CausalAlign`], also without causal masking.
+    /// Slopes must be finite. `A` of the error bound includes the term's magnitude.
+    pub alibi_slopes: Option<&'a [f32]>,
     /// Mask keys after the query, by position (`k_pos[k] <= q_pos[i]` is visible).
     pub causal: bool,
     /// With a window `w > 0` (implies causal masking), keys at or before

@@ -401,7 +401,20 @@ impl Kernels {
                 s
             }
         };
+        let softcap = match opts.softcap {
+            None => 0.0,
+            Some(c) => {
+                ensure!(
+                    c.is_finite() && c > 0.0,
+                    InvalidArgument,
+                    "softcap must be finite and > 0"
+                );
+                c
+            }
+        };
         let masked = opts.causal || opts.window > 0 || opts.window_right.is_some();
+        // Positions are read for masking and for ALiBi.
+        let positioned = masked || opts.alibi_slopes.is_some();
         let right = match opts.window_right {
             Some(r) if !opts.causal => r,
             _ => 0,
@@ -423,6 +436,18 @@ impl Kernels {
                 s.as_ptr()
             }
         };
+        if let Some(s) = opts.alibi_slopes {
+            ensure!(
+                s.len() == h_q,
+                InvalidArgument,
+                "need one ALiBi slope per query head"
+            );
+            ensure!(
+                s.iter().all(|x| x.is_finite()),
+                InvalidArgument,
+                "ALiBi slopes must be finite"
+            );
+        }
         ensure!(
             !implicit || (opts.q_positions.is_none() && opts.k_positions.is_none()),
             InvalidArgument,
@@ -520,14 +545,14 @@ impl Kernels {
                 "mass buffer too small"
             );
         }
-        if masked && !implicit {
+        if positioned && !implicit {
             let qp = opts.q_positions.ok_or(Error::new(
                 ErrorKind::NullPointer,
-                "query positions are required for causal masking",
+                "query positions are required for causal masking and ALiBi",
             ))?;
             let kp = opts.k_positions.ok_or(Error::new(
                 ErrorKind::NullPointer,
-                "key positions are required for causal masking",
+                "key positions are required for causal masking and ALiBi",
             ))?;
             let exact = matches!(batch, Batch::One | Batch::Ragged { .. });
             let ok = |have: usize, need: usize| if exact { have == need } else { have >= need };
@@ -594,7 +619,7 @@ impl Kernels {
                 InvalidArgument,
                 "n_k must be below 2^32 (key indices are 32-bit)"
             );
-            if implicit && masked {
+            if implicit && positioned {
                 ensure!(
                     s.n_q <= u32::MAX as usize + 1,
                     InvalidArgument,
@@ -638,6 +663,8 @@ impl Kernels {
                 v_head: v.head_stride,
                 keys: seq_keys(&call, &keys, &s, b, false)?,
                 scale,
+                softcap,
+                alibi: opts.alibi_slopes.map_or(core::ptr::null(), |s| s.as_ptr()),
                 causal: masked,
                 window: opts.window,
                 right,
@@ -667,7 +694,7 @@ impl Kernels {
                 Some(f) if opts.bf16_dot && s.n_q.saturating_mul(call.g) >= ka::TILE_ROWS => f,
                 _ => T::attend_fn(self),
             };
-            if !masked {
+            if !positioned {
                 run(f, self.attend_merge, args, ws, sinks)
             } else if implicit {
                 with_positions(s.n_q + s.n_k, |p| {

@@ -119,6 +119,7 @@ impl Rows {
         s.v = a.v.wrapping_add(kv * a.v_head);
         s.h_kv = 1;
         s.q_pos = off(a.q_pos, i0);
+        s.alibi = off(a.alibi, hq0);
         s.out = a.out.wrapping_add((i0 * a.o_tok + hq0 * a.o_head) * esz);
         s.lse = off_mut(a.lse, i0 * a.lse_tok + hq0);
         s.mass = off_mut(a.mass, kv * a.mass_head);
@@ -388,6 +389,7 @@ fn split_k<T: Copy>(
             let (c0, c1) = (c * SPLIT_K_CHUNK, n.min((c + 1) * SPLIT_K_CHUNK));
             let mut s = a;
             s.q = a.q.wrapping_add(kv * g * a.q_head);
+            s.alibi = off(a.alibi, kv * g);
             s.h_q = g;
             s.k = a.k.wrapping_add(kv * a.k_head);
             s.v = a.v.wrapping_add(kv * a.v_head);

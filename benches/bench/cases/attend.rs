@@ -68,7 +68,25 @@ struct Mode {
     ragged: Option<&'static [usize]>,
     /// Per-head sink logits ([`SINKS`]).
     sinks: bool,
+    /// A logit softcap (Gemma 2's 50).
+    softcap: bool,
+    /// ALiBi slopes ([`SLOPES`]).
+    alibi: bool,
 }
+
+/// ALiBi slopes of the `*_alibi` cases (BLOOM's 2^(-8 (h + 1) / 32)).
+const SLOPES: [f32; 32] = {
+    let mut s = [0f32; 32];
+    let mut h = 0;
+    let mut x = 1f32;
+    // 2^(-(h + 1) / 4), BLOOM's slopes for 32 heads (products of the rounded 2^(-1/4)).
+    while h < 32 {
+        x *= 0.840_896_4;
+        s[h] = x;
+        h += 1;
+    }
+    s
+};
 
 /// Sink logits of the `*_sinks` cases (one per query head, at most 32 heads).
 const SINKS: [f32; 32] = [2.0; 32];
@@ -148,6 +166,8 @@ impl<T: AttendElement> Case for Attend<T> {
             k_positions: Some(&self.k_pos),
             bf16_dot: self.mode.bf16_dot,
             sinks: self.mode.sinks.then_some(&SINKS[..self.h_q]),
+            softcap: self.mode.softcap.then_some(50.0),
+            alibi_slopes: self.mode.alibi.then_some(&SLOPES[..self.h_q]),
             ..Default::default()
         };
         k.attention(
@@ -427,11 +447,24 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
         sinks: true,
         ..causal
     };
+    let softcap = Mode {
+        softcap: true,
+        ..causal
+    };
+    let alibi = Mode {
+        alibi: true,
+        ..causal
+    };
+    // With sinks, a softcap or ALiBi: the cost of each option against prefill_causal.
     let mut prefill: Vec<(&'static str, Mode, bool)> = vec![
         ("prefill_causal", causal, true),
         ("prefill_causal_sinks", sinks, true),
+        ("prefill_causal_softcap", softcap, true),
+        ("prefill_causal_alibi", alibi, true),
         ("prefill_causal", causal, false),
         ("prefill_causal_sinks", sinks, false),
+        ("prefill_causal_softcap", softcap, false),
+        ("prefill_causal_alibi", alibi, false),
         ("prefill_causal_dot", dot, false),
     ];
     if !quick {

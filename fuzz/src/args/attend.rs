@@ -1,6 +1,6 @@
 //! Argument cases of the attention family: `tkr_attention` (dense and index key sets,
 //! options with causal masking and missing positions, unknown flags / dtypes / kinds,
-//! non-finite scales, lse outputs), `tkr_attention_merge` and `tkr_key_block_summary`,
+//! non-finite scales, bad softcaps, lse outputs), `tkr_attention_merge` and `tkr_key_block_summary`,
 //! with random sizes and strides of either layout (bad and overflowing ones included),
 //! NULL / misaligned / aliased pointers and out-of-range key indices. Every call must
 //! return a status the documented rules allow; on error no output byte changes; on
@@ -287,8 +287,22 @@ pub fn attention(inp: &mut Input) {
             }
         }
     }
-    // Checked after the buffers: the lse layout, the scale, n_k.
-    if !scale.is_finite() || n_k > u32::MAX as usize {
+    // A logit softcap (read after the buffers, so older inputs decode as before):
+    // 0 none, else finite and > 0.
+    let softcap = if with_opts {
+        match inp.u8() % 8 {
+            0 => f32::NAN,
+            1 => -1.0,
+            2 => f32::INFINITY,
+            3 => 2.0,
+            _ => 0.0,
+        }
+    } else {
+        0.0
+    };
+    let softcap_ok = softcap == 0.0 || (softcap.is_finite() && softcap > 0.0);
+    // Checked after the buffers: the lse layout, the scale, the softcap, n_k.
+    if !scale.is_finite() || !softcap_ok || n_k > u32::MAX as usize {
         late.err(TKR_STATUS_INVALID_ARGUMENT);
     }
     m.errors.extend(late.errors);
@@ -331,6 +345,7 @@ pub fn attention(inp: &mut Input) {
         tkr_attention_keys_init(&mut ks);
     }
     o.scale = scale;
+    o.softcap = softcap;
     o.flags = flags;
     o.window = window;
     o.out_dtype = out_dt;
@@ -399,6 +414,7 @@ pub fn attention(inp: &mut Input) {
     };
     let opts = AttendOptions {
         scale: (scale != 0.0).then_some(scale),
+        softcap: (softcap != 0.0).then_some(softcap),
         causal: flags & TKR_ATTENTION_CAUSAL != 0,
         window,
         window_right: right.then_some(0),

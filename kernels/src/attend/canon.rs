@@ -4,7 +4,7 @@
 //! register tiling ([`tiles!`]: the shapes of its score and P.V tiles, which never
 //! change results) and, through the [`Tier`] trait, its vector operations.
 
-use super::numerics::exp2v;
+use super::numerics::{exp2v, logitv, Logit};
 use super::{BK, TILE_ROWS};
 use crate::simd::{self, Elem, Kind, Tier};
 use core::marker::PhantomData;
@@ -43,14 +43,16 @@ pub(crate) trait Backend<T: Elem> {
     /// Step 3 of the canonical algorithm for rows `r < nrows` and keys `j < nb` (dots
     /// in, `p` out): bit `r` of `vis[j]` is set when key `j` is visible to row `r`.
     /// Updates `m` and `l`, writes `alpha[r]` (1 for a row the block does not change)
-    /// and `pm[j]` (bit `r` set when `p_rj != 0`).
+    /// and `pm[j]` (bit `r` set when `p_rj != 0`). `bias`: null, or `BK x TILE_ROWS`
+    /// log2-domain terms laid out like `s`, added to the logits (ALiBi).
     #[allow(clippy::too_many_arguments)]
     unsafe fn softmax(
         nrows: usize,
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
+        bias: *const f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -78,7 +80,8 @@ pub(crate) trait Backend<T: Elem> {
         scratch: *mut u8,
     );
 
-    /// `s[j][r] = exp2(c * s[j][r] - m[r]) * inv_l[r]` where bit `r` of `vis[j]` is set,
+    /// `s[j][r] = exp2(logit(c, s[j][r]) + bias[j][r] - m[r]) * inv_l[r]` (no `bias`
+    /// term when it is null) where bit `r` of `vis[j]` is set,
     /// `0` elsewhere, for `r < nrows`, `j < nb`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn probs(
@@ -86,7 +89,8 @@ pub(crate) trait Backend<T: Elem> {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
+        bias: *const f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     );
@@ -123,7 +127,8 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
+        bias: *const f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -131,7 +136,7 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         _scratch: *mut u8,
     ) {
         // SAFETY: passed on.
-        unsafe { softmax::<S>(nrows, s, vis, nb, c, m, l, alpha, pm, |_| {}) }
+        unsafe { softmax::<S>(nrows, s, vis, nb, c, bias, m, l, alpha, pm, |_| {}) }
     }
 
     #[inline(always)]
@@ -159,12 +164,13 @@ impl<S: Tiles, T: Elem> Backend<T> for Canon<S> {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
+        bias: *const f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
         // SAFETY: passed on.
-        unsafe { probs::<S>(nrows, s, vis, nb, c, m, inv_l) }
+        unsafe { probs::<S>(nrows, s, vis, nb, c, bias, m, inv_l) }
     }
 
     #[inline(always)]
@@ -535,14 +541,14 @@ pub(crate) unsafe fn softmax<S: Tier>(
     s: *mut f32,
     vis: &[u16; BK],
     nb: usize,
-    c: f32,
+    c: Logit,
+    bias: *const f32,
     m: &mut [f32; TILE_ROWS],
     l: &mut [f32; TILE_ROWS],
     alpha: &mut [f32; TILE_ROWS],
     pm: &mut [u16; BK],
     mut round: impl FnMut(&[u16; BK]),
 ) {
-    let cv = S::splat(c);
     let ninf = S::splat(f32::NEG_INFINITY);
     let zero = S::splat(0.0);
     pm.iter_mut().for_each(|b| *b = 0);
@@ -556,7 +562,11 @@ pub(crate) unsafe fn softmax<S: Tier>(
             let mut nan = S::mask_from_bits(0);
             for j in 0..nb {
                 let k = S::mask_from_bits((vis[j] >> g) as u32);
-                let x = S::select(k, S::mul(S::load(sg.add(j * TILE_ROWS)), cv), ninf);
+                let mut x = logitv::<S>(c, S::load(sg.add(j * TILE_ROWS)));
+                if !bias.is_null() {
+                    x = S::add(x, S::load(bias.add(j * TILE_ROWS + g)));
+                }
+                let x = S::select(k, x, ninf);
                 S::store(sg.add(j * TILE_ROWS), x);
                 let xn = S::is_nan(x);
                 nan = S::or_m(nan, xn);
@@ -607,11 +617,11 @@ pub(crate) unsafe fn probs<S: Tier>(
     s: *mut f32,
     vis: &[u16; BK],
     nb: usize,
-    c: f32,
+    c: Logit,
+    bias: *const f32,
     m: &[f32; TILE_ROWS],
     inv_l: &[f32; TILE_ROWS],
 ) {
-    let cv = S::splat(c);
     let mut g = 0;
     // SAFETY (block): rows g .. g + LANES <= TILE_ROWS of every array and buffer.
     unsafe {
@@ -620,7 +630,10 @@ pub(crate) unsafe fn probs<S: Tier>(
             for j in 0..nb {
                 let k = S::mask_from_bits((vis[j] >> g) as u32);
                 let at = s.add(j * TILE_ROWS + g);
-                let x = S::mul(S::load(at), cv);
+                let mut x = logitv::<S>(c, S::load(at));
+                if !bias.is_null() {
+                    x = S::add(x, S::load(bias.add(j * TILE_ROWS + g)));
+                }
                 let p = S::mul(exp2v::<S>(S::sub(x, mv)), iv);
                 S::store(at, S::select(k, p, S::splat(0.0)));
             }

@@ -12,6 +12,7 @@
 //! the canonical ones (`canon.rs`), with the rounding hooked into the softmax.
 
 use super::canon::{probs, softmax, Backend, Canon};
+use super::numerics::Logit;
 use super::{AttendArgs, BK, TILE_ROWS};
 use crate::simd::{self, Avx512, Tier};
 use core::arch::x86_64::*;
@@ -211,7 +212,8 @@ impl Backend<bf16> for Avx512Bf16 {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
+        bias: *const f32,
         m: &mut [f32; TILE_ROWS],
         l: &mut [f32; TILE_ROWS],
         alpha: &mut [f32; TILE_ROWS],
@@ -226,7 +228,7 @@ impl Backend<bf16> for Avx512Bf16 {
         // SAFETY: as the caller's; the scratch holds the flag and the probability pairs
         // at PP_OFF.
         unsafe {
-            softmax::<Avx512>(nrows, s, vis, nb, c, m, l, alpha, pm, |pm| {
+            softmax::<Avx512>(nrows, s, vis, nb, c, bias, m, l, alpha, pm, |pm| {
                 round_probs(rows, s, nb, pm, scratch)
             })
         }
@@ -300,12 +302,13 @@ impl Backend<bf16> for Avx512Bf16 {
         s: *mut f32,
         vis: &[u16; BK],
         nb: usize,
-        c: f32,
+        c: Logit,
+        bias: *const f32,
         m: &[f32; TILE_ROWS],
         inv_l: &[f32; TILE_ROWS],
     ) {
         // SAFETY: as the caller's.
-        unsafe { probs::<Avx512>(nrows, s, vis, nb, c, m, inv_l) }
+        unsafe { probs::<Avx512>(nrows, s, vis, nb, c, bias, m, inv_l) }
     }
 
     #[inline(always)]

@@ -5,7 +5,7 @@
 
 use super::canon::Backend;
 use super::keys::{block_setup, key_iter, Block};
-use super::numerics::{canon_nan, canon_pos, lse_of, pad32, scale_log2e, store_out};
+use super::numerics::{alibi_log2, canon_nan, canon_pos, lse_of, pad32, store_out, Logit};
 use super::{AttendArgs, KeySet, ListsPer, BK, SUPER, TILE_ROWS};
 use crate::simd::Elem;
 
@@ -183,6 +183,31 @@ const fn tile_floats(dp: usize) -> usize {
     2 * TILE_ROWS * dp + TILE_ROWS * BK + (64 + BK / 2 * TILE_ROWS * 4 + 160 * dp) / 4
 }
 
+/// The ALiBi terms of a block (see [`alibi_log2`]), laid out like the scores: `b[j *
+/// TILE_ROWS + r]` for row `r` of the tile and key `j < nb` (0 elsewhere).
+///
+/// # Safety
+/// `a.alibi` holds `h_q` slopes; `a.q_pos` and `a.k_pos` hold the positions of the
+/// tile's queries and of the keys `kidx[..nb]`.
+#[inline(always)]
+unsafe fn alibi_block<T>(
+    a: &AttendArgs<T>,
+    t: &Tile,
+    kidx: &[u32; BK],
+    nb: usize,
+    b: &mut [f32; BK * TILE_ROWS],
+) {
+    for r in 0..t.n {
+        // SAFETY: the function's contract.
+        let (slope, qp) = unsafe { (*a.alibi.add(t.hq[r]), *a.q_pos.add(t.qi[r])) };
+        for (j, &k) in kidx.iter().enumerate().take(nb) {
+            // SAFETY: the function's contract.
+            let kp = unsafe { *a.k_pos.add(k as usize) };
+            b[j * TILE_ROWS + r] = alibi_log2(slope, qp, kp);
+        }
+    }
+}
+
 /// Sets up a tile: runs, packed queries, cleared output, positions.
 #[inline(always)]
 unsafe fn sub_init<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, ws: *mut f32) -> Sub {
@@ -282,7 +307,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
 ) {
     let d = a.d;
     let dp = pad32(d);
-    let c = scale_log2e(a.scale);
+    let c = Logit::new(a.scale, a.softcap);
     // SAFETY (whole function): indices and rows are in range by the contract; the
     // tile's buffers are its own.
     if !unsafe {
@@ -330,6 +355,12 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
             )
         };
     }
+    // The ALiBi terms (only with ALiBi: no 4 KiB to clear otherwise).
+    let mut bias = (!a.alibi.is_null()).then_some([0f32; BK * TILE_ROWS]);
+    let bias_ptr = bias.as_mut().map_or(core::ptr::null(), |b| {
+        unsafe { alibi_block(a, &sub.t, kidx, nb, b) };
+        b.as_ptr()
+    });
     unsafe {
         B::softmax(
             sub.t.n,
@@ -337,6 +368,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
             &sub.vis,
             nb,
             c,
+            bias_ptr,
             &mut sub.m,
             &mut sub.l,
             &mut sub.alpha,
@@ -375,7 +407,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
 #[inline(always)]
 unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, list: usize) {
     let dp = pad32(a.d);
-    let c = scale_log2e(a.scale);
+    let c = Logit::new(a.scale, a.softcap);
     let n = sub.t.n;
     let mut inv_l = [0f32; TILE_ROWS];
     let mut live = 0u16;
@@ -388,6 +420,7 @@ unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, lis
     let mut kidx = [0u32; BK];
     let mut koff = [0usize; BK];
     let mut voff = [0usize; BK];
+    let mut bias = (!a.alibi.is_null()).then_some([0f32; BK * TILE_ROWS]);
     let s = sub.s;
     // SAFETY (whole function): as sub_block's; mass holds n_k floats per array.
     let mut keys = unsafe { key_iter(a, list) };
@@ -431,7 +464,11 @@ unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, lis
                 )
             };
         }
-        unsafe { B::probs(n, s, &sub.vis, nb, c, &sub.m, &inv_l) };
+        let bias_ptr = bias.as_mut().map_or(core::ptr::null(), |b| {
+            unsafe { alibi_block(a, &sub.t, &kidx, nb, b) };
+            b.as_ptr()
+        });
+        unsafe { B::probs(n, s, &sub.vis, nb, c, bias_ptr, &sub.m, &inv_l) };
         for run in 0..sub.nruns {
             let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
             let mass = unsafe { a.mass.add(sub.run_kv[run] * a.mass_head) };

@@ -31,7 +31,9 @@
 //!    and f16, lane `l` takes element `32c + l`, then `32c + 16 + l`; for bf16, element
 //!    `32c + 2l + 1`, then `32c + 2l` (the order of `vdpbf16ps`). Lanes start at +0;
 //!    the dot is the fixed 16-lane tree of [`crate::numerics::reduce16`].
-//! 2. `x = dot * c`; `x = -inf` for a key the row may not see.
+//! 2. `x = dot * c` (with a logit softcap, `x = k2 * tanh(dot * k1)` instead: see
+//!    [`Logit`] for the constants and the tanh); with ALiBi, `x = x + b` with `b` from
+//!    [`alibi_log2`] (one more rounding); `x = -inf` for a key the row may not see.
 //! 3. The key sequence is cut into blocks of [`BK`] = 64 consecutive entries (fixed:
 //!    never derived from `n_k`, the number of queries or threads). Per block, with
 //!    state `(m, l, O)` starting at `(-inf, 0, 0)`: `mb` = the largest `x` (`-inf` when
@@ -85,8 +87,8 @@ mod dpbf16;
 pub use crate::simd::Elem;
 pub use merge::{MergeArgs, MergeFn};
 pub use numerics::{
-    canon_nan, canon_pos, exp2_f32, exp_f64, ln_f64, lse_of, pad32, scale_log2e, store_out,
-    EXP2_MIN, EXP2_POLY, SHIFTER,
+    alibi_log2, canon_nan, canon_pos, exp2_f32, exp_f64, ln_f64, lse_of, pad32, scale_log2e,
+    store_out, Logit, EXP2_MIN, EXP2_POLY, SHIFTER,
 };
 // The vector exp2, for the row softmax (`crate::softmax`) to share attention's numerics.
 pub(crate) use numerics::exp2v;
@@ -200,6 +202,13 @@ pub struct AttendArgs<T> {
     pub keys: KeySet,
     /// The softmax scale (already defaulted by the caller).
     pub scale: f32,
+    /// Logit softcap: `0` none, else finite and `> 0`: the logit `scale * q.k` becomes
+    /// `softcap * tanh(scale * q.k / softcap)` (see [`Logit`]).
+    pub softcap: f32,
+    /// Null, or ALiBi slopes, one per query head: `-slope[h] * |q_pos - k_pos|` joins
+    /// the (capped) logit of head `h` (then `q_pos` and `k_pos` must be given even
+    /// without `causal`). See [`alibi_log2`] for the exact arithmetic.
+    pub alibi: *const f32,
     /// Mask by position: a key is visible when `q_pos - window < k_pos <= q_pos + right`
     /// (with `window = 0`: no left limit).
     pub causal: bool,

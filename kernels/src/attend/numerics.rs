@@ -51,6 +51,73 @@ pub fn scale_log2e(scale: f32) -> f32 {
     (scale as f64 * core::f64::consts::LOG2_E) as f32
 }
 
+/// The ALiBi term of one (query head, query, key) in the log2 domain:
+/// `f32(-slope * log2(e)) * f32(|q_pos - k_pos|)`, each factor rounded once (the
+/// distance is exact below 2^24), the product rounded once. Scalar code, the same on
+/// every tier.
+#[inline(always)]
+pub fn alibi_log2(slope: f32, q_pos: u32, k_pos: u32) -> f32 {
+    let s = (-(slope as f64) * core::f64::consts::LOG2_E) as f32;
+    s * q_pos.abs_diff(k_pos) as f32
+}
+
+/// Above this `|y|`, `tanh(y)` rounds to 1 in f32 (the argument of [`logitv`]'s exp is
+/// clamped here so it stays finite).
+pub const TANH_CLAMP: f32 = 10.0;
+
+/// How a dot product `s` becomes a logit in the log2 domain: `c * s` with
+/// `c = scale * log2(e)`, or with a logit softcap `cap > 0`,
+/// `(cap * log2(e)) * tanh(s * (scale / cap))` (Gemma 2's `cap * tanh(scale s / cap)`).
+/// Every constant is rounded once, so every tier computes the same bits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Logit {
+    /// `scale * log2(e)` (no softcap).
+    pub c: f32,
+    /// `scale / cap`; 0 without a softcap.
+    pub k1: f32,
+    /// `cap * log2(e)`; 0 without a softcap.
+    pub k2: f32,
+}
+
+impl Logit {
+    /// `softcap = 0`: none; otherwise finite and > 0 (the callers validate).
+    pub fn new(scale: f32, softcap: f32) -> Self {
+        if softcap == 0.0 {
+            Logit {
+                c: scale_log2e(scale),
+                k1: 0.0,
+                k2: 0.0,
+            }
+        } else {
+            Logit {
+                c: 0.0,
+                k1: (scale as f64 / softcap as f64) as f32,
+                k2: (softcap as f64 * core::f64::consts::LOG2_E) as f32,
+            }
+        }
+    }
+}
+
+/// The log2-domain logit of every lane (see [`Logit`]). The softcap's tanh is
+/// `sign(y) (1 - 2 / (exp(2 |y|) + 1))` with the canonical [`exp2v`] and `|y|` clamped
+/// to [`TANH_CLAMP`]: absolute error below 2^-22, so the logit's is below
+/// `2^-22 * cap * log2(e)` plus the dot product's (tanh contracts it). NaN stays NaN;
+/// `s = +-inf` gives `+-cap`.
+#[inline(always)]
+pub(crate) fn logitv<S: Tier>(lg: Logit, s: S::F) -> S::F {
+    if lg.k2 == 0.0 {
+        return S::mul(s, S::splat(lg.c));
+    }
+    let y = S::mul(s, S::splat(lg.k1));
+    let a = S::min(S::abs(y), S::splat(TANH_CLAMP));
+    let e = exp2v::<S>(S::mul(a, S::splat(2.0 * core::f32::consts::LOG2_E)));
+    let one = S::splat(1.0);
+    let t = S::sub(one, S::div(S::splat(2.0), S::add(e, one)));
+    let t = S::mul(t, S::splat(lg.k2));
+    let r = S::select(S::sign(y), S::sub(S::splat(0.0), t), t);
+    S::select(S::is_nan(y), y, r)
+}
+
 /// `ln(2) * (m + log2(l))` in f64, rounded once.
 #[inline(always)]
 pub fn lse_of(m: f32, l: f32) -> f32 {
