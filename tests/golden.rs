@@ -26,6 +26,7 @@ use tokenroute_kernels::compact::{self, *};
 use tokenroute_kernels::score::{self, Activation, ScoreArgs};
 use tokenroute_kernels::select::{self, Order, ThresholdArgs, TopkArgs};
 use tokenroute_kernels::sigmoid;
+use tokenroute_kernels::softmax::{SoftmaxArgs, SoftmaxFn, SOFTMAX_BF16, SOFTMAX_F16, SOFTMAX_F32};
 use tokenroute_kernels::KernelInfo;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden.txt");
@@ -1258,6 +1259,66 @@ fn attention_api_type<T: Elt + tokenroute::AttendElement>(g: &mut Golden) {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// softmax
+
+fn softmax_type<T: Elt>(g: &mut Golden, reg: &[KernelInfo<SoftmaxFn<T>>]) {
+    let mut rng = Rng::new(18);
+    // (rows, n, extra stride, scale, bias: 0 none / 1 shared / 2 per row, out type)
+    let shapes: [(usize, usize, usize, f32, u8, OutType); 10] = [
+        (1, 0, 0, 1.0, 0, OutType::F32),
+        (1, 1, 0, 1.0, 0, OutType::F32),
+        (3, 7, 1, 0.5, 1, OutType::F16),
+        (2, 17, 0, -1.25, 2, OutType::BF16),
+        (2, 33, 2, 1.0, 0, OutType::F32),
+        (1, 64, 0, 0.125, 1, OutType::F32),
+        (2, 65, 3, 2.0, 2, OutType::F16),
+        (1, 200, 0, 1.0, 0, OutType::BF16),
+        (3, 1100, 1, 0.3, 1, OutType::F32),
+        (1, 4099, 0, 1.0, 2, OutType::F32),
+    ];
+    for (ci, &(rows, n, extra, scale, bk, out_type)) in shapes.iter().enumerate() {
+        let stride = n + extra;
+        // Ordinary values; special ones (NaN rows, infinities, subnormals) in some of the
+        // short rows (a long row would almost surely be a NaN row).
+        let special = if ci % 3 == 0 || n > 65 { 0.0 } else { 0.02 };
+        let x: Vec<T> = conv(&rng.f32s(rows * stride + 1, 40.0, special));
+        let bias: Vec<f32> = match bk {
+            0 => vec![],
+            1 => rng.f32s(n, 4.0, special),
+            _ => rng.f32s(rows * stride, 4.0, special),
+        };
+        let esz = out_type.size();
+        let case = format!(
+            "softmax {} rows={rows} n={n} stride={stride} scale={scale} bias={bk} out={out_type:?}",
+            T::NAME
+        );
+        g.each(reg, &case, |f| {
+            // u32 storage: aligned for every output type, then one element in.
+            let mut out = vec![0x5a5a_5a5au32; ((rows * stride + 1) * esz).div_ceil(4)];
+            let args = SoftmaxArgs {
+                x: x[1..].as_ptr(),
+                rows,
+                n,
+                x_stride: stride,
+                scale,
+                bias: if bk == 0 {
+                    std::ptr::null()
+                } else {
+                    bias.as_ptr()
+                },
+                bias_stride: if bk == 2 { stride } else { 0 },
+                out: (out.as_mut_ptr() as *mut u8).wrapping_add(esz),
+                out_type,
+                out_stride: stride,
+            };
+            // SAFETY: every buffer holds the rows the arguments describe.
+            unsafe { f(&args) };
+            as_bytes(&out).to_vec()
+        });
+    }
+}
+
 #[test]
 fn every_kernel_reproduces_its_golden_outputs() {
     let mut g = Golden::load();
@@ -1291,5 +1352,8 @@ fn every_kernel_reproduces_its_golden_outputs() {
     attention_api_type::<f32>(&mut g);
     attention_api_type::<f16>(&mut g);
     attention_api_type::<bf16>(&mut g);
+    softmax_type::<f32>(&mut g, SOFTMAX_F32);
+    softmax_type::<f16>(&mut g, SOFTMAX_F16);
+    softmax_type::<bf16>(&mut g, SOFTMAX_BF16);
     g.finish();
 }

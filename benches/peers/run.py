@@ -36,7 +36,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 FAMILIES = {"score": "score_peers", "select": "select_peers", "compact": "compact_peers", "attend": "attend",
-            "overhead": "overhead"}
+            "softmax": "softmax_peers", "overhead": "overhead"}
 DTYPES = ("f32", "f16", "bf16", "int32", "int64", "uint8")
 
 

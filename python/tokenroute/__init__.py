@@ -26,6 +26,7 @@ from .score import score, sigmoid
 from .select import indices_to_mask, mask_to_indices, threshold, topk, topk_workspace_size
 from .compact import compact_rows, gather_rows, kv_compact, scatter_add_rows, scatter_rows
 from .route import Routed, route, route_workspace_size
+from .softmax import softmax
 from .threads import available_cores, get_num_threads, set_num_threads, set_thread_num_threads
 from .attend import (
     AttentionResult,
@@ -74,6 +75,7 @@ __all__ = [
     "score",
     "set_isa",
     "sigmoid",
+    "softmax",
     "status_string",
     "supported_isas",
     "threshold",

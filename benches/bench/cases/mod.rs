@@ -5,6 +5,7 @@ mod attend;
 mod compact;
 mod score;
 mod select;
+mod softmax;
 
 use crate::Case;
 
@@ -14,6 +15,7 @@ pub fn all(quick: bool) -> Vec<Box<dyn Case>> {
     v.extend(select::cases(quick));
     v.extend(compact::cases(quick));
     v.extend(attend::cases(quick));
+    v.extend(softmax::cases(quick));
     v
 }
 

@@ -36,9 +36,9 @@
 //! place); any other overlap between the output and an input is forbidden. Nothing
 //! outside the described elements is read or written; no allocation.
 
-use crate::attend::{exp2_f32, exp2v, scale_log2e, OutType};
+use crate::attend::{exp2v, scale_log2e, OutType};
 use crate::numerics::{reduce16, CANONICAL_NAN};
-use crate::simd::{self, Elem, Tier};
+use crate::simd::{self, Elem, Kind, Tier};
 use crate::KernelInfo;
 use half::{bf16, f16};
 
@@ -109,27 +109,38 @@ unsafe fn logits<S: Tier, T: Elem>(
     }
 }
 
-/// Steps 1-2 of one row: its final `(m, l)`, or `None` when a logit is NaN.
+/// Steps 1-2 of one row: its final `(m, l)` and the start of the blocks whose
+/// probabilities `exp2(t - m)` were stored at `keep` (unless it is NULL; `n` then), or
+/// `None` when a logit is NaN. A block's `p_j = exp2(t_j - m')` equals step 3's
+/// `exp2(t_j - m)` when its `m'` is the row's final `m`: from the block where the
+/// maximum last grew on, the output pass only scales them.
 ///
 /// # Safety
-/// `n` elements at `x` (and `b`); the tier's features are enabled.
+/// `n` elements at `x` (and `b`), and at `keep` (writable, disjoint from them) unless it
+/// is NULL; the tier's features are enabled.
 #[inline(always)]
 unsafe fn row_state<S: Tier, T: Elem>(
     x: *const T,
     b: *const f32,
     n: usize,
     c: S::F,
-) -> Option<(f32, f32)> {
+    keep: *mut f32,
+) -> Option<(f32, f32, usize)> {
     let w = S::LANES;
     let ninf = S::splat(f32::NEG_INFINITY);
     let zero = S::splat(0.0);
     let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
+    let mut kept = if keep.is_null() { n } else { 0 };
     let mut buf = [0f32; BK];
     let mut i = 0;
     while i < n {
         let nb = (n - i).min(BK);
         let nv = nb.div_ceil(w);
-        // Logits of the block into buf, their maximum and any NaN.
+        if nb < BK {
+            buf.fill(f32::NEG_INFINITY);
+        }
+        // Logits of the block into buf (-inf past the row's end, where p = +0 adds
+        // nothing), their maximum and any NaN.
         let mut mx = ninf;
         let mut nan = S::mask_from_bits(0);
         for v in 0..nv {
@@ -156,29 +167,49 @@ unsafe fn row_state<S: Tier, T: Elem>(
         let mb = lanes[..w].iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
         let mn = mb.max(m);
         if mn != f32::NEG_INFINITY {
-            let alpha = exp2_f32(m - mn);
             let mv = S::splat(mn);
             // The 16 canonical lanes: vector s of 16 / LANES holds lanes s * LANES ..
             let mut acc = [zero; 16];
             let per = 16 / w;
-            for v in 0..nv {
-                // SAFETY: buf holds the block's logits (-inf past its end in the last
-                // vector).
+            for v in 0..BK / w {
+                // SAFETY: buf holds the block's logits (-inf past its end).
                 let t = unsafe { S::load(buf.as_ptr().add(v * w)) };
                 let p = exp2v::<S>(S::sub(t, mv));
                 acc[v % per] = S::add(acc[v % per], p);
+                let o = i + v * w;
+                if !keep.is_null() && o < n {
+                    // SAFETY: elements o .. min(o + LANES, n) of keep.
+                    unsafe {
+                        if o + w <= n {
+                            S::store(keep.add(o), p);
+                        } else {
+                            S::store_part(keep.add(o), p, n - o);
+                        }
+                    }
+                }
             }
             for (s, a) in acc.iter().enumerate().take(per) {
                 // SAFETY: lanes s * LANES .. (s + 1) * LANES <= 16.
                 unsafe { S::store(lanes.as_mut_ptr().add(s * w), *a) };
             }
             let psum = reduce16(&lanes);
-            l = alpha * l + psum;
+            // l = alpha * l + psum with alpha = exp2(m - mn) (attention's two roundings);
+            // alpha = exp2(0) = 1 exactly when the maximum did not grow.
+            l = if m == mn {
+                l + psum
+            } else {
+                // SAFETY: lanes holds 16 >= LANES floats.
+                unsafe { S::store(lanes.as_mut_ptr(), exp2v::<S>(S::splat(m - mn))) };
+                lanes[0] * l + psum
+            };
+            if m != mn && !keep.is_null() {
+                kept = i;
+            }
             m = mn;
         }
         i += nb;
     }
-    Some((m, l))
+    Some((m, l, kept))
 }
 
 /// Step 3 of one row (or its NaN / empty result), stored as `O`.
@@ -191,7 +222,13 @@ unsafe fn row<S: Tier, T: Elem, O: Elem>(x: *const T, b: *const f32, n: usize, c
     let w = S::LANES;
     // SAFETY (function): offsets below n; every vector is loaded before the store that
     // may alias it (in place).
-    let state = unsafe { row_state::<S, T>(x, b, n, c) };
+    // f32 outputs (not in place) keep the last blocks' probabilities during step 2.
+    let keep = if O::KIND == Kind::F32 && y as *const u8 != x as *const u8 {
+        y as *mut f32
+    } else {
+        core::ptr::null_mut()
+    };
+    let state = unsafe { row_state::<S, T>(x, b, n, c, keep) };
     let fill = |v: f32| {
         let v = S::splat(v);
         let mut i = 0;
@@ -204,24 +241,36 @@ unsafe fn row<S: Tier, T: Elem, O: Elem>(x: *const T, b: *const f32, n: usize, c
         }
     };
     match state {
-        Some((m, l)) if !l.is_nan() => {
+        Some((m, l, kept)) if !l.is_nan() => {
             if m == f32::NEG_INFINITY {
                 return fill(0.0);
             }
             let (mv, iv) = (S::splat(m), S::splat(1.0 / l));
             let bo = |i: usize| if b.is_null() { b } else { b.wrapping_add(i) };
+            // Before `kept` (a multiple of LANES, or n): exp2(t - m) again.
             let mut i = 0;
-            while i + w <= n {
+            while i + w <= kept {
                 let t = unsafe { logits::<S, T>(x.add(i), bo(i), c, None) };
                 let p = S::mul(exp2v::<S>(S::sub(t, mv)), iv);
                 unsafe { simd::store_elem::<S, O>(y.add(i), p) };
                 i += w;
             }
-            if i < n {
-                let k = n - i;
+            if i < kept {
+                let k = kept - i;
                 let t = unsafe { logits::<S, T>(x.add(i), bo(i), c, Some(k)) };
                 let p = S::mul(exp2v::<S>(S::sub(t, mv)), iv);
                 unsafe { S::store_part(y.add(i), p, k) };
+                i = kept;
+            }
+            // From `kept` on (f32 outputs): the probabilities kept at y, scaled.
+            let kp = keep as *const f32;
+            while i + w <= n {
+                unsafe { S::store(keep.add(i), S::mul(S::load(kp.add(i)), iv)) };
+                i += w;
+            }
+            if i < n {
+                let k = n - i;
+                unsafe { S::store_part(keep.add(i), S::mul(S::load_part(kp.add(i), k), iv), k) };
             }
         }
         // A NaN logit, or +inf (then l is NaN).
