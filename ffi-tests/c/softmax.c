@@ -200,6 +200,9 @@ static void test_errors(void) {
     CHECK_MESSAGE(tkr_softmax(TKR_DTYPE_F32, x, R, N, S, NULL, NULL, S), TKR_STATUS_NULL_POINTER, "out");
     CHECK_MESSAGE(tkr_softmax(TKR_DTYPE_F32, x, R, N, N - 1, NULL, out, S), TKR_STATUS_BAD_STRIDE, "x_row_stride");
     CHECK_MESSAGE(tkr_softmax(TKR_DTYPE_F32, x, R, N, S, NULL, out, 3), TKR_STATUS_BAD_STRIDE, "out_row_stride");
+    CHECK_MESSAGE(tkr_softmax(TKR_DTYPE_F32, (const char *)x + 1, R, N, S, NULL, out, S), TKR_STATUS_INVALID_ARGUMENT,
+                  "x");
+    CHECK_MESSAGE(tkr_softmax(TKR_DTYPE_F16, x, R, N, S, NULL, (char *)out + 1, S), TKR_STATUS_INVALID_ARGUMENT, "out");
     o.bias = bias;
     o.bias_row_stride = N - 1;
     CHECK_MESSAGE(tkr_softmax(TKR_DTYPE_F32, x, R, N, S, &o, out, S), TKR_STATUS_BAD_STRIDE,
