@@ -933,6 +933,7 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
                     n_q: c.n_q,
                     h_q: c.h_q,
                     d: c.d,
+                    dv: c.d,
                     q_tok: qt,
                     q_head: qh,
                     k: k.as_ptr(),

@@ -76,7 +76,10 @@ impl E for bf16 {
 #[derive(Clone, Copy)]
 struct Line([u8; 64]);
 fn workspace(d: usize) -> Vec<Line> {
-    vec![Line([0; 64]); workspace_bytes(d).unwrap().div_ceil(64) + 1]
+    workspace_dv(d, d)
+}
+fn workspace_dv(d: usize, dv: usize) -> Vec<Line> {
+    vec![Line([0; 64]); workspace_bytes_dv(d, dv).unwrap().div_ceil(64) + 1]
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +96,8 @@ struct Case<T> {
     h_q: usize,
     h_kv: usize,
     d: usize,
+    /// V and output head dimension (`d` unless set by `with_dv`).
+    dv: usize,
     n_k: usize,
     /// Extra elements per head and per token (strides).
     pad: usize,
@@ -124,13 +129,13 @@ impl<T: E> Case<T> {
         self.h_kv * self.k_head() + 3 * self.pad
     }
     fn v_head(&self) -> usize {
-        self.d + self.pad
+        self.dv + self.pad
     }
     fn v_tok(&self) -> usize {
         self.h_kv * self.v_head()
     }
     fn o_head(&self) -> usize {
-        self.d + (self.pad + 1) / 2
+        self.dv + (self.pad + 1) / 2
     }
     fn o_tok(&self) -> usize {
         self.h_q * self.o_head() + self.pad
@@ -163,6 +168,7 @@ impl<T: E> Case<T> {
             h_q,
             h_kv,
             d,
+            dv: d,
             n_k,
             pad,
             q: vec![],
@@ -194,6 +200,15 @@ impl<T: E> Case<T> {
         }
         c.q_pos = (0..n_q).map(|_| rng.below(p as usize + 3) as u32).collect();
         c
+    }
+
+    /// The case with V head dimension `dv` (new random values).
+    fn with_dv(mut self, rng: &mut Rng, dv: usize) -> Case<T> {
+        self.dv = dv;
+        self.v = (0..self.n_k * self.v_tok())
+            .map(|_| T::from_f32(rng.uniform(-2.0, 2.0)))
+            .collect();
+        self
     }
 
     fn lists_len(&self) -> usize {
@@ -256,7 +271,7 @@ fn oracle<T: E>(c: &Case<T>) -> Ref {
         1
     };
     let mut r = Ref {
-        out: vec![0.0; c.n_q * c.h_q * c.d],
+        out: vec![0.0; c.n_q * c.h_q * c.dv],
         lse: vec![f64::NEG_INFINITY; c.n_q * c.h_q],
         scale_info: vec![(0.0, 0.0, 0); c.n_q * c.h_q],
         mass: vec![0.0; heads * c.n_k],
@@ -280,6 +295,8 @@ fn oracle<T: E>(c: &Case<T>) -> Ref {
                 for e in 0..c.d {
                     dot += c.qe(i, h, e) * c.ke(t, kv, e);
                     abs += (c.qe(i, h, e) * c.ke(t, kv, e)).abs();
+                }
+                for e in 0..c.dv {
                     vmax = vmax.max(c.ve(t, kv, e).abs());
                 }
                 a = a.max(abs * c.scale as f64);
@@ -288,9 +305,9 @@ fn oracle<T: E>(c: &Case<T>) -> Ref {
             let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let ps: Vec<f64> = xs.iter().map(|x| (x - m).exp()).collect();
             let l: f64 = ps.iter().sum();
-            for e in 0..c.d {
+            for e in 0..c.dv {
                 let s: f64 = seq.iter().zip(&ps).map(|(&t, p)| p * c.ve(t, kv, e)).sum();
-                r.out[row * c.d + e] = s / l;
+                r.out[row * c.dv + e] = s / l;
             }
             r.lse[row] = m + l.ln();
             r.scale_info[row] = (a, vmax, seq.len());
@@ -327,7 +344,7 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
     for (i, m) in mass.iter_mut().enumerate() {
         *m = (i % 3) as f32 * 0.25;
     }
-    let mut ws = workspace(c.d);
+    let mut ws = workspace_dv(c.d, c.dv);
     let mut offsets: Vec<usize> = vec![0];
     let mut ids: Vec<u32> = vec![];
     let keys = match &c.keys {
@@ -356,6 +373,7 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
         n_q: c.n_q,
         h_q: c.h_q,
         d: c.d,
+        dv: c.dv,
         q_tok: c.q_tok(),
         q_head: c.q_head(),
         k: c.k.as_ptr(),
@@ -411,7 +429,7 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
     let mut written = vec![false; o_len / esz];
     for i in 0..c.n_q {
         for h in 0..c.h_q {
-            for e in 0..c.d {
+            for e in 0..c.dv {
                 let at = i * c.o_tok() + h * c.o_head() + e;
                 written[at] = true;
                 out.push(read_out(&out_bytes, c.out_type, at));
@@ -482,9 +500,9 @@ fn check_against<T: E>(id: &str, c: &Case<T>, got: &Got, r: &Ref) -> f64 {
     let t = 2f64.powi(-17);
     for row in 0..c.n_q * c.h_q {
         let (a, vmax, n) = r.scale_info[row];
-        for e in 0..c.d {
-            let want = r.out[row * c.d + e];
-            let x = out_f32(c.out_type, got.out[row * c.d + e]) as f64;
+        for e in 0..c.dv {
+            let want = r.out[row * c.dv + e];
+            let x = out_f32(c.out_type, got.out[row * c.dv + e]) as f64;
             let tol = t * (1.0 + a + n as f64 / 64.0) * vmax + u_out * want.abs() + 1e-37;
             assert!(
                 (x - want).abs() <= tol,
@@ -634,6 +652,129 @@ fn large_head_dims() {
     }
 }
 
+/// A V head dimension different from Q/K's (multi-head latent attention: d = 192,
+/// dv = 128; and smaller, larger, odd and tail sizes on both sides): every key form,
+/// GQA, masks, strides, output types and mass, against the oracle and bit-identical on
+/// every tier.
+fn sweep_dv<T: E>(seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut worst = 0f64;
+    for &(d, dv) in &[
+        (192usize, 128usize),
+        (64, 128),
+        (128, 64),
+        (1, 3),
+        (3, 1),
+        (17, 40),
+        (40, 17),
+        (33, 31),
+        (96, 257),
+        (257, 96),
+        (16, 1),
+    ] {
+        for &(h_q, h_kv) in &[(1, 1), (4, 2), (6, 1), (16, 1)] {
+            let n_k = 1 + rng.below(200);
+            let n_q = 1 + rng.below(9);
+            let pad = rng.below(3);
+            let causal = rng.below(2) == 0;
+            let window = if causal && rng.below(2) == 0 {
+                1 + rng.below(40) as u32
+            } else {
+                0
+            };
+            let keys = match rng.below(3) {
+                0 => Keys::Dense,
+                1 => {
+                    let n = rng.below(n_k + 5);
+                    Keys::Indices((0..n).map(|_| rng.below(n_k) as u32).collect())
+                }
+                _ => {
+                    let b = 1 + rng.below(20);
+                    let qb = 1 + rng.below(4);
+                    let per = [ListsPer::Shared, ListsPer::KvHead, ListsPer::QHead][rng.below(3)];
+                    let nb = n_k.div_ceil(b);
+                    let n_lists = n_q.div_ceil(qb)
+                        * match per {
+                            ListsPer::Shared => 1,
+                            ListsPer::KvHead => h_kv,
+                            ListsPer::QHead => h_q,
+                        };
+                    let lists = (0..n_lists)
+                        .map(|_| {
+                            (0..rng.below(nb + 2))
+                                .map(|_| rng.below(nb) as u32)
+                                .collect()
+                        })
+                        .collect();
+                    Keys::Blocks(b, qb, per, lists)
+                }
+            };
+            let c: Case<T> =
+                Case::random(&mut rng, n_q, h_q, h_kv, d, n_k, pad, keys, causal, window);
+            let mut c = c.with_dv(&mut rng, dv);
+            c.out_type = [OutType::F32, OutType::F16, OutType::BF16][rng.below(3)];
+            c.mass_per_head = [None, Some(false), Some(true)][rng.below(3)];
+            c.want_lse = rng.below(4) != 0;
+            worst = worst.max(check_all(&c));
+        }
+    }
+    eprintln!("{} (dv != d): worst error / tolerance {worst:.3}", T::NAME);
+}
+
+#[test]
+fn v_head_dim_differs_f32() {
+    sweep_dv::<f32>(71);
+}
+#[test]
+fn v_head_dim_differs_f16() {
+    sweep_dv::<f16>(72);
+}
+#[test]
+fn v_head_dim_differs_bf16() {
+    sweep_dv::<bf16>(73);
+}
+
+/// dv != d: a row's result does not depend on the other queries of the call, and a
+/// single visible key returns its V row exactly (no element of K leaks into the
+/// output, nothing past dv is written: `run` checks the padding).
+#[test]
+fn v_head_dim_rows_and_single_key() {
+    let mut rng = Rng::new(74);
+    for &(d, dv) in &[(192usize, 128usize), (24, 100)] {
+        let c: Case<f32> = Case::random(&mut rng, 20, 8, 1, d, 150, 1, Keys::Dense, true, 0);
+        let c = c.with_dv(&mut rng, dv);
+        for k in runnable(ATTEND_F32) {
+            let full = run(&k, &c);
+            for i in [0usize, 7, 19] {
+                let mut one = c.clone();
+                one.n_q = 1;
+                let qt = c.q_tok();
+                one.q = c.q[i * qt..(i + 1) * qt].to_vec();
+                one.q_pos = vec![c.q_pos[i]];
+                one.mass_per_head = None;
+                let g = run(&k, &one);
+                let w = c.h_q * dv;
+                assert_eq!(
+                    g.out[..],
+                    full.out[i * w..(i + 1) * w],
+                    "{} query {i}",
+                    k.id()
+                );
+            }
+        }
+        let mut one: Case<f32> = Case::random(&mut rng, 3, 2, 1, d, 1, 0, Keys::Dense, false, 0);
+        one = one.with_dv(&mut rng, dv);
+        for k in runnable(ATTEND_F32) {
+            let g = run(&k, &one);
+            for row in 0..one.n_q * one.h_q {
+                for e in 0..dv {
+                    assert_eq!(f32::from_bits(g.out[row * dv + e]), one.v[e], "{}", k.id());
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn empty_subsets_and_fully_masked_rows_give_zeros_and_neg_inf() {
     let mut rng = Rng::new(3);
@@ -778,7 +919,7 @@ fn check_all_nan_rows(c: &Case<f32>, nan_rows: &[usize]) {
     for k in runnable(ATTEND_F32) {
         let g = run(&k, c);
         for row in 0..c.n_q * c.h_q {
-            let nan = (0..c.d).all(|e| f32::from_bits(g.out[row * c.d + e]).is_nan());
+            let nan = (0..c.dv).all(|e| f32::from_bits(g.out[row * c.dv + e]).is_nan());
             assert_eq!(nan, nan_rows.contains(&row), "{} row {row}", k.id());
             assert_eq!(
                 g.lse[row].is_nan(),
@@ -1339,19 +1480,24 @@ fn bf16_dot_product_kernel() {
     let k = &ATTEND_BF16_DPBF16[0];
     let mut rng = Rng::new(41);
     let mut differs = false;
-    for &(n_q, h_q, h_kv, d, n_k, causal) in &[
-        (8usize, 8usize, 2usize, 128usize, 300usize, true),
-        (16, 1, 1, 64, 130, false),
-        (5, 4, 4, 80, 77, true),
-        (20, 2, 1, 33, 64, false),
-        (3, 4, 1, 257, 150, true),
+    for &(n_q, h_q, h_kv, d, dv, n_k, causal) in &[
+        (8usize, 8usize, 2usize, 128usize, 128usize, 300usize, true),
+        (16, 1, 1, 64, 64, 130, false),
+        (5, 4, 4, 80, 80, 77, true),
+        (20, 2, 1, 33, 33, 64, false),
+        (3, 4, 1, 257, 257, 150, true),
+        // V head dimension different from Q/K's (MLA and tails).
+        (8, 16, 1, 192, 128, 200, true),
+        (16, 2, 1, 64, 200, 100, false),
+        (5, 4, 2, 40, 17, 90, true),
+        (20, 1, 1, 3, 1, 70, false),
     ] {
         for keys in [
             Keys::Dense,
             Keys::Indices((0..n_k as u32).filter(|t| t % 3 != 0).collect()),
         ] {
-            let mut c: Case<bf16> =
-                Case::random(&mut rng, n_q, h_q, h_kv, d, n_k, 1, keys, causal, 0);
+            let c: Case<bf16> = Case::random(&mut rng, n_q, h_q, h_kv, d, n_k, 1, keys, causal, 0);
+            let mut c = c.with_dv(&mut rng, dv);
             c.mass_per_head = Some(false);
             let r = oracle(&c);
             let got = run(k, &c);
@@ -1359,9 +1505,9 @@ fn bf16_dot_product_kernel() {
             differs |= got.out != canon.out;
             for row in 0..c.n_q * c.h_q {
                 let (a, vmax, n) = r.scale_info[row];
-                for e in 0..c.d {
-                    let want = r.out[row * c.d + e];
-                    let x = f32::from_bits(got.out[row * c.d + e]) as f64;
+                for e in 0..c.dv {
+                    let want = r.out[row * c.dv + e];
+                    let x = f32::from_bits(got.out[row * c.dv + e]) as f64;
                     let tol = 2f64.powi(-8) * (1.0 + a) * vmax
                         + 2f64.powi(-17) * (1.0 + a + n as f64 / 64.0) * vmax;
                     assert!(
@@ -1386,9 +1532,9 @@ fn bf16_dot_product_kernel() {
     }
     let got = run(k, &c);
     for row in 0..c.n_q * c.h_q {
-        for e in 0..c.d {
-            let x = f32::from_bits(got.out[row * c.d + e]) as f64;
-            assert!((x - r.out[row * c.d + e]).abs() < 0.02, "row {row}: {x}");
+        for e in 0..c.dv {
+            let x = f32::from_bits(got.out[row * c.dv + e]) as f64;
+            assert!((x - r.out[row * c.dv + e]).abs() < 0.02, "row {row}: {x}");
         }
     }
 }

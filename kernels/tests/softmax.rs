@@ -530,6 +530,7 @@ fn agrees_with_attention<T: In>() {
                     n_q: 1,
                     h_q: 1,
                     d: 1,
+                    dv: 1,
                     q_tok: 1,
                     q_head: 1,
                     k: keys.as_ptr(),

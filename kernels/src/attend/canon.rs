@@ -35,10 +35,11 @@ pub(crate) trait Backend<T: Elem> {
     );
 
     /// Called once per tile after the queries are packed (`nrows` rows at `q`, `dp`
-    /// apart), with the tile's scratch space ([`SCRATCH_BYTES`]`(dp)` bytes, 64-byte
-    /// aligned). The canonical tiers need nothing.
+    /// apart; output rows `dvp` apart), with the tile's scratch space
+    /// (`super::scratch_bytes_dv(dp, dvp)` bytes, 64-byte aligned). The canonical tiers
+    /// need nothing.
     #[inline(always)]
-    unsafe fn prepare(_nrows: usize, _q: *const f32, _dp: usize, _scratch: *mut u8) {}
+    unsafe fn prepare(_nrows: usize, _q: *const f32, _dp: usize, _dvp: usize, _scratch: *mut u8) {}
 
     /// Step 3 of the canonical algorithm for rows `r < nrows` and keys `j < nb` (dots
     /// in, `p` out): bit `r` of `vis[j]` is set when key `j` is visible to row `r`.
@@ -63,7 +64,8 @@ pub(crate) trait Backend<T: Elem> {
     /// For the run of rows `r0 .. r0 + nrows`: `O_r = alpha_r * O_r`, then `O_r += p_rj
     /// v_j` (fused, in order of `j < nb`, only where bit `r` of `pm[j]` is set). `p`
     /// points at column `r0` of the score buffer, `alpha` at `alpha[r0]`, `o` at the
-    /// run's first packed output row (rows `dp` apart).
+    /// run's first packed output row (rows `dp` apart: here `dp` is the padded V head
+    /// dimension and `d` the V row length, which may differ from the query's).
     #[allow(clippy::too_many_arguments)]
     unsafe fn pv(
         nrows: usize,

@@ -18,9 +18,13 @@ use crate::simd::{self, Avx512, Tier};
 use core::arch::x86_64::*;
 use half::bf16;
 
-/// Scratch layout (bytes): the eligibility flag at 0, probability pairs `[32][16]` u32
-/// at [`PP_OFF`], query pairs `[dp / 2][16]` u32 at [`QT_OFF`], value pairs `[32][dp]`
-/// u32 at [`vp_off`] (see `super::scratch_bytes`).
+/// Scratch layout (bytes): the eligibility flag (u32) at 0, the byte offset of the
+/// value pairs (u64) at [`VP_AT`], probability pairs `[32][16]` u32 at [`PP_OFF`],
+/// query pairs `[dp / 2][16]` u32 at [`QT_OFF`], value pairs `[32][dvp]` u32 at
+/// [`vp_off`]`(dp)` (see `super::scratch_bytes_dv`; `dp` and `dvp` the padded Q/K and V
+/// head dimensions). `prepare` records the value pairs' offset, so that P.V, which
+/// knows only `dvp`, finds them.
+const VP_AT: usize = 8;
 const PP_OFF: usize = 64;
 const QT_OFF: usize = PP_OFF + BK / 2 * TILE_ROWS * 4;
 
@@ -156,11 +160,12 @@ unsafe fn pv_dp_rows<const R: usize>(
 
 impl Backend<bf16> for Avx512Bf16 {
     #[inline(always)]
-    unsafe fn prepare(nrows: usize, q: *const f32, dp_: usize, scratch: *mut u8) {
+    unsafe fn prepare(nrows: usize, q: *const f32, dp_: usize, _dvp: usize, scratch: *mut u8) {
         // Query pairs: qt[i][r] = bf16 bits of elements (2i, 2i + 1) of row r (exact:
         // the packed f32 values are bf16 values), rows past nrows zero.
         // SAFETY: the packed rows and the scratch are as the driver lays them out.
         unsafe {
+            *(scratch.add(VP_AT) as *mut u64) = vp_off(dp_) as u64;
             let qt = scratch.add(QT_OFF) as *mut u32;
             for c in 0..dp_ / 32 {
                 for l in 0..16 {
@@ -249,7 +254,8 @@ impl Backend<bf16> for Avx512Bf16 {
         nb: usize,
         scratch: *mut u8,
     ) {
-        // SAFETY (block): the scratch layout above; V rows hold d elements.
+        // SAFETY (block): the scratch layout above; V rows hold d elements (here `dp_`
+        // and `d` are V's: the output rows).
         unsafe {
             if *(scratch as *const u32) == 0 {
                 return <Canon<Avx512> as Backend<bf16>>::pv(
@@ -258,7 +264,7 @@ impl Backend<bf16> for Avx512Bf16 {
             }
             // Interleave the block's values in key pairs, canonical output layout:
             // per chunk of 32, the 16 odd elements' pairs, then the 16 even ones'.
-            let vpk = scratch.add(vp_off(dp_)) as *mut u32;
+            let vpk = scratch.add(*(scratch.add(VP_AT) as *const u64) as usize) as *mut u32;
             let npairs = nb.div_ceil(2);
             let lo16 = _mm512_set1_epi32(0xffff);
             let hi16 = _mm512_set1_epi32(0xffff_0000u32 as i32);

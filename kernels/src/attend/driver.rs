@@ -103,7 +103,8 @@ pub(crate) unsafe fn attend<T: Elem, B: Backend<T>>(a: &AttendArgs<T>) {
 /// Prefetches the K and V rows of a block for every run of the tile (into L2).
 #[inline(always)]
 unsafe fn prefetch_block<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, kvs: &[usize], b: &Block) {
-    let bytes = a.d * core::mem::size_of::<T>();
+    let kbytes = a.d * core::mem::size_of::<T>();
+    let vbytes = a.dv * core::mem::size_of::<T>();
     for &kv in kvs {
         for &k in &b.kidx[..b.nb] {
             let k = k as usize;
@@ -113,8 +114,12 @@ unsafe fn prefetch_block<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, kvs: &[usize
                 let kp = a.k.add(k * a.k_tok + kv * a.k_head) as *const u8;
                 let vp = a.v.add(k * a.v_tok + kv * a.v_head) as *const u8;
                 let mut o = 0;
-                while o < bytes {
+                while o < kbytes {
                     B::prefetch(kp.add(o));
+                    o += 64;
+                }
+                o = 0;
+                while o < vbytes {
                     B::prefetch(vp.add(o));
                     o += 64;
                 }
@@ -177,10 +182,13 @@ struct Sub {
     vis: [u16; BK],
 }
 
-/// Floats of workspace per tile: packed queries, output accumulators, scores, scratch.
+/// Floats of workspace per tile (padded head dimensions `dp` of Q/K and `dvp` of V):
+/// packed queries, output accumulators, scores, scratch (`super::scratch_bytes_dv`).
 #[inline(always)]
-const fn tile_floats(dp: usize) -> usize {
-    2 * TILE_ROWS * dp + TILE_ROWS * BK + (64 + BK / 2 * TILE_ROWS * 4 + 160 * dp) / 4
+const fn tile_floats(dp: usize, dvp: usize) -> usize {
+    TILE_ROWS * (dp + dvp)
+        + TILE_ROWS * BK
+        + (64 + BK / 2 * TILE_ROWS * 4 + 32 * dp + 128 * dvp) / 4
 }
 
 /// The additive terms of a block in the log2 domain, laid out like the scores: `b[j *
@@ -234,15 +242,16 @@ unsafe fn bias_block<T>(
 unsafe fn sub_init<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, ws: *mut f32) -> Sub {
     let d = a.d;
     let dp = pad32(d);
+    let dvp = pad32(a.dv);
     let g = a.h_q / a.h_kv;
     let n = t.n;
-    // SAFETY: each tile owns tile_floats(dp) floats of the workspace.
+    // SAFETY: each tile owns tile_floats(dp, dvp) floats of the workspace.
     let (qpack, o, s, scratch) = unsafe {
         (
             ws,
             ws.add(TILE_ROWS * dp),
-            ws.add(2 * TILE_ROWS * dp),
-            ws.add(2 * TILE_ROWS * dp + TILE_ROWS * BK) as *mut u8,
+            ws.add(TILE_ROWS * (dp + dvp)),
+            ws.add(TILE_ROWS * (dp + dvp) + TILE_ROWS * BK) as *mut u8,
         )
     };
     let mut sub = Sub {
@@ -283,7 +292,8 @@ unsafe fn sub_init<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, ws: *mut
 
     // Pack the queries (exact conversion, canonical layout, zero padding) and clear O.
     for r in 0..n {
-        // SAFETY: row (qi, hq) of Q holds d elements; the tile's rows hold dp floats.
+        // SAFETY: row (qi, hq) of Q holds d elements; the tile's packed query rows hold
+        // dp floats, its output rows dvp.
         unsafe {
             let src = a.q.add(t.qi[r] * a.q_tok + t.hq[r] * a.q_head);
             let dst = qpack.add(r * dp);
@@ -293,11 +303,11 @@ unsafe fn sub_init<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, t: &Tile, ws: *mut
             for e in 0..d {
                 *dst.add(canon_pos::<T>(e)) = (*src.add(e)).to_f32();
             }
-            core::ptr::write_bytes(o.add(r * dp), 0, dp);
+            core::ptr::write_bytes(o.add(r * dvp), 0, dvp);
         }
     }
     // SAFETY: the packed rows and the scratch are in place.
-    unsafe { B::prepare(n, qpack, dp, scratch) };
+    unsafe { B::prepare(n, qpack, dp, dvp, scratch) };
 
     // Position bounds per row: visible when lo <= k_pos <= hi.
     if a.causal {
@@ -326,8 +336,8 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
     koff: &mut [usize; BK],
     voff: &mut [usize; BK],
 ) {
-    let d = a.d;
-    let dp = pad32(d);
+    let dp = pad32(a.d);
+    let (dv, dvp) = (a.dv, pad32(a.dv));
     let c = Logit::new(a.scale, a.softcap);
     // SAFETY (whole function): indices and rows are in range by the contract; the
     // tile's buffers are its own.
@@ -403,7 +413,7 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
         }
         let (r0, r1) = (sub.run_start[run], sub.run_start[run + 1]);
         let vbase = unsafe { a.v.add(sub.run_kv[run] * a.v_head) };
-        let (pp, ap, op) = unsafe { (s.add(r0), sub.alpha.as_ptr().add(r0), sub.o.add(r0 * dp)) };
+        let (pp, ap, op) = unsafe { (s.add(r0), sub.alpha.as_ptr().add(r0), sub.o.add(r0 * dvp)) };
         unsafe {
             B::pv(
                 r1 - r0,
@@ -412,8 +422,8 @@ unsafe fn sub_block<T: Elem, B: Backend<T>>(
                 ap,
                 &sub.pm,
                 op,
-                dp,
-                d,
+                dvp,
+                dv,
                 vbase,
                 voff,
                 nb_run[run],
@@ -514,14 +524,14 @@ unsafe fn sub_mass<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, sub: &mut Sub, lis
 /// Normalizes and stores a tile's rows (and log-sum-exps).
 #[inline(always)]
 unsafe fn sub_finish<T: Elem>(a: &AttendArgs<T>, sub: &Sub) {
-    let d = a.d;
+    let d = a.dv;
     let dp = pad32(d);
     let esz = a.out_type.size();
     for r in 0..sub.t.n {
         let (i, h) = (sub.t.qi[r], sub.t.hq[r]);
         let (m, l) = (sub.m[r], sub.l[r]);
         let empty = l == 0.0;
-        // SAFETY: output row (i, h) holds d elements; lse (i, h) is in range.
+        // SAFETY: output row (i, h) holds dv elements; lse (i, h) is in range.
         unsafe {
             let dst = a.out.add((i * a.o_tok + h * a.o_head) * esz);
             let orow = sub.o.add(r * dp);
@@ -549,12 +559,12 @@ unsafe fn sub_finish<T: Elem>(a: &AttendArgs<T>, sub: &Sub) {
 /// tiles are grouped.
 #[inline(always)]
 unsafe fn tiles<T: Elem, B: Backend<T>>(a: &AttendArgs<T>, ts: &[Tile], list: usize) {
-    let dp = pad32(a.d);
+    let (dp, dvp) = (pad32(a.d), pad32(a.dv));
     let ws = a.workspace as *mut f32;
     let mut subs: [core::mem::MaybeUninit<Sub>; SUPER] =
         [const { core::mem::MaybeUninit::uninit() }; SUPER];
     for (i, t) in ts.iter().enumerate() {
-        subs[i].write(unsafe { sub_init::<T, B>(a, t, ws.add(i * tile_floats(dp))) });
+        subs[i].write(unsafe { sub_init::<T, B>(a, t, ws.add(i * tile_floats(dp, dvp))) });
     }
     // SAFETY: the first ts.len() entries were written just above.
     let subs = unsafe { core::slice::from_raw_parts_mut(subs.as_mut_ptr() as *mut Sub, ts.len()) };

@@ -3,7 +3,9 @@
 //! and bounds of query-aware block selection (Quest).
 //!
 //! # Tensors
-//! Q is `[n_q, H_q, d]`, K and V are `[n_k, H_kv, d]`, the output is `[n_q, H_q, d]`;
+//! Q and K are `[n_q, H_q, d]` and `[n_k, H_kv, d]`, V is `[n_k, H_kv, dv]` and the
+//! output `[n_q, H_q, dv]` (`dv` may differ from `d`: multi-head latent attention, e.g.
+//! `d = 192`, `dv = 128`; with `dv = d` every bit is as it always was);
 //! element `(t, h, e)` of a tensor lives at `base + t * tok_stride + h * head_stride + e`
 //! (strides in elements, each tensor its own). Query head `h` reads KV head
 //! `h / (H_q / H_kv)` (GQA; MQA when `H_kv == 1`). Q, K and V share one element type
@@ -44,7 +46,7 @@
 //!    Otherwise `alpha = exp2(m - m')`, `p_j = exp2(x_j - m')`,
 //!    `psum = tree16(((p[0..16] + p[16..32]) + p[32..48]) + p[48..64])` (lanewise, `p = 0`
 //!    past the block's end), `l = alpha * l + psum` (two roundings), and each output
-//!    element `O_e = alpha * O_e`, then `O_e = fma(p_j, v_je, O_e)` for every `j` of the
+//!    element (`e < dv`) `O_e = alpha * O_e`, then `O_e = fma(p_j, v_je, O_e)` for every `j` of the
 //!    block in order **whose `p_j != 0`** (a masked or underflowed key contributes
 //!    nothing, even when its value is infinite or NaN); then `m = m'`.
 //! 4. `out_e = O_e / l`, rounded to the output type; the log-sum-exp is
@@ -62,11 +64,12 @@
 //!
 //! # Contract (every variant)
 //! The caller (the `tokenroute` crate) has validated every shape, stride, index and
-//! pointer: `H_kv >= 1`, `H_q % H_kv == 0`, `d >= 1`, every key index and block id in
-//! range, positions present when masking, the workspace at least
-//! [`workspace_bytes`]`(d)` bytes and 64-byte aligned, outputs disjoint from inputs.
-//! Kernels read only the described elements, write only the described outputs (the
-//! `d` elements of each output row, the log-sum-exp and mass entries), never allocate.
+//! pointer: `H_kv >= 1`, `H_q % H_kv == 0`, `d >= 1`, `dv >= 1`, every key index and
+//! block id in range, positions present when masking, the workspace at least
+//! [`workspace_bytes_dv`]`(d, dv)` bytes and 64-byte aligned, outputs disjoint from
+//! inputs. Kernels read only the described elements, write only the described outputs
+//! (the `dv` elements of each output row, the log-sum-exp and mass entries), never
+//! allocate.
 //!
 //! # Code
 //! `numerics.rs` (exp2, the f64 logarithm and exponential, output rounding, the packed
@@ -108,27 +111,43 @@ pub const TILE_ROWS: usize = 16;
 /// Tiles sharing each block of keys while it is in cache.
 pub const SUPER: usize = 4;
 
-/// Bytes of workspace an attention call with head dimension `d` needs (`None` on
-/// overflow). The workspace must be 64-byte aligned.
+/// Bytes of workspace an attention call with head dimension `d` (Q, K, V and the
+/// output) needs (`None` on overflow): [`workspace_bytes_dv`]`(d, d)`.
 pub fn workspace_bytes(d: usize) -> Option<usize> {
+    workspace_bytes_dv(d, d)
+}
+
+/// Bytes of workspace an attention call with Q/K head dimension `d` and V/output head
+/// dimension `dv` needs (`None` on overflow). The workspace must be 64-byte aligned.
+pub fn workspace_bytes_dv(d: usize, dv: usize) -> Option<usize> {
     let dp = d.checked_add(31)? & !31;
-    // Per tile: packed queries and accumulators (2 x TILE_ROWS x dp), scores
+    let dvp = dv.checked_add(31)? & !31;
+    // Per tile: packed queries (TILE_ROWS x dp), accumulators (TILE_ROWS x dvp), scores
     // (TILE_ROWS x BK), scratch.
     let per_tile = TILE_ROWS
-        .checked_mul(dp)?
-        .checked_mul(2)?
+        .checked_mul(dp.checked_add(dvp)?)?
         .checked_add(TILE_ROWS * BK)?
         .checked_mul(4)?
-        .checked_add(scratch_bytes(dp)?)?;
+        .checked_add(scratch_bytes_dv(dp, dvp)?)?;
     per_tile.checked_mul(SUPER)
 }
 
-/// Bytes of per-tile scratch for a padded head dimension `dp` (used by the
-/// AVX512-BF16 path: packed query pairs, probability pairs, value pairs).
+/// Bytes of per-tile scratch for a padded head dimension `dp` (Q, K, V):
+/// [`scratch_bytes_dv`]`(dp, dp)`.
 pub const fn scratch_bytes(dp: usize) -> Option<usize> {
+    scratch_bytes_dv(dp, dp)
+}
+
+/// Bytes of per-tile scratch for padded head dimensions `dp` (Q, K) and `dvp` (V) (used
+/// by the AVX512-BF16 path: packed query pairs, probability pairs, value pairs).
+pub const fn scratch_bytes_dv(dp: usize, dvp: usize) -> Option<usize> {
     // 64 (flags) + BK / 2 * TILE_ROWS * 4 (probability pairs) + dp / 2 * TILE_ROWS * 4
-    // (query pairs) + BK / 2 * dp * 4 (value pairs).
-    match dp.checked_mul(32 + 128) {
+    // (query pairs) + BK / 2 * dvp * 4 (value pairs).
+    let (q, v) = match (dp.checked_mul(32), dvp.checked_mul(128)) {
+        (Some(q), Some(v)) => (q, v),
+        _ => return None,
+    };
+    match q.checked_add(v) {
         Some(x) => x.checked_add(64 + BK / 2 * TILE_ROWS * 4),
         None => None,
     }
@@ -190,7 +209,10 @@ pub struct AttendArgs<T> {
     pub q: *const T,
     pub n_q: usize,
     pub h_q: usize,
+    /// Elements of a Q and a K row (the dot products).
     pub d: usize,
+    /// Elements of a V row and of an output row (`d` unless V's head size differs).
+    pub dv: usize,
     pub q_tok: usize,
     pub q_head: usize,
     pub k: *const T,
@@ -240,7 +262,7 @@ pub struct AttendArgs<T> {
     /// head `g` and K row `k` (`mass_head = 0`: every head into one array).
     pub mass: *mut f32,
     pub mass_head: usize,
-    /// [`workspace_bytes`]`(d)` bytes, 64-byte aligned.
+    /// [`workspace_bytes_dv`]`(d, dv)` bytes, 64-byte aligned.
     pub workspace: *mut u8,
 }
 
