@@ -420,6 +420,88 @@ static void test_bias(void) {
     for (int e = 0; e < NQ * HQ * D; e++) CHECK(out[e] == 7.0f);
 }
 
+/* A V head size different from head_dim (options->v_head_dim, multi-head latent
+ * attention): v [NK][HKV][dv] and out [NQ][HQ][dv] against the reference for dv below and
+ * above D, causal with lse; 0 means head_dim; an older caller's 152-byte struct (no
+ * v_head_dim, garbage past it) gets head_dim; a dv that v's or out's strides cannot hold
+ * is BAD_STRIDE with nothing written. */
+enum { DVMAX = 40 };
+static void test_v_head_dim(void) {
+    static float vw[NK * HKV * DVMAX], out[NQ * HQ * DVMAX], plain[NQ * HQ * D];
+    static float lse[NQ * HQ];
+    for (int e = 0; e < NK * HKV * DVMAX; e++) vw[e] = rnd();
+    const size_t dvs[] = {10, 40, 1};
+    tkr_attention_options opts;
+    CHECK(TKR_STATUS_OK == tkr_attention_options_init(&opts));
+    CHECK(opts.v_head_dim == 0);
+    for (size_t c = 0; c < sizeof dvs / sizeof dvs[0]; c++) {
+        size_t dv = dvs[c];
+        opts.v_head_dim = dv;
+        opts.flags = TKR_ATTENTION_CAUSAL;
+        opts.q_positions = qpos;
+        opts.k_positions = kpos;
+        opts.lse = lse;
+        CHECK_STATUS(tkr_attention(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, k, vw, NK, HKV, HKV * D, D,
+                                   HKV * dv, dv, NULL, &opts, out, HQ * dv, dv),
+                     TKR_STATUS_OK);
+        int seen = 0;
+        for (int i = 0; i < NQ; i++)
+            for (int h = 0; h < HQ; h++) {
+                int g = h / (HQ / HKV);
+                double m = -INFINITY, l = 0.0, x[NK], want[DVMAX] = {0};
+                for (int t = 0; t < NK; t++) {
+                    x[t] = -INFINITY;
+                    if (kpos[t] > qpos[i]) continue;
+                    double dot = 0.0;
+                    for (int e = 0; e < D; e++)
+                        dot += (double)q[(i * HQ + h) * D + e] * k[(t * HKV + g) * D + e];
+                    x[t] = dot / sqrt((double)D);
+                    if (x[t] > m) m = x[t];
+                }
+                if (m == -INFINITY) {
+                    CHECK(lse[i * HQ + h] == -INFINITY);
+                    for (size_t e = 0; e < dv; e++) CHECK(out[(i * HQ + h) * dv + e] == 0.0f);
+                    continue;
+                }
+                seen++;
+                for (int t = 0; t < NK; t++) {
+                    if (x[t] == -INFINITY) continue;
+                    double p = exp(x[t] - m);
+                    l += p;
+                    for (size_t e = 0; e < dv; e++) want[e] += p * vw[(t * HKV + g) * dv + e];
+                }
+                CHECK(fabs(lse[i * HQ + h] - (m + log(l))) < 1e-5 * (1.0 + fabs(m + log(l))));
+                for (size_t e = 0; e < dv; e++)
+                    CHECK(fabs(out[(i * HQ + h) * dv + e] - want[e] / l) < 1e-5);
+            }
+        CHECK(seen > 0);
+    }
+    /* 0 means head_dim; a 152-byte struct (before v_head_dim) with garbage past it too. */
+    opts.flags = 0;
+    opts.lse = NULL;
+    opts.v_head_dim = 0;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, plain));
+    opts.v_head_dim = 12345;
+    opts.struct_size = 152;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out));
+    CHECK(memcmp(out, plain, sizeof plain) == 0);
+    opts.struct_size = sizeof opts;
+    /* dv larger than v's (or out's) head stride holds: BAD_STRIDE, nothing written. */
+    for (int e = 0; e < NQ * HQ * DVMAX; e++) out[e] = 7.0f;
+    opts.v_head_dim = 30;
+    CHECK_STATUS(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out), TKR_STATUS_BAD_STRIDE);
+    CHECK(strstr(tkr_last_error_message(), "v_token_stride") != NULL);
+    CHECK_STATUS(tkr_attention(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, k, vw, NK, HKV, HKV * D, D,
+                               HKV * 30, 30, NULL, &opts, out, HQ * D, D),
+                 TKR_STATUS_BAD_STRIDE);
+    CHECK(strstr(tkr_last_error_message(), "out_token_stride") != NULL);
+    /* Values before buffers: heads that do not divide win over the bad stride. */
+    CHECK_STATUS(tkr_attention(TKR_DTYPE_F32, q, NQ, HQ, D, HQ * D, D, k, v, NK, 3, HKV * D, D,
+                               HKV * D, D, NULL, &opts, out, HQ * D, D),
+                 TKR_STATUS_INVALID_ARGUMENT);
+    for (int e = 0; e < NQ * HQ * DVMAX; e++) CHECK(out[e] == 7.0f);
+}
+
 int main(void) {
     check_expected_isa();
     for (int e = 0; e < NQ * HQ * D; e++) q[e] = rnd();
@@ -436,5 +518,6 @@ int main(void) {
     test_softcap();
     test_alibi();
     test_bias();
+    test_v_head_dim();
     return finish_tests("attend");
 }

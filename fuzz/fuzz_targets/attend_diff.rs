@@ -7,6 +7,8 @@
 //! requires:
 //! - bit-identical results on every level (outputs, log-sum-exps, masses, and every
 //!   byte around them), as the docs promise;
+//! - V head sizes different from the Q/K head size (multi-head latent attention):
+//!   sometimes `dv != d`, smaller or larger, V and the output `[.., dv]`;
 //! - with finite moderate inputs, agreement with an f64 evaluation within the
 //!   documented bound `2^-17 (1 + A + n/64) vmax + u_out |ref|` (lse within
 //!   `2^-17 (1 + A + |lse|)`), zeros and `-inf` for a row that sees no key;
@@ -169,6 +171,38 @@ impl<T: Copy> T3<T> {
 
     fn view(&self) -> Heads<'_, T> {
         Heads::new(&self.data, self.n, self.h, self.d, self.ts, self.hs).unwrap()
+    }
+
+    /// The tensor with head size `dv` (token-major, one element of padding per head),
+    /// element `(t, h, e)` taken from element `(t, h, e % d)` (no further input read).
+    fn with_dim(&self, dv: usize) -> T3<T> {
+        let (hs, ts) = (dv + 1, self.h * (dv + 1) + 1);
+        let span = if self.n == 0 || self.h == 0 {
+            0
+        } else {
+            (self.n - 1) * ts + (self.h - 1) * hs + dv
+        };
+        // (span > 0: the source holds at least one element.)
+        let mut data = if span == 0 {
+            Vec::new()
+        } else {
+            vec![self.data[0]; span]
+        };
+        for t in 0..self.n {
+            for h in 0..self.h {
+                for e in 0..dv {
+                    data[t * ts + h * hs + e] = self.data[self.at(t, h, e % self.d)];
+                }
+            }
+        }
+        T3 {
+            n: self.n,
+            h: self.h,
+            d: dv,
+            ts,
+            hs,
+            data,
+        }
     }
 }
 
@@ -338,6 +372,27 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
         ..opts
     };
     let cap = softcap.map_or(0.0, |c| c as f64);
+    // A V head size dv different from d (multi-head latent attention), read last: V
+    // becomes [n_k, h_kv, dv] (derived from the V drawn above), the output [n_q, h_q, dv]
+    // (token-major, padded).
+    let dv = match inp.u8() % 8 {
+        1 => 1 + inp.len(69),
+        2 => d + 1 + inp.below(40),
+        3 => (d / 2).max(1),
+        _ => d,
+    };
+    let v = if dv == d { v } else { v.with_dim(dv) };
+    let (ots, ohs, olen) = if dv == d {
+        (ots, ohs, olen)
+    } else {
+        let (ts, hs) = (h_q * (dv + 1) + 2, dv + 1);
+        let span = if n_q == 0 {
+            0
+        } else {
+            (n_q - 1) * ts + (h_q - 1) * hs + dv
+        };
+        (ts, hs, span + 2)
+    };
 
     type Got = (Vec<u32>, Vec<u32>, Vec<u32>);
     let mut first: Option<Got> = None;
@@ -351,7 +406,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
             v.view(),
             keys,
             &opts,
-            HeadsMut::new(&mut out, n_q, h_q, d, ots, ohs).unwrap(),
+            HeadsMut::new(&mut out, n_q, h_q, dv, ots, ohs).unwrap(),
             AttendExtras {
                 lse: want_lse.then_some((&mut lse[..], lse_tok)),
                 mass: match mass_mode {
@@ -433,12 +488,12 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                         }
                     })
                     .collect();
-                for e in 0..d {
+                for e in 0..dv {
                     written[out_at(i, h, e, ots, ohs)] = true;
                 }
                 let lse_got = want_lse.then(|| lse[i * lse_eff + h]);
                 if seq.is_empty() {
-                    for e in 0..d {
+                    for e in 0..dv {
                         assert_eq!(
                             out[out_at(i, h, e, ots, ohs)].bits(),
                             O::of32(0.0).bits(),
@@ -463,6 +518,8 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                             * k.data[k.at(t, kv, e)].to32() as f64;
                         dot += p;
                         abs += p.abs();
+                    }
+                    for e in 0..dv {
                         vmax = vmax.max((v.data[v.at(t, kv, e)].to32() as f64).abs());
                     }
                     let mut x = match softcap {
@@ -490,7 +547,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
                 // A softcap adds 2^-20 c vmax (header, tkr_attention_options.softcap).
                 let tol0 = 2f64.powi(-17) * (1.0 + a + seq.len() as f64 / 64.0) * vmax
                     + 2f64.powi(-20) * cap * vmax;
-                for e in 0..d {
+                for e in 0..dv {
                     let want = seq
                         .iter()
                         .zip(&ps)

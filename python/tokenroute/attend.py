@@ -116,6 +116,7 @@ class AttentionOptions(ctypes.Structure):
         ("bias_head_stride", c_size_t),
         ("bias_query_stride", c_size_t),
         ("bias_batch_stride", c_size_t),
+        ("v_head_dim", c_size_t),
     ]
 
 
@@ -307,8 +308,11 @@ def attention(
 ):
     """Attention of queries over a subset of keys (``tkr_attention``).
 
-    ``q``: ``[n_q, n_heads_q, head_dim]``; ``k``, ``v``: ``[n_k, n_heads_kv, head_dim]``
-    of the same element type; ``n_heads_q`` a multiple of ``n_heads_kv`` (GQA).
+    ``q``: ``[n_q, n_heads_q, head_dim]``; ``k``: ``[n_k, n_heads_kv, head_dim]``;
+    ``v``: ``[n_k, n_heads_kv, v_head_dim]``, all of the same element type;
+    ``n_heads_q`` a multiple of ``n_heads_kv`` (GQA). ``v_head_dim`` (v's last
+    dimension) may differ from ``head_dim`` (multi-head latent attention: 192 and 128,
+    no zero-padding of v); the output is ``[n_q, n_heads_q, v_head_dim]``.
 
     Keys: dense by default; ``indices`` (K rows, shared by every query and head) or the
     block form (``block_size``, ``query_block_size``, ``block_offsets``, ``block_ids``,
@@ -359,26 +363,29 @@ def attention(
     if dtype is None and type(q) is NDARRAY and type(k) is NDARRAY and type(v) is NDARRAY:
         # Fast path: C-contiguous q, k, v of one element type and matching shapes.
         dt = q.dtype
-        if dt is k.dtype and dt is v.dtype and q.ndim == 3 and k.ndim == 3:
+        if dt is k.dtype and dt is v.dtype and q.ndim == 3 and k.ndim == 3 and v.ndim == 3:
             qp, kp, vp = cptr(q), cptr(k), cptr(v)
             n_q, hq, d = q.shape
-            ks = k.shape
-            n_k, hkv, dk = ks
-            if qp and kp and vp and dk == d and v.shape == ks:
+            n_k, hkv, dk = k.shape
+            n_v, hv, dv = v.shape
+            if qp and kp and vp and dk == d and n_v == n_k and hv == hkv and dv:
                 code = ELEMENT_CODES.get(dt)
                 qts, qhs = hq * d, d
-                kts = vts = hkv * d
-                khs = vhs = d
+                kts, khs = hkv * d, d
+                vts, vhs = hkv * dv, dv
     if code is None:
         q, code, qp, n_q, hq, d, qts, qhs = _tensor(q, fn, "q", dtype)
         k, kcode, kp, n_k, hkv, dk, kts, khs = _tensor(k, fn, "k", dtype)
         v, vcode, vp, n_v, hv, dv, vts, vhs = _tensor(v, fn, "v", dtype)
         if not (code == kcode == vcode) or q.dtype != k.dtype or q.dtype != v.dtype:
             raise invalid(fn, f"q, k and v must share an element type ({q.dtype}, {k.dtype}, {v.dtype})")
-        if n_v != n_k or hv != hkv or dv != dk:
-            raise invalid(fn, f"k {k.shape} and v {v.shape} must have the same shape")
+        if n_v != n_k or hv != hkv:
+            raise invalid(fn, f"k {k.shape} and v {v.shape} must have the same tokens and heads")
         if dk != d:
             raise invalid(fn, f"q has head_dim {d} but k has {dk}")
+        if dv == 0 and d != 0:
+            # (tkr_attention reads v_head_dim = 0 as head_dim.)
+            raise invalid(fn, "v has head_dim 0")
     alive = batch = None
     if cu_seqlens_q is not None or cu_seqlens_k is not None:
         batch, cu_q = _ragged(fn, cu_seqlens_q, cu_seqlens_k)
@@ -399,9 +406,10 @@ def attention(
         causal or window or scale or bf16_dot or want_lse or want_mass or out_dtype is not None
         or q_positions is not None or k_positions is not None or causal_align is not None
         or batch is not None or sinks is not None or window_right is not None
-        or softcap is not None or alibi_slopes is not None or bias is not None
+        or softcap is not None or alibi_slopes is not None or bias is not None or dv != d
     ):
         opts = options(AttentionOptions)
+        opts.v_head_dim = dv
         if causal_align is not None:
             if causal_align not in CAUSAL_ALIGNS:
                 raise invalid(fn, f"causal_align must be one of {sorted(CAUSAL_ALIGNS)}, not {causal_align!r}")
@@ -443,16 +451,16 @@ def attention(
         opts = positions = None
         ocode, odt = code, q.dtype
     if out is None:
-        out = np.empty((n_q, hq, d), dtype=odt)
+        out = np.empty((n_q, hq, dv), dtype=odt)
         op = addr(out)
-        ots, ohs = hq * d, d
-    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (n_q, hq, d) and (op := wptr(out)):
-        ots, ohs = hq * d, d
+        ots, ohs = hq * dv, dv
+    elif type(out) is NDARRAY and out.dtype is odt and out.shape == (n_q, hq, dv) and (op := wptr(out)):
+        ots, ohs = hq * dv, dv
     else:
         op = addr(out) if isinstance(out, np.ndarray) else 0
         if isinstance(out, np.ndarray) and out.dtype == np.uint16 and ocode != TKR_DTYPE_F32:
             odt = out.dtype  # bit patterns of the 16-bit output type
-        ots, ohs = _out_tensor(out, fn, (n_q, hq, d), odt)
+        ots, ohs = _out_tensor(out, fn, (n_q, hq, dv), odt)
     lse = None
     if want_lse:
         if out_lse is None:

@@ -137,6 +137,14 @@ pub struct tkr_attention_options {
     pub bias_head_stride: usize,
     pub bias_query_stride: usize,
     pub bias_batch_stride: usize,
+    /// The head size dv of v and out (multi-head latent attention, e.g. head_dim = 192
+    /// for q and k and v_head_dim = 128, without zero-padding v): 0 means head_dim. v is
+    /// then [n_k, n_heads_kv, dv] and out [n_q, n_heads_q, dv]; their strides must hold
+    /// dv elements per row (the overlap rule of q with dv for head_dim), else
+    /// TKR_STATUS_BAD_STRIDE. The default scale stays 1 / sqrt(head_dim); vmax in the
+    /// error bounds is over the dv elements of v. (A struct of an earlier version,
+    /// without this field, means 0.)
+    pub v_head_dim: usize,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -290,11 +298,15 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 ///   q[t * q_token_stride + h * q_head_stride + e] (strides in elements). Rows may not
 ///   overlap: the smaller stride must hold head_dim elements, the larger one all rows of
 ///   the smaller (both token-major and head-major layouts work).
-/// - `k`, `v`: [n_k, n_heads_kv, head_dim] each, with their own strides.
-///   n_heads_q must be a multiple of n_heads_kv (GQA; MQA with n_heads_kv = 1).
+/// - `k`: [n_k, n_heads_kv, head_dim], `v`: [n_k, n_heads_kv, dv] with dv =
+///   options->v_head_dim (0, the default: dv = head_dim; multi-head latent attention:
+///   head_dim 192, dv 128), each with its own strides and the same overlap rule (v's
+///   with dv elements per row). n_heads_q must be a multiple of n_heads_kv (GQA; MQA
+///   with n_heads_kv = 1).
 /// - `keys`: NULL (dense) or the key subset. `options`: NULL (defaults) or the options.
-/// - `out`: [n_q, n_heads_q, head_dim] of options->out_dtype (default: dtype), with its
-///   strides; only the head_dim elements of each row are written.
+/// - `out`: [n_q, n_heads_q, dv] of options->out_dtype (default: dtype), with its
+///   strides (the overlap rule with dv elements per row); only the dv elements of each
+///   row are written.
 /// - Batches (options->batch, see tkr_attention_batch): a dense batch of n_seqs
 ///   sequences of n_q queries and n_k keys each at batch strides, or a ragged batch of
 ///   sequences packed back to back (n_q and n_k then count every row), in one call;
@@ -345,12 +357,12 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// nothing is written.
 ///
 /// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
-/// allocates a per-thread scratch buffer of about 128 * head_dim bytes (on every thread
-/// that runs units of the call), kept for reuse; split-K calls also use a buffer of the
-/// calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
+/// allocates a per-thread scratch buffer of about 384 * head_dim + 768 * dv + 25000
+/// bytes (on every thread that runs units of the call), kept for reuse; split-K calls also use a buffer
+/// of the calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (dv + 1) bytes, and
 /// calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
 /// unit of 1024 rows, and calls with sinks (not split-K) one of
-/// 4 * n_q * n_heads_q * (2 * head_dim + 2) bytes, kept likewise; later calls do not
+/// 4 * n_q * n_heads_q * (2 * dv + 2) bytes, kept likewise; later calls do not
 /// allocate.
 #[no_mangle]
 pub unsafe extern "C" fn tkr_attention(
@@ -477,6 +489,8 @@ impl RawAttention {
         let d = self.head_dim;
         // Shape rules first, so that they get their own status before any buffer check.
         check_heads(d, self.n_heads_q, self.n_heads_kv)?;
+        // V's and the output's head size (0: head_dim).
+        let dv = if o.v_head_dim == 0 { d } else { o.v_head_dim };
         // The batch (NULL: one sequence) and what every buffer must hold.
         let bt = if o.batch.is_null() {
             None
@@ -616,6 +630,7 @@ impl RawAttention {
             o.lse_token_stride
         };
         let dims = |n: usize, h: usize, ts: usize, hs: usize| (n, h, d, ts, hs);
+        let dims_v = |n: usize, h: usize, ts: usize, hs: usize| (n, h, dv, ts, hs);
         let qdims = dims(
             self.n_q,
             self.n_heads_q,
@@ -628,13 +643,13 @@ impl RawAttention {
             self.k_token_stride,
             self.k_head_stride,
         );
-        let vdims = dims(
+        let vdims = dims_v(
             self.n_k,
             self.n_heads_kv,
             self.v_token_stride,
             self.v_head_stride,
         );
-        let odims = dims(
+        let odims = dims_v(
             self.n_q,
             self.n_heads_q,
             self.out_token_stride,
@@ -647,7 +662,7 @@ impl RawAttention {
             (vdims, "v_token_stride, v_head_stride"),
             (odims, "out_token_stride, out_head_stride"),
         ] {
-            span3(t.0, t.1, d, t.3, t.4).arg(name)?;
+            span3(t.0, t.1, t.2, t.3, t.4).arg(name)?;
         }
         if !o.lse.is_null() {
             span(self.n_q, self.n_heads_q, lse_stride).arg("options->lse_token_stride")?;
@@ -871,7 +886,7 @@ impl RawAttention {
                 vs,
                 self.n_k,
                 self.n_heads_kv,
-                d,
+                dv,
                 self.v_token_stride,
                 self.v_head_stride,
             )?,
@@ -882,7 +897,7 @@ impl RawAttention {
                 out,
                 self.n_q,
                 self.n_heads_q,
-                d,
+                dv,
                 self.out_token_stride,
                 self.out_head_stride,
             )?,

@@ -409,8 +409,11 @@ impl OutElement for bf16 {
 }
 
 impl Kernels {
-    /// Attention of `q` `[n_q, H_q, d]` over a subset of the keys of `k`, `v`
-    /// `[n_k, H_kv, d]`, written to `out` `[n_q, H_q, d]` (any of f32, f16, bf16).
+    /// Attention of `q` `[n_q, H_q, d]` over a subset of the keys of `k` `[n_k, H_kv,
+    /// d]` and `v` `[n_k, H_kv, dv]`, written to `out` `[n_q, H_q, dv]` (any of f32, f16,
+    /// bf16). V's head dimension `dv` may differ from Q/K's `d` (multi-head latent
+    /// attention: `d = 192`, `dv = 128`, no zero-padding of V); the default scale stays
+    /// `1 / sqrt(d)`, and with `dv = d` every result is bit for bit what it always was.
     ///
     /// Query head `h` reads KV head `h / (H_q / H_kv)`; `H_q` must be a multiple of
     /// `H_kv`. Flash-style: keys are taken in fixed blocks of 64 with an online softmax,
@@ -425,8 +428,9 @@ impl Kernels {
     /// `vdpbf16ps`, probabilities rounded to bf16 for P.V): see the crate docs for its
     /// bound.
     ///
-    /// Errors: `INVALID_ARGUMENT` (head dims differ or are 0, `H_q % H_kv != 0`, `K`/`V`
-    /// or `out` shapes differ, a non-finite scale, malformed block
+    /// Errors: `INVALID_ARGUMENT` (`q` and `k` head dims differ, `out`'s differs from
+    /// `v`'s, a head dim is 0, `H_q % H_kv != 0`, `K`/`V` tokens or heads differ, `out`'s
+    /// tokens or heads differ from `q`'s, a non-finite scale, malformed block
     /// lists, `n_k >= 2^32`), `OUT_OF_RANGE` (a key index or block id), `NULL_POINTER`
     /// (positions missing when masking), `BUFFER_TOO_SMALL`, `BAD_STRIDE`,
     /// `SIZE_OVERFLOW`. Nothing is written on error.

@@ -375,12 +375,14 @@ impl Kernels {
         out: HeadsMut<'_, O>,
         extras: AttendExtras<'_>,
     ) -> Result<()> {
-        let d = q.head_dim;
+        let (d, dv) = (q.head_dim, v.head_dim);
         ensure!(d > 0, InvalidArgument, "head_dim = 0");
+        ensure!(dv > 0, InvalidArgument, "v head_dim = 0");
+        ensure!(k.head_dim == d, InvalidArgument, "q and k head dims differ");
         ensure!(
-            k.head_dim == d && v.head_dim == d && out.head_dim == d,
+            out.head_dim == dv,
             InvalidArgument,
-            "q, k, v and out head dims differ"
+            "out head dim differs from v's"
         );
         ensure!(
             k.n_tokens == v.n_tokens && k.n_heads == v.n_heads,
@@ -498,14 +500,15 @@ impl Kernels {
             g: h_q / h_kv,
         };
 
-        // The batch's extent in every buffer.
+        // The batch's extent in every buffer (V and the output rows hold dv elements).
         let dims = |n: usize, h: usize, ts: usize, hs: usize| (n, h, d, ts, hs);
+        let dims_v = |n: usize, h: usize, ts: usize, hs: usize| (n, h, dv, ts, hs);
         let e = extents(
             batch,
             dims(q.n_tokens, h_q, q.token_stride, q.head_stride),
             dims(k.n_tokens, h_kv, k.token_stride, k.head_stride),
-            dims(v.n_tokens, h_kv, v.token_stride, v.head_stride),
-            dims(out.n_tokens, h_q, out.token_stride, out.head_stride),
+            dims_v(v.n_tokens, h_kv, v.token_stride, v.head_stride),
+            dims_v(out.n_tokens, h_q, out.token_stride, out.head_stride),
             (extras.lse.is_some(), lse_tok),
             call.mass_head,
         )?;
@@ -652,7 +655,7 @@ impl Kernels {
             // Nothing to write: never size a workspace for head_dim.
             return Ok(());
         }
-        let ws = ka::workspace_bytes(d).ok_or(too_big("workspace size overflows"))?;
+        let ws = ka::workspace_bytes_dv(d, dv).ok_or(too_big("workspace size overflows"))?;
         let (out_ptr, out_type) = (out.data.as_mut_ptr() as *mut u8, O::out_type());
         let esz = out_type.size();
         let (lse_ptr, mass_ptr) = (
@@ -672,6 +675,7 @@ impl Kernels {
                 n_q: s.n_q,
                 h_q,
                 d,
+                dv,
                 q_tok: q.token_stride,
                 q_head: q.head_stride,
                 k: k.data.as_ptr().wrapping_add(s.k),
@@ -754,7 +758,7 @@ impl Kernels {
             s.n_q
                 .saturating_mul(h_q)
                 .saturating_mul(s.n_k.max(1))
-                .saturating_mul(d)
+                .saturating_mul(d.max(dv))
         };
         let min_work = parallel::min_parallel_work();
         let big = |s: &Seq| seq_work(s) >= min_work;

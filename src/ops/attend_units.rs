@@ -191,7 +191,7 @@ pub(crate) fn attend<T: Copy>(
     if !sinks.is_null() {
         return with_sinks(f, merge, a, ws, sinks);
     }
-    let d = a.d;
+    let d = a.d.max(a.dv);
     let keys = key_count(&a).unwrap_or(a.n_k);
     let row_work = keys.saturating_mul(d).max(1);
     let work = a.n_q.saturating_mul(a.h_q).saturating_mul(row_work);
@@ -297,7 +297,8 @@ fn with_sinks<T: Copy>(
     ws: usize,
     sinks: *const f32,
 ) -> Result<()> {
-    let (d, h_q) = (a.d, a.h_q);
+    // Output rows (and the merge's) hold V's head dimension.
+    let (d, h_q) = (a.dv, a.h_q);
     let rows = a.n_q.checked_mul(h_q).ok_or_else(overflow)?;
     let bytes = d
         .checked_mul(2)
@@ -306,7 +307,7 @@ fn with_sinks<T: Copy>(
         .and_then(|x| x.checked_mul(4))
         .ok_or_else(overflow)?;
     let keys = key_count(&a).unwrap_or(a.n_k);
-    let work = rows.saturating_mul(keys.saturating_mul(d).max(1));
+    let work = rows.saturating_mul(keys.saturating_mul(a.d.max(d)).max(1));
     parallel::with_call_scratch(bytes, |p| -> Result<()> {
         let parts = p as *mut f32;
         let lses = parts.wrapping_add(rows * 2 * d);
@@ -366,7 +367,8 @@ fn split_k<T: Copy>(
     n: usize,
     sinks: *const f32,
 ) -> Result<()> {
-    let d = a.d;
+    // Partial and merged rows hold V's head dimension.
+    let d = a.dv;
     let g = a.h_q / a.h_kv;
     let n_ch = n.div_ceil(SPLIT_K_CHUNK);
     let n_parts = n_ch + usize::from(!sinks.is_null());
@@ -378,7 +380,7 @@ fn split_k<T: Copy>(
         .and_then(|x| x.checked_mul(4))
         .ok_or_else(overflow)?;
     let merge_ws = d.checked_mul(4).ok_or_else(overflow)?;
-    let work = rows.saturating_mul(n).saturating_mul(d);
+    let work = rows.saturating_mul(n).saturating_mul(a.d.max(d));
     parallel::with_call_scratch(bytes, |p| -> Result<()> {
         let parts = p as *mut f32;
         let lses = parts.wrapping_add(n_parts * part_floats);

@@ -14,7 +14,11 @@
 //! bf16, SmolLM2's 9/3 heads with head_dim 64 and 32/8 heads with head_dim 128, dense
 //! and block-sparse at Quest budgets (per-query-head lists of 16-key blocks, the first
 //! and newest blocks among them, the heads of a KV group sharing their list); bound:
-//! reading the K/V bytes touched.
+//! reading the K/V bytes touched. Multi-head latent attention (DeepSeek: Q/K head size
+//! 192, V head size 128): `decode_mla` (16 query heads, each its own KV head, over
+//! 2048 of 8192 keys) and `prefill_causal_mla`, each beside its `_padded` twin, the
+//! workaround without a separate V head size (V zero-padded to 192, the output sliced
+//! back to 128): the ratio of the two times is what the option saves.
 
 use super::{bits, values};
 use crate::{Bound, Case};
@@ -29,6 +33,8 @@ struct Attend<T> {
     h_q: usize,
     h_kv: usize,
     d: usize,
+    /// V's (and the output's) head size; `d` unless a `_mla` case.
+    dv: usize,
     n_k: usize,
     q: Vec<T>,
     k: Vec<T>,
@@ -116,23 +122,28 @@ impl<T: AttendElement> Case for Attend<T> {
     }
     fn shape(&self) -> String {
         format!(
-            "{}q_{}of{}k_{}/{}h_d{}{}",
+            "{}q_{}of{}k_{}/{}h_d{}{}{}",
             self.n_q,
             self.n_keys(),
             self.n_k,
             self.h_q,
             self.h_kv,
             self.d,
+            if self.dv == self.d {
+                String::new()
+            } else {
+                format!("_dv{}", self.dv)
+            },
             self.blocks
                 .as_ref()
                 .map_or(String::new(), |b| format!("_b{}", b.size))
         )
     }
     fn bytes(&self) -> u64 {
-        (2 * self.n_keys() * self.h_kv * self.d * std::mem::size_of::<T>()) as u64
+        (self.n_keys() * self.h_kv * (self.d + self.dv) * std::mem::size_of::<T>()) as u64
     }
     fn flops(&self) -> u64 {
-        (4 * self.visible * self.d * self.h_q) as u64
+        (2 * self.visible * (self.d + self.dv) * self.h_q) as u64
     }
     fn bound(&self) -> Bound {
         if self.n_q == 1 {
@@ -152,14 +163,14 @@ impl<T: AttendElement> Case for Attend<T> {
                 .attention_batch(
                     Heads::dense(&self.q, self.n_q, self.h_q, self.d).unwrap(),
                     Heads::dense(&self.k, self.n_k, self.h_kv, self.d).unwrap(),
-                    Heads::dense(&self.v, self.n_k, self.h_kv, self.d).unwrap(),
+                    Heads::dense(&self.v, self.n_k, self.h_kv, self.dv).unwrap(),
                     KeySubset::Dense,
                     &opts,
                     &Batch::Ragged {
                         cu_seqlens_q: cu,
                         cu_seqlens_k: cu,
                     },
-                    HeadsMut::dense(&mut self.out, self.n_q, self.h_q, self.d).unwrap(),
+                    HeadsMut::dense(&mut self.out, self.n_q, self.h_q, self.dv).unwrap(),
                     AttendExtras::default(),
                 )
                 .unwrap();
@@ -183,7 +194,7 @@ impl<T: AttendElement> Case for Attend<T> {
         k.attention(
             Heads::dense(&self.q, self.n_q, self.h_q, self.d).unwrap(),
             Heads::dense(&self.k, self.n_k, self.h_kv, self.d).unwrap(),
-            Heads::dense(&self.v, self.n_k, self.h_kv, self.d).unwrap(),
+            Heads::dense(&self.v, self.n_k, self.h_kv, self.dv).unwrap(),
             if let Some(b) = &self.blocks {
                 KeySubset::Blocks {
                     block_size: b.size,
@@ -198,7 +209,7 @@ impl<T: AttendElement> Case for Attend<T> {
                 KeySubset::Indices(&self.sel)
             },
             &opts,
-            HeadsMut::dense(&mut self.out, self.n_q, self.h_q, self.d).unwrap(),
+            HeadsMut::dense(&mut self.out, self.n_q, self.h_q, self.dv).unwrap(),
             AttendExtras::default(),
         )
         .unwrap();
@@ -286,6 +297,7 @@ fn attend<T: AttendElement>(
         h_q,
         h_kv,
         d,
+        dv: d,
         n_k,
         q: q.iter().copied().map(conv).collect(),
         k: k.iter().copied().map(conv).collect(),
@@ -307,6 +319,26 @@ fn attend<T: AttendElement>(
         // The conversion to bf16 rounds to nearest: at most 2^-8 larger in magnitude.
         amax: [amax(&q), amax(&k), amax(&v)].map(|m| m * (1.0 + 2f32.powi(-8))),
     }
+}
+
+/// A multi-head latent attention case: Q/K head size `d`, V head size `dv` (new V
+/// values); with `pad_to`, V is zero-padded to that head size instead (the workaround:
+/// the same attention, an output of `pad_to` per head whose first `dv` are the result).
+fn mla<T: AttendElement>(mut c: Attend<T>, conv: fn(f32) -> T, dv: usize, pad_to: Option<usize>) -> Attend<T> {
+    let vals = values(c.n_k * c.h_kv * dv, 13);
+    let w = pad_to.unwrap_or(dv);
+    let mut v = vec![conv(0.0); c.n_k * c.h_kv * w];
+    for (row, src) in vals.chunks(dv).enumerate() {
+        for (e, &x) in src.iter().enumerate() {
+            v[row * w + e] = conv(x);
+        }
+    }
+    c.v = v;
+    c.dv = w;
+    c.out = vec![0.0; c.n_q * c.h_q * w];
+    let amax = vals.iter().fold(0f32, |m, y| m.max(y.abs()));
+    c.amax[2] = amax * (1.0 + 2f32.powi(-8));
+    c
 }
 
 /// Quest-like block lists for one decode query over `n_k` keys: per KV head, the first
@@ -374,6 +406,15 @@ const LONG: usize = 1474;
 /// Quick run: 16 .. 256 tokens (68 256 pairs) against 369 tokens (68 265 pairs).
 const CU_RAGGED_QUICK: &[usize] = &[0, 16, 48, 96, 160, 256, 384, 576, 832];
 const LONG_QUICK: usize = 369;
+
+/// Queries of the MLA prefill cases.
+fn n_q_mla(quick: bool) -> usize {
+    if quick {
+        128
+    } else {
+        512
+    }
+}
 
 pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
     let mut v: Vec<Box<dyn Case>> = Vec::new();
@@ -561,6 +602,39 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
         Vec::new(),
         long,
     )));
+    // Multi-head latent attention (DeepSeek V2/V3 head sizes: q.k over 192, V 128), and
+    // the same with V zero-padded to 192 (what a caller does without v_head_dim).
+    for pad in [None, Some(192)] {
+        let (dn, pn) = match pad {
+            None => ("decode_mla", "prefill_causal_mla"),
+            Some(_) => ("decode_mla_padded", "prefill_causal_mla_padded"),
+        };
+        v.push(Box::new(mla(
+            attend::<f32>(dn, |x| x, 1, 16, 16, 192, 8192, sel_d.clone(), causal),
+            |x| x,
+            128,
+            pad,
+        )));
+        v.push(Box::new(mla(
+            attend::<bf16>(dn, bf16::from_f32, 1, 16, 16, 192, 8192, sel_d.clone(), causal),
+            bf16::from_f32,
+            128,
+            pad,
+        )));
+        let sel_m: Vec<u32> = (0..1024u32).map(|j| 2 * j).collect();
+        v.push(Box::new(mla(
+            attend::<f32>(pn, |x| x, n_q_mla(quick), 8, 8, 192, 2048, sel_m.clone(), causal),
+            |x| x,
+            128,
+            pad,
+        )));
+        v.push(Box::new(mla(
+            attend::<bf16>(pn, bf16::from_f32, n_q_mla(quick), 8, 8, 192, 2048, sel_m, causal),
+            bf16::from_f32,
+            128,
+            pad,
+        )));
+    }
     // LLM decode over 16-bit caches at 8192 keys (issue 13): SmolLM2's 9/3 heads with
     // head_dim 64 and 32/8 heads with head_dim 128, dense and at Quest budgets of 16-key
     // blocks (1024 keys in the quick run; 256, 1024, 2048, and 1024 in 64-key blocks).
