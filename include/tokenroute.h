@@ -331,6 +331,14 @@ typedef struct tkr_attention_options {
   size_t bias_head_stride;
   size_t bias_query_stride;
   size_t bias_batch_stride;
+  // The head size dv of v and out (multi-head latent attention, e.g. head_dim = 192
+  // for q and k and v_head_dim = 128, without zero-padding v): 0 means head_dim. v is
+  // then [n_k, n_heads_kv, dv] and out [n_q, n_heads_q, dv], and their strides follow
+  // the overlap rule with rows of dv elements (a head stride below dv with several
+  // heads, say, is TKR_STATUS_BAD_STRIDE). The default scale stays
+  // 1 / sqrt(head_dim); vmax in the error bounds is over the dv elements of v. (A
+  // struct of an earlier version, without this field, means 0.)
+  size_t v_head_dim;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options
@@ -546,11 +554,15 @@ uint32_t tkr_abi_version(void);
 //   q[t * q_token_stride + h * q_head_stride + e] (strides in elements). Rows may not
 //   overlap: the smaller stride must hold head_dim elements, the larger one all rows of
 //   the smaller (both token-major and head-major layouts work).
-// - `k`, `v`: [n_k, n_heads_kv, head_dim] each, with their own strides.
-//   n_heads_q must be a multiple of n_heads_kv (GQA; MQA with n_heads_kv = 1).
+// - `k`: [n_k, n_heads_kv, head_dim], `v`: [n_k, n_heads_kv, dv] with dv =
+//   options->v_head_dim (0, the default: dv = head_dim; multi-head latent attention:
+//   head_dim 192, dv 128), each with its own strides and the same overlap rule (v's
+//   with dv elements per row). n_heads_q must be a multiple of n_heads_kv (GQA; MQA
+//   with n_heads_kv = 1).
 // - `keys`: NULL (dense) or the key subset. `options`: NULL (defaults) or the options.
-// - `out`: [n_q, n_heads_q, head_dim] of options->out_dtype (default: dtype), with its
-//   strides; only the head_dim elements of each row are written.
+// - `out`: [n_q, n_heads_q, dv] of options->out_dtype (default: dtype), with its
+//   strides (the overlap rule with dv elements per row); only the dv elements of each
+//   row are written.
 // - Batches (options->batch, see tkr_attention_batch): a dense batch of n_seqs
 //   sequences of n_q queries and n_k keys each at batch strides, or a ragged batch of
 //   sequences packed back to back (n_q and n_k then count every row), in one call;
@@ -600,13 +612,14 @@ uint32_t tkr_abi_version(void);
 // fields in a larger options or keys struct); TKR_STATUS_ISA_UNAVAILABLE. On error
 // nothing is written.
 //
-// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
-// allocates a per-thread scratch buffer of about 128 * head_dim bytes (on every thread
-// that runs units of the call), kept for reuse; split-K calls also use a buffer of the
-// calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (head_dim + 1) bytes, and
+// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim
+// or dv) allocates a per-thread scratch buffer of about 384 * head_dim + 768 * dv +
+// 25000 bytes (on every thread that runs units of the call), kept for reuse; split-K
+// calls also use a buffer of the calling thread of
+// 4 * ceil(keys / 512) * n_q * n_heads_q * (dv + 1) bytes, and
 // calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
 // unit of 1024 rows, and calls with sinks (not split-K) one of
-// 4 * n_q * n_heads_q * (2 * head_dim + 2) bytes, kept likewise; later calls do not
+// 4 * n_q * n_heads_q * (2 * dv + 2) bytes, kept likewise; later calls do not
 // allocate.
 tkr_status tkr_attention(uint32_t dtype,
                          const void *q,

@@ -139,11 +139,11 @@ pub struct tkr_attention_options {
     pub bias_batch_stride: usize,
     /// The head size dv of v and out (multi-head latent attention, e.g. head_dim = 192
     /// for q and k and v_head_dim = 128, without zero-padding v): 0 means head_dim. v is
-    /// then [n_k, n_heads_kv, dv] and out [n_q, n_heads_q, dv]; their strides must hold
-    /// dv elements per row (the overlap rule of q with dv for head_dim), else
-    /// TKR_STATUS_BAD_STRIDE. The default scale stays 1 / sqrt(head_dim); vmax in the
-    /// error bounds is over the dv elements of v. (A struct of an earlier version,
-    /// without this field, means 0.)
+    /// then [n_k, n_heads_kv, dv] and out [n_q, n_heads_q, dv], and their strides follow
+    /// the overlap rule with rows of dv elements (a head stride below dv with several
+    /// heads, say, is TKR_STATUS_BAD_STRIDE). The default scale stays
+    /// 1 / sqrt(head_dim); vmax in the error bounds is over the dv elements of v. (A
+    /// struct of an earlier version, without this field, means 0.)
     pub v_head_dim: usize,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
@@ -356,10 +356,11 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 /// fields in a larger options or keys struct); TKR_STATUS_ISA_UNAVAILABLE. On error
 /// nothing is written.
 ///
-/// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim)
-/// allocates a per-thread scratch buffer of about 384 * head_dim + 768 * dv + 25000
-/// bytes (on every thread that runs units of the call), kept for reuse; split-K calls also use a buffer
-/// of the calling thread of 4 * ceil(keys / 512) * n_q * n_heads_q * (dv + 1) bytes, and
+/// Thread-safe and reentrant. The first call on a thread (or one with a larger head_dim
+/// or dv) allocates a per-thread scratch buffer of about 384 * head_dim + 768 * dv +
+/// 25000 bytes (on every thread that runs units of the call), kept for reuse; split-K
+/// calls also use a buffer of the calling thread of
+/// 4 * ceil(keys / 512) * n_q * n_heads_q * (dv + 1) bytes, and
 /// calls adding the mass of more than 1024 rows into one array one of 4 * n_k bytes per
 /// unit of 1024 rows, and calls with sinks (not split-K) one of
 /// 4 * n_q * n_heads_q * (2 * dv + 2) bytes, kept likewise; later calls do not
