@@ -33,7 +33,7 @@ def ref_attention(q, k, v, visible=None, scale=None, softcap=None, alibi=None, q
     n_q, hq, d = q.shape
     n_k, hkv, _ = k.shape
     scale = 1 / np.sqrt(d) if not scale else scale
-    out = np.zeros((n_q, hq, d))
+    out = np.zeros((n_q, hq, v.shape[-1]))
     lse = np.full((n_q, hq), -np.inf)
     mass = np.zeros((hkv, n_k))
     for i in range(n_q):
@@ -234,6 +234,38 @@ def test_bias(rng, shape):
     wide = np.repeat(full, 2, axis=2)
     assert np.array_equal(tokenroute.attention(q, k, v, bias=wide[:, :, ::2]), out)
     assert status(lambda: tokenroute.attention(q, k, v, bias=np.zeros((3, 6, 90), np.float32))) == "TKR_STATUS_INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("d, dv", [(192, 128), (16, 40), (3, 1)])
+def test_v_head_dim(rng, d, dv):
+    """A V head size different from q/k's (multi-head latent attention): taken from v's
+    last dimension, the output [n_q, heads, dv]; prefill with lse and mass, split-K
+    decoding, bf16, a v sliced from a fused k|v buffer, a given out, bad shapes."""
+    n_k = 1100
+    q = rng.standard_normal((5, 4, d)).astype(np.float32)
+    kv = rng.standard_normal((n_k, 2, d + dv)).astype(np.float32)
+    k, v = np.ascontiguousarray(kv[:, :, :d]), kv[:, :, d:]  # v: a strided view
+    out, lse, mass = tokenroute.attention(q, k, v, causal=True, return_lse=True, return_mass=True,
+                                          mass_per_head=True)
+    assert out.shape == (5, 4, dv)
+    qp = np.arange(n_k - 5, n_k)
+    want, want_lse, want_mass = ref_attention(q, k, v, visible=lambda i, h: np.arange(qp[i] + 1))
+    assert tol(out, want) and tol(lse, want_lse) and tol(mass, want_mass)
+    # One query over every key: split-K chunks merged over dv.
+    one = tokenroute.attention(q[:1], k, v)
+    want1, _, _ = ref_attention(q[:1], k, v)
+    assert one.shape == (1, 4, dv) and tol(one, want1)
+    # bf16 inputs into a given f32 out.
+    b = [x.astype(ml_dtypes.bfloat16) for x in (q, k, v)]
+    o = np.full((5, 4, dv), 7.0, np.float32)
+    assert tokenroute.attention(*b, out=o, out_dtype="f32") is o
+    wantb, _, _ = ref_attention(*(x.astype(np.float32) for x in b))
+    assert tol(o, wantb)
+    # Bad shapes: out with q's head size (when they differ), v without elements.
+    if d != dv:
+        assert status(lambda: tokenroute.attention(q, k, v, out=np.zeros((5, 4, d), np.float32))) == "TKR_STATUS_INVALID_ARGUMENT"
+    assert status(lambda: tokenroute.attention(q, k, np.zeros((n_k, 2, 0), np.float32))) == "TKR_STATUS_INVALID_ARGUMENT"
+    assert status(lambda: tokenroute.attention(q, k, v[:, :1])) == "TKR_STATUS_INVALID_ARGUMENT"
 
 
 def test_attention_errors(rng):
