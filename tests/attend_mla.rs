@@ -181,7 +181,9 @@ fn inputs<T: Copy>(
             .map(|i| 2f32.powf(-8.0 * (i + 1) as f32 / c.h_q as f32))
             .collect(),
         bias: (0..c.h_q * c.n_q * c.n_k).map(|_| 1.5 * r.f()).collect(),
-        sinks: (0..c.h_q).map(|h| [f32::NEG_INFINITY, 0.5, 3.0][h % 3]).collect(),
+        sinks: (0..c.h_q)
+            .map(|h| [f32::NEG_INFINITY, 0.5, 3.0][h % 3])
+            .collect(),
     }
 }
 
@@ -436,7 +438,10 @@ fn v_head_dim_batches_equal_separate_calls() {
     let (h_q, h_kv, d, dv) = (8usize, 2usize, 192usize, 128usize);
     let lens = [(5usize, 40usize), (1, 1100), (0, 7), (17, 17), (3, 130)];
     let mut r = Rng(5);
-    let (tq, tk): (usize, usize) = (lens.iter().map(|l| l.0).sum(), lens.iter().map(|l| l.1).sum());
+    let (tq, tk): (usize, usize) = (
+        lens.iter().map(|l| l.0).sum(),
+        lens.iter().map(|l| l.1).sum(),
+    );
     let q: Vec<bf16> = r
         .vec(tq * h_q * d)
         .into_iter()
@@ -507,7 +512,12 @@ fn v_head_dim_batches_equal_separate_calls() {
                 "{:?} seq {b}",
                 kern.isa()
             );
-            assert_eq!(bits(&l1), bits(&lse[q0 * h_q..q1 * h_q]), "{:?}", kern.isa());
+            assert_eq!(
+                bits(&l1),
+                bits(&lse[q0 * h_q..q1 * h_q]),
+                "{:?}",
+                kern.isa()
+            );
         }
         // A dense batch of two sequences (V and out at their own batch strides).
         let (nq, nk) = (6usize, 50usize);
@@ -576,20 +586,28 @@ fn v_head_dim_bad_shapes_are_refused() {
     let mut out = vec![7f32; 2 * 2 * d];
     let mut go = |kd: usize, vd: usize, od: usize| -> ErrorKind {
         kern.attention(
-                Heads::dense(&q, 2, 2, d).unwrap(),
-                Heads::dense(&k[..3 * 2 * kd], 3, 2, kd).unwrap(),
-                Heads::dense(&v[..3 * 2 * vd], 3, 2, vd).unwrap(),
-                KeySubset::Dense,
-                &AttendOptions::default(),
-                HeadsMut::dense(&mut out[..2 * 2 * od], 2, 2, od).unwrap(),
-                AttendExtras::default(),
-            )
-            .unwrap_err()
-            .kind
+            Heads::dense(&q, 2, 2, d).unwrap(),
+            Heads::dense(&k[..3 * 2 * kd], 3, 2, kd).unwrap(),
+            Heads::dense(&v[..3 * 2 * vd], 3, 2, vd).unwrap(),
+            KeySubset::Dense,
+            &AttendOptions::default(),
+            HeadsMut::dense(&mut out[..2 * 2 * od], 2, 2, od).unwrap(),
+            AttendExtras::default(),
+        )
+        .unwrap_err()
+        .kind
     };
-    assert_eq!(go(d, dv, d), ErrorKind::InvalidArgument, "out head dim != v's");
+    assert_eq!(
+        go(d, dv, d),
+        ErrorKind::InvalidArgument,
+        "out head dim != v's"
+    );
     assert_eq!(go(d, 0, 0), ErrorKind::InvalidArgument, "v head dim 0");
-    assert_eq!(go(d - 1, dv, dv), ErrorKind::InvalidArgument, "k head dim != q's");
+    assert_eq!(
+        go(d - 1, dv, dv),
+        ErrorKind::InvalidArgument,
+        "k head dim != q's"
+    );
     assert!(out.iter().all(|&x| x == 7.0));
     // V rows of dv elements at a head stride below dv overlap.
     assert_eq!(

@@ -324,7 +324,12 @@ fn attend<T: AttendElement>(
 /// A multi-head latent attention case: Q/K head size `d`, V head size `dv` (new V
 /// values); with `pad_to`, V is zero-padded to that head size instead (the workaround:
 /// the same attention, an output of `pad_to` per head whose first `dv` are the result).
-fn mla<T: AttendElement>(mut c: Attend<T>, conv: fn(f32) -> T, dv: usize, pad_to: Option<usize>) -> Attend<T> {
+fn mla<T: AttendElement>(
+    mut c: Attend<T>,
+    conv: fn(f32) -> T,
+    dv: usize,
+    pad_to: Option<usize>,
+) -> Attend<T> {
     let vals = values(c.n_k * c.h_kv * dv, 13);
     let w = pad_to.unwrap_or(dv);
     let mut v = vec![conv(0.0); c.n_k * c.h_kv * w];
@@ -616,20 +621,50 @@ pub fn cases(quick: bool) -> Vec<Box<dyn Case>> {
             pad,
         )));
         v.push(Box::new(mla(
-            attend::<bf16>(dn, bf16::from_f32, 1, 16, 16, 192, 8192, sel_d.clone(), causal),
+            attend::<bf16>(
+                dn,
+                bf16::from_f32,
+                1,
+                16,
+                16,
+                192,
+                8192,
+                sel_d.clone(),
+                causal,
+            ),
             bf16::from_f32,
             128,
             pad,
         )));
         let sel_m: Vec<u32> = (0..1024u32).map(|j| 2 * j).collect();
         v.push(Box::new(mla(
-            attend::<f32>(pn, |x| x, n_q_mla(quick), 8, 8, 192, 2048, sel_m.clone(), causal),
+            attend::<f32>(
+                pn,
+                |x| x,
+                n_q_mla(quick),
+                8,
+                8,
+                192,
+                2048,
+                sel_m.clone(),
+                causal,
+            ),
             |x| x,
             128,
             pad,
         )));
         v.push(Box::new(mla(
-            attend::<bf16>(pn, bf16::from_f32, n_q_mla(quick), 8, 8, 192, 2048, sel_m, causal),
+            attend::<bf16>(
+                pn,
+                bf16::from_f32,
+                n_q_mla(quick),
+                8,
+                8,
+                192,
+                2048,
+                sel_m,
+                causal,
+            ),
             bf16::from_f32,
             128,
             pad,
