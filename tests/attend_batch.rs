@@ -1029,6 +1029,8 @@ mod through_c {
         old.struct_size = std::mem::offset_of!(tkr_attention_options, causal_align);
         old.causal_align = 77;
         old.batch = 16 as *const tkr_attention_batch;
+        // (v_head_dim, the newest field, too: read, it would make v and out overlap.)
+        old.v_head_dim = 3 * D;
         let (mut a, mut la, mut ma) = (
             vec![0f32; nq * H_Q * D],
             vec![0f32; nq * H_Q],

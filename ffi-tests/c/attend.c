@@ -330,9 +330,11 @@ static void test_softcap(void) {
      * after window_right set to garbage, softcap past its struct: neither is read. */
     opts.softcap = NAN;
     opts.reserved0 = 0xdeadbeefu;
+    opts.v_head_dim = 3 * D; /* past the old struct too */
     opts.struct_size = 104;
     CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out));
     opts.softcap = 0.0f;
+    opts.v_head_dim = 0;
     opts.struct_size = sizeof opts;
     CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, plain));
     CHECK(memcmp(out, plain, sizeof out) == 0);

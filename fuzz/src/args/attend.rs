@@ -1,6 +1,8 @@
 //! Argument cases of the attention family: `tkr_attention` (dense and index key sets,
 //! options with causal masking and missing positions, unknown flags / dtypes / kinds,
-//! non-finite scales, bad softcaps, lse outputs), `tkr_attention_merge` and `tkr_key_block_summary`,
+//! non-finite scales, bad softcaps, lse outputs, a V head size `v_head_dim` different
+//! from `head_dim` with v's and out's strides following it or not), `tkr_attention_merge`
+//! and `tkr_key_block_summary`,
 //! with random sizes and strides of either layout (bad and overflowing ones included),
 //! NULL / misaligned / aliased pointers and out-of-range key indices. Every call must
 //! return a status the documented rules allow; on error no output byte changes; on
@@ -126,11 +128,21 @@ pub fn attention(inp: &mut Input) {
         size(inp, w, 20).saturating_add(1)
     };
     let n_k = size(inp, w, 40);
+    // options->v_head_dim (0: head_dim), drawn before the strides of v and out, which
+    // are drawn for it; it applies only with an options struct (else dv = d, and the
+    // strides may not hold d).
+    let v_head_dim = match inp.u8() % 8 {
+        1 => size(inp, w, 20).saturating_add(1),
+        2 => d.saturating_add(1 + inp.below(8)),
+        _ => 0,
+    };
+    let dv_drawn = if v_head_dim == 0 { d } else { v_head_dim };
     let (qts, qhs) = strides(inp, n_q, h_q, d, w);
     let (kts, khs) = strides(inp, n_k, h_kv, d, w);
-    let (vts, vhs) = strides(inp, n_k, h_kv, d, w);
-    let (ots, ohs) = strides(inp, n_q, h_q, d, w);
+    let (vts, vhs) = strides(inp, n_k, h_kv, dv_drawn, w);
+    let (ots, ohs) = strides(inp, n_q, h_q, dv_drawn, w);
     let with_opts = inp.bool();
+    let dv = if with_opts { dv_drawn } else { d };
     let out_dt = if with_opts && inp.bool() {
         dtype(inp)
     } else {
@@ -188,8 +200,8 @@ pub fn attention(inp: &mut Input) {
     }
     let qn = span3(&mut m, n_q, h_q, d, qts, qhs);
     let kn = span3(&mut m, n_k, h_kv, d, kts, khs);
-    let vn = span3(&mut m, n_k, h_kv, d, vts, vhs);
-    let on = span3(&mut m, n_q, h_q, d, ots, ohs);
+    let vn = span3(&mut m, n_k, h_kv, dv, vts, vhs);
+    let on = span3(&mut m, n_q, h_q, dv, ots, ohs);
     let es_ = es.unwrap_or(4);
     let oes_ = oes.unwrap_or(4);
     let fq = fill_for(es_);
@@ -346,6 +358,7 @@ pub fn attention(inp: &mut Input) {
     }
     o.scale = scale;
     o.softcap = softcap;
+    o.v_head_dim = v_head_dim;
     o.flags = flags;
     o.window = window;
     o.out_dtype = out_dt;
@@ -437,10 +450,10 @@ pub fn attention(inp: &mut Input) {
                 .attention::<$t, $o>(
                     Heads::new(view(&q, qn), n_q, h_q, d, qts, qhs).unwrap(),
                     Heads::new(view(&k, kn), n_k, h_kv, d, kts, khs).unwrap(),
-                    Heads::new(view(&v, vn), n_k, h_kv, d, vts, vhs).unwrap(),
+                    Heads::new(view(&v, vn), n_k, h_kv, dv, vts, vhs).unwrap(),
                     subset,
                     &opts,
-                    HeadsMut::new(&mut ow, n_q, h_q, d, ots, ohs).unwrap(),
+                    HeadsMut::new(&mut ow, n_q, h_q, dv, ots, ohs).unwrap(),
                     AttendExtras {
                         lse: with_lse.then_some((&mut lw[..], lse_tok)),
                         mass: None,
@@ -474,7 +487,7 @@ pub fn attention(inp: &mut Input) {
     if got != want {
         let p = got.iter().zip(&want).position(|(a, b)| a != b);
         panic!(
-            "tkr_attention differs from the scalar safe API at byte {p:?} of {}: dt {dt} out {out_eff} n_q {n_q} h_q {h_q} h_kv {h_kv} d {d} n_k {n_k} q ({qts}, {qhs}) k ({kts}, {khs}) v ({vts}, {vhs}) o ({ots}, {ohs}) flags {flags:#x} window {window} scale {scale} kind {kind} lse {with_lse}\n got {:02x?}\nwant {:02x?}\n q {:02x?}\n k {:02x?}\n v {:02x?}",
+            "tkr_attention differs from the scalar safe API at byte {p:?} of {}: dt {dt} out {out_eff} n_q {n_q} h_q {h_q} h_kv {h_kv} d {d} dv {dv} n_k {n_k} q ({qts}, {qhs}) k ({kts}, {khs}) v ({vts}, {vhs}) o ({ots}, {ohs}) flags {flags:#x} window {window} scale {scale} kind {kind} lse {with_lse}\n got {:02x?}\nwant {:02x?}\n q {:02x?}\n k {:02x?}\n v {:02x?}",
             got.len(), got, want, q.snapshot(), k.snapshot(), v.snapshot()
         );
     }
