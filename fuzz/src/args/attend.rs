@@ -293,8 +293,23 @@ pub fn attention(inp: &mut Input) {
         if with_lse {
             lse.errors(&mut m);
         }
-        for b in [&q, &k, &v] {
-            if overlaps(out.range(), b.range()) {
+        // Outputs against every input the call reads (positions only when masking, the
+        // index list only for index keys) and each other: a documented extent larger
+        // than its memory may reach a neighbouring buffer (found by fuzzing: out's
+        // extent over the index list, OVERLAP before the index's OUT_OF_RANGE).
+        let mut inputs = vec![q.range(), k.range(), v.range()];
+        if masked {
+            inputs.extend([qp.range(), kp.range()]);
+        }
+        if kind == TKR_KEYS_INDICES {
+            inputs.push(idx.range());
+        }
+        let mut outputs = vec![out.range()];
+        if with_lse {
+            outputs.push(lse.range());
+        }
+        for (i, &o) in outputs.iter().enumerate() {
+            if inputs.iter().chain(&outputs[i + 1..]).any(|&b| overlaps(o, b)) {
                 m.err(TKR_STATUS_OVERLAP);
             }
         }
