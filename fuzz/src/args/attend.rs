@@ -309,7 +309,11 @@ pub fn attention(inp: &mut Input) {
             outputs.push(lse.range());
         }
         for (i, &o) in outputs.iter().enumerate() {
-            if inputs.iter().chain(&outputs[i + 1..]).any(|&b| overlaps(o, b)) {
+            if inputs
+                .iter()
+                .chain(&outputs[i + 1..])
+                .any(|&b| overlaps(o, b))
+            {
                 m.err(TKR_STATUS_OVERLAP);
             }
         }
