@@ -628,3 +628,83 @@ fn v_head_dim_bad_shapes_are_refused() {
     assert!(out[..2 * 2 * dv].iter().all(|&x| x == 1.0));
     assert!(out[2 * 2 * dv..].iter().all(|&x| x == 7.0));
 }
+
+/// DeepSeek's absorbed MLA decoding: q.k over 576 elements (512 latent + 64 rotary), V
+/// the 512 latent elements of the same cache rows, read in place as a view of K (token
+/// stride 576), one KV head for 16 query heads, split-K over 1100 keys: against the
+/// reference on every level, bit-identical across levels.
+#[test]
+fn absorbed_mla_decode_reads_v_inside_k() {
+    let (n_q, n_k, h_q, d, dv) = (1usize, 1100usize, 16usize, 576usize, 512usize);
+    let mut r = Rng(576);
+    let q: Vec<bf16> = r
+        .vec(n_q * h_q * d)
+        .into_iter()
+        .map(bf16::from_f32)
+        .collect();
+    let k: Vec<bf16> = r.vec(n_k * d).into_iter().map(bf16::from_f32).collect();
+    let f = |x: &[bf16]| -> Vec<f64> { x.iter().map(|y| y.to_f32() as f64).collect() };
+    let (qf, kf) = (f(&q), f(&k));
+    let vf: Vec<f64> = (0..n_k)
+        .flat_map(|t| kf[t * d..t * d + dv].to_vec())
+        .collect();
+    let all = |_: usize, _: usize| (0..n_k).collect::<Vec<_>>();
+    let spec = Spec {
+        n_q,
+        n_k,
+        h_q,
+        h_kv: 1,
+        d,
+        dv,
+        q: &qf,
+        k: &kf,
+        v: &vf,
+        keys: &all,
+        scale: (1.0 / (d as f64).sqrt()) as f32 as f64,
+        softcap: None,
+        bias: None,
+        alibi: None,
+        sinks: None,
+        q_pos: &|_| 0,
+        k_pos: &|_| 0,
+        causal: false,
+        left: None,
+        right: None,
+    };
+    let mut first: Option<Vec<u32>> = None;
+    for kern in Kernels::all_supported() {
+        let mut out = vec![0f32; n_q * h_q * dv];
+        let mut lse = vec![0f32; n_q * h_q];
+        kern.attention(
+            Heads::dense(&q, n_q, h_q, d).unwrap(),
+            Heads::dense(&k, n_k, 1, d).unwrap(),
+            // V: the first dv elements of every K row, in place.
+            Heads::new(&k, n_k, 1, dv, d, d).unwrap(),
+            KeySubset::Dense,
+            &AttendOptions::default(),
+            HeadsMut::dense(&mut out, n_q, h_q, dv).unwrap(),
+            AttendExtras {
+                lse: Some((&mut lse, 0)),
+                mass: None,
+            },
+        )
+        .unwrap();
+        let mut check = Check::new();
+        for h in 0..h_q {
+            let w = row(&spec, 0, h);
+            for e in 0..dv {
+                let b = bound(&w, 2f64.powi(-24), w.out[e]);
+                check.add(out[h * dv + e] as f64, w.out[e], b, &|| {
+                    format!("{:?} head {h} e {e}", kern.isa())
+                });
+            }
+            check.add(lse[h] as f64, w.lse, lse_bound(&w), &|| {
+                format!("{:?} lse {h}", kern.isa())
+            });
+        }
+        match &first {
+            None => first = Some(bits(&out)),
+            Some(b) => assert_eq!(b, &bits(&out), "{:?}", kern.isa()),
+        }
+    }
+}
