@@ -320,17 +320,22 @@ typedef struct tkr_attention_options {
   // q_positions / k_positions or the implicit causal_align, also without causal
   // masking. A of the error bound includes the term's magnitude.
   const float *alibi_slopes;
-  // NULL, or an additive float bias (relative-position biases, ONNX float attn_mask
-  // with -inf): element (query head h, query i, K row k) of sequence b at
-  // bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
-  // (keys contiguous; a stride of 0 broadcasts; k counts the sequence's K rows). It
-  // joins the logit after the softcap and ALiBi; a row whose visible keys all get -inf
-  // is empty (zeros, log-sum-exp -inf), +inf or NaN makes the row NaN. A of the error
-  // bound includes |bias|. Not with a ragged batch (TKR_STATUS_UNSUPPORTED).
-  const float *bias;
+  // NULL, or an additive bias of bias_dtype elements (relative-position biases, ONNX
+  // float attn_mask with -inf): element (query head h, query i, K row k) of sequence b
+  // at bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
+  // (strides in elements; keys contiguous; a stride of 0 broadcasts; k counts the
+  // sequence's K rows). It joins the logit after the softcap and ALiBi; a row whose
+  // visible keys all get -inf is empty (zeros, log-sum-exp -inf), +inf or NaN makes
+  // the row NaN. A of the error bound includes |bias|. Not with a ragged batch
+  // (TKR_STATUS_UNSUPPORTED).
+  const void *bias;
   size_t bias_head_stride;
   size_t bias_query_stride;
   size_t bias_batch_stride;
+  // Element type of bias: 0 or TKR_DTYPE_F32 (float), TKR_DTYPE_F16 or TKR_DTYPE_BF16
+  // (converted to float exactly: a 16-bit bias gives the bits of the float bias with
+  // the same values). Structs older than this field (152 bytes) have float biases.
+  uint32_t bias_dtype;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options

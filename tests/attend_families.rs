@@ -14,8 +14,8 @@ mod attn_ref;
 use attn_ref::{bound, row, Check, Rng, Row, Spec};
 use half::{bf16, f16};
 use tokenroute::{
-    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
-    Heads, HeadsMut, Kernels, KeySubset,
+    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, BiasData,
+    CausalAlign, Heads, HeadsMut, Kernels, KeySubset,
 };
 
 /// A tensor rounded to the element type, with the f64 values the reference reads.
@@ -379,7 +379,7 @@ fn t5_relative_bias() {
     let opts = AttendOptions {
         scale: Some(1.0),
         bias: Some(AttendBias {
-            data: &bias,
+            data: BiasData::F32(&bias),
             head_stride: n * n,
             query_stride: n,
             batch_stride: 0,
@@ -471,7 +471,7 @@ fn bert_encoders() {
             let mut out = vec![f32::NAN; nb * seq];
             let opts = AttendOptions {
                 bias: Some(AttendBias {
-                    data: &mask,
+                    data: BiasData::F32(&mask),
                     head_stride: 0,
                     query_stride: 0,
                     batch_stride: len,

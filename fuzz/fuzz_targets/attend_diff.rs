@@ -28,7 +28,7 @@
 use half::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
 use tokenroute::{
-    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
+    AttendBias, BiasData, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
     ErrorKind, Heads, HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
 };
 use tokenroute_fuzz::Input;
@@ -328,7 +328,7 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
         softcap,
         alibi_slopes: alibi.then_some(&slopes[..]),
         bias: with_bias.then_some(AttendBias {
-            data: &bias_data,
+            data: BiasData::F32(&bias_data),
             head_stride: bh,
             query_stride: bq,
             batch_stride: 0,

@@ -9,8 +9,8 @@ use crate::ops::attend::{check_heads, span3, AttendElement, OutElement};
 use crate::ops::attend_batch::{block_list_count, extents, list_groups};
 use crate::ops::{span, DType};
 use crate::{
-    AttendBias, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, Heads, HeadsMut,
-    Kernels, KeySubset, ListsPer, MatrixMut,
+    AttendBias, AttendExtras, AttendOptions, Batch, BatchStrides, BiasData, CausalAlign, Heads,
+    HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut,
 };
 use core::ffi::c_void;
 use half::{bf16, f16};
@@ -126,17 +126,22 @@ pub struct tkr_attention_options {
     /// q_positions / k_positions or the implicit causal_align, also without causal
     /// masking. A of the error bound includes the term's magnitude.
     pub alibi_slopes: *const f32,
-    /// NULL, or an additive float bias (relative-position biases, ONNX float attn_mask
-    /// with -inf): element (query head h, query i, K row k) of sequence b at
-    /// bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
-    /// (keys contiguous; a stride of 0 broadcasts; k counts the sequence's K rows). It
-    /// joins the logit after the softcap and ALiBi; a row whose visible keys all get -inf
-    /// is empty (zeros, log-sum-exp -inf), +inf or NaN makes the row NaN. A of the error
-    /// bound includes |bias|. Not with a ragged batch (TKR_STATUS_UNSUPPORTED).
-    pub bias: *const f32,
+    /// NULL, or an additive bias of bias_dtype elements (relative-position biases, ONNX
+    /// float attn_mask with -inf): element (query head h, query i, K row k) of sequence b
+    /// at bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
+    /// (strides in elements; keys contiguous; a stride of 0 broadcasts; k counts the
+    /// sequence's K rows). It joins the logit after the softcap and ALiBi; a row whose
+    /// visible keys all get -inf is empty (zeros, log-sum-exp -inf), +inf or NaN makes
+    /// the row NaN. A of the error bound includes |bias|. Not with a ragged batch
+    /// (TKR_STATUS_UNSUPPORTED).
+    pub bias: *const c_void,
     pub bias_head_stride: usize,
     pub bias_query_stride: usize,
     pub bias_batch_stride: usize,
+    /// Element type of bias: 0 or TKR_DTYPE_F32 (float), TKR_DTYPE_F16 or TKR_DTYPE_BF16
+    /// (converted to float exactly: a 16-bit bias gives the bits of the float bias with
+    /// the same values). Structs older than this field (152 bytes) have float biases.
+    pub bias_dtype: u32,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -495,6 +500,11 @@ impl RawAttention {
             InvalidArgument,
             "options->softcap": "must be 0 (none) or finite and > 0"
         );
+        let bias_dtype = if o.bias_dtype == 0 {
+            DType::F32
+        } else {
+            dtype_of(o.bias_dtype, "options->bias_dtype")?
+        };
         ensure!(
             o.sinks.is_null() || o.mass.is_null(),
             Unsupported,
@@ -708,8 +718,16 @@ impl RawAttention {
                 o.bias_batch_stride,
             )
             .arg("options->bias")?;
+            // SAFETY: the caller's promise that bias holds the elements the strides reach.
+            let data: BiasData = unsafe {
+                match bias_dtype {
+                    DType::F32 => slice(o.bias as *const f32, n).arg("options->bias")?.into(),
+                    DType::F16 => slice(o.bias as *const f16, n).arg("options->bias")?.into(),
+                    DType::BF16 => slice(o.bias as *const bf16, n).arg("options->bias")?.into(),
+                }
+            };
             Some(AttendBias {
-                data: unsafe { slice(o.bias, n).arg("options->bias")? },
+                data,
                 head_stride: o.bias_head_stride,
                 query_stride: o.bias_query_stride,
                 batch_stride: o.bias_batch_stride,
@@ -738,7 +756,11 @@ impl RawAttention {
             push(byte_range(p));
         }
         if let Some(b) = bias {
-            push(byte_range(b.data));
+            push(match b.data {
+                BiasData::F32(x) => byte_range(x),
+                BiasData::F16(x) => byte_range(x),
+                BiasData::BF16(x) => byte_range(x),
+            });
         }
         if let Batch::Ragged {
             cu_seqlens_q,
