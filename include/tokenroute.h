@@ -591,8 +591,8 @@ uint32_t tkr_abi_version(void);
 //
 // Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
 // or positions missing when causal/windowed or with ALiBi); TKR_STATUS_INVALID_ARGUMENT
-// (unknown dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0;
-// head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
+// (unknown dtype, out_dtype, bias_dtype, flags, key kind, block_lists or causal_align;
+// head_dim = 0; head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
 // infinite; an ALiBi slope not finite; n_k >= 2^32; block_size or
 // query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
 // struct_size too small; positions given with an implicit causal_align;
