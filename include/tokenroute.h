@@ -320,14 +320,15 @@ typedef struct tkr_attention_options {
   // q_positions / k_positions or the implicit causal_align, also without causal
   // masking. A of the error bound includes the term's magnitude.
   const float *alibi_slopes;
-  // NULL, or an additive float bias (relative-position biases, ONNX float attn_mask
-  // with -inf): element (query head h, query i, K row k) of sequence b at
-  // bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
-  // (keys contiguous; a stride of 0 broadcasts; k counts the sequence's K rows). It
-  // joins the logit after the softcap and ALiBi; a row whose visible keys all get -inf
-  // is empty (zeros, log-sum-exp -inf), +inf or NaN makes the row NaN. A of the error
-  // bound includes |bias|. Not with a ragged batch (TKR_STATUS_UNSUPPORTED).
-  const float *bias;
+  // NULL, or an additive bias of bias_dtype elements (relative-position biases, ONNX
+  // float attn_mask with -inf): element (query head h, query i, K row k) of sequence b
+  // at bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
+  // (strides in elements; keys contiguous; a stride of 0 broadcasts; k counts the
+  // sequence's K rows). It joins the logit after the softcap and ALiBi; a row whose
+  // visible keys all get -inf is empty (zeros, log-sum-exp -inf), +inf or NaN makes
+  // the row NaN. A of the error bound includes |bias|. Not with a ragged batch
+  // (TKR_STATUS_UNSUPPORTED).
+  const void *bias;
   size_t bias_head_stride;
   size_t bias_query_stride;
   size_t bias_batch_stride;
@@ -339,6 +340,10 @@ typedef struct tkr_attention_options {
   // 1 / sqrt(head_dim); vmax in the error bounds is over the dv elements of v. (A
   // struct of an earlier version, without this field, means 0.)
   size_t v_head_dim;
+  // Element type of bias: 0 or TKR_DTYPE_F32 (float), TKR_DTYPE_F16 or TKR_DTYPE_BF16
+  // (converted to float exactly: a 16-bit bias gives the bits of the float bias with
+  // the same values). Structs older than this field (160 bytes or less) have float biases.
+  uint32_t bias_dtype;
 } tkr_attention_options;
 
 // Options of tkr_route (the selection's options for one sequence). A NULL options
@@ -598,8 +603,8 @@ uint32_t tkr_abi_version(void);
 //
 // Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
 // or positions missing when causal/windowed or with ALiBi); TKR_STATUS_INVALID_ARGUMENT
-// (unknown dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0;
-// head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
+// (unknown dtype, out_dtype, bias_dtype, flags, key kind, block_lists or causal_align;
+// head_dim = 0; head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
 // infinite; an ALiBi slope not finite; n_k >= 2^32; block_size or
 // query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
 // struct_size too small; positions given with an implicit causal_align;

@@ -28,8 +28,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use isa::{active_isa, set_isa, supported_isas};
 pub use ops::attend::{
     attention, attention_batch, attention_merge, key_block_bound, key_block_summary, AttendBias,
-    AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, Heads, HeadsMut,
-    KeySubset, ListsPer, OutElement,
+    AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, BiasData, CausalAlign, Heads,
+    HeadsMut, KeySubset, ListsPer, OutElement,
 };
 pub use ops::compact::{
     compact_rows, gather_rows, kv_compact, scatter_add_rows, scatter_rows, KvCacheMut, KvKeep,

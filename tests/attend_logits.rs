@@ -9,7 +9,9 @@ mod attn_ref;
 
 use attn_ref::{bound, lse_bound, row, Check, Rng, Spec};
 use half::{bf16, f16};
-use tokenroute::{AttendBias, AttendExtras, AttendOptions, Heads, HeadsMut, Kernels, KeySubset};
+use tokenroute::{
+    AttendBias, AttendExtras, AttendOptions, BiasData, Heads, HeadsMut, Kernels, KeySubset,
+};
 
 fn bits(x: &[f32]) -> Vec<u32> {
     x.iter().map(|v| v.to_bits()).collect()
@@ -119,7 +121,7 @@ fn run<T: tokenroute::AttendElement + Copy>(
         softcap: capped.then_some(cap),
         alibi_slopes: alibi.then_some(&sl[..]),
         bias: (bias_mode > 0).then_some(AttendBias {
-            data: &bias_data,
+            data: BiasData::F32(&bias_data),
             head_stride: bh,
             query_stride: bq,
             batch_stride: 0,
@@ -544,7 +546,7 @@ fn bias_rows_batches_and_bad_input() {
         let mut lse = vec![0f32; n_b * n_q * h];
         let opts = AttendOptions {
             bias: Some(AttendBias {
-                data: &bias,
+                data: BiasData::F32(&bias),
                 head_stride: n_q * n_k,
                 query_stride: n_k,
                 batch_stride: per,
@@ -577,7 +579,7 @@ fn bias_rows_batches_and_bad_input() {
                 KeySubset::Dense,
                 &AttendOptions {
                     bias: Some(AttendBias {
-                        data: &bias[b * per..],
+                        data: BiasData::F32(&bias[b * per..]),
                         head_stride: n_q * n_k,
                         query_stride: n_k,
                         batch_stride: 0,
@@ -629,7 +631,7 @@ fn bias_rows_batches_and_bad_input() {
             KeySubset::Dense,
             &AttendOptions {
                 bias: Some(AttendBias {
-                    data: &x[..len],
+                    data: BiasData::F32(&x[..len]),
                     head_stride: 0,
                     query_stride: 2,
                     batch_stride: 0,
@@ -643,5 +645,99 @@ fn bias_rows_batches_and_bad_input() {
         .unwrap_err();
         assert_eq!(err.kind, kind);
         assert_eq!(out, [7f32; 8]);
+    }
+}
+
+/// An f16 or bf16 bias gives, on every level, the bits of the f32 bias holding the same
+/// values (converted exactly): in prefill units with head and query strides, split-K
+/// decoding (chunks shift the bias by keys), a dense batch (sequences shift it by
+/// `batch_stride`), with -inf masks and ALiBi beside it.
+#[test]
+fn bias_of_every_element_type_gives_the_bits_of_the_f32_bias() {
+    use tokenroute::{Batch, BatchStrides};
+    let mut r = Rng(71);
+    // (n_q, n_k, h_q, h_kv, d, dense batch of)
+    for (n_q, n_k, h_q, h_kv, d, n_b) in [
+        (37, 90, 4, 2, 24, 1),
+        (1, 1500, 6, 2, 16, 1),
+        (5, 33, 2, 1, 8, 3),
+    ] {
+        let q = r.vec(n_b * n_q * h_q * d);
+        let k = r.vec(n_b * n_k * h_kv * d);
+        let v = r.vec(n_b * n_k * h_kv * d);
+        // [b][h][i][k] with padding between rows, heads and sequences; every 11th -inf.
+        let (qs, hs) = (n_k + 3, n_q * (n_k + 3) + 5);
+        let bs = h_q * hs + 7;
+        let b32: Vec<f32> = (0..n_b * bs)
+            .map(|j| {
+                if j % 11 == 4 {
+                    f32::NEG_INFINITY
+                } else {
+                    4.0 * r.f()
+                }
+            })
+            .collect();
+        let b16: Vec<f16> = b32.iter().map(|&x| f16::from_f32(x)).collect();
+        let bb: Vec<bf16> = b32.iter().map(|&x| bf16::from_f32(x)).collect();
+        let from16: Vec<f32> = b16.iter().map(|x| x.to_f32()).collect();
+        let fromb: Vec<f32> = bb.iter().map(|x| x.to_f32()).collect();
+        let sl = slopes(h_q);
+        let run = |kern: &Kernels, data: BiasData| -> Vec<f32> {
+            let mut out = vec![0f32; n_b * n_q * h_q * d];
+            let strides = BatchStrides {
+                q: n_q * h_q * d,
+                k: n_k * h_kv * d,
+                v: n_k * h_kv * d,
+                out: n_q * h_q * d,
+                ..Default::default()
+            };
+            let opts = AttendOptions {
+                bias: Some(AttendBias {
+                    data,
+                    head_stride: hs,
+                    query_stride: qs,
+                    batch_stride: bs,
+                }),
+                alibi_slopes: Some(&sl),
+                causal: true,
+                align: tokenroute::CausalAlign::BottomRight,
+                ..Default::default()
+            };
+            kern.attention_batch(
+                Heads::new(&q, n_q, h_q, d, h_q * d, d).unwrap(),
+                Heads::new(&k, n_k, h_kv, d, h_kv * d, d).unwrap(),
+                Heads::new(&v, n_k, h_kv, d, h_kv * d, d).unwrap(),
+                KeySubset::Dense,
+                &opts,
+                &Batch::Dense { n: n_b, strides },
+                HeadsMut::new(&mut out, n_q, h_q, d, h_q * d, d).unwrap(),
+                AttendExtras::default(),
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
+            out
+        };
+        let mut first: Option<Vec<u32>> = None;
+        for kern in Kernels::all_supported() {
+            let what = |t| format!("{:?} {n_q}x{n_k} batch {n_b}: {t}", kern.isa());
+            let want16 = run(kern, BiasData::F32(&from16));
+            let got16 = run(kern, BiasData::F16(&b16));
+            assert_eq!(bits(&got16), bits(&want16), "{}", what("f16"));
+            let wantb = run(kern, BiasData::F32(&fromb));
+            let gotb = run(kern, BiasData::BF16(&bb));
+            assert_eq!(bits(&gotb), bits(&wantb), "{}", what("bf16"));
+            // The 16-bit values differ from the f32 ones, and so do the outputs (the
+            // comparison above would notice a bias read at the wrong element).
+            assert_ne!(
+                bits(&run(kern, BiasData::F32(&b32))),
+                bits(&wantb),
+                "{}",
+                what("f32")
+            );
+            assert!(got16.iter().all(|x| x.is_finite()), "{}", what("finite"));
+            match &first {
+                None => first = Some(bits(&got16)),
+                Some(f) => assert_eq!(f, &bits(&got16), "{}", what("levels")),
+            }
+        }
     }
 }

@@ -14,8 +14,8 @@ use half::{bf16, f16};
 use std::sync::Arc;
 use tokenroute::parallel::{self, Executor, ParallelFor};
 use tokenroute::{
-    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
-    ErrorKind, Heads, HeadsMut, Kernels, KeySubset, ListsPer,
+    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, BiasData,
+    CausalAlign, ErrorKind, Heads, HeadsMut, Kernels, KeySubset, ListsPer,
 };
 
 fn bits(x: &[f32]) -> Vec<u32> {
@@ -208,7 +208,7 @@ impl<T> Inputs<T> {
             softcap: (c.softcap != 0.0).then_some(c.softcap),
             alibi_slopes: c.alibi.then_some(&self.slopes[..]),
             bias: c.bias.then_some(AttendBias {
-                data: &self.bias,
+                data: BiasData::F32(&self.bias),
                 head_stride: c.n_q * c.n_k,
                 query_stride: c.n_k,
                 batch_stride: 0,

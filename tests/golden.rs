@@ -951,6 +951,7 @@ fn attend_type<T: Elt>(g: &mut Golden, regs: &[&[KernelInfo<AttendFn<T>>]]) {
                     bias: std::ptr::null(),
                     bias_head: 0,
                     bias_query: 0,
+                    bias_type: OutType::F32,
                     causal: c.causal,
                     window: c.window,
                     right: 0,

@@ -32,8 +32,9 @@ _Static_assert(TKR_KEYS_DENSE == 0 && TKR_KEYS_INDICES == 1 && TKR_KEYS_BLOCKS =
 _Static_assert(TKR_BLOCK_LISTS_SHARED == 0 && TKR_BLOCK_LISTS_PER_KV_HEAD == 1 &&
                    TKR_BLOCK_LISTS_PER_Q_HEAD == 2,
                "block list groups");
-_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_options) == 160, "options size");
+_Static_assert(sizeof(void *) != 8 || sizeof(tkr_attention_options) == 168, "options size");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, v_head_dim) == 152, "options layout");
+_Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, bias_dtype) == 160, "options layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, bias) == 120, "options layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, bias_batch_stride) == 144, "options layout");
 _Static_assert(sizeof(void *) != 8 || offsetof(tkr_attention_options, alibi_slopes) == 112, "options layout");

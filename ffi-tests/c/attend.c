@@ -405,6 +405,35 @@ static void test_bias(void) {
             for (int e = 0; e < D; e++) CHECK(fabs(out[(i * HQ + h) * D + e] - want[e]) < 1e-5);
         }
     ref_bias = NULL;
+    /* A bf16 bias (bias_dtype) gives the bits of the float bias with the same values. */
+    static uint16_t bias16[HQ * NQ * NK];
+    static float bias_r[HQ * NQ * NK], out_f[NQ * HQ * D], out_b[NQ * HQ * D];
+    for (int e = 0; e < HQ * NQ * NK; e++) {
+        bias16[e] = bf16_of(bias[e]);
+        bias_r[e] = f32_of_bf16(bias16[e]);
+    }
+    opts.lse = NULL;
+    opts.bias = bias_r;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out_f));
+    opts.bias = bias16;
+    opts.bias_dtype = TKR_DTYPE_BF16;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out_b));
+    CHECK(memcmp(out_f, out_b, sizeof out_f) == 0);
+    /* An unknown bias_dtype is refused, nothing written; a struct older than the field
+     * (160 bytes, up to v_head_dim) means float whatever follows it. */
+    for (int e = 0; e < NQ * HQ * D; e++) out_b[e] = 7.0f;
+    opts.bias_dtype = 9;
+    CHECK(attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out_b) == TKR_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tkr_last_error_message(), "bias_dtype") != NULL);
+    for (int e = 0; e < NQ * HQ * D; e++) CHECK(out_b[e] == 7.0f);
+    opts.struct_size = 160;
+    opts.bias = bias_r;
+    CHECK(TKR_STATUS_OK == attend(TKR_DTYPE_F32, q, k, v, NULL, &opts, out_b));
+    CHECK(memcmp(out_f, out_b, sizeof out_f) == 0);
+    opts.struct_size = sizeof opts;
+    opts.bias_dtype = 0;
+    opts.lse = lse;
+    opts.bias = bias;
     for (int e = 0; e < NQ * HQ * D; e++) out[e] = 7.0f;
     size_t cu_q[2] = {0, NQ}, cu_k[2] = {0, NK};
     tkr_attention_batch batch;

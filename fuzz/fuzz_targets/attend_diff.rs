@@ -30,8 +30,8 @@
 use half::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
 use tokenroute::{
-    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign,
-    ErrorKind, Heads, HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
+    AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BatchStrides, BiasData,
+    CausalAlign, ErrorKind, Heads, HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut, OutElement,
 };
 use tokenroute_fuzz::Input;
 
@@ -358,11 +358,20 @@ fn attention<T: AttendElement + Num, O: OutElement + Num>(inp: &mut Input) {
     } else {
         Vec::new()
     };
+    // Its element type, from the shape (no input byte, so older inputs keep their
+    // meaning): the values (multiples of 1/4 in [-8, 8)) are exact in f16 and bf16.
+    let bias16: Vec<f16> = bias_data.iter().map(|&x| f16::from_f32(x)).collect();
+    let bias_b: Vec<bf16> = bias_data.iter().map(|&x| bf16::from_f32(x)).collect();
+    let bias_elems = match (n_q + n_k + h_q) % 3 {
+        0 => BiasData::F32(&bias_data),
+        1 => BiasData::F16(&bias16),
+        _ => BiasData::BF16(&bias_b),
+    };
     let opts = AttendOptions {
         softcap,
         alibi_slopes: alibi.then_some(&slopes[..]),
         bias: with_bias.then_some(AttendBias {
-            data: &bias_data,
+            data: bias_elems,
             head_stride: bh,
             query_stride: bq,
             batch_stride: 0,

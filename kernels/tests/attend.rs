@@ -391,6 +391,7 @@ fn run<T: E>(k: &KernelInfo<AttendFn<T>>, c: &Case<T>) -> Got {
         bias: std::ptr::null(),
         bias_head: 0,
         bias_query: 0,
+        bias_type: OutType::F32,
         causal: c.causal,
         window: c.window,
         right: 0,

@@ -548,6 +548,7 @@ fn agrees_with_attention<T: In>() {
                     bias: std::ptr::null(),
                     bias_head: 0,
                     bias_query: 0,
+                    bias_type: OutType::F32,
                     causal: false,
                     window: 0,
                     right: 0,

@@ -268,6 +268,26 @@ def test_v_head_dim(rng, d, dv):
     assert status(lambda: tokenroute.attention(q, k, v[:, :1])) == "TKR_STATUS_INVALID_ARGUMENT"
 
 
+@pytest.mark.parametrize("shape", [(4, 6, 90), (1, 6, 90), (90,)])
+def test_bias_16bit(rng, shape):
+    # float16 and bfloat16 biases are read as they are and give the bits of the float32
+    # bias with the same values.
+    q = rng.standard_normal((6, 4, 16)).astype(np.float32)
+    k = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    v = rng.standard_normal((90, 2, 16)).astype(np.float32)
+    bias = (3 * rng.standard_normal(shape)).astype(np.float32)
+    bias[..., 5::13] = -np.inf
+    for t in [np.float16, ml_dtypes.bfloat16]:
+        b16 = bias.astype(t)
+        got = tokenroute.attention(q, k, v, bias=b16, causal=True, causal_align="bottom_right")
+        want = tokenroute.attention(q, k, v, bias=b16.astype(np.float32), causal=True,
+                                    causal_align="bottom_right")
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), t
+        # the rounding to 16 bits shows: the float32 bias gives other values
+        assert not np.array_equal(tokenroute.attention(q, k, v, bias=bias, causal=True,
+                                                       causal_align="bottom_right"), got)
+
+
 def test_attention_errors(rng):
     q = np.zeros((2, 4, 8), np.float32)
     k = np.zeros((5, 2, 8), np.float32)

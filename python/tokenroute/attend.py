@@ -117,6 +117,7 @@ class AttentionOptions(ctypes.Structure):
         ("bias_query_stride", c_size_t),
         ("bias_batch_stride", c_size_t),
         ("v_head_dim", c_size_t),
+        ("bias_dtype", c_uint32),
     ]
 
 
@@ -330,9 +331,11 @@ def attention(
     ``scale``: 0 means ``1 / sqrt(head_dim)``. ``bf16_dot``: TKR_ATTENTION_BF16_DOT.
     ``softcap``: a logit softcap ``c`` (Gemma 2): logits become
     ``c * tanh(scale * q.k / c)``; ``c`` finite and > 0.
-    ``bias``: an additive float32 bias broadcastable to ``[n_heads_q, n_q, n_k]``
+    ``bias``: an additive bias broadcastable to ``[n_heads_q, n_q, n_k]``
     (relative-position biases, float masks with ``-inf``; broadcast axes cost no copy;
-    not with ``cu_seqlens``).
+    not with ``cu_seqlens``): float32, float16 or ``ml_dtypes.bfloat16`` read as they
+    are (16-bit values give the result of the float32 bias with the same values), any
+    other type converted to float32.
     ``alibi_slopes``: ``n_heads_q`` ALiBi slopes (BLOOM, MPT): ``-slope[h] * |q_pos -
     k_pos|`` joins each logit (positions as for masking, also without ``causal``).
     ``sinks``: ``n_heads_q`` sink logits (float32; each joins its head's softmax
@@ -427,9 +430,11 @@ def attention(
             opts.softcap = -1.0 if softcap == 0 else softcap
         if bias is not None:
             bias = _bias(fn, bias, hq, n_q, n_k)
+            size = bias.dtype.itemsize
             opts.bias = bias.ctypes.data
-            opts.bias_head_stride = bias.strides[0] // 4
-            opts.bias_query_stride = bias.strides[1] // 4
+            opts.bias_dtype = ELEMENT_CODES[bias.dtype]
+            opts.bias_head_stride = bias.strides[0] // size
+            opts.bias_query_stride = bias.strides[1] // size
         if alibi_slopes is not None:
             alibi_slopes = np.ascontiguousarray(alibi_slopes, dtype=np.float32).reshape(-1)
             if len(alibi_slopes) != hq:
@@ -588,16 +593,21 @@ def _iota(n: int) -> np.ndarray:
 
 
 def _bias(fn, bias, hq, n_q, n_k):
-    """A float32 view of ``bias`` broadcast to ``[hq, n_q, n_k]`` whose keys are
-    contiguous and whose other strides are non-negative multiples of 4 bytes (broadcast
-    axes have stride 0); copies only when the given layout cannot be described so."""
-    b = np.asarray(bias, dtype=np.float32)
+    """A view of ``bias`` broadcast to ``[hq, n_q, n_k]`` whose keys are contiguous and
+    whose other strides are non-negative multiples of the element size (broadcast axes
+    have stride 0). float16 and bfloat16 arrays stay as they are (the library reads
+    them); anything else becomes float32. Copies only when the given layout cannot be
+    described so."""
+    b = np.asarray(bias)
+    if b.dtype not in ELEMENT_CODES:
+        b = b.astype(np.float32)
+    size = b.dtype.itemsize
     try:
         b = np.broadcast_to(b, (hq, n_q, n_k))
     except ValueError:
         raise invalid(fn, f"bias of shape {np.shape(bias)} does not broadcast to {(hq, n_q, n_k)}") from None
     s = b.strides
-    if (n_k > 1 and s[2] != 4) or s[0] < 0 or s[1] < 0 or s[0] % 4 or s[1] % 4:
+    if (n_k > 1 and s[2] != size) or s[0] < 0 or s[1] < 0 or s[0] % size or s[1] % size:
         b = np.ascontiguousarray(b)
     return b
 

@@ -9,8 +9,8 @@ use crate::ops::attend::{check_heads, span3, AttendElement, OutElement};
 use crate::ops::attend_batch::{block_list_count, extents, list_groups};
 use crate::ops::{span, DType};
 use crate::{
-    AttendBias, AttendExtras, AttendOptions, Batch, BatchStrides, CausalAlign, Heads, HeadsMut,
-    Kernels, KeySubset, ListsPer, MatrixMut,
+    AttendBias, AttendExtras, AttendOptions, Batch, BatchStrides, BiasData, CausalAlign, Heads,
+    HeadsMut, Kernels, KeySubset, ListsPer, MatrixMut,
 };
 use core::ffi::c_void;
 use half::{bf16, f16};
@@ -126,14 +126,15 @@ pub struct tkr_attention_options {
     /// q_positions / k_positions or the implicit causal_align, also without causal
     /// masking. A of the error bound includes the term's magnitude.
     pub alibi_slopes: *const f32,
-    /// NULL, or an additive float bias (relative-position biases, ONNX float attn_mask
-    /// with -inf): element (query head h, query i, K row k) of sequence b at
-    /// bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
-    /// (keys contiguous; a stride of 0 broadcasts; k counts the sequence's K rows). It
-    /// joins the logit after the softcap and ALiBi; a row whose visible keys all get -inf
-    /// is empty (zeros, log-sum-exp -inf), +inf or NaN makes the row NaN. A of the error
-    /// bound includes |bias|. Not with a ragged batch (TKR_STATUS_UNSUPPORTED).
-    pub bias: *const f32,
+    /// NULL, or an additive bias of bias_dtype elements (relative-position biases, ONNX
+    /// float attn_mask with -inf): element (query head h, query i, K row k) of sequence b
+    /// at bias[b * bias_batch_stride + h * bias_head_stride + i * bias_query_stride + k]
+    /// (strides in elements; keys contiguous; a stride of 0 broadcasts; k counts the
+    /// sequence's K rows). It joins the logit after the softcap and ALiBi; a row whose
+    /// visible keys all get -inf is empty (zeros, log-sum-exp -inf), +inf or NaN makes
+    /// the row NaN. A of the error bound includes |bias|. Not with a ragged batch
+    /// (TKR_STATUS_UNSUPPORTED).
+    pub bias: *const c_void,
     pub bias_head_stride: usize,
     pub bias_query_stride: usize,
     pub bias_batch_stride: usize,
@@ -145,6 +146,10 @@ pub struct tkr_attention_options {
     /// 1 / sqrt(head_dim); vmax in the error bounds is over the dv elements of v. (A
     /// struct of an earlier version, without this field, means 0.)
     pub v_head_dim: usize,
+    /// Element type of bias: 0 or TKR_DTYPE_F32 (float), TKR_DTYPE_F16 or TKR_DTYPE_BF16
+    /// (converted to float exactly: a 16-bit bias gives the bits of the float bias with
+    /// the same values). Structs older than this field (160 bytes or less) have float biases.
+    pub bias_dtype: u32,
 }
 unsafe impl OptionsStruct for tkr_attention_options {}
 
@@ -342,8 +347,8 @@ fn dtype_of(code: u32, name: &'static str) -> Result<DType> {
 ///
 /// Returns TKR_STATUS_OK; TKR_STATUS_NULL_POINTER (a NULL buffer with a non-zero size,
 /// or positions missing when causal/windowed or with ALiBi); TKR_STATUS_INVALID_ARGUMENT
-/// (unknown dtype, out_dtype, flags, key kind, block_lists or causal_align; head_dim = 0;
-/// head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
+/// (unknown dtype, out_dtype, bias_dtype, flags, key kind, block_lists or causal_align;
+/// head_dim = 0; head counts that are 0 or do not divide; non-finite scale; softcap negative, NaN or
 /// infinite; an ALiBi slope not finite; n_k >= 2^32; block_size or
 /// query_block_size 0; block offsets not nondecreasing; misaligned pointer or options
 /// struct_size too small; positions given with an implicit causal_align;
@@ -510,6 +515,11 @@ impl RawAttention {
             InvalidArgument,
             "options->softcap": "must be 0 (none) or finite and > 0"
         );
+        let bias_dtype = if o.bias_dtype == 0 {
+            DType::F32
+        } else {
+            dtype_of(o.bias_dtype, "options->bias_dtype")?
+        };
         ensure!(
             o.sinks.is_null() || o.mass.is_null(),
             Unsupported,
@@ -724,8 +734,16 @@ impl RawAttention {
                 o.bias_batch_stride,
             )
             .arg("options->bias")?;
+            // SAFETY: the caller's promise that bias holds the elements the strides reach.
+            let data: BiasData = unsafe {
+                match bias_dtype {
+                    DType::F32 => slice(o.bias as *const f32, n).arg("options->bias")?.into(),
+                    DType::F16 => slice(o.bias as *const f16, n).arg("options->bias")?.into(),
+                    DType::BF16 => slice(o.bias as *const bf16, n).arg("options->bias")?.into(),
+                }
+            };
             Some(AttendBias {
-                data: unsafe { slice(o.bias, n).arg("options->bias")? },
+                data,
                 head_stride: o.bias_head_stride,
                 query_stride: o.bias_query_stride,
                 batch_stride: o.bias_batch_stride,
@@ -754,7 +772,11 @@ impl RawAttention {
             push(byte_range(p));
         }
         if let Some(b) = bias {
-            push(byte_range(b.data));
+            push(match b.data {
+                BiasData::F32(x) => byte_range(x),
+                BiasData::F16(x) => byte_range(x),
+                BiasData::BF16(x) => byte_range(x),
+            });
         }
         if let Batch::Ragged {
             cu_seqlens_q,

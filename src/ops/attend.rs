@@ -271,13 +271,74 @@ pub struct AttendOptions<'a> {
 /// sequence `b` at `data[b * batch_stride + h * head_stride + i * query_stride + k]`
 /// (keys contiguous; a stride of 0 broadcasts over heads, queries or sequences). `k`
 /// counts the K rows of the sequence (not positions in an index or block list).
+/// The elements are f32, f16 or bf16 ([`BiasData`]); 16-bit values are converted to f32
+/// exactly, so they give the bits of an f32 bias holding the same values.
 #[derive(Clone, Copy, Debug)]
 pub struct AttendBias<'a> {
-    pub data: &'a [f32],
+    pub data: BiasData<'a>,
     pub head_stride: usize,
     pub query_stride: usize,
     /// Elements between the sequences of a dense batch.
     pub batch_stride: usize,
+}
+
+/// The elements of an [`AttendBias`]: f32, f16 or bf16 (`From` a slice of each).
+#[derive(Clone, Copy, Debug)]
+pub enum BiasData<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+}
+
+impl<'a> From<&'a [f32]> for BiasData<'a> {
+    fn from(x: &'a [f32]) -> Self {
+        BiasData::F32(x)
+    }
+}
+
+impl<'a> From<&'a [f16]> for BiasData<'a> {
+    fn from(x: &'a [f16]) -> Self {
+        BiasData::F16(x)
+    }
+}
+
+impl<'a> From<&'a [bf16]> for BiasData<'a> {
+    fn from(x: &'a [bf16]) -> Self {
+        BiasData::BF16(x)
+    }
+}
+
+impl BiasData<'_> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            BiasData::F32(x) => x.len(),
+            BiasData::F16(x) => x.len(),
+            BiasData::BF16(x) => x.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first element's address.
+    pub(crate) fn ptr(&self) -> *const u8 {
+        match self {
+            BiasData::F32(x) => x.as_ptr() as *const u8,
+            BiasData::F16(x) => x.as_ptr() as *const u8,
+            BiasData::BF16(x) => x.as_ptr() as *const u8,
+        }
+    }
+
+    /// The kernel's element type.
+    pub(crate) fn kind(&self) -> OutType {
+        match self {
+            BiasData::F32(_) => OutType::F32,
+            BiasData::F16(_) => OutType::F16,
+            BiasData::BF16(_) => OutType::BF16,
+        }
+    }
 }
 
 impl AttendBias<'_> {

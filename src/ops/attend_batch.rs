@@ -16,7 +16,9 @@ use crate::error::{ensure, Error, ErrorKind, Result};
 use crate::ops::span;
 use crate::parallel::{self, Shared};
 use crate::Kernels;
-use tokenroute_kernels::attend::{self as ka, AttendArgs, AttendFn, KeySet, ListsPer, MergeFn};
+use tokenroute_kernels::attend::{
+    self as ka, AttendArgs, AttendFn, KeySet, ListsPer, MergeFn, OutType,
+};
 
 /// Where the positions of causal and windowed masking come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -691,8 +693,11 @@ impl Kernels {
                 softcap,
                 alibi: opts.alibi_slopes.map_or(core::ptr::null(), |s| s.as_ptr()),
                 bias: opts.bias.map_or(core::ptr::null(), |bs| {
-                    bs.data.as_ptr().wrapping_add(b * bs.batch_stride)
+                    bs.data
+                        .ptr()
+                        .wrapping_add(b * bs.batch_stride * bs.data.kind().size())
                 }),
+                bias_type: opts.bias.map_or(OutType::F32, |bs| bs.data.kind()),
                 bias_head: opts.bias.map_or(0, |bs| bs.head_stride),
                 bias_query: opts.bias.map_or(0, |bs| bs.query_stride),
                 causal: masked,

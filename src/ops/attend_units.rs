@@ -120,7 +120,10 @@ impl Rows {
         s.h_kv = 1;
         s.q_pos = off(a.q_pos, i0);
         s.alibi = off(a.alibi, hq0);
-        s.bias = off(a.bias, hq0 * a.bias_head + i0 * a.bias_query);
+        s.bias = off(
+            a.bias,
+            (hq0 * a.bias_head + i0 * a.bias_query) * a.bias_type.size(),
+        );
         s.out = a.out.wrapping_add((i0 * a.o_tok + hq0 * a.o_head) * esz);
         s.lse = off_mut(a.lse, i0 * a.lse_tok + hq0);
         s.mass = off_mut(a.mass, kv * a.mass_head);
@@ -393,7 +396,7 @@ fn split_k<T: Copy>(
             let mut s = a;
             s.q = a.q.wrapping_add(kv * g * a.q_head);
             s.alibi = off(a.alibi, kv * g);
-            s.bias = off(a.bias, kv * g * a.bias_head);
+            s.bias = off(a.bias, kv * g * a.bias_head * a.bias_type.size());
             s.h_q = g;
             s.k = a.k.wrapping_add(kv * a.k_head);
             s.v = a.v.wrapping_add(kv * a.v_head);
@@ -404,7 +407,7 @@ fn split_k<T: Copy>(
                     s.v = s.v.wrapping_add(c0 * a.v_tok);
                     s.n_k = c1 - c0;
                     s.k_pos = off(a.k_pos, c0);
-                    s.bias = off(s.bias, c0);
+                    s.bias = off(s.bias, c0 * a.bias_type.size());
                 }
                 KeySet::Indices { idx, .. } => {
                     s.keys = KeySet::Indices {

@@ -23,8 +23,8 @@
 use super::{bits, values};
 use crate::{Bound, Case};
 use tokenroute::{
-    bf16, f16, AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, CausalAlign, Heads,
-    HeadsMut, Isa, Kernels, KeySubset, ListsPer,
+    bf16, f16, AttendBias, AttendElement, AttendExtras, AttendOptions, Batch, BiasData,
+    CausalAlign, Heads, HeadsMut, Isa, Kernels, KeySubset, ListsPer,
 };
 
 struct Attend<T> {
@@ -184,7 +184,7 @@ impl<T: AttendElement> Case for Attend<T> {
             softcap: self.mode.softcap.then_some(50.0),
             alibi_slopes: self.mode.alibi.then_some(&SLOPES[..self.h_q]),
             bias: self.mode.bias.then_some(AttendBias {
-                data: &self.bias,
+                data: BiasData::F32(&self.bias),
                 head_stride: 0,
                 query_stride: self.n_k,
                 batch_stride: 0,

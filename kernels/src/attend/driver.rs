@@ -6,7 +6,7 @@
 use super::canon::Backend;
 use super::keys::{block_setup, key_iter, Block};
 use super::numerics::{alibi_log2, canon_nan, canon_pos, lse_of, pad32, store_out, Logit};
-use super::{AttendArgs, KeySet, ListsPer, BK, SUPER, TILE_ROWS};
+use super::{AttendArgs, KeySet, ListsPer, OutType, BK, SUPER, TILE_ROWS};
 use crate::simd::Elem;
 
 /// One tile: up to `TILE_ROWS` rows (query `qi[r]`, query head `hq[r]`).
@@ -218,11 +218,14 @@ unsafe fn bias_block<T>(
             } else {
                 (0.0, 0)
             };
-            let row = a.bias.wrapping_add(h * a.bias_head + i * a.bias_query);
+            let row = a
+                .bias
+                .wrapping_add((h * a.bias_head + i * a.bias_query) * a.bias_type.size());
             for (j, &k) in kidx.iter().enumerate().take(nb) {
                 let k = k as usize;
                 let x = if tensor {
-                    let x = (*row.add(k) as f64 * core::f64::consts::LOG2_E) as f32;
+                    let x =
+                        (bias_at(row, a.bias_type, k) as f64 * core::f64::consts::LOG2_E) as f32;
                     if alibi {
                         alibi_log2(slope, qp, *a.k_pos.add(k)) + x
                     } else {
@@ -233,6 +236,22 @@ unsafe fn bias_block<T>(
                 };
                 b[j * TILE_ROWS + r] = x;
             }
+        }
+    }
+}
+
+/// Element `k` of a bias row of type `ty`, converted to f32 exactly.
+///
+/// # Safety
+/// `p` points to at least `k + 1` aligned elements of type `ty`.
+#[inline(always)]
+unsafe fn bias_at(p: *const u8, ty: OutType, k: usize) -> f32 {
+    // SAFETY: the function's contract.
+    unsafe {
+        match ty {
+            OutType::F32 => *(p as *const f32).add(k),
+            OutType::F16 => half::f16::from_bits(*(p as *const u16).add(k)).to_f32(),
+            OutType::BF16 => f32::from_bits((*(p as *const u16).add(k) as u32) << 16),
         }
     }
 }

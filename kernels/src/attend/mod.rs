@@ -233,10 +233,13 @@ pub struct AttendArgs<T> {
     /// the (capped) logit of head `h` (then `q_pos` and `k_pos` must be given even
     /// without `causal`). See [`alibi_log2`] for the exact arithmetic.
     pub alibi: *const f32,
-    /// Null, or an additive f32 bias: `bias[h * bias_head + i * bias_query + k]` joins the
-    /// (capped) logit of query head `h`, query `i` and K row `k` (`-inf` masks; strides
-    /// in elements, 0 broadcasts).
-    pub bias: *const f32,
+    /// Null, or an additive bias of element type `bias_type`: element
+    /// `bias[h * bias_head + i * bias_query + k]` joins the (capped) logit of query head
+    /// `h`, query `i` and K row `k` (`-inf` masks; strides in elements, 0 broadcasts;
+    /// f16 and bf16 are converted to f32 exactly, so a 16-bit bias gives the bits of the
+    /// f32 bias holding the same values).
+    pub bias: *const u8,
+    pub bias_type: OutType,
     pub bias_head: usize,
     pub bias_query: usize,
     /// Mask by position: a key is visible when `q_pos - window < k_pos <= q_pos + right`
