@@ -119,3 +119,22 @@ fn cargo_c_finds_the_package_and_installs_the_committed_files() {
         assert!(root().join(file).exists(), "{file}");
     }
 }
+
+/// The release shared library stays under the 3 MB `.ci/install-check.sh` asserts for the
+/// installed one (checked here too, so that growth shows in the test command, not only
+/// at the end of CI). Debug builds carry debug info and are not measured.
+#[test]
+fn release_shared_library_is_under_3_mb() {
+    let dir = tokenroute_ffi_tests::built_library();
+    if dir.file_name().and_then(|n| n.to_str()) != Some("release") {
+        eprintln!("not a release build: size not checked");
+        return;
+    }
+    let size = std::fs::metadata(dir.join("libtokenroute.so"))
+        .unwrap()
+        .len();
+    assert!(
+        size < 3_000_000,
+        "libtokenroute.so is {size} bytes (>= 3 MB)"
+    );
+}
