@@ -699,8 +699,9 @@ pub fn kv_compact(inp: &mut Input) {
     let mut want = before;
     let row = |t: usize, h: usize| (t * ts + h * hs) * es;
     let db = head_dim * es;
-    // Empty keep lists move nothing: skip the per-head loop (n_heads may be huge).
-    let heads = if n_keep == 0 { 0 } else { n_heads };
+    // Empty keep lists and empty rows (head_dim 0) move nothing: skip the per-head loop
+    // (n_heads may be huge: a 35-byte input took 36 s here with head_dim 0).
+    let heads = if n_keep == 0 || db == 0 { 0 } else { n_heads };
     for h in 0..heads {
         let list = if per_head {
             &v[h * n_keep..(h + 1) * n_keep]
