@@ -258,8 +258,7 @@ fn gemma2() {
             align: CausalAlign::BottomRight,
             ..Default::default()
         };
-        let worst = check(name, &s, &cap_term, &|k| call(k, &x, dims, &opts));
-        assert!(worst.is_finite());
+        check(name, &s, &cap_term, &|k| call(k, &x, dims, &opts));
     }
     // The cap matters here: some logit is past where tanh bends (|s| > c / 2).
     let s = Spec {

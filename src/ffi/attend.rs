@@ -772,11 +772,7 @@ impl RawAttention {
             push(byte_range(p));
         }
         if let Some(b) = bias {
-            push(match b.data {
-                BiasData::F32(x) => byte_range(x),
-                BiasData::F16(x) => byte_range(x),
-                BiasData::BF16(x) => byte_range(x),
-            });
+            push(b.data.byte_range());
         }
         if let Batch::Ragged {
             cu_seqlens_q,

@@ -232,10 +232,10 @@ pub struct AttendOptions<'a> {
     /// and `k_positions`, or an implicit [`CausalAlign`], also without causal masking.
     /// Slopes must be finite. `A` of the error bound includes the term's magnitude.
     pub alibi_slopes: Option<&'a [f32]>,
-    /// An additive f32 bias tensor (relative-position biases, float masks with `-inf`):
-    /// see [`AttendBias`]. Joins the logit after the softcap (and ALiBi). A row whose
-    /// visible keys all get `-inf` is an empty row (zeros, log-sum-exp `-inf`); `+inf` or
-    /// NaN makes the row NaN. `A` of the error bound includes `|bias|`. Not in ragged
+    /// An additive bias tensor of f32, f16 or bf16 (relative-position biases, float masks
+    /// with `-inf`): see [`AttendBias`]. Joins the logit after the softcap (and ALiBi). A
+    /// row whose visible keys all get `-inf` is an empty row (zeros, log-sum-exp `-inf`);
+    /// `+inf` or NaN makes the row NaN. `A` of the error bound includes `|bias|`. Not in ragged
     /// batches (`UNSUPPORTED`).
     pub bias: Option<AttendBias<'a>>,
     /// Mask keys after the query, by position (`k_pos[k] <= q_pos[i]` is visible).
@@ -329,6 +329,12 @@ impl BiasData<'_> {
             BiasData::F16(x) => x.as_ptr() as *const u8,
             BiasData::BF16(x) => x.as_ptr() as *const u8,
         }
+    }
+
+    /// The byte range `[start, end)` of the elements (for overlap checks).
+    pub(crate) fn byte_range(&self) -> (usize, usize) {
+        let start = self.ptr() as usize;
+        (start, start + self.len() * self.kind().size())
     }
 
     /// The kernel's element type.
